@@ -1,0 +1,37 @@
+"""sitransport: transport maps between any two densities with stochastic interpolants.
+
+Learn a continuous-time flow from samples of ``rho0`` to samples of ``rho1`` with the
+simulation-free quadratic loss of Albergo & Vanden-Eijnden (ICLR 2023, arXiv:2209.15571),
+then push samples forward, pull them back, sample, and evaluate log-densities.
+
+Example:
+    >>> import sitransport as st
+    >>> x1 = st.datasets.sample("moons", 2000, seed=0)
+    >>> flow = st.fit("gaussian", x1, steps=200, progress=False)
+    >>> flow.sample(3, seed=0).shape
+    (3, 2)
+"""
+
+from __future__ import annotations
+
+from sitransport import datasets, interpolants, losses, metrics, nn, ode
+from sitransport.flow import TransportFlow, load
+from sitransport.interpolants import Interpolant
+from sitransport.ode import ODEOptions
+from sitransport.train import fit
+
+__all__ = [
+    "Interpolant",
+    "ODEOptions",
+    "TransportFlow",
+    "datasets",
+    "fit",
+    "interpolants",
+    "load",
+    "losses",
+    "metrics",
+    "nn",
+    "ode",
+]
+
+__version__ = "0.1.0.dev0"

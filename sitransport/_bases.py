@@ -1,0 +1,137 @@
+"""Sources of samples for the two ends of a flow: Gaussian, torch Distribution, or samples.
+
+A ``Density`` end can be drawn from; ``log_prob`` exists only where a density is known
+(``"gaussian"`` and torch distributions), not for an empirical set of samples.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sitransport._validation import as_tensor
+
+__all__ = ["Density", "DistributionDensity", "EmpiricalDensity", "StandardNormal", "as_density"]
+
+
+class Density:
+    """Abstract end of a flow: :meth:`sample` and, when known, :meth:`log_prob`."""
+
+    #: Whether :meth:`log_prob` is available.
+    has_density: bool = False
+    shape: tuple[int, ...]
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        raise NotImplementedError
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def kind(self) -> str:
+        return self.spec()["kind"]
+
+
+class StandardNormal(Density):
+    """``N(0, I)`` over samples of shape ``shape`` (``(d,)`` for vectors)."""
+
+    has_density = True
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = tuple(int(s) for s in shape)
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        return torch.randn((n, *self.shape), generator=generator, dtype=torch.float64)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        d = math.prod(self.shape)
+        return -0.5 * x.flatten(1).pow(2).sum(1) - 0.5 * d * math.log(2 * math.pi)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "gaussian", "shape": list(self.shape)}
+
+
+class DistributionDensity(Density):
+    """A ``torch.distributions.Distribution`` with event shape ``shape``.
+
+    torch distributions draw from the global RNG; sampling here runs inside
+    ``torch.random.fork_rng`` seeded from the caller's generator, so results are reproducible
+    and the global RNG state is left untouched.
+    """
+
+    has_density = True
+
+    def __init__(self, dist: torch.distributions.Distribution, name: str) -> None:
+        if dist.batch_shape != torch.Size([]):
+            raise ValueError(
+                f"{name} must be a distribution with an empty batch_shape (one distribution "
+                f"over vectors, e.g. MultivariateNormal or Independent(Normal, 1)), got "
+                f"batch_shape={tuple(dist.batch_shape)}, event_shape={tuple(dist.event_shape)}"
+            )
+        if len(dist.event_shape) == 0:
+            raise ValueError(
+                f"{name} must have an event_shape of at least one dimension, got a scalar "
+                "distribution; wrap it, e.g. Independent(Normal(loc, scale), 1) with loc of "
+                "shape (d,)"
+            )
+        self.dist = dist
+        self.shape = tuple(dist.event_shape)
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dist.sample((n,)).to(torch.float64)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        return self.dist.log_prob(x)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "distribution", "shape": list(self.shape), "repr": repr(self.dist)}
+
+
+class EmpiricalDensity(Density):
+    """The empirical measure of samples; :meth:`sample` resamples them with replacement."""
+
+    def __init__(self, samples: Tensor) -> None:
+        self.samples = samples
+        self.shape = tuple(samples.shape[1:])
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        idx = torch.randint(0, self.samples.shape[0], (n,), generator=generator)
+        return self.samples[idx]
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "samples", "shape": list(self.shape), "n": int(self.samples.shape[0])}
+
+
+def as_density(rho: Any, name: str, *, shape: tuple[int, ...] | None = None) -> Density:
+    """Resolve ``"gaussian"``, a torch Distribution, an object with ``to_torch()`` (e.g.
+    :class:`sitransport.datasets.GaussianMixture`) or an ``(n, d)`` array of samples.
+
+    ``shape`` is the per-sample shape for ``"gaussian"``, taken from the other end.
+    """
+    if isinstance(rho, str):
+        if rho != "gaussian":
+            raise ValueError(
+                f"{name} must be samples of shape (n, d), 'gaussian' or a torch Distribution; "
+                f"got the string {rho!r} (for a built-in dataset use "
+                f"sitransport.datasets.sample({rho!r}, n))"
+            )
+        if shape is None:
+            raise ValueError(
+                f"{name}='gaussian' needs samples at the other end to fix the dimension"
+            )
+        return StandardNormal(shape)
+    if hasattr(rho, "to_torch") and not isinstance(rho, torch.Tensor):
+        rho = rho.to_torch()
+    if isinstance(rho, torch.distributions.Distribution):
+        return DistributionDensity(rho, name)
+    x, _ = as_tensor(rho, name, ndim=(2, 4), min_samples=2)
+    return EmpiricalDensity(x.to(torch.float64))

@@ -1,0 +1,227 @@
+"""Input checks and array-type round trips: the one place user input is validated.
+
+Every public entry point converts its array arguments with :func:`as_tensor`, which
+validates them (type, dtype, rank, finiteness, sample count) and returns a function that
+converts a result back to the caller's array type (numpy, torch or xarray). Nothing here
+repairs bad input: it raises ``TypeError`` or ``ValueError`` naming the argument, what was
+expected and what was received.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "as_tensor",
+    "check_choice",
+    "check_finite",
+    "check_fraction",
+    "check_positive",
+    "check_positive_int",
+    "check_same_dim",
+    "check_samples",
+    "check_times",
+]
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"torch.Tensor(shape={tuple(x.shape)}, dtype={x.dtype})"
+    if isinstance(x, np.ndarray):
+        return f"numpy.ndarray(shape={x.shape}, dtype={x.dtype})"
+    return type(x).__name__
+
+
+def _to_torch(x: Any, name: str) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
+    """Convert numpy / torch / xarray input to a tensor and a function back to that type."""
+    if isinstance(x, torch.Tensor):
+        return x, lambda out: out
+    try:  # xarray is a dependency, but keep the import local to this branch
+        import xarray as xr
+    except ImportError:  # pragma: no cover
+        xr = None
+    if xr is not None and isinstance(x, xr.DataArray):
+        dims, coords, attrs = x.dims, x.coords, dict(x.attrs)
+
+        def back(out: torch.Tensor) -> Any:
+            arr = out.detach().cpu().numpy()
+            if arr.shape == x.shape:
+                return xr.DataArray(arr, dims=dims, coords=coords, attrs=attrs)
+            return xr.DataArray(arr, dims=dims[: arr.ndim] if arr.ndim <= len(dims) else None)
+
+        return _numpy_to_tensor(x.values, name), back
+    if isinstance(x, np.ndarray):
+        return _numpy_to_tensor(x, name), lambda out: out.detach().cpu().numpy()
+    raise TypeError(
+        f"{name} must be a numpy.ndarray, torch.Tensor or xarray.DataArray, got {_describe(x)}"
+    )
+
+
+def _numpy_to_tensor(x: np.ndarray, name: str) -> torch.Tensor:
+    if x.dtype.kind not in "f":
+        raise TypeError(
+            f"{name} must have a floating dtype (float32 or float64), got dtype {x.dtype}; "
+            f"convert explicitly, e.g. {name}.astype(np.float64)"
+        )
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype}")
+    x = np.ascontiguousarray(x)
+    if any(stride < 0 for stride in x.strides):  # size-1 axes can keep negative strides
+        x = x.copy()
+    return torch.from_numpy(x)
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or infinite values, naming how many."""
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        n_nan = int(torch.isnan(x).sum())
+        n_inf = int(bad.sum()) - n_nan
+        raise ValueError(
+            f"{name} must be finite, got {n_nan} NaN and {n_inf} infinite values out of {x.numel()}"
+        )
+
+
+def as_tensor(
+    x: Any,
+    name: str,
+    *,
+    ndim: int | tuple[int, ...] = 2,
+    min_samples: int = 1,
+    dim: int | None = None,
+) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
+    """Validate an array of samples and convert it to a tensor.
+
+    Args:
+        x: numpy array, torch tensor or xarray DataArray of shape ``(n, d)`` (or the ranks in
+            ``ndim``, e.g. ``(n, c, h, w)`` for images).
+        name: the argument's name, used in error messages.
+        ndim: allowed rank(s).
+        min_samples: the least number of rows accepted.
+        dim: if given, the required size of the trailing dimension(s) product (``d``).
+
+    Returns:
+        ``(tensor, back)``: the validated tensor (same dtype and device as the input) and a
+        function mapping a result tensor back to the caller's array type.
+
+    Raises:
+        TypeError: not an array, or a non-floating (integer, bool, complex) dtype.
+        ValueError: wrong rank, too few samples, wrong dimension, NaN or Inf.
+    """
+    t, back = _to_torch(x, name)
+    if not torch.is_floating_point(t):
+        raise TypeError(
+            f"{name} must have a floating dtype (float32 or float64), got {t.dtype}; "
+            "convert explicitly"
+        )
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+    ranks = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if t.ndim not in ranks:
+        names = {1: "(n,)", 2: "(n, d)", 3: "(n, a, b)", 4: "(n, c, h, w)"}
+        shape_hint = " or ".join(names.get(r, f"rank {r}") for r in ranks)
+        raise ValueError(f"{name} must have shape {shape_hint}, got shape {tuple(t.shape)}")
+    if t.shape[0] < min_samples:
+        raise ValueError(
+            f"{name} must have at least {min_samples} samples, got {t.shape[0]} "
+            f"(shape {tuple(t.shape)})"
+        )
+    if dim is not None and tuple(t.shape[1:]) != _dims(dim):
+        raise ValueError(
+            f"{name} must have trailing shape {_dims(dim)}, got shape {tuple(t.shape)}"
+        )
+    check_finite(t, name)
+    return t, back
+
+
+def _dims(dim: int | tuple[int, ...]) -> tuple[int, ...]:
+    return (dim,) if isinstance(dim, int) else tuple(dim)
+
+
+def check_samples(x: Any, name: str, *, min_samples: int = 2, ndim: int = 2) -> torch.Tensor:
+    """Validate samples of shape ``(n, d)`` with ``n >= min_samples``; return them as a tensor."""
+    return as_tensor(x, name, ndim=ndim, min_samples=min_samples)[0]
+
+
+def check_same_dim(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    """Raise ``ValueError`` unless ``a`` and ``b`` have the same per-sample shape."""
+    if tuple(a.shape[1:]) != tuple(b.shape[1:]):
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same dimension, got {name_a} of shape "
+            f"{tuple(a.shape)} and {name_b} of shape {tuple(b.shape)}"
+        )
+
+
+def check_times(t: Any, name: str = "t", *, n: int | None = None) -> torch.Tensor:
+    """Validate times: a float scalar or a 1-D array in ``[0, 1]`` (of length ``n`` if given)."""
+    if isinstance(t, bool):
+        raise TypeError(f"{name} must be a float or an array of floats, got bool")
+    if isinstance(t, numbers.Real):
+        tt = torch.tensor(float(t), dtype=torch.float64)
+    elif isinstance(t, (list, tuple)):
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in t):
+            raise TypeError(f"{name} must be a sequence of real numbers, got {t!r}")
+        tt = torch.tensor([float(v) for v in t], dtype=torch.float64)
+    elif isinstance(t, (np.ndarray, torch.Tensor)) or type(t).__name__ == "DataArray":
+        tt, _ = _to_torch(t, name) if not isinstance(t, torch.Tensor) else (t, None)
+        if not torch.is_floating_point(tt):
+            raise TypeError(f"{name} must have a floating dtype, got {tt.dtype}")
+    else:
+        raise TypeError(f"{name} must be a float or a 1-D array of floats, got {_describe(t)}")
+    if tt.ndim > 1:
+        raise ValueError(f"{name} must be a scalar or of shape (n,), got shape {tuple(tt.shape)}")
+    if n is not None and tt.ndim == 1 and tt.shape[0] != n:
+        raise ValueError(
+            f"{name} must have shape ({n},) to match the samples, got {tuple(tt.shape)}"
+        )
+    check_finite(tt, name)
+    if tt.numel() and (float(tt.min()) < 0.0 or float(tt.max()) > 1.0):
+        raise ValueError(
+            f"expected {name} in [0, 1], got {name}.min()={float(tt.min()):.6g}, "
+            f"{name}.max()={float(tt.max()):.6g}"
+        )
+    return tt
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` if it is an integer ``>= minimum``; otherwise raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float if it is a finite number ``> 0`` (or ``>= 0``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    ok = (v >= 0.0 if allow_zero else v > 0.0) and np.isfinite(v)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value}")
+    return v
+
+
+def check_fraction(value: Any, name: str, *, low: float = 0.0, high: float = 1.0) -> float:
+    """Return ``value`` if it lies in ``[low, high)``; otherwise raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in [{low}, {high}), got {value!r}")
+    v = float(value)
+    if not (low <= v < high):
+        raise ValueError(f"{name} must be in [{low}, {high}), got {value}")
+    return v
+
+
+def check_choice(value: Any, name: str, choices: dict[str, Any] | tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``; the error lists the valid keys."""
+    keys = tuple(choices)
+    if not isinstance(value, str) or value not in keys:
+        raise ValueError(f"unknown {name} {value!r}; valid values are: {', '.join(sorted(keys))}")
+    return value

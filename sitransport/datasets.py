@@ -1,0 +1,741 @@
+"""Reference densities: 2D toy data sets and Gaussian (mixture) distributions.
+
+Two families live here:
+
+* **2D toy data sets** (the FFJORD / torchcfm benchmarks) drawn with :func:`sample` through one
+  registry (:func:`names` lists it). Two of them have an exact density, :func:`log_prob`:
+  ``checkerboard`` (uniform on eight 2 x 2 squares) and ``8gaussians`` (a mixture of eight
+  isotropic Gaussians); it is written from the same definition the sampler uses.
+* **Gaussians in any dimension**: the function :func:`gaussian` and the classes
+  :class:`Gaussian` and :class:`GaussianMixture`, with exact ``log_prob``, ``score``
+  (:math:`\\nabla_x \\log \\rho(x)`, in closed form), exact first two moments and a
+  :mod:`torch.distributions` twin. They are the closed-form references the known-answer
+  tests of the rest of the library are checked against.
+
+Samples are numpy ``float64`` arrays of shape ``(n, d)``. Randomness comes only from the
+``seed`` argument (an ``int``, a :class:`numpy.random.Generator` or ``None``); the global
+random state is never touched.
+
+References:
+    Grathwohl et al., *FFJORD: Free-form Continuous Dynamics for Scalable Reversible
+    Generative Models*, arXiv:1810.01367 (the toy data sets).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from sitransport._validation import as_tensor, check_choice, check_positive, check_positive_int
+
+__all__ = [
+    "Gaussian",
+    "GaussianMixture",
+    "gaussian",
+    "log_prob",
+    "names",
+    "sample",
+]
+
+SeedLike = int | np.random.Generator | None
+ArrayLike = Any
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_WEIGHT_TOL = 1e-8
+
+
+# --------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------
+
+
+def _rng(seed: SeedLike) -> np.random.Generator:
+    """Return a numpy Generator from ``seed`` without touching the global random state."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None:
+        return np.random.default_rng()
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int >= 0, a numpy.random.Generator or None, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed}")
+    return np.random.default_rng(int(seed))
+
+
+def _float_array(value: Any, name: str) -> np.ndarray:
+    """Convert a real array-like parameter to a finite float64 numpy array (a copy)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.array(value)
+    except (TypeError, ValueError) as err:  # ragged nested lists and the like
+        raise TypeError(f"{name} must be an array of real numbers, got {value!r}") from err
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{name} must be an array of real numbers (int or float), got dtype {arr.dtype}"
+        )
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(
+            f"{name} must be finite, got {int(np.sum(~np.isfinite(arr)))} "
+            f"non-finite values out of {arr.size}"
+        )
+    return arr
+
+
+def _check_spd(cov: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Check one ``(d, d)`` covariance; return it symmetrised and its Cholesky factor."""
+    scale = max(1.0, float(np.max(np.abs(cov))))
+    asym = float(np.max(np.abs(cov - cov.T)))
+    if asym > 1e-10 * scale:
+        raise ValueError(
+            f"{name} must be symmetric positive definite, got an asymmetric matrix "
+            f"(max |{name} - {name}.T| = {asym:.3g})"
+        )
+    cov = 0.5 * (cov + cov.T)  # removes rounding-level asymmetry only
+    smallest = float(np.linalg.eigvalsh(cov)[0])
+    if not smallest > 0.0:
+        raise ValueError(
+            f"{name} must be symmetric positive definite, got smallest eigenvalue {smallest:.6g}"
+        )
+    try:
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError as err:
+        raise ValueError(
+            f"{name} must be symmetric positive definite, got a matrix whose Cholesky "
+            f"factorisation fails (smallest eigenvalue {smallest:.6g})"
+        ) from err
+    return cov, chol
+
+
+def _readonly(arr: np.ndarray) -> np.ndarray:
+    arr = np.array(arr, dtype=np.float64)
+    arr.flags.writeable = False
+    return arr
+
+
+# --------------------------------------------------------------------------------------
+# Gaussian mixtures
+# --------------------------------------------------------------------------------------
+
+
+class GaussianMixture:
+    r"""A finite mixture of multivariate Gaussians with exact density, score and moments.
+
+    .. math::
+        \rho(x) = \sum_{c=1}^{k} w_c \, \mathcal N(x; \mu_c, \Sigma_c).
+
+    Parameters are validated once, stored as read-only ``float64`` numpy arrays and exposed
+    through read-only properties. ``log_prob`` and ``score`` accept a numpy array or a torch
+    tensor of shape ``(n, d)`` (float32 or float64) and return the same type; for a tensor the
+    result has its dtype and device and is differentiable with respect to it.
+
+    Args:
+        weights: mixture weights, shape ``(k,)``, all ``> 0`` and summing to 1 within ``1e-8``
+            (they are not renormalised).
+        means: component means, shape ``(k, d)``.
+        covs: component covariances, shape ``(k, d, d)``, each symmetric positive definite.
+
+    Raises:
+        TypeError: a parameter is not a real array.
+        ValueError: wrong shapes, non-finite values, non-positive weights, weights not summing
+            to 1, or a covariance that is not symmetric positive definite.
+
+    Example:
+        >>> gm = GaussianMixture([0.3, 0.7], [[0.0, 0.0], [3.0, 0.0]], [np.eye(2), np.eye(2)])
+        >>> x = gm.sample(5, seed=0)
+        >>> print(x.shape, gm.log_prob(x).shape, gm.score(x).shape, gm.mean.shape, gm.cov.shape)
+        (5, 2) (5,) (5, 2) (2,) (2, 2)
+    """
+
+    def __init__(self, weights: ArrayLike, means: ArrayLike, covs: ArrayLike) -> None:
+        w = _float_array(weights, "weights")
+        mu = _float_array(means, "means")
+        sig = _float_array(covs, "covs")
+        if w.ndim != 1 or w.shape[0] < 1:
+            raise ValueError(f"weights must have shape (k,) with k >= 1, got shape {w.shape}")
+        k = w.shape[0]
+        if mu.ndim != 2 or mu.shape[0] != k or mu.shape[1] < 1:
+            raise ValueError(
+                f"means must have shape (k, d) = ({k}, d) to match weights of length {k}, "
+                f"got shape {mu.shape}"
+            )
+        d = mu.shape[1]
+        if sig.shape != (k, d, d):
+            raise ValueError(
+                f"covs must have shape (k, d, d) = ({k}, {d}, {d}) to match means of shape "
+                f"{mu.shape}, got shape {sig.shape}"
+            )
+        self._init_checked(w, mu, sig, cov_names=[f"covs[{c}]" for c in range(k)])
+
+    def _init_checked(
+        self, w: np.ndarray, mu: np.ndarray, sig: np.ndarray, *, cov_names: list[str]
+    ) -> None:
+        """Finish construction from shape-checked arrays: check weights and SPD, precompute."""
+        if np.any(w <= 0.0):
+            bad = int(np.argmin(w))
+            raise ValueError(f"weights must all be > 0, got weights[{bad}] = {w[bad]:.6g}")
+        total = float(np.sum(w))
+        if abs(total - 1.0) > _WEIGHT_TOL:
+            raise ValueError(
+                f"weights must sum to 1 within {_WEIGHT_TOL:g}, got sum {total!r}; "
+                "normalise them explicitly (weights / weights.sum())"
+            )
+        chols = np.empty_like(sig)
+        for c in range(sig.shape[0]):
+            sig[c], chols[c] = _check_spd(sig[c], cov_names[c])
+        self._weights = _readonly(w)
+        self._means = _readonly(mu)
+        self._covs = _readonly(sig)
+        self._chols = _readonly(chols)
+        logdet = 2.0 * np.sum(np.log(np.diagonal(chols, axis1=1, axis2=2)), axis=1)
+        d = mu.shape[1]
+        # log w_c - (d log 2 pi + log det Sigma_c) / 2, per component
+        self._log_coef = _readonly(np.log(w) - 0.5 * (d * _LOG_2PI + logdet))
+        mean = w @ mu
+        second = np.einsum("c,cij->ij", w, sig + np.einsum("ci,cj->cij", mu, mu))
+        cov = second - np.outer(mean, mean)
+        self._mean = _readonly(mean)
+        self._cov = _readonly(0.5 * (cov + cov.T))
+        self._torch_cache: dict[tuple[torch.dtype, torch.device], tuple[torch.Tensor, ...]] = {}
+
+    # -- read-only parameters ----------------------------------------------------------
+
+    @property
+    def dim(self) -> int:
+        """The dimension ``d`` of the space."""
+        return int(self._means.shape[1])
+
+    @property
+    def n_components(self) -> int:
+        """The number of components ``k``."""
+        return int(self._weights.shape[0])
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Mixture weights, shape ``(k,)`` (read-only)."""
+        return self._weights
+
+    @property
+    def means(self) -> np.ndarray:
+        """Component means, shape ``(k, d)`` (read-only)."""
+        return self._means
+
+    @property
+    def covs(self) -> np.ndarray:
+        """Component covariances, shape ``(k, d, d)`` (read-only)."""
+        return self._covs
+
+    @property
+    def mean(self) -> np.ndarray:
+        r"""Exact mean of the mixture :math:`\sum_c w_c \mu_c`, shape ``(d,)``."""
+        return self._mean
+
+    @property
+    def cov(self) -> np.ndarray:
+        r"""Exact covariance :math:`\sum_c w_c (\Sigma_c + \mu_c \mu_c^\top) - m m^\top`, (d, d)."""
+        return self._cov
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n_components={self.n_components}, dim={self.dim})"
+
+    # -- sampling ----------------------------------------------------------------------
+
+    def sample(self, n: int, *, seed: SeedLike = None) -> np.ndarray:
+        """Draw ``n`` independent samples.
+
+        Args:
+            n: number of samples, an integer ``>= 1``.
+            seed: an ``int``, a :class:`numpy.random.Generator` or ``None`` (fresh entropy).
+
+        Returns:
+            A ``float64`` numpy array of shape ``(n, d)``.
+
+        Raises:
+            TypeError: ``n`` is not an integer, or ``seed`` has the wrong type.
+            ValueError: ``n < 1`` or a negative ``seed``.
+
+        Example:
+            >>> print(Gaussian([0.0, 1.0], np.eye(2)).sample(3, seed=0).shape)
+            (3, 2)
+        """
+        n = check_positive_int(n, "n")
+        rng = _rng(seed)
+        labels = rng.choice(self.n_components, size=n, p=self._weights)
+        z = rng.standard_normal((n, self.dim))
+        x = np.empty((n, self.dim), dtype=np.float64)
+        for c in range(self.n_components):
+            mask = labels == c
+            x[mask] = self._means[c] + z[mask] @ self._chols[c].T
+        return x
+
+    # -- density and score -------------------------------------------------------------
+
+    def _params(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+        key = (dtype, device)
+        if key not in self._torch_cache:
+            self._torch_cache[key] = tuple(
+                torch.tensor(a, dtype=dtype, device=device)
+                for a in (self._means, self._chols, self._log_coef)
+            )
+        return self._torch_cache[key]
+
+    def _component_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-component log(w_c N(x; mu_c, Sigma_c)), shape (n, k), and x - mu_c, (k, d, n)."""
+        means, chols, log_coef = self._params(x.dtype, x.device)
+        diff = (x.unsqueeze(0) - means.unsqueeze(1)).transpose(1, 2)  # (k, d, n)
+        white = torch.linalg.solve_triangular(chols, diff, upper=False)  # L_c^{-1}(x - mu_c)
+        maha = white.square().sum(dim=1).T  # (n, k)
+        return log_coef - 0.5 * maha, diff
+
+    def log_prob(self, x: ArrayLike) -> ArrayLike:
+        r"""Exact log density :math:`\log \rho(x)` (a log-sum-exp over components).
+
+        Args:
+            x: points, numpy array or torch tensor of shape ``(n, d)``, float32 or float64.
+
+        Returns:
+            Log densities of shape ``(n,)``, of the same array type as ``x`` (for a tensor:
+            same dtype and device, differentiable with respect to ``x``).
+
+        Raises:
+            TypeError: ``x`` is not an array or has a non-floating dtype.
+            ValueError: ``x`` has the wrong shape or holds NaN/Inf.
+
+        Example:
+            >>> g = Gaussian(np.zeros(2), np.eye(2))
+            >>> print(g.log_prob(np.zeros((4, 2))).shape)
+            (4,)
+        """
+        xt, back = as_tensor(x, "x", dim=self.dim)
+        terms, _ = self._component_terms(xt)
+        return back(torch.logsumexp(terms, dim=1))
+
+    def score(self, x: ArrayLike) -> ArrayLike:
+        r"""Exact score :math:`\nabla_x \log \rho(x)` in closed form.
+
+        .. math::
+            \nabla_x \log \rho(x) = -\sum_c r_c(x)\, \Sigma_c^{-1}(x - \mu_c), \qquad
+            r_c(x) = \frac{w_c \mathcal N(x; \mu_c, \Sigma_c)}{\rho(x)}.
+
+        Args:
+            x: points, numpy array or torch tensor of shape ``(n, d)``, float32 or float64.
+
+        Returns:
+            Scores of shape ``(n, d)``, of the same array type (dtype, device) as ``x``.
+
+        Raises:
+            TypeError: ``x`` is not an array or has a non-floating dtype.
+            ValueError: ``x`` has the wrong shape or holds NaN/Inf.
+
+        Example:
+            >>> g = Gaussian(np.zeros(2), np.eye(2))
+            >>> print(g.score(np.ones((4, 2))).shape)
+            (4, 2)
+        """
+        xt, back = as_tensor(x, "x", dim=self.dim)
+        terms, diff = self._component_terms(xt)
+        resp = torch.softmax(terms, dim=1)  # (n, k)
+        _, chols, _ = self._params(xt.dtype, xt.device)
+        prec_diff = torch.cholesky_solve(diff, chols, upper=False)  # Sigma_c^{-1}(x - mu_c)
+        return back(-torch.einsum("nk,kdn->nd", resp, prec_diff))
+
+    def to_torch(
+        self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+    ) -> torch.distributions.Distribution:
+        """The same distribution as a :mod:`torch.distributions` object.
+
+        Args:
+            dtype: ``torch.float32`` or ``torch.float64``.
+            device: device of the parameters (default: CPU).
+
+        Returns:
+            A :class:`~torch.distributions.MixtureSameFamily` of
+            :class:`~torch.distributions.MultivariateNormal` components (a plain
+            ``MultivariateNormal`` for :class:`Gaussian`).
+
+        Raises:
+            TypeError: ``dtype`` is not float32 or float64.
+
+        Example:
+            >>> dist = Gaussian(np.zeros(3), np.eye(3)).to_torch()
+            >>> print(dist.sample((5,)).shape)
+            torch.Size([5, 3])
+        """
+        means, chols = self._torch_params_for_dist(dtype, device)
+        weights = torch.tensor(self._weights, dtype=dtype, device=means.device)
+        return torch.distributions.MixtureSameFamily(
+            torch.distributions.Categorical(probs=weights),
+            torch.distributions.MultivariateNormal(loc=means, scale_tril=chols),
+        )
+
+    def _torch_params_for_dist(
+        self, dtype: torch.dtype, device: torch.device | str | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+        dev = torch.device("cpu") if device is None else torch.device(device)
+        means = torch.tensor(self._means, dtype=dtype, device=dev)
+        chols = torch.tensor(self._chols, dtype=dtype, device=dev)
+        return means, chols
+
+    # -- constructors ------------------------------------------------------------------
+
+    @classmethod
+    def random(
+        cls, k: int, d: int, *, seed: SeedLike = None, scale: float = 2.0
+    ) -> GaussianMixture:
+        """A random, well-conditioned mixture for tests and examples.
+
+        Means are drawn from :math:`\\mathcal N(0, \\text{scale}^2 I)`; each covariance is
+        :math:`Q \\operatorname{diag}(\\lambda) Q^\\top` with :math:`Q` a random rotation and
+        :math:`\\lambda \\in [0.25, 1]` (condition number at most 4); weights are at least
+        ``0.5 / k``.
+
+        Args:
+            k: number of components, ``>= 1``.
+            d: dimension, ``>= 1``.
+            seed: an ``int``, a :class:`numpy.random.Generator` or ``None``.
+            scale: spread of the component means, ``> 0``.
+
+        Returns:
+            A :class:`GaussianMixture` (a :class:`Gaussian` when called as
+            ``Gaussian.random(1, d)``).
+
+        Raises:
+            TypeError: ``k``, ``d`` not integers, ``scale`` not a number.
+            ValueError: ``k < 1``, ``d < 1``, ``scale <= 0``.
+
+        Example:
+            >>> gm = GaussianMixture.random(3, 2, seed=0)
+            >>> print(gm.weights.shape, gm.means.shape, gm.covs.shape)
+            (3,) (3, 2) (3, 2, 2)
+        """
+        k = check_positive_int(k, "k")
+        d = check_positive_int(d, "d")
+        scale = check_positive(scale, "scale")
+        rng = _rng(seed)
+        weights = 0.5 / k + 0.5 * rng.dirichlet(np.full(k, 5.0))
+        weights = weights / weights.sum()
+        means = scale * rng.standard_normal((k, d))
+        covs = np.empty((k, d, d))
+        for c in range(k):
+            q, r = np.linalg.qr(rng.standard_normal((d, d)))
+            q = q * np.sign(np.diagonal(r))  # Haar-distributed rotation
+            lam = rng.uniform(0.25, 1.0, size=d)
+            covs[c] = (q * lam) @ q.T
+        return GaussianMixture(weights, means, covs)
+
+
+class Gaussian(GaussianMixture):
+    r"""A multivariate Gaussian :math:`\mathcal N(\mu, \Sigma)`: a one-component mixture.
+
+    Everything of :class:`GaussianMixture` applies (``sample``, ``log_prob``, ``score``,
+    ``to_torch``, the read-only ``weights``/``means``/``covs``/``mean``/``cov``); the score
+    is :math:`-\Sigma^{-1}(x - \mu)`.
+
+    Args:
+        mean: the mean, shape ``(d,)``.
+        cov: the covariance, shape ``(d, d)``, symmetric positive definite.
+
+    Raises:
+        TypeError: a parameter is not a real array.
+        ValueError: ``mean`` not 1-D, ``cov`` not ``(d, d)``, non-finite values, or ``cov``
+            not symmetric positive definite.
+
+    Example:
+        >>> g = Gaussian([1.0, -1.0], [[2.0, 0.5], [0.5, 1.0]])
+        >>> print(g.dim, g.mean.shape, g.cov.shape, g.sample(4, seed=0).shape)
+        2 (2,) (2, 2) (4, 2)
+    """
+
+    def __init__(self, mean: ArrayLike, cov: ArrayLike) -> None:
+        mu, sig = _check_mean_cov(mean, cov)
+        self._init_checked(np.ones(1), mu[None, :], sig[None, :, :], cov_names=["cov"])
+
+    def __repr__(self) -> str:
+        return f"Gaussian(dim={self.dim})"
+
+    def to_torch(
+        self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+    ) -> torch.distributions.Distribution:
+        """The same distribution as a :class:`torch.distributions.MultivariateNormal`.
+
+        Args:
+            dtype: ``torch.float32`` or ``torch.float64``.
+            device: device of the parameters (default: CPU).
+
+        Returns:
+            A :class:`~torch.distributions.MultivariateNormal`.
+
+        Raises:
+            TypeError: ``dtype`` is not float32 or float64.
+
+        Example:
+            >>> print(Gaussian(np.zeros(2), np.eye(2)).to_torch().mean.shape)
+            torch.Size([2])
+        """
+        means, chols = self._torch_params_for_dist(dtype, device)
+        return torch.distributions.MultivariateNormal(loc=means[0], scale_tril=chols[0])
+
+    @classmethod
+    def random(cls, k: int, d: int, *, seed: SeedLike = None, scale: float = 2.0) -> Gaussian:
+        """A random, well-conditioned Gaussian; see :meth:`GaussianMixture.random`.
+
+        Args:
+            k: must be 1 (kept so the signature matches :meth:`GaussianMixture.random`).
+            d: dimension, ``>= 1``.
+            seed: an ``int``, a :class:`numpy.random.Generator` or ``None``.
+            scale: spread of the mean, ``> 0``.
+
+        Returns:
+            A :class:`Gaussian`.
+
+        Raises:
+            ValueError: ``k != 1`` (and as :meth:`GaussianMixture.random`).
+
+        Example:
+            >>> print(Gaussian.random(1, 3, seed=0).cov.shape)
+            (3, 3)
+        """
+        k = check_positive_int(k, "k")
+        if k != 1:
+            raise ValueError(f"k must be 1 for a Gaussian, got {k}; use GaussianMixture.random")
+        gm = GaussianMixture.random(1, d, seed=seed, scale=scale)
+        return Gaussian(gm.means[0], gm.covs[0])
+
+
+def _check_mean_cov(mean: ArrayLike, cov: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    mu = _float_array(mean, "mean")
+    sig = _float_array(cov, "cov")
+    if mu.ndim != 1 or mu.shape[0] < 1:
+        raise ValueError(f"mean must be 1-D of shape (d,) with d >= 1, got shape {mu.shape}")
+    d = mu.shape[0]
+    if sig.shape != (d, d):
+        raise ValueError(
+            f"cov must have shape ({d}, {d}) to match mean of length {d}, got shape {sig.shape}"
+        )
+    return mu, sig
+
+
+def gaussian(n: int, mean: ArrayLike, cov: ArrayLike, *, seed: SeedLike = None) -> np.ndarray:
+    r"""Draw ``n`` samples of :math:`\mathcal N(\text{mean}, \text{cov})` in any dimension.
+
+    Args:
+        n: number of samples, an integer ``>= 1``.
+        mean: the mean, shape ``(d,)``.
+        cov: the covariance, shape ``(d, d)``, symmetric positive definite.
+        seed: an ``int``, a :class:`numpy.random.Generator` or ``None``.
+
+    Returns:
+        A ``float64`` numpy array of shape ``(n, d)``.
+
+    Raises:
+        TypeError: ``n`` not an integer, parameters not real arrays, bad ``seed`` type.
+        ValueError: ``n < 1``, ``mean`` not 1-D, ``cov`` not ``(d, d)`` or not symmetric
+            positive definite, non-finite parameters.
+
+    Example:
+        >>> print(gaussian(10, np.zeros(3), np.eye(3), seed=0).shape)
+        (10, 3)
+    """
+    n = check_positive_int(n, "n")
+    return Gaussian(mean, cov).sample(n, seed=seed)
+
+
+# --------------------------------------------------------------------------------------
+# 2D toy data sets
+# --------------------------------------------------------------------------------------
+
+# 8gaussians (FFJORD): centres 4 * (cos, sin)(j pi / 4), std 0.5, all divided by 1.414.
+_EIGHT_RADIUS = 4.0 / 1.414
+_EIGHT_STD = 0.5 / 1.414
+_EIGHT_ANGLES = np.arange(8) * (np.pi / 4.0)
+_EIGHT_GAUSSIANS = GaussianMixture(
+    np.full(8, 1.0 / 8.0),
+    _EIGHT_RADIUS * np.stack([np.cos(_EIGHT_ANGLES), np.sin(_EIGHT_ANGLES)], axis=1),
+    np.broadcast_to(_EIGHT_STD**2 * np.eye(2), (8, 2, 2)),
+)
+
+# checkerboard (FFJORD): the squares [2a, 2a + 2] x [2b, 2b + 2], a, b in {-2, -1, 0, 1},
+# a + b even -- eight squares of area 4, so the density is 1 / 32 on them.
+_CHECKER_CELLS = np.array([(a, b) for a in range(-2, 2) for b in range(-2, 2) if (a + b) % 2 == 0])
+_CHECKER_LOG_DENSITY = -math.log(32.0)
+
+
+def _checkerboard(n: int, rng: np.random.Generator) -> np.ndarray:
+    cells = _CHECKER_CELLS[rng.integers(0, len(_CHECKER_CELLS), size=n)]
+    # Rounding is monotone, so 2 * cell + u with u in [0, 2) lands in the closed square.
+    return 2.0 * cells + 2.0 * rng.random((n, 2))
+
+
+def _checkerboard_log_prob(x: torch.Tensor) -> torch.Tensor:
+    lo = torch.as_tensor(2.0 * _CHECKER_CELLS, dtype=x.dtype, device=x.device)  # (8, 2)
+    xe = x.unsqueeze(1)  # (n, 1, 2)
+    inside = ((xe >= lo) & (xe <= lo + 2.0)).all(dim=2).any(dim=1)  # closed squares
+    value = torch.full_like(x[:, 0], _CHECKER_LOG_DENSITY)
+    return torch.where(inside, value, torch.full_like(value, -math.inf))
+
+
+def _eight_gaussians(n: int, rng: np.random.Generator) -> np.ndarray:
+    return _EIGHT_GAUSSIANS.sample(n, seed=rng)
+
+
+def _eight_gaussians_log_prob(x: torch.Tensor) -> torch.Tensor:
+    terms, _ = _EIGHT_GAUSSIANS._component_terms(x)
+    return torch.logsumexp(terms, dim=1)
+
+
+def _two_spirals(n: int, rng: np.random.Generator) -> np.ndarray:
+    # FFJORD "2spirals": the arm t (-cos t, sin t), t in [0, 3 pi], and its point reflection
+    # -arm, each point on either arm with probability 1/2; jitter as in FFJORD.
+    t = np.sqrt(rng.random(n)) * (540.0 * 2.0 * np.pi / 360.0)
+    arm = np.stack([-np.cos(t) * t, np.sin(t) * t], axis=1) + 0.5 * rng.random((n, 2))
+    sign = np.where(rng.random(n) < 0.5, 1.0, -1.0)[:, None]
+    return sign * arm / 3.0 + 0.1 * rng.standard_normal((n, 2))
+
+
+def _moons(n: int, rng: np.random.Generator) -> np.ndarray:
+    # Two interleaved half circles (scikit-learn's make_moons with noise 0.1, uniform random
+    # angles), then FFJORD's affine map x * 2 + (-1, -0.2).
+    theta = np.pi * rng.random(n)
+    upper = rng.random(n) < 0.5
+    x = np.where(upper, np.cos(theta), 1.0 - np.cos(theta))
+    y = np.where(upper, np.sin(theta), 0.5 - np.sin(theta))
+    pts = np.stack([x, y], axis=1) + 0.1 * rng.standard_normal((n, 2))
+    return 2.0 * pts + np.array([-1.0, -0.2])
+
+
+def _circles(n: int, rng: np.random.Generator) -> np.ndarray:
+    # Concentric circles of radii 1 and 0.5 (make_circles, factor 0.5, noise 0.08), times 3.
+    theta = 2.0 * np.pi * rng.random(n)
+    radius = np.where(rng.random(n) < 0.5, 1.0, 0.5)[:, None]
+    pts = radius * np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    return 3.0 * (pts + 0.08 * rng.standard_normal((n, 2)))
+
+
+def _line(n: int, rng: np.random.Generator) -> np.ndarray:
+    # Degenerate source: uniform on the segment [-4, 4] x {0}; covariance of rank exactly 1.
+    x = np.zeros((n, 2))
+    x[:, 0] = 8.0 * rng.random(n) - 4.0
+    return x
+
+
+def _pinwheel(n: int, rng: np.random.Generator) -> np.ndarray:
+    # FFJORD "pinwheel": five curved blades (radial std 0.3, tangential std 0.1, rate 0.25).
+    n_blades, radial_std, tangential_std, rate = 5, 0.3, 0.1, 0.25
+    rads = np.linspace(0.0, 2.0 * np.pi, n_blades, endpoint=False)
+    labels = rng.integers(0, n_blades, size=n)
+    feats = rng.standard_normal((n, 2)) * np.array([radial_std, tangential_std])
+    feats[:, 0] += 1.0
+    angles = rads[labels] + rate * np.exp(feats[:, 0])
+    c, s = np.cos(angles), np.sin(angles)
+    out = np.stack([feats[:, 0] * c + feats[:, 1] * s, -feats[:, 0] * s + feats[:, 1] * c], 1)
+    return 2.0 * out
+
+
+def _swissroll(n: int, rng: np.random.Generator) -> np.ndarray:
+    # scikit-learn's make_swiss_roll (noise 1.0) projected on its (x, z) plane, divided by 5.
+    t = 1.5 * np.pi * (1.0 + 2.0 * rng.random(n))
+    pts = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) + rng.standard_normal((n, 2))
+    return pts / 5.0
+
+
+_REGISTRY: dict[str, Callable[[int, np.random.Generator], np.ndarray]] = {
+    "2spirals": _two_spirals,
+    "8gaussians": _eight_gaussians,
+    "checkerboard": _checkerboard,
+    "circles": _circles,
+    "line": _line,
+    "moons": _moons,
+    "pinwheel": _pinwheel,
+    "spirals": _two_spirals,  # alias of "2spirals"
+    "swissroll": _swissroll,
+}
+
+_EXACT_LOG_PROB: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "8gaussians": _eight_gaussians_log_prob,
+    "checkerboard": _checkerboard_log_prob,
+}
+
+
+def names() -> list[str]:
+    """The names accepted by :func:`sample`, sorted (``"spirals"`` is an alias of ``"2spirals"``).
+
+    Returns:
+        A new sorted list of the registry's keys.
+
+    Example:
+        >>> print(len(names()) > 0, "checkerboard" in names())
+        True True
+    """
+    return sorted(_REGISTRY)
+
+
+def sample(name: str, n: int, *, seed: SeedLike = None) -> np.ndarray:
+    """Draw ``n`` points of a 2D toy data set.
+
+    The data sets (FFJORD / torchcfm definitions, roughly within ``[-4, 4]^2``):
+    ``checkerboard``, ``8gaussians``, ``2spirals`` (alias ``spirals``), ``moons``, ``circles``,
+    ``line`` (uniform on ``[-4, 4] x {0}``: a rank-1, degenerate source), ``pinwheel``,
+    ``swissroll``.
+
+    Args:
+        name: one of :func:`names`.
+        n: number of samples, an integer ``>= 1``.
+        seed: an ``int``, a :class:`numpy.random.Generator` or ``None``.
+
+    Returns:
+        A ``float64`` numpy array of shape ``(n, 2)``.
+
+    Raises:
+        ValueError: unknown ``name`` (the message lists the valid names), ``n < 1``.
+        TypeError: ``n`` not an integer, bad ``seed`` type.
+
+    Example:
+        >>> print(sample("moons", 100, seed=0).shape)
+        (100, 2)
+    """
+    name = check_choice(name, "dataset name", _REGISTRY)
+    n = check_positive_int(n, "n")
+    x = _REGISTRY[name](n, _rng(seed))
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
+def log_prob(name: str, x: ArrayLike) -> ArrayLike:
+    """Exact log density of a 2D toy data set, for those that have one.
+
+    * ``checkerboard``: :math:`\\log(1/32)` on the eight closed ``2 x 2`` squares
+      ``[2a, 2a+2] x [2b, 2b+2]`` (``a, b`` in ``{-2, -1, 0, 1}``, ``a + b`` even), ``-inf``
+      elsewhere (the boundaries have measure zero).
+    * ``8gaussians``: the mixture of eight isotropic Gaussians, centres
+      ``(4 / 1.414) (cos, sin)(j pi / 4)``, standard deviation ``0.5 / 1.414``, weights 1/8.
+
+    Args:
+        name: ``"checkerboard"`` or ``"8gaussians"``.
+        x: points, numpy array (or torch tensor) of shape ``(n, 2)``, float32 or float64.
+
+    Returns:
+        Log densities of shape ``(n,)``, of the same array type as ``x``.
+
+    Raises:
+        ValueError: unknown name, a data set without an exact density, wrong shape, NaN/Inf.
+        TypeError: ``x`` not an array or of non-floating dtype.
+
+    Example:
+        >>> print(log_prob("checkerboard", sample("checkerboard", 5, seed=0)).shape)
+        (5,)
+    """
+    name = check_choice(name, "dataset name", _REGISTRY)
+    if name not in _EXACT_LOG_PROB:
+        raise ValueError(
+            f"dataset {name!r} has no exact density; log_prob is available for: "
+            f"{', '.join(sorted(_EXACT_LOG_PROB))}"
+        )
+    xt, back = as_tensor(x, "x", dim=2)
+    return back(_EXACT_LOG_PROB[name](xt))

@@ -1,0 +1,531 @@
+r"""``TransportFlow``: a learned velocity field and everything one does with it.
+
+A flow holds a velocity network :math:`v_t` in *normalised coordinates*
+:math:`z = (x - m) / s` (one shift ``m`` and one scalar scale ``s`` shared by both ends, so
+squared-Euclidean optimal transport and path energies map exactly: distances scale by ``s``).
+The ODE :math:`\dot z = v_t(z)` transports ``rho0`` at ``t = 0`` to ``rho1`` at ``t = 1``.
+Public methods take and return samples in the caller's coordinates and array type
+(numpy -> numpy, torch -> torch on the same device and dtype, xarray -> xarray).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor, nn
+
+from sitransport._bases import Density, EmpiricalDensity, StandardNormal, as_density
+from sitransport._validation import (
+    as_tensor,
+    check_choice,
+    check_positive_int,
+    check_times,
+)
+from sitransport.interpolants import Interpolant, get_interpolant
+from sitransport.ode import ODEOptions, integrate, integrate_logdet
+
+__all__ = ["LogProbEstimate", "Normalization", "TransportFlow", "TransportResult", "load"]
+
+_FORMAT = "sitransport.TransportFlow"
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Affine map ``z = (x - shift) / scale`` with a scalar ``scale`` (a similarity)."""
+
+    shift: Tensor
+    scale: float
+
+    @classmethod
+    def identity(cls, shape: tuple[int, ...]) -> Normalization:
+        return cls(torch.zeros(shape, dtype=torch.float64), 1.0)
+
+    @classmethod
+    def from_samples(cls, *samples: Tensor) -> Normalization:
+        """Pooled mean and root-mean per-coordinate variance of all ``samples``."""
+        pooled = torch.cat([s.to(torch.float64) for s in samples])
+        shift = pooled.mean(0)
+        scale = float(pooled.var(0).mean().sqrt())
+        if not scale > 0:
+            raise ValueError(
+                "cannot normalise: all samples are identical (zero variance); pass normalize=False"
+            )
+        return cls(shift, scale)
+
+    def encode(self, x: Tensor) -> Tensor:
+        return (x - self.shift.to(x)) / self.scale
+
+    def decode(self, z: Tensor) -> Tensor:
+        return z * self.scale + self.shift.to(z)
+
+
+@dataclass(frozen=True)
+class TransportResult:
+    """Transported samples (caller's array type) and the ODE's function evaluations."""
+
+    x: Any
+    nfe: float
+
+
+@dataclass(frozen=True)
+class LogProbEstimate:
+    """Log-density estimates (nats), their standard errors (zero for the exact divergence,
+    across-probe spread for Hutchinson) and the NFE of the augmented ODE."""
+
+    log_prob: Any
+    stderr: Any
+    nfe: float
+
+
+def _random_generator(seed: int | None) -> torch.Generator:
+    if seed is None:  # fresh entropy without touching the global RNG
+        seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
+    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int or None, got {seed!r}")
+    return torch.Generator().manual_seed(int(seed))
+
+
+class TransportFlow:
+    """A continuous-time transport map between ``rho0`` (``t = 0``) and ``rho1`` (``t = 1``).
+
+    Usually made by :func:`sitransport.fit`; can be built directly from any velocity field,
+    e.g. a closed-form one, to use the same machinery.
+
+    Args:
+        velocity: ``v(z, t)`` in normalised coordinates: an ``nn.Module`` (saved with the flow
+            if it is a built-in network) or any callable.
+        interpolant: the interpolant it was trained with (name or object); needed by the
+            score and path diagnostics.
+        base: ``rho0``: ``"gaussian"``, a torch Distribution, samples ``(n, d)`` or ``None``.
+        shape: per-sample shape ``(d,)``; inferred from ``base`` or the network when possible.
+        normalization: the map to normalised coordinates (identity if ``None``).
+        ode: default :class:`~sitransport.ode.ODEOptions` (dopri5, atol = rtol = 1e-5).
+        config: the settings that made the flow (read-only :attr:`config`).
+        history: the training record (:attr:`history`).
+
+    Example:
+        >>> import torch
+        >>> flow = TransportFlow(lambda z, t: torch.ones_like(z), "linear", shape=(2,))
+        >>> flow.push_forward(np.zeros((3, 2))).round(6).tolist()
+        [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
+    """
+
+    def __init__(
+        self,
+        velocity: nn.Module | Callable[[Tensor, Tensor], Tensor],
+        interpolant: str | Interpolant = "trig",
+        *,
+        base: Any = None,
+        shape: tuple[int, ...] | None = None,
+        normalization: Normalization | None = None,
+        ode: ODEOptions | None = None,
+        config: Mapping[str, Any] | None = None,
+        history: xr.Dataset | None = None,
+    ) -> None:
+        if not callable(velocity):
+            raise TypeError(f"velocity must be callable v(z, t), got {type(velocity).__name__}")
+        if shape is None and isinstance(base, Density):
+            shape = base.shape
+        if shape is None and getattr(velocity, "config", None):
+            shape = (velocity.config["dim"],)
+        if shape is None and base is not None and not isinstance(base, str):
+            shape = as_density(base, "base").shape
+        if shape is None:
+            raise ValueError("shape could not be inferred: pass shape=(d,)")
+        self._shape = tuple(int(s) for s in shape)
+        self._velocity = velocity
+        self._interpolant = get_interpolant(interpolant)
+        if base is None or isinstance(base, Density):
+            self._base = base
+        else:
+            self._base = as_density(base, "base", shape=self._shape)
+        if self._base is not None and self._base.shape != self._shape:
+            raise ValueError(f"base has sample shape {self._base.shape}, expected {self._shape}")
+        self._norm = normalization or Normalization.identity(self._shape)
+        self._ode = ode or ODEOptions()
+        self._config = types.MappingProxyType(dict(config or {}))
+        self._history = history
+
+    # ----------------------------------------------------------------- read-only attributes
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The settings the flow was made with (read-only)."""
+        return self._config
+
+    @property
+    def history(self) -> xr.Dataset | None:
+        """Training record: losses, learning rate and time per step; validation losses."""
+        return self._history
+
+    @property
+    def interpolant(self) -> Interpolant:
+        return self._interpolant
+
+    @property
+    def base(self) -> Density | None:
+        """``rho0``, the source the flow starts from."""
+        return self._base
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Per-sample shape, ``(d,)`` for vectors."""
+        return self._shape
+
+    @property
+    def network(self) -> nn.Module | Callable:
+        """The velocity field in normalised coordinates."""
+        return self._velocity
+
+    @property
+    def normalization(self) -> Normalization:
+        return self._norm
+
+    @property
+    def ode(self) -> ODEOptions:
+        return self._ode
+
+    # ----------------------------------------------------------------------- internals
+    def _param(self) -> Tensor | None:
+        if isinstance(self._velocity, nn.Module):
+            return next(self._velocity.parameters(), None)
+        return None
+
+    def _prepare(self, x: Any, name: str) -> tuple[Tensor, Callable, torch.dtype]:
+        t, back = as_tensor(x, name, ndim=1 + len(self._shape), dim=self._shape)
+        p = self._param()
+        dtype = p.dtype if p is not None else t.dtype
+        device = p.device if p is not None else t.device
+        return t.to(device=device, dtype=dtype), back, t.dtype
+
+    def _v(self, z: Tensor, t: Tensor) -> Tensor:
+        return self._velocity(z, t)
+
+    def _options(self, ode: ODEOptions | None) -> ODEOptions:
+        if ode is not None and not isinstance(ode, ODEOptions):
+            raise TypeError(f"ode must be an ODEOptions, got {type(ode).__name__}")
+        return ode or self._ode
+
+    def _eval_mode(self):
+        if isinstance(self._velocity, nn.Module):
+            self._velocity.eval()
+
+    # ------------------------------------------------------------------- public methods
+    def velocity(self, x: Any, t: Any) -> Any:
+        """The velocity field in the caller's coordinates, ``s * v((x - m) / s, t)``.
+
+        Args:
+            x: points, shape ``(n, d)``.
+            t: a time in ``[0, 1]`` or times of shape ``(n,)``.
+        """
+        xt, back, in_dtype = self._prepare(x, "x")
+        tt = check_times(t, "t", n=xt.shape[0]).to(xt)
+        self._eval_mode()
+        with torch.no_grad():
+            v = self._v(self._norm.encode(xt), tt) * self._norm.scale
+        return back(v.to(in_dtype))
+
+    def transport(
+        self, x: Any, *, start: float = 0.0, end: float = 1.0, ode: ODEOptions | None = None
+    ) -> TransportResult:
+        """Solve the flow's ODE from time ``start`` to ``end`` (either direction).
+
+        Returns:
+            :class:`TransportResult` with the end states and the NFE.
+        """
+        ts = check_times(torch.tensor([float(start), float(end)]), "start/end")
+        xt, back, in_dtype = self._prepare(x, "x")
+        self._eval_mode()
+        res = integrate(self._v, self._norm.encode(xt), ts.to(xt), self._options(ode))
+        return TransportResult(back(self._norm.decode(res.states[-1]).to(in_dtype)), res.nfe)
+
+    def push_forward(self, x: Any, *, ode: ODEOptions | None = None) -> Any:
+        """Map samples of ``rho0`` to samples of ``rho1`` (solve ``t: 0 -> 1``)."""
+        return self.transport(x, start=0.0, end=1.0, ode=ode).x
+
+    def pull_back(self, y: Any, *, ode: ODEOptions | None = None) -> Any:
+        """Map samples of ``rho1`` to samples of ``rho0`` (solve ``t: 1 -> 0``)."""
+        return self.transport(y, start=1.0, end=0.0, ode=ode).x
+
+    def trajectory(self, x: Any, times: Any, *, ode: ODEOptions | None = None) -> xr.DataArray:
+        """States along the flow from ``x`` at ``times[0]`` through each of ``times``.
+
+        Args:
+            x: states at ``times[0]``, shape ``(n, d)``.
+            times: 1-D monotone times in ``[0, 1]``, at least two.
+
+        Returns:
+            ``xarray.DataArray`` with dims ``("time", "sample", "dim")`` and a ``time`` coordinate.
+        """
+        ts = check_times(times, "times")
+        if ts.ndim != 1 or ts.shape[0] < 2:
+            raise ValueError(f"times must be 1-D with at least 2 entries, got {tuple(ts.shape)}")
+        diffs = torch.diff(ts)
+        if not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
+            raise ValueError("times must be strictly increasing or strictly decreasing")
+        xt, _, _ = self._prepare(x, "x")
+        self._eval_mode()
+        res = integrate(self._v, self._norm.encode(xt), ts.to(xt), self._options(ode))
+        states = self._norm.decode(res.states).detach().cpu().numpy().astype(np.float64)
+        dims = ("time", "sample", "dim") if len(self._shape) == 1 else None
+        return xr.DataArray(
+            states,
+            dims=dims or ("time", "sample", *[f"axis{i}" for i in range(len(self._shape))]),
+            coords={"time": ts.numpy().astype(np.float64)},
+            attrs={"nfe": res.nfe, "method": self._options(ode).method},
+            name="trajectory",
+        )
+
+    def sample(
+        self, n: int, *, seed: int | None = None, ode: ODEOptions | None = None
+    ) -> np.ndarray:
+        """Draw ``n`` samples of the learned ``rho1``: base draws pushed forward.
+
+        With an empirical base (``rho0`` given as samples) the base draws are a resample,
+        with replacement, of the stored ``rho0`` samples.
+
+        Returns:
+            numpy array of shape ``(n, d)``, float64.
+        """
+        n = check_positive_int(n, "n")
+        if self._base is None:
+            raise ValueError(
+                "sample needs rho0: this flow has no base (pass base= when building it)"
+            )
+        x0 = self._base.sample(n, _random_generator(seed)).numpy()
+        return self.push_forward(x0, ode=ode)
+
+    def log_prob_estimate(
+        self,
+        y: Any,
+        *,
+        method: str = "auto",
+        probes: int = 16,
+        seed: int | None = None,
+        ode: ODEOptions | None = None,
+    ) -> LogProbEstimate:
+        r"""Log-density of the learned ``rho1`` with its standard error.
+
+        .. math::
+
+            \log\rho_1(y) = \log\rho_0(X_{1\to0}(y)) - \int_0^1 \nabla\cdot v_t(X_{1\to t}(y))\,dt.
+
+        Args:
+            y: points, shape ``(n, d)``.
+            method: ``"exact"`` (autograd trace, ``d`` backward passes per step),
+                ``"hutchinson"`` (``probes`` Rademacher probes, unbiased) or ``"auto"``
+                (exact for ``d <= 16``).
+            probes: Hutchinson probes; the standard error is their spread / sqrt(probes).
+            seed: seed of the probes.
+
+        Raises:
+            ValueError: the flow has no base density (``rho0`` given as samples).
+        """
+        check_choice(method, "method", ("auto", "exact", "hutchinson"))
+        if self._base is None or not self._base.has_density:
+            kind = "no base" if self._base is None else f"a {self._base.kind} base"
+            raise ValueError(
+                f"log_prob needs a density for rho0, but this flow has {kind}: the density of "
+                "samples is unknown. Fit with rho0='gaussian' or a torch Distribution"
+            )
+        d = math.prod(self._shape)
+        if method == "auto":
+            method = "exact" if d <= 16 else "hutchinson"
+        yt, back, in_dtype = self._prepare(y, "y")
+        self._eval_mode()
+        res = integrate_logdet(
+            self._v,
+            self._norm.encode(yt),
+            1.0,
+            0.0,
+            self._options(ode),
+            divergence=method,
+            probes=probes,
+            generator=_random_generator(0 if seed is None else seed),
+        )
+        x0 = self._norm.decode(res.x)
+        lp = self._base.log_prob(x0.to(torch.float64)) + res.delta_logp.to(torch.float64)
+        return LogProbEstimate(
+            _back_1d(back, lp.to(in_dtype)), _back_1d(back, res.stderr.to(in_dtype)), res.nfe
+        )
+
+    def log_prob(self, y: Any, **kwargs: Any) -> Any:
+        """Log-density of the learned ``rho1`` at ``y``, shape ``(n,)``, in nats.
+
+        Keyword arguments as in :meth:`log_prob_estimate`.
+        """
+        return self.log_prob_estimate(y, **kwargs).log_prob
+
+    # -------------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the flow to ``path`` atomically (temporary file, then rename).
+
+        The file holds only tensors and plain data (loaded with ``weights_only=True``).
+        Only built-in networks can be saved; a torch Distribution base is recorded by name
+        only and must be passed again to :func:`load`.
+        """
+        net = self._velocity
+        if not (isinstance(net, nn.Module) and isinstance(getattr(net, "config", None), dict)):
+            raise TypeError(
+                "only flows with a built-in sitransport network can be saved, got velocity "
+                f"of type {type(net).__name__}; save its state_dict yourself"
+            )
+        base: dict[str, Any] | None = None
+        if self._base is not None:
+            base = self._base.spec()
+            if isinstance(self._base, EmpiricalDensity):
+                base["samples"] = self._base.samples.detach().cpu()
+        payload = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "shape": list(self._shape),
+            "network": dict(net.config),
+            "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "interpolant": self._interpolant.spec(),
+            "base": base,
+            "normalization": {"shift": self._norm.shift.cpu(), "scale": self._norm.scale},
+            "ode": asdict(self._ode),
+            "config": _plain(dict(self._config)),
+            "history": _history_to_plain(self._history),
+        }
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def __repr__(self) -> str:
+        base = "none" if self._base is None else self._base.kind
+        return (
+            f"TransportFlow(shape={self._shape}, interpolant={self._interpolant!r}, "
+            f"base={base}, ode={self._ode.method})"
+        )
+
+
+def _back_1d(back: Callable, values: Tensor) -> Any:
+    """Per-sample values in the caller's array type (xarray loses the ``dim`` axis)."""
+    out = back(values)
+    if isinstance(out, xr.DataArray):
+        return xr.DataArray(out.values, dims=(out.dims[0],) if out.dims else ("sample",))
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """Config values as plain data (numbers, strings, lists, dicts); other objects as repr."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return repr(value)
+
+
+def _history_to_plain(history: xr.Dataset | None) -> dict[str, Any] | None:
+    if history is None:
+        return None
+    out: dict[str, Any] = {"coords": {}, "vars": {}, "attrs": _plain(dict(history.attrs))}
+    for name, c in history.coords.items():
+        out["coords"][str(name)] = torch.from_numpy(np.asarray(c.values, dtype=np.float64))
+    for name, v in history.data_vars.items():
+        out["vars"][str(name)] = {
+            "dims": list(v.dims),
+            "data": torch.from_numpy(np.asarray(v.values, dtype=np.float64)),
+        }
+    return out
+
+
+def _history_from_plain(plain: dict[str, Any] | None) -> xr.Dataset | None:
+    if plain is None:
+        return None
+    coords = {k: v.numpy() for k, v in plain["coords"].items()}
+    data = {k: (tuple(v["dims"]), v["data"].numpy()) for k, v in plain["vars"].items()}
+    return xr.Dataset(data, coords=coords, attrs=plain.get("attrs", {}))
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    base: Any = None,
+    interpolant: Interpolant | None = None,
+    map_location: str | torch.device = "cpu",
+) -> TransportFlow:
+    """Load a flow written by :meth:`TransportFlow.save`. No code from the file is executed.
+
+    Args:
+        path: the file.
+        base: ``rho0`` for flows saved with a torch Distribution base (not storable as data).
+        interpolant: for flows trained with a custom interpolant (not storable as data).
+        map_location: device for the network.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is truncated, corrupted or not a sitransport flow.
+    """
+    from sitransport.nn import build_network
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no sitransport file at {str(path)!r}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for bad files
+        raise ValueError(
+            f"{str(path)!r} is not a readable sitransport file (truncated, corrupted or another "
+            f"format): {type(err).__name__}: {err}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise ValueError(f"{str(path)!r} is not a sitransport flow file (no {_FORMAT!r} header)")
+    if payload.get("version") != _VERSION:
+        raise ValueError(
+            f"{str(path)!r} has format version {payload.get('version')}; this sitransport "
+            f"reads version {_VERSION}"
+        )
+    try:
+        net = build_network(payload["network"])
+        first = next(iter(payload["state_dict"].values()), None)
+        if first is not None:
+            net = net.to(dtype=first.dtype)
+        net.load_state_dict(payload["state_dict"])
+        net = net.to(map_location)
+        shape = tuple(payload["shape"])
+        spec = payload["base"]
+        if base is not None:
+            rho0 = as_density(base, "base", shape=shape)
+        elif spec is None or spec["kind"] == "distribution":
+            rho0 = None
+        elif spec["kind"] == "gaussian":
+            rho0 = StandardNormal(shape)
+        else:
+            rho0 = EmpiricalDensity(spec["samples"])
+        norm = payload["normalization"]
+        flow = TransportFlow(
+            net,
+            interpolant if interpolant is not None else get_interpolant(payload["interpolant"]),
+            base=rho0,
+            shape=shape,
+            normalization=Normalization(norm["shift"], float(norm["scale"])),
+            ode=ODEOptions(**payload["ode"]),
+            config=payload["config"],
+            history=_history_from_plain(payload["history"]),
+        )
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise ValueError(
+            f"{str(path)!r} is a damaged sitransport file: {type(err).__name__}: {err}"
+        ) from None
+    return flow

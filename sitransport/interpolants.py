@@ -1,0 +1,289 @@
+r"""Spatially linear interpolants between two densities.
+
+An interpolant connects a sample ``x0 ~ rho0`` to a sample ``x1 ~ rho1``:
+
+.. math::
+
+    x_t = \alpha(t)\, x_0 + \beta(t)\, x_1 \;[+\, \gamma(t)\, z], \qquad z \sim N(0, I),
+
+with :math:`\alpha(0) = \beta(1) = 1`, :math:`\alpha(1) = \beta(0) = 0` and
+:math:`\gamma(0) = \gamma(1) = 0`. The velocity target of the quadratic loss is the time
+derivative :math:`\partial_t x_t = \dot\alpha x_0 + \dot\beta x_1 + \dot\gamma z`.
+
+Families: ``linear`` (:math:`\alpha = 1 - t, \beta = t`), ``trig`` (the paper's default,
+:math:`\alpha = \cos(\pi t / 2), \beta = \sin(\pi t / 2)`) and :class:`Custom` for user
+callables. Interpolants are ``torch.nn.Module`` so that learnable families (Fourier paths)
+carry parameters; the deterministic ones have none.
+
+References:
+    Albergo & Vanden-Eijnden, Building Normalizing Flows with Stochastic Interpolants,
+    ICLR 2023, arXiv:2209.15571.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sitransport._validation import check_choice
+
+__all__ = [
+    "Custom",
+    "Interpolant",
+    "Linear",
+    "Trig",
+    "get_interpolant",
+    "interpolant_names",
+]
+
+
+def _broadcast(c: Tensor, x: Tensor) -> Tensor:
+    """Reshape a time coefficient of shape ``()`` or ``(n,)`` to broadcast against ``x``."""
+    if c.ndim == 0:
+        return c
+    return c.reshape(c.shape[0], *([1] * (x.ndim - 1)))
+
+
+def _as_time(t: Tensor | float, like: Tensor) -> Tensor:
+    if isinstance(t, Tensor):
+        return t.to(dtype=like.dtype, device=like.device)
+    return torch.tensor(float(t), dtype=like.dtype, device=like.device)
+
+
+class Interpolant(nn.Module):
+    r"""Abstract spatially linear interpolant :math:`x_t = \alpha x_0 + \beta x_1 + \gamma z`.
+
+    Subclasses implement :meth:`alpha` and :meth:`beta` (tensors of times in, same shape
+    out) and, when known in closed form, :meth:`dalpha` and :meth:`dbeta`; otherwise the
+    derivatives come from forward-mode autodiff. Stochastic subclasses override
+    :meth:`gamma` and :meth:`dgamma`.
+
+    Times ``t`` are a scalar or a tensor of shape ``(n,)``; samples have shape ``(n, ...)``.
+    """
+
+    #: Whether the interpolant carries a ``gamma(t) z`` term.
+    stochastic: bool = False
+
+    def alpha(self, t: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def beta(self, t: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def gamma(self, t: Tensor) -> Tensor:
+        """Noise scale; zero for deterministic interpolants."""
+        return torch.zeros_like(t)
+
+    def dalpha(self, t: Tensor) -> Tensor:
+        """Time derivative of :meth:`alpha` (forward-mode autodiff unless overridden)."""
+        return _derivative(self.alpha, t)
+
+    def dbeta(self, t: Tensor) -> Tensor:
+        """Time derivative of :meth:`beta` (forward-mode autodiff unless overridden)."""
+        return _derivative(self.beta, t)
+
+    def dgamma(self, t: Tensor) -> Tensor:
+        """Time derivative of :meth:`gamma`."""
+        if not self.stochastic:
+            return torch.zeros_like(t)
+        return _derivative(self.gamma, t)
+
+    def interpolate(
+        self, x0: Tensor, x1: Tensor, t: Tensor | float, z: Tensor | None = None
+    ) -> Tensor:
+        r"""Return :math:`x_t = \alpha(t) x_0 + \beta(t) x_1 [+ \gamma(t) z]`.
+
+        Args:
+            x0: samples of ``rho0``, shape ``(n, ...)``.
+            x1: samples of ``rho1``, same shape.
+            t: times, scalar or shape ``(n,)``.
+            z: standard normal noise of the same shape; required iff :attr:`stochastic`.
+
+        Returns:
+            Tensor of the shape of ``x0``.
+        """
+        t = _as_time(t, x0)
+        xt = _broadcast(self.alpha(t), x0) * x0 + _broadcast(self.beta(t), x1) * x1
+        return xt + self._noise_term(self.gamma, t, z, x0)
+
+    def velocity_target(
+        self, x0: Tensor, x1: Tensor, t: Tensor | float, z: Tensor | None = None
+    ) -> Tensor:
+        r"""Return :math:`\partial_t x_t = \dot\alpha x_0 + \dot\beta x_1 [+ \dot\gamma z]`."""
+        t = _as_time(t, x0)
+        dxt = _broadcast(self.dalpha(t), x0) * x0 + _broadcast(self.dbeta(t), x1) * x1
+        return dxt + self._noise_term(self.dgamma, t, z, x0)
+
+    def _noise_term(
+        self, coef: Callable[[Tensor], Tensor], t: Tensor, z: Tensor | None, x0: Tensor
+    ) -> Tensor | float:
+        if not self.stochastic:
+            if z is not None:
+                raise ValueError(f"z must be None for the deterministic interpolant {self!r}")
+            return 0.0
+        if z is None:
+            raise ValueError(f"z (standard normal noise) is required by {self!r}")
+        return _broadcast(coef(t), z) * z
+
+    def spec(self) -> dict[str, Any]:
+        """A plain-data description from which :func:`get_interpolant` rebuilds this object."""
+        raise TypeError(
+            f"{type(self).__name__} cannot be described as plain data (user callables are "
+            "code); rebuild it yourself and pass it to sitransport.load(..., interpolant=...)"
+        )
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+def _derivative(f: Callable[[Tensor], Tensor], t: Tensor) -> Tensor:
+    """Elementwise derivative of a scalar function applied elementwise to ``t``."""
+    _, dt = torch.func.jvp(f, (t,), (torch.ones_like(t),))
+    return dt
+
+
+class Linear(Interpolant):
+    r"""Linear interpolant :math:`\alpha = 1 - t`, :math:`\beta = t` (constant velocity)."""
+
+    def alpha(self, t: Tensor) -> Tensor:
+        return 1.0 - t
+
+    def beta(self, t: Tensor) -> Tensor:
+        return t
+
+    def dalpha(self, t: Tensor) -> Tensor:
+        return torch.full_like(t, -1.0)
+
+    def dbeta(self, t: Tensor) -> Tensor:
+        return torch.ones_like(t)
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": "linear"}
+
+
+class Trig(Interpolant):
+    r"""Trigonometric interpolant :math:`\alpha = \cos(\pi t/2)`, :math:`\beta = \sin(\pi t/2)`.
+
+    The paper's default: for independent Gaussian ``x0, x1`` it keeps the variance of ``x_t``
+    constant (:math:`\alpha^2 + \beta^2 = 1`), and
+    :math:`\beta\dot\alpha - \dot\beta\alpha = -\pi/2`.
+    """
+
+    def alpha(self, t: Tensor) -> Tensor:
+        return torch.cos(0.5 * math.pi * t)
+
+    def beta(self, t: Tensor) -> Tensor:
+        return torch.sin(0.5 * math.pi * t)
+
+    def dalpha(self, t: Tensor) -> Tensor:
+        return -0.5 * math.pi * torch.sin(0.5 * math.pi * t)
+
+    def dbeta(self, t: Tensor) -> Tensor:
+        return 0.5 * math.pi * torch.cos(0.5 * math.pi * t)
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": "trig"}
+
+
+class Custom(Interpolant):
+    r"""Interpolant from user callables ``alpha(t)`` and ``beta(t)``.
+
+    The callables take and return tensors elementwise, written in torch operations so that
+    their derivatives come from forward-mode autodiff (or pass ``dalpha``/``dbeta``).
+    Boundary values are checked on construction.
+
+    Args:
+        alpha: callable with ``alpha(0) = 1``, ``alpha(1) = 0``.
+        beta: callable with ``beta(0) = 0``, ``beta(1) = 1``.
+        dalpha: optional closed-form derivative of ``alpha``.
+        dbeta: optional closed-form derivative of ``beta``.
+
+    Raises:
+        TypeError: an argument is not callable.
+        ValueError: a boundary value is violated.
+
+    Example:
+        >>> import torch
+        >>> path = Custom(lambda t: (1 - t) ** 2, lambda t: 1 - (1 - t) ** 2)
+        >>> float(path.dbeta(torch.tensor(0.0)))
+        2.0
+    """
+
+    def __init__(
+        self,
+        alpha: Callable[[Tensor], Tensor],
+        beta: Callable[[Tensor], Tensor],
+        dalpha: Callable[[Tensor], Tensor] | None = None,
+        dbeta: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        for name, f in (("alpha", alpha), ("beta", beta), ("dalpha", dalpha), ("dbeta", dbeta)):
+            if f is not None and not callable(f):
+                raise TypeError(f"{name} must be callable, got {type(f).__name__}")
+        self._alpha, self._beta, self._dalpha, self._dbeta = alpha, beta, dalpha, dbeta
+        ends = torch.tensor([0.0, 1.0], dtype=torch.float64)
+        for name, f, want in (("alpha", alpha, (1.0, 0.0)), ("beta", beta, (0.0, 1.0))):
+            got = f(ends)
+            if not isinstance(got, Tensor) or got.shape != ends.shape:
+                raise TypeError(
+                    f"{name} must map a tensor of times elementwise to a tensor of the same "
+                    f"shape; for t of shape (2,) it returned {type(got).__name__}"
+                    + (f" of shape {tuple(got.shape)}" if isinstance(got, Tensor) else "")
+                )
+            if not torch.allclose(got, torch.tensor(want, dtype=got.dtype), atol=1e-6):
+                raise ValueError(
+                    f"{name} must satisfy {name}(0) = {want[0]:g} and {name}(1) = {want[1]:g}, "
+                    f"got {name}(0) = {float(got[0]):.6g}, {name}(1) = {float(got[1]):.6g}"
+                )
+
+    def alpha(self, t: Tensor) -> Tensor:
+        return self._alpha(t)
+
+    def beta(self, t: Tensor) -> Tensor:
+        return self._beta(t)
+
+    def dalpha(self, t: Tensor) -> Tensor:
+        return self._dalpha(t) if self._dalpha is not None else _derivative(self._alpha, t)
+
+    def dbeta(self, t: Tensor) -> Tensor:
+        return self._dbeta(t) if self._dbeta is not None else _derivative(self._beta, t)
+
+
+_REGISTRY: dict[str, Callable[..., Interpolant]] = {"linear": Linear, "trig": Trig}
+
+
+def interpolant_names() -> list[str]:
+    """Names accepted by :func:`get_interpolant`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_interpolant(spec: str | dict[str, Any] | Interpolant) -> Interpolant:
+    """Resolve an interpolant from a name, a :meth:`Interpolant.spec` dict or an instance.
+
+    Args:
+        spec: ``"linear"``, ``"trig"``, a dict ``{"name": ..., **kwargs}`` or an
+            :class:`Interpolant` (returned as is).
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+        TypeError: anything else.
+
+    Example:
+        >>> get_interpolant("trig")
+        Trig()
+    """
+    if isinstance(spec, Interpolant):
+        return spec
+    if isinstance(spec, str):
+        return _REGISTRY[check_choice(spec, "interpolant", _REGISTRY)]()
+    if isinstance(spec, dict) and "name" in spec:
+        kwargs = {k: v for k, v in spec.items() if k != "name"}
+        return _REGISTRY[check_choice(spec["name"], "interpolant", _REGISTRY)](**kwargs)
+    raise TypeError(
+        f"interpolant must be a name ({', '.join(interpolant_names())}), a spec dict or an "
+        f"Interpolant, got {type(spec).__name__}"
+    )

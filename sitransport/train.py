@@ -1,0 +1,470 @@
+r"""Simulation-free training: minimise the quadratic loss over the velocity network.
+
+:func:`fit` is the entry point: it resolves both ends (samples, ``"gaussian"`` or a torch
+Distribution), holds out a validation fraction, normalises, builds the network and runs
+:func:`train`, which is AdamW with warm-up and cosine decay, optional EMA of the weights,
+gradient clipping, validation losses, a tqdm progress bar, resumable checkpoints and a
+training record as an ``xarray.Dataset``. No ODE is solved during training.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from sitransport._bases import Density, EmpiricalDensity, as_density
+from sitransport._validation import (
+    check_fraction,
+    check_positive,
+    check_positive_int,
+)
+from sitransport.flow import Normalization, TransportFlow, _plain
+from sitransport.interpolants import Interpolant, get_interpolant
+from sitransport.losses import TimeSampler, get_time_sampler, quadratic_loss
+from sitransport.nn import MLPVelocity
+from sitransport.ode import ODEOptions
+
+__all__ = ["TrainSettings", "fit", "train"]
+
+Draw = Callable[[int, torch.Generator], Tensor]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings of :func:`train` (see :func:`fit` for their meaning)."""
+
+    steps: int = 10_000
+    batch_size: int = 512
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup: int = 200
+    min_lr_ratio: float = 0.01
+    ema: float | None = 0.999
+    clip_grad: float | None = 1.0
+    antithetic: bool = True
+    eval_every: int = 500
+    checkpoint_every: int = 1000
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.steps, "steps")
+        check_positive_int(self.batch_size, "batch_size", minimum=2)
+        check_positive(self.lr, "lr")
+        check_positive(self.weight_decay, "weight_decay", allow_zero=True)
+        check_positive_int(self.warmup, "warmup", minimum=0)
+        check_fraction(self.min_lr_ratio, "min_lr_ratio", high=1.0 + 1e-12)
+        if self.ema is not None:
+            check_fraction(self.ema, "ema")
+        if self.clip_grad is not None:
+            check_positive(self.clip_grad, "clip_grad")
+        check_positive_int(self.eval_every, "eval_every")
+        check_positive_int(self.checkpoint_every, "checkpoint_every")
+
+
+@dataclass
+class _Record:
+    step: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    fm_loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    wall_time: list[float] = field(default_factory=list)
+    eval_step: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_fm_loss: list[float] = field(default_factory=list)
+
+    def to_dataset(self, attrs: dict[str, Any]) -> xr.Dataset:
+        per_step = ("step",)
+        data = {
+            "loss": (per_step, np.array(self.loss)),
+            "fm_loss": (per_step, np.array(self.fm_loss)),
+            "lr": (per_step, np.array(self.lr)),
+            "grad_norm": (per_step, np.array(self.grad_norm)),
+            "wall_time": (per_step, np.array(self.wall_time)),
+            "val_loss": (("eval_step",), np.array(self.val_loss)),
+            "val_fm_loss": (("eval_step",), np.array(self.val_fm_loss)),
+        }
+        ds = xr.Dataset(
+            data,
+            coords={"step": np.array(self.step), "eval_step": np.array(self.eval_step)},
+            attrs=attrs,
+        )
+        ds["loss"].attrs["description"] = "quadratic loss G of the paper (batch estimate)"
+        ds["fm_loss"].attrs["description"] = "flow-matching loss E|v - dI/dt|^2 (batch)"
+        ds["wall_time"].attrs["units"] = "s"
+        return ds
+
+
+def _lr_lambda(settings: TrainSettings) -> Callable[[int], float]:
+    warm, total, floor = settings.warmup, settings.steps, settings.min_lr_ratio
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total - warm)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return f
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def train(
+    net: nn.Module,
+    interpolant: Interpolant,
+    draw0: Draw,
+    draw1: Draw,
+    *,
+    settings: TrainSettings | None = None,
+    time_sampler: TimeSampler | None = None,
+    seed: int = 0,
+    validation: tuple[Tensor, Tensor] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[nn.Module, xr.Dataset]:
+    """Train ``net`` on the quadratic loss with the independent coupling of the two draws.
+
+    Args:
+        net: velocity network ``v(z, t)``; trained in place.
+        interpolant: the path.
+        draw0: ``draw0(n, generator)`` returns ``n`` normalised samples of ``rho0``.
+        draw1: likewise for ``rho1``.
+        settings: optimisation settings.
+        time_sampler: distribution of training times (uniform by default).
+        seed: seeds every random draw of the run (one ``torch.Generator``).
+        validation: ``(x0, x1)`` held-out pairs evaluated every ``eval_every`` steps at
+            fixed times.
+        checkpoint: file written every ``checkpoint_every`` steps (atomically).
+        resume: continue from ``checkpoint`` if it exists (bit-for-bit the same run).
+
+    Returns:
+        ``(model, history)``: the EMA model (or ``net`` without EMA) and the record.
+
+    Raises:
+        FloatingPointError: the loss became NaN or infinite (the message names the step).
+    """
+    settings = settings or TrainSettings()
+    time_sampler = time_sampler or get_time_sampler("uniform")
+    net = net.to(device=device, dtype=dtype)
+    ema = (
+        AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(settings.ema), use_buffers=True)
+        if settings.ema is not None
+        else None
+    )
+    opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(settings))
+    gen = torch.Generator().manual_seed(seed)
+    record = _Record()
+    start = 0
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    if resume and ckpt_path is None:
+        raise ValueError("resume=True needs a checkpoint path")
+    if resume and ckpt_path is not None and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        net.load_state_dict(state["net"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        gen.set_state(state["generator"])
+        record = _Record(**{k: list(v) for k, v in state["record"].items()})
+        start = int(state["step"])
+    model = ema.module if ema is not None else net
+
+    val = None
+    if validation is not None:
+        vgen = torch.Generator().manual_seed(seed + 1)
+        v0, v1 = (v.to(device=device, dtype=dtype) for v in validation)
+        vt = time_sampler.sample(v0.shape[0], generator=vgen, device=device, dtype=dtype)
+        val = (v0, v1, vt)
+
+    def evaluate(step: int) -> None:
+        if val is None:
+            return
+        model.eval()
+        with torch.no_grad():
+            out = quadratic_loss(model, interpolant, *val)
+        model.train()
+        record.eval_step.append(step)
+        record.val_loss.append(float(out.quadratic))
+        record.val_fm_loss.append(float(out.flow_matching))
+
+    t_start = time.perf_counter() - (record.wall_time[-1] if record.wall_time else 0.0)
+    bar = tqdm(
+        range(start, settings.steps),
+        initial=start,
+        total=settings.steps,
+        disable=not settings.progress,
+        desc="fit",
+        dynamic_ncols=True,
+    )
+    net.train()
+    bs = settings.batch_size
+    for step in bar:
+        x0 = draw0(bs, gen).to(device=device, dtype=dtype)
+        x1 = draw1(bs, gen).to(device=device, dtype=dtype)
+        t = time_sampler.sample(
+            bs, generator=gen, antithetic=settings.antithetic, device=device, dtype=dtype
+        )
+        out = quadratic_loss(net, interpolant, x0, x1, t)
+        loss = out.quadratic
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(
+                f"the loss became {loss_value} at step {step}; lower lr (now "
+                f"{sched.get_last_lr()[0]:.3g}), keep clip_grad on, or check the data scale"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = settings.clip_grad if settings.clip_grad is not None else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm))
+        lr = sched.get_last_lr()[0]
+        opt.step()
+        sched.step()
+        if ema is not None:
+            ema.update_parameters(net)
+        record.step.append(step + 1)
+        record.loss.append(loss_value)
+        record.fm_loss.append(float(out.flow_matching.detach()))
+        record.lr.append(lr)
+        record.grad_norm.append(grad_norm)
+        record.wall_time.append(time.perf_counter() - t_start)
+        done = step + 1
+        if done % settings.eval_every == 0 or done == settings.steps:
+            evaluate(done)
+        if step % 50 == 0 or done == settings.steps:
+            bar.set_postfix(loss=f"{float(np.mean(record.loss[-50:])):.4f}")
+        if ckpt_path is not None and (done % settings.checkpoint_every == 0):
+            _atomic_save(
+                {
+                    "net": net.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "generator": gen.get_state(),
+                    "record": {k: list(v) for k, v in vars(record).items()},
+                    "step": done,
+                },
+                ckpt_path,
+            )
+    bar.close()
+    model.eval()
+    return model, record.to_dataset({"seed": seed})
+
+
+def _split(density: Density, fraction: float, gen: torch.Generator, name: str):
+    """Hold out ``fraction`` of an empirical set; returns (train density, held-out or None)."""
+    if not isinstance(density, EmpiricalDensity) or fraction == 0.0:
+        return density, None
+    x = density.samples
+    n_val = int(round(fraction * x.shape[0]))
+    if n_val < 1 or x.shape[0] - n_val < 2:
+        raise ValueError(
+            f"validation={fraction} leaves {x.shape[0] - n_val} training and {n_val} held-out "
+            f"samples of {name} (n={x.shape[0]}); need at least 2 and 1: use more samples or "
+            "validation=0"
+        )
+    perm = torch.randperm(x.shape[0], generator=gen)
+    return EmpiricalDensity(x[perm[n_val:]]), x[perm[:n_val]]
+
+
+def _normalised_draw(density: Density, norm: Normalization) -> Draw:
+    return lambda n, gen: norm.encode(density.sample(n, gen))
+
+
+def fit(
+    rho0: Any,
+    rho1: Any,
+    *,
+    interpolant: str | Interpolant = "trig",
+    steps: int = 10_000,
+    batch_size: int = 512,
+    lr: float = 2e-3,
+    seed: int = 0,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    validation: float = 0.1,
+    width: int = 256,
+    depth: int = 4,
+    activation: str = "silu",
+    time_frequencies: int = 8,
+    time_sampler: str | dict | TimeSampler = "uniform",
+    antithetic: bool = True,
+    ema: float | None = 0.999,
+    weight_decay: float = 0.0,
+    warmup: int = 200,
+    clip_grad: float | None = 1.0,
+    normalize: bool = True,
+    eval_every: int = 500,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 1000,
+    resume: bool = False,
+    ode: ODEOptions | None = None,
+) -> TransportFlow:
+    r"""Learn a transport map from ``rho0`` to ``rho1`` by minimising the quadratic loss.
+
+    .. math::
+
+        \min_v\; \mathbb{E}_{t, x_0, x_1}\big[|v_t(x_t)|^2 - 2\,\partial_t x_t\cdot v_t(x_t)\big],
+        \qquad x_t = \alpha(t) x_0 + \beta(t) x_1,
+
+    with ``x0 ~ rho0`` and ``x1 ~ rho1`` drawn independently. Simulation-free: no ODE is
+    solved during training.
+
+    Args:
+        rho0: source at ``t = 0``: samples ``(n, d)`` (numpy, torch or xarray),
+            ``"gaussian"`` (``N(0, I)``) or a torch Distribution.
+        rho1: target at ``t = 1``, same kinds.
+        interpolant: ``"trig"`` (default), ``"linear"`` or an :class:`Interpolant`.
+        steps: optimisation steps.
+        batch_size: pairs per step.
+        lr: peak AdamW learning rate (linear warm-up over ``warmup`` steps, cosine decay
+            to 1% of it).
+        seed: seeds the whole run (splits, batches, times, initial weights).
+        progress: show a tqdm progress bar.
+        device: torch device for training and the returned flow.
+        dtype: network dtype (``torch.float32`` or ``torch.float64``).
+        validation: fraction of each sample set held out for the validation loss.
+        width, depth, activation, time_frequencies: the MLP (:class:`~sitransport.nn.MLPVelocity`).
+        time_sampler: ``"uniform"``, ``"beta"`` / ``{"name": "beta", "a": .., "b": ..}``.
+        antithetic: draw times in pairs ``u, 1 - u`` (lower-variance batches).
+        ema: decay of the exponential moving average of the weights (``None``: off); the
+            flow uses the averaged weights.
+        weight_decay: AdamW weight decay.
+        warmup: learning-rate warm-up steps.
+        clip_grad: max gradient norm (``None``: off).
+        normalize: learn in coordinates ``(x - m) / s`` (pooled mean ``m`` and scalar scale
+            ``s`` of both ends); a similarity, so optimal-transport structure is kept.
+        eval_every: steps between validation evaluations.
+        checkpoint_dir: directory for ``checkpoint.pt`` (written every ``checkpoint_every``).
+        resume: continue from the checkpoint in ``checkpoint_dir`` if present.
+        ode: default ODE settings of the returned flow.
+
+    Returns:
+        The fitted :class:`TransportFlow`; ``flow.config`` records these settings and
+        ``flow.history`` the training record.
+
+    Raises:
+        ValueError, TypeError: bad input (the message names the argument).
+        FloatingPointError: the loss became non-finite.
+
+    Example:
+        >>> import sitransport as st
+        >>> x1 = st.datasets.sample("moons", 2000, seed=0)
+        >>> flow = st.fit("gaussian", x1, steps=200, progress=False)
+        >>> flow.sample(5, seed=0).shape
+        (5, 2)
+    """
+    config = _plain({k: v for k, v in locals().items() if k not in ("rho0", "rho1")})
+    settings = TrainSettings(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup=warmup,
+        ema=ema,
+        clip_grad=clip_grad,
+        antithetic=antithetic,
+        eval_every=eval_every,
+        checkpoint_every=checkpoint_every,
+        progress=progress,
+    )
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    validation = check_fraction(validation, "validation", high=0.9)
+    interp = get_interpolant(interpolant)
+    sampler = get_time_sampler(time_sampler)
+
+    if isinstance(rho1, str):  # "gaussian" takes its dimension from the other end
+        d0 = as_density(rho0, "rho0")
+        d1 = as_density(rho1, "rho1", shape=d0.shape)
+    else:
+        d1 = as_density(rho1, "rho1")
+        d0 = as_density(rho0, "rho0", shape=d1.shape)
+    if d0.shape != d1.shape:
+        raise ValueError(
+            f"rho0 and rho1 must have the same dimension, got samples of shape {d0.shape} "
+            f"and {d1.shape}"
+        )
+    if len(d0.shape) != 1:
+        raise ValueError(f"fit supports vectors (n, d) for now, got sample shape {d0.shape}")
+
+    gen = torch.Generator().manual_seed(seed + 2)
+    train0, held0 = _split(d0, validation, gen, "rho0")
+    train1, held1 = _split(d1, validation, gen, "rho1")
+
+    if normalize:
+        n_stat = 20_000
+        pool = [
+            train.samples if isinstance(train, EmpiricalDensity) else train.sample(n_stat, gen)
+            for train in (train0, train1)
+        ]
+        norm = Normalization.from_samples(*pool)
+    else:
+        norm = Normalization.identity(d0.shape)
+
+    val = None
+    if validation > 0:
+        n_val = 4096
+        v0 = held0 if held0 is not None else train0.sample(n_val, gen)
+        v1 = held1 if held1 is not None else train1.sample(n_val, gen)
+        m = min(v0.shape[0], v1.shape[0], n_val)
+        val = (norm.encode(v0[:m]), norm.encode(v1[:m]))
+
+    with torch.random.fork_rng(devices=[]):  # seeded weight init, global RNG untouched
+        torch.manual_seed(seed)
+        net = MLPVelocity(d0.shape[0], width, depth, activation, time_frequencies)
+    ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
+    if ckpt is not None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+    model, history = train(
+        net,
+        interp,
+        _normalised_draw(train0, norm),
+        _normalised_draw(train1, norm),
+        settings=settings,
+        time_sampler=sampler,
+        seed=seed,
+        validation=val,
+        checkpoint=ckpt,
+        resume=resume,
+        device=device,
+        dtype=dtype,
+    )
+    return TransportFlow(
+        model,
+        interp,
+        base=d0,
+        normalization=norm,
+        ode=ode,
+        config=config,
+        history=history,
+    )

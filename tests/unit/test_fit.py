@@ -1,0 +1,202 @@
+"""fit: settings recorded, history, validation split, bad input, resume, non-finite stop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import sitransport as st
+from sitransport.interpolants import Linear
+from sitransport.train import TrainSettings, train
+
+TINY = {"steps": 20, "width": 8, "depth": 1, "progress": False, "eval_every": 10}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return st.datasets.sample("moons", 400, seed=0), st.datasets.sample("8gaussians", 400, seed=0)
+
+
+def test_history_and_config(data):
+    x0, x1 = data
+    flow = st.fit(x0, x1, **TINY, interpolant="linear", seed=3)
+    h = flow.history
+    assert h.sizes["step"] == 20 and h.sizes["eval_step"] == 2
+    assert set(h.data_vars) >= {"loss", "fm_loss", "lr", "grad_norm", "wall_time", "val_loss"}
+    # the flow-matching and quadratic losses differ by E|dI/dt|^2 > 0 on every batch
+    assert bool((h["fm_loss"] > h["loss"]).all())
+    assert flow.config["interpolant"] == "linear" and flow.config["seed"] == 3
+    with pytest.raises(TypeError):
+        flow.config["seed"] = 4  # read-only
+
+
+def test_seed_reproducible(data):
+    x0, x1 = data
+    a = st.fit(x0, x1, **TINY, seed=1).push_forward(x0[:5])
+    b = st.fit(x0, x1, **TINY, seed=1).push_forward(x0[:5])
+    c = st.fit(x0, x1, **TINY, seed=2).push_forward(x0[:5])
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_global_rng_untouched(data):
+    x0, x1 = data
+    state_t, state_np = torch.get_rng_state(), np.random.get_state()
+    st.fit(x0, x1, **TINY)
+    assert torch.equal(state_t, torch.get_rng_state())
+    assert np.array_equal(state_np[1], np.random.get_state()[1])
+
+
+def test_distribution_ends(data):
+    _, x1 = data
+    base = torch.distributions.MultivariateNormal(torch.zeros(2), 2.0 * torch.eye(2))
+    flow = st.fit(base, x1, **TINY)
+    assert flow.log_prob(x1[:3]).shape == (3,)
+    mix = st.datasets.GaussianMixture.random(3, 2, seed=0)
+    flow = st.fit("gaussian", mix, **TINY)
+    assert flow.sample(4, seed=0).shape == (4, 2)
+    flow = st.fit(x1, "gaussian", **TINY)  # data -> noise
+    assert flow.push_forward(x1[:4]).shape == (4, 2)
+
+
+def test_resume_continues_exactly(data, tmp_path, monkeypatch):
+    """A run killed right after its step-15 checkpoint, resumed, equals the uninterrupted run."""
+    import sitransport.train as tr
+
+    x0, x1 = data
+    kw = dict(TINY, steps=30, checkpoint_every=15, seed=0, checkpoint_dir=tmp_path)
+    full = st.fit(x0, x1, **dict(kw, checkpoint_dir=None))
+    save = tr._atomic_save
+
+    def save_then_die(obj, path):
+        save(obj, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr, "_atomic_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        st.fit(x0, x1, **kw)
+    monkeypatch.setattr(tr, "_atomic_save", save)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 15
+    resumed = st.fit(x0, x1, **dict(kw, resume=True))
+    x = x0[:10]
+    np.testing.assert_array_equal(resumed.push_forward(x), full.push_forward(x))
+    np.testing.assert_array_equal(resumed.history["loss"].values, full.history["loss"].values)
+    np.testing.assert_array_equal(
+        resumed.history["val_loss"].values, full.history["val_loss"].values
+    )
+
+
+def test_non_finite_loss_stops_with_step():
+    class Exploding(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+            self.calls = 0
+
+        def forward(self, x, t):
+            self.calls += 1
+            return x * self.w * (float("nan") if self.calls > 3 else 1.0)
+
+    def draw(n, gen):
+        return torch.randn(n, 2, generator=gen)
+
+    with pytest.raises(FloatingPointError, match="at step 3"):
+        train(
+            Exploding(),
+            Linear(),
+            draw,
+            draw,
+            settings=TrainSettings(steps=10, progress=False, ema=None),
+        )
+
+
+BAD = [
+    (lambda x0, x1: st.fit(x0, x1[:, :1], **TINY), ValueError, "same dimension"),
+    (
+        lambda x0, x1: st.fit(x0, np.where(x1 > 3, np.nan, x1), **TINY),
+        ValueError,
+        "rho1 must be finite",
+    ),
+    (lambda x0, x1: st.fit(x0, np.inf * x1, **TINY), ValueError, "rho1 must be finite"),
+    (lambda x0, x1: st.fit(x0[:, 0], x1, **TINY), ValueError, r"rho0 must have shape \(n, d\)"),
+    (lambda x0, x1: st.fit(x0[:1], x1, **TINY), ValueError, "at least 2 samples"),
+    (lambda x0, x1: st.fit(x0.astype(int), x1, **TINY), TypeError, "floating dtype"),
+    (lambda x0, x1: st.fit(x0.astype(complex), x1, **TINY), TypeError, "floating dtype"),
+    (
+        lambda x0, x1: st.fit(np.array([[1.0, "a"]], dtype=object), x1, **TINY),
+        TypeError,
+        "floating dtype",
+    ),
+    (lambda x0, x1: st.fit(x0.tolist(), x1, **TINY), TypeError, "rho0 must be a numpy.ndarray"),
+    (lambda x0, x1: st.fit("gausian", x1, **TINY), ValueError, "got the string 'gausian'"),
+    (
+        lambda x0, x1: st.fit("gaussian", "gaussian", **TINY),
+        ValueError,
+        "needs samples at the other end",
+    ),
+    (
+        lambda x0, x1: st.fit(x0, x1, **dict(TINY, interpolant="cos")),
+        ValueError,
+        "unknown interpolant 'cos'",
+    ),
+    (
+        lambda x0, x1: st.fit(x0, x1, **dict(TINY, steps=0)),
+        ValueError,
+        "steps must be an integer >= 1, got 0",
+    ),
+    (
+        lambda x0, x1: st.fit(x0, x1, **dict(TINY, steps=-5)),
+        ValueError,
+        "steps must be an integer >= 1",
+    ),
+    (
+        lambda x0, x1: st.fit(x0, x1, **dict(TINY, steps=10.5)),
+        TypeError,
+        "steps must be an integer",
+    ),
+    (
+        lambda x0, x1: st.fit(x0, x1, **dict(TINY, batch_size=1)),
+        ValueError,
+        "batch_size must be an integer >= 2",
+    ),
+    (lambda x0, x1: st.fit(x0, x1, **dict(TINY, lr=-1.0)), ValueError, "lr must be finite and > 0"),
+    (
+        lambda x0, x1: st.fit(x0, x1, **dict(TINY, validation=1.5)),
+        ValueError,
+        r"validation must be in \[0.0, 0.9\)",
+    ),
+    (
+        lambda x0, x1: st.fit(x0[:3], x1, **dict(TINY, validation=0.1)),
+        ValueError,
+        "validation=0.1 leaves",
+    ),
+    (
+        lambda x0, x1: st.fit(x0, x1, **dict(TINY, activation="swish")),
+        ValueError,
+        "unknown activation 'swish'",
+    ),
+    (lambda x0, x1: st.fit(x0, x1, **dict(TINY, seed="0")), TypeError, "seed must be an int"),
+    (lambda x0, x1: st.fit(x0, x1, **dict(TINY, dtype=torch.float16)), TypeError, "dtype must be"),
+    (
+        lambda x0, x1: st.fit(x0, x1, **dict(TINY, time_sampler="normal")),
+        ValueError,
+        "unknown time_sampler",
+    ),
+    (
+        lambda x0, x1: st.fit(x0, x1, **dict(TINY, resume=True)),
+        ValueError,
+        "resume=True needs a checkpoint",
+    ),
+    (
+        lambda x0, x1: st.fit(np.zeros_like(x0), np.zeros_like(x1), **TINY),
+        ValueError,
+        "zero variance",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "exc", "match"), BAD)
+def test_bad_input(data, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(*data)
