@@ -44,6 +44,7 @@ __all__ = [
     "SampleQuality",
     "gaussian_ot_map",
     "gaussian_w2",
+    "nll",
     "noise_floor",
     "sample_quality",
     "sinkhorn_w2",
@@ -666,3 +667,25 @@ def sample_quality(generated: Any, held_out: Any) -> SampleQuality:
     dist = w2(gen[:m], held[:m])
     floor = w2(held[:m], held[m : 2 * m])
     return SampleQuality(dist, floor, dist / floor if floor > 0 else float("inf"), m)
+
+
+def nll(flow: Any, x: Any, **log_prob_kwargs: Any) -> float:
+    r"""Mean negative log-likelihood of samples under a flow's ``rho1``, in nats.
+
+    .. math::
+
+        \mathrm{NLL} = -\frac{1}{n} \sum_i \log \hat\rho_1(x_i).
+
+    On held-out samples of a law with density :math:`\rho`, its expectation is the
+    cross-entropy :math:`H(\rho) + \mathrm{KL}(\rho \,\|\, \hat\rho_1) \geq H(\rho)`.
+
+    Args:
+        flow: a :class:`~sitransport.TransportFlow` with a base density.
+        x: samples, shape ``(n, d)``.
+        **log_prob_kwargs: passed to :meth:`~sitransport.TransportFlow.log_prob`
+            (``method``, ``probes``, ``seed``, ``ode``).
+
+    Returns:
+        The mean NLL (nats) as a Python float.
+    """
+    return float(-np.mean(np.asarray(flow.log_prob(x, **log_prob_kwargs), dtype=np.float64)))

@@ -150,9 +150,12 @@ def divergence_exact(velocity: Velocity, x: Tensor, t: Tensor) -> tuple[Tensor, 
         v = velocity(x, t)
         v_flat = v.flatten(1)
         div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        if not v.requires_grad:  # v does not depend on x
+            return v.detach(), div
         for i in range(v_flat.shape[1]):
-            (g,) = torch.autograd.grad(v_flat[:, i].sum(), x, retain_graph=True)
-            div = div + g.flatten(1)[:, i]
+            (g,) = torch.autograd.grad(v_flat[:, i].sum(), x, retain_graph=True, allow_unused=True)
+            if g is not None:
+                div = div + g.flatten(1)[:, i]
     return v.detach(), div
 
 
@@ -167,10 +170,12 @@ def divergence_hutchinson(
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         v = velocity(x, t)
+        if not v.requires_grad:  # v does not depend on x
+            return v.detach(), torch.zeros(x.shape[0], len(probes), dtype=x.dtype, device=x.device)
         ests = []
         for e in probes:
-            (g,) = torch.autograd.grad((v * e).sum(), x, retain_graph=True)
-            ests.append((g * e).flatten(1).sum(1))
+            (g,) = torch.autograd.grad((v * e).sum(), x, retain_graph=True, allow_unused=True)
+            ests.append((g * e).flatten(1).sum(1) if g is not None else torch.zeros_like(x[:, 0]))
     return v.detach(), torch.stack(ests, dim=1)
 
 

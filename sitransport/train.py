@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import xarray as xr
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from sitransport._bases import Density, EmpiricalDensity, as_density
@@ -120,6 +120,19 @@ def _lr_lambda(settings: TrainSettings) -> Callable[[int], float]:
     return f
 
 
+def _ema_with_warmup(decay: float) -> Callable:
+    """EMA update with decay ``min(decay, (1 + k) / (10 + k))`` after ``k`` updates, so early
+    weights are forgotten quickly and short runs are not dragged back to initialisation."""
+
+    @torch.no_grad()
+    def update(ema_params: list[Tensor], params: list[Tensor], n_averaged: Tensor) -> None:
+        k = float(n_averaged)
+        beta = min(decay, (1.0 + k) / (10.0 + k))
+        torch._foreach_lerp_(ema_params, params, 1.0 - beta)
+
+    return update
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -172,7 +185,7 @@ def train(
     time_sampler = time_sampler or get_time_sampler("uniform")
     net = net.to(device=device, dtype=dtype)
     ema = (
-        AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(settings.ema), use_buffers=True)
+        AveragedModel(net, multi_avg_fn=_ema_with_warmup(settings.ema), use_buffers=True)
         if settings.ema is not None
         else None
     )

@@ -80,3 +80,13 @@ def test_linear_field_logdet_closed_form():
     )
     torch.testing.assert_close(back.delta_logp, torch.full((5,), -0.2, dtype=torch.float64))
     torch.testing.assert_close(back.x, x, rtol=1e-8, atol=1e-8)
+
+
+def test_constant_field_has_zero_divergence():
+    """A velocity that ignores x (no autograd graph) has divergence 0, not an error."""
+    x = torch.randn(4, 3, dtype=torch.float64)
+    t = torch.tensor(0.5, dtype=torch.float64)
+    _, div = divergence_exact(lambda y, s: torch.ones_like(y), x, t)
+    torch.testing.assert_close(div, torch.zeros(4, dtype=torch.float64))
+    _, est = divergence_hutchinson(lambda y, s: torch.ones_like(y), x, t, torch.ones(2, 4, 3).to(x))
+    torch.testing.assert_close(est, torch.zeros(4, 2, dtype=torch.float64))

@@ -462,3 +462,16 @@ def test_gaussian_functions_accept_torch_and_xarray_and_keep_type() -> None:
     assert isinstance(a_x, xr.DataArray) and a_x.dims == ("row", "col")
     assert isinstance(b_x, xr.DataArray) and b_x.dims == ("dim",)
     np.testing.assert_allclose(b_x.values, b_ref, rtol=1e-14)
+
+
+def test_nll_of_identity_flow_is_base_nll() -> None:
+    """A zero velocity transports nothing: the NLL is that of N(0, I), in closed form."""
+    import torch
+
+    from sitransport.flow import TransportFlow
+    from sitransport.metrics import nll
+
+    flow = TransportFlow(lambda x, t: torch.zeros_like(x), "linear", base="gaussian", shape=(2,))
+    x = np.array([[0.0, 0.0], [1.0, 2.0]])
+    expected = np.log(2 * np.pi) + 0.25 * (0.0 + 5.0)
+    assert nll(flow, x) == pytest.approx(expected, rel=1e-12)
