@@ -26,6 +26,7 @@ __all__ = [
     "check_same_dim",
     "check_samples",
     "check_times",
+    "resolve",
 ]
 
 
@@ -225,3 +226,19 @@ def check_choice(value: Any, name: str, choices: dict[str, Any] | tuple[str, ...
     if not isinstance(value, str) or value not in keys:
         raise ValueError(f"unknown {name} {value!r}; valid values are: {', '.join(sorted(keys))}")
     return value
+
+
+def resolve(spec: Any, registry: dict[str, Callable[..., Any]], name: str, cls: type) -> Any:
+    """Resolve a registry alias: an instance of ``cls`` (returned as is), a name, or a spec
+    dict ``{"name": ..., **kwargs}``; errors list the valid names."""
+    if isinstance(spec, cls):
+        return spec
+    if isinstance(spec, str):
+        return registry[check_choice(spec, name, registry)]()
+    if isinstance(spec, dict) and "name" in spec:
+        kwargs = {k: v for k, v in spec.items() if k != "name"}
+        return registry[check_choice(spec["name"], name, registry)](**kwargs)
+    raise TypeError(
+        f"{name} must be a name ({', '.join(sorted(registry))}), a spec dict or a "
+        f"{cls.__name__}, got {type(spec).__name__}"
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ import xarray as xr
 from torch import Tensor, nn
 
 from sitransport._bases import Density, EmpiricalDensity, StandardNormal, as_density
+from sitransport._io import atomic_save, plain
 from sitransport._validation import (
     as_tensor,
     check_choice,
@@ -300,7 +300,8 @@ class TransportFlow:
         n = check_positive_int(n, "n")
         if self._base is None:
             raise ValueError(
-                "sample needs rho0: this flow has no base (pass base= when building it)"
+                "sample needs rho0, but this flow has no base: pass base= to TransportFlow, or "
+                "to sitransport.load for flows saved with a torch Distribution base"
             )
         x0 = self._base.sample(n, _random_generator(seed)).numpy()
         return self.push_forward(x0, ode=ode)
@@ -395,19 +396,10 @@ class TransportFlow:
             "base": base,
             "normalization": {"shift": self._norm.shift.cpu(), "scale": self._norm.scale},
             "ode": asdict(self._ode),
-            "config": _plain(dict(self._config)),
-            "history": _history_to_plain(self._history),
+            "config": plain(dict(self._config)),
+            "history": _history_toplain(self._history),
         }
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_save(payload, Path(path))
 
     def __repr__(self) -> str:
         base = "none" if self._base is None else self._base.kind
@@ -425,21 +417,10 @@ def _back_1d(back: Callable, values: Tensor) -> Any:
     return out
 
 
-def _plain(value: Any) -> Any:
-    """Config values as plain data (numbers, strings, lists, dicts); other objects as repr."""
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return repr(value)
-
-
-def _history_to_plain(history: xr.Dataset | None) -> dict[str, Any] | None:
+def _history_toplain(history: xr.Dataset | None) -> dict[str, Any] | None:
     if history is None:
         return None
-    out: dict[str, Any] = {"coords": {}, "vars": {}, "attrs": _plain(dict(history.attrs))}
+    out: dict[str, Any] = {"coords": {}, "vars": {}, "attrs": plain(dict(history.attrs))}
     for name, c in history.coords.items():
         out["coords"][str(name)] = torch.from_numpy(np.asarray(c.values, dtype=np.float64))
     for name, v in history.data_vars.items():
@@ -450,7 +431,7 @@ def _history_to_plain(history: xr.Dataset | None) -> dict[str, Any] | None:
     return out
 
 
-def _history_from_plain(plain: dict[str, Any] | None) -> xr.Dataset | None:
+def _history_fromplain(plain: dict[str, Any] | None) -> xr.Dataset | None:
     if plain is None:
         return None
     coords = {k: v.numpy() for k, v in plain["coords"].items()}
@@ -522,7 +503,7 @@ def load(
             normalization=Normalization(norm["shift"], float(norm["scale"])),
             ode=ODEOptions(**payload["ode"]),
             config=payload["config"],
-            history=_history_from_plain(payload["history"]),
+            history=_history_fromplain(payload["history"]),
         )
     except (KeyError, TypeError, RuntimeError) as err:
         raise ValueError(

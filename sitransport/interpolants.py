@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sitransport._validation import check_choice
+from sitransport._validation import resolve
 
 __all__ = [
     "Custom",
@@ -276,14 +276,4 @@ def get_interpolant(spec: str | dict[str, Any] | Interpolant) -> Interpolant:
         >>> get_interpolant("trig")
         Trig()
     """
-    if isinstance(spec, Interpolant):
-        return spec
-    if isinstance(spec, str):
-        return _REGISTRY[check_choice(spec, "interpolant", _REGISTRY)]()
-    if isinstance(spec, dict) and "name" in spec:
-        kwargs = {k: v for k, v in spec.items() if k != "name"}
-        return _REGISTRY[check_choice(spec["name"], "interpolant", _REGISTRY)](**kwargs)
-    raise TypeError(
-        f"interpolant must be a name ({', '.join(interpolant_names())}), a spec dict or an "
-        f"Interpolant, got {type(spec).__name__}"
-    )
+    return resolve(spec, _REGISTRY, "interpolant", Interpolant)

@@ -27,7 +27,7 @@ import torch
 from scipy import special
 from torch import Tensor
 
-from sitransport._validation import check_choice, check_positive
+from sitransport._validation import check_positive, resolve
 from sitransport.interpolants import Interpolant
 
 __all__ = [
@@ -153,14 +153,4 @@ _SAMPLERS: dict[str, Callable[..., TimeSampler]] = {"beta": BetaTime, "uniform":
 
 def get_time_sampler(spec: str | dict[str, Any] | TimeSampler) -> TimeSampler:
     """Resolve ``"uniform"``, ``"beta"``, ``{"name": "beta", "a": 2, "b": 2}`` or an instance."""
-    if isinstance(spec, TimeSampler):
-        return spec
-    if isinstance(spec, str):
-        return _SAMPLERS[check_choice(spec, "time_sampler", _SAMPLERS)]()
-    if isinstance(spec, dict) and "name" in spec:
-        kwargs = {k: v for k, v in spec.items() if k != "name"}
-        return _SAMPLERS[check_choice(spec["name"], "time_sampler", _SAMPLERS)](**kwargs)
-    raise TypeError(
-        f"time_sampler must be a name ({', '.join(sorted(_SAMPLERS))}), a spec dict or a "
-        f"TimeSampler, got {type(spec).__name__}"
-    )
+    return resolve(spec, _SAMPLERS, "time_sampler", TimeSampler)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,12 +25,14 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from sitransport._bases import Density, EmpiricalDensity, as_density
+from sitransport._io import atomic_save as _atomic_save
+from sitransport._io import plain
 from sitransport._validation import (
     check_fraction,
     check_positive,
     check_positive_int,
 )
-from sitransport.flow import Normalization, TransportFlow, _plain
+from sitransport.flow import Normalization, TransportFlow
 from sitransport.interpolants import Interpolant, get_interpolant
 from sitransport.losses import TimeSampler, get_time_sampler, quadratic_loss
 from sitransport.nn import MLPVelocity
@@ -46,7 +47,7 @@ Draw = Callable[[int, torch.Generator], Tensor]
 class TrainSettings:
     """Optimisation settings of :func:`train` (see :func:`fit` for their meaning)."""
 
-    steps: int = 10_000
+    steps: int = 20_000
     batch_size: int = 512
     lr: float = 2e-3
     weight_decay: float = 0.0
@@ -131,18 +132,6 @@ def _ema_with_warmup(decay: float) -> Callable:
         torch._foreach_lerp_(ema_params, params, 1.0 - beta)
 
     return update
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def train(
@@ -315,7 +304,7 @@ def fit(
     rho1: Any,
     *,
     interpolant: str | Interpolant = "trig",
-    steps: int = 10_000,
+    steps: int = 20_000,
     batch_size: int = 512,
     lr: float = 2e-3,
     seed: int = 0,
@@ -323,7 +312,7 @@ def fit(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     validation: float = 0.1,
-    width: int = 256,
+    width: int | None = None,
     depth: int = 4,
     activation: str = "silu",
     time_frequencies: int = 8,
@@ -364,7 +353,8 @@ def fit(
         device: torch device for training and the returned flow.
         dtype: network dtype (``torch.float32`` or ``torch.float64``).
         validation: fraction of each sample set held out for the validation loss.
-        width, depth, activation, time_frequencies: the MLP (:class:`~sitransport.nn.MLPVelocity`).
+        width: hidden width of the MLP; ``None`` picks 128 for ``d <= 16`` and 256 above.
+        depth, activation, time_frequencies: the MLP (:class:`~sitransport.nn.MLPVelocity`).
         time_sampler: ``"uniform"``, ``"beta"`` / ``{"name": "beta", "a": .., "b": ..}``.
         antithetic: draw times in pairs ``u, 1 - u`` (lower-variance batches).
         ema: decay of the exponential moving average of the weights (``None``: off); the
@@ -394,7 +384,7 @@ def fit(
         >>> flow.sample(5, seed=0).shape
         (5, 2)
     """
-    config = _plain({k: v for k, v in locals().items() if k not in ("rho0", "rho1")})
+    config = plain({k: v for k, v in locals().items() if k not in ("rho0", "rho1")})
     settings = TrainSettings(
         steps=steps,
         batch_size=batch_size,
@@ -454,7 +444,9 @@ def fit(
 
     with torch.random.fork_rng(devices=[]):  # seeded weight init, global RNG untouched
         torch.manual_seed(seed)
-        net = MLPVelocity(d0.shape[0], width, depth, activation, time_frequencies)
+        d = d0.shape[0]
+        width = width if width is not None else (128 if d <= 16 else 256)
+        net = MLPVelocity(d, width, depth, activation, time_frequencies)
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)

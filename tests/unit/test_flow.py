@@ -232,3 +232,16 @@ def test_network_shapes():
     out0 = net(torch.ones(1, 3), torch.zeros(1))
     out1 = net(torch.ones(1, 3), torch.ones(1))
     assert not torch.allclose(out0, out1)  # time conditioning reaches the output
+
+
+def test_distribution_base_must_be_given_again_on_load(tmp_path):
+    base = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
+    flow = st.fit(
+        base, st.datasets.sample("moons", 300, seed=0), steps=3, width=8, depth=1, progress=False
+    )
+    flow.save(tmp_path / "d.sit")
+    loaded = st.load(tmp_path / "d.sit")
+    with pytest.raises(ValueError, match="pass base= to TransportFlow, or to sitransport.load"):
+        loaded.sample(2)
+    again = st.load(tmp_path / "d.sit", base=base)
+    np.testing.assert_array_equal(again.sample(3, seed=0), flow.sample(3, seed=0))
