@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="CI-sized: 1,000 steps, 2 tasks")
     parser.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=3, help="independent evaluations")
+    parser.add_argument("--repeats", type=int, default=10, help="independent evaluations")
     parser.add_argument("--fit", type=json.loads, default={}, help="extra fit kwargs as JSON")
     parser.add_argument("--name", default="bench_2d")
     args = parser.parse_args()

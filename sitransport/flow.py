@@ -108,6 +108,8 @@ class TransportFlow:
         interpolant: the interpolant it was trained with (name or object); needed by the
             score and path diagnostics.
         base: ``rho0``: ``"gaussian"``, a torch Distribution, samples ``(n, d)`` or ``None``.
+        target: ``rho1`` the flow was fitted to (same kinds), kept for transport
+            diagnostics and reflow; optional.
         shape: per-sample shape ``(d,)``; inferred from ``base`` or the network when possible.
         normalization: the map to normalised coordinates (identity if ``None``).
         ode: default :class:`~sitransport.ode.ODEOptions` (dopri5, atol = rtol = 1e-5).
@@ -127,6 +129,7 @@ class TransportFlow:
         interpolant: str | Interpolant = "trig",
         *,
         base: Any = None,
+        target: Any = None,
         shape: tuple[int, ...] | None = None,
         normalization: Normalization | None = None,
         ode: ODEOptions | None = None,
@@ -152,6 +155,10 @@ class TransportFlow:
             self._base = as_density(base, "base", shape=self._shape)
         if self._base is not None and self._base.shape != self._shape:
             raise ValueError(f"base has sample shape {self._base.shape}, expected {self._shape}")
+        if target is None or isinstance(target, Density):
+            self._target = target
+        else:
+            self._target = as_density(target, "target", shape=self._shape)
         self._norm = normalization or Normalization.identity(self._shape)
         self._ode = ode or ODEOptions()
         self._config = types.MappingProxyType(dict(config or {}))
@@ -176,6 +183,11 @@ class TransportFlow:
     def base(self) -> Density | None:
         """``rho0``, the source the flow starts from."""
         return self._base
+
+    @property
+    def target(self) -> Density | None:
+        """``rho1``, the target the flow was fitted to (``None`` if unknown)."""
+        return self._target
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -381,11 +393,7 @@ class TransportFlow:
                 "only flows with a built-in sitransport network can be saved, got velocity "
                 f"of type {type(net).__name__}; save its state_dict yourself"
             )
-        base: dict[str, Any] | None = None
-        if self._base is not None:
-            base = self._base.spec()
-            if isinstance(self._base, EmpiricalDensity):
-                base["samples"] = self._base.samples.detach().cpu()
+        base, target = _density_spec(self._base), _density_spec(self._target)
         payload = {
             "format": _FORMAT,
             "version": _VERSION,
@@ -394,6 +402,7 @@ class TransportFlow:
             "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
             "interpolant": self._interpolant.spec(),
             "base": base,
+            "target": target,
             "normalization": {"shift": self._norm.shift.cpu(), "scale": self._norm.scale},
             "ode": asdict(self._ode),
             "config": plain(dict(self._config)),
@@ -407,6 +416,24 @@ class TransportFlow:
             f"TransportFlow(shape={self._shape}, interpolant={self._interpolant!r}, "
             f"base={base}, ode={self._ode.method})"
         )
+
+
+def _density_spec(density: Density | None) -> dict[str, Any] | None:
+    """Plain-data record of an end of the flow (samples included for empirical ends)."""
+    if density is None:
+        return None
+    spec = density.spec()
+    if isinstance(density, EmpiricalDensity):
+        spec["samples"] = density.samples.detach().cpu()
+    return spec
+
+
+def _density_from_spec(spec: dict[str, Any] | None, shape: tuple[int, ...]) -> Density | None:
+    if spec is None or spec["kind"] == "distribution":
+        return None
+    if spec["kind"] == "gaussian":
+        return StandardNormal(shape)
+    return EmpiricalDensity(spec["samples"])
 
 
 def _back_1d(back: Callable, values: Tensor) -> Any:
@@ -485,20 +512,16 @@ def load(
         net.load_state_dict(payload["state_dict"])
         net = net.to(map_location)
         shape = tuple(payload["shape"])
-        spec = payload["base"]
         if base is not None:
             rho0 = as_density(base, "base", shape=shape)
-        elif spec is None or spec["kind"] == "distribution":
-            rho0 = None
-        elif spec["kind"] == "gaussian":
-            rho0 = StandardNormal(shape)
         else:
-            rho0 = EmpiricalDensity(spec["samples"])
+            rho0 = _density_from_spec(payload["base"], shape)
         norm = payload["normalization"]
         flow = TransportFlow(
             net,
             interpolant if interpolant is not None else get_interpolant(payload["interpolant"]),
             base=rho0,
+            target=_density_from_spec(payload.get("target"), shape),
             shape=shape,
             normalization=Normalization(norm["shift"], float(norm["scale"])),
             ode=ODEOptions(**payload["ode"]),

@@ -29,10 +29,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sitransport._validation import resolve
+from sitransport._validation import check_choice, resolve
 
 __all__ = [
     "Custom",
+    "Fourier",
     "Interpolant",
     "Linear",
     "Trig",
@@ -41,11 +42,15 @@ __all__ = [
 ]
 
 
-def _broadcast(c: Tensor, x: Tensor) -> Tensor:
-    """Reshape a time coefficient of shape ``()`` or ``(n,)`` to broadcast against ``x``."""
-    if c.ndim == 0:
-        return c
-    return c.reshape(c.shape[0], *([1] * (x.ndim - 1)))
+def _broadcast(c: Tensor, t: Tensor, x: Tensor) -> Tensor:
+    """Make a coefficient broadcast against samples ``x`` of shape ``(n, ...)``.
+
+    ``c`` is either one value per time (shape of ``t``: ``()`` or ``(n,)``) or one value per
+    time and coordinate (shape ``t.shape + x.shape[1:]``, per-dimension paths).
+    """
+    if c.ndim == t.ndim and t.ndim == 1:
+        return c.reshape(c.shape[0], *([1] * (x.ndim - 1)))
+    return c
 
 
 def _as_time(t: Tensor | float, like: Tensor) -> Tensor:
@@ -107,7 +112,7 @@ class Interpolant(nn.Module):
             Tensor of the shape of ``x0``.
         """
         t = _as_time(t, x0)
-        xt = _broadcast(self.alpha(t), x0) * x0 + _broadcast(self.beta(t), x1) * x1
+        xt = _broadcast(self.alpha(t), t, x0) * x0 + _broadcast(self.beta(t), t, x1) * x1
         return xt + self._noise_term(self.gamma, t, z, x0)
 
     def velocity_target(
@@ -115,7 +120,7 @@ class Interpolant(nn.Module):
     ) -> Tensor:
         r"""Return :math:`\partial_t x_t = \dot\alpha x_0 + \dot\beta x_1 [+ \dot\gamma z]`."""
         t = _as_time(t, x0)
-        dxt = _broadcast(self.dalpha(t), x0) * x0 + _broadcast(self.dbeta(t), x1) * x1
+        dxt = _broadcast(self.dalpha(t), t, x0) * x0 + _broadcast(self.dbeta(t), t, x1) * x1
         return dxt + self._noise_term(self.dgamma, t, z, x0)
 
     def _noise_term(
@@ -127,7 +132,7 @@ class Interpolant(nn.Module):
             return 0.0
         if z is None:
             raise ValueError(f"z (standard normal noise) is required by {self!r}")
-        return _broadcast(coef(t), z) * z
+        return _broadcast(coef(t), t, z) * z
 
     def spec(self) -> dict[str, Any]:
         """A plain-data description from which :func:`get_interpolant` rebuilds this object."""
@@ -253,7 +258,99 @@ class Custom(Interpolant):
         return self._dbeta(t) if self._dbeta is not None else _derivative(self._beta, t)
 
 
-_REGISTRY: dict[str, Callable[..., Interpolant]] = {"linear": Linear, "trig": Trig}
+class Fourier(Interpolant):
+    r"""Learnable path: a base interpolant plus sine series with boundary values kept.
+
+    .. math::
+
+        \alpha(t) = \alpha_b(t) + \sum_{k=1}^K a_k \sin(k\pi t), \qquad
+        \beta(t) = \beta_b(t) + \sum_{k=1}^K b_k \sin(k\pi t).
+
+    Every :math:`\sin(k\pi t)` vanishes at ``t = 0`` and ``t = 1``, so the boundary values
+    hold exactly for any coefficients. The coefficients are ``nn.Parameter`` (zeros at
+    start: the base path), scalar or per dimension (shape ``(K, d)``), and the velocity
+    target is differentiable in them: the object of max–min path optimisation
+    (:mod:`sitransport.paths`).
+
+    Args:
+        base: ``"trig"`` or ``"linear"``, the path at zero coefficients.
+        K: number of sine terms.
+        dim: ``None`` for scalar coefficients, or ``d`` for per-dimension coefficients.
+
+    Example:
+        >>> path = Fourier("linear", K=3)
+        >>> float(path.alpha(torch.tensor(0.0))), float(path.alpha(torch.tensor(1.0)))
+        (1.0, 0.0)
+    """
+
+    def __init__(self, base: str = "trig", K: int = 4, dim: int | None = None) -> None:
+        super().__init__()
+        from sitransport._validation import check_positive_int
+
+        self.base_name = base
+        self.base = _REGISTRY[check_choice(base, "base", ("linear", "trig"))]()
+        self.K = check_positive_int(K, "K")
+        self.dim = None if dim is None else check_positive_int(dim, "dim")
+        shape = (self.K,) if dim is None else (self.K, self.dim)
+        self.a = nn.Parameter(torch.zeros(shape, dtype=torch.float64))
+        self.b = nn.Parameter(torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("k", torch.arange(1, self.K + 1, dtype=torch.float64) * math.pi)
+
+    def _series(self, coef: Tensor, t: Tensor, derivative: bool) -> Tensor:
+        kt = t[..., None] * self.k.to(t)  # t.shape + (K,)
+        basis = self.k.to(t) * torch.cos(kt) if derivative else torch.sin(kt)
+        return basis @ coef.to(t)  # t.shape, or t.shape + (d,) for per-dimension coefficients
+
+    def alpha(self, t: Tensor) -> Tensor:
+        return _expand_like(self.base.alpha(t), self._series(self.a, t, False))
+
+    def beta(self, t: Tensor) -> Tensor:
+        return _expand_like(self.base.beta(t), self._series(self.b, t, False))
+
+    def dalpha(self, t: Tensor) -> Tensor:
+        return _expand_like(self.base.dalpha(t), self._series(self.a, t, True))
+
+    def dbeta(self, t: Tensor) -> Tensor:
+        return _expand_like(self.base.dbeta(t), self._series(self.b, t, True))
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "name": "fourier",
+            "base": self.base_name,
+            "K": self.K,
+            "dim": self.dim,
+            "a": self.a.detach().cpu().tolist(),
+            "b": self.b.detach().cpu().tolist(),
+        }
+
+    @classmethod
+    def from_spec(
+        cls, base: str = "trig", K: int = 4, dim: int | None = None, a: Any = None, b: Any = None
+    ) -> Fourier:
+        path = cls(base, K, dim)
+        with torch.no_grad():
+            if a is not None:
+                path.a.copy_(torch.tensor(a, dtype=torch.float64))
+            if b is not None:
+                path.b.copy_(torch.tensor(b, dtype=torch.float64))
+        return path
+
+    def extra_repr(self) -> str:
+        return f"base={self.base_name!r}, K={self.K}, dim={self.dim}"
+
+
+def _expand_like(base: Tensor, series: Tensor) -> Tensor:
+    """Base coefficient (shape of t) plus a series of shape t.shape or t.shape + (d,)."""
+    if series.ndim > base.ndim:
+        base = base[..., None]
+    return base + series
+
+
+_REGISTRY: dict[str, Callable[..., Interpolant]] = {
+    "fourier": Fourier.from_spec,
+    "linear": Linear,
+    "trig": Trig,
+}
 
 
 def interpolant_names() -> list[str]:

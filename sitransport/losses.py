@@ -48,6 +48,9 @@ class LossOutput:
 
     quadratic: Tensor
     flow_matching: Tensor
+    #: batch mean of ``|v(x_t)|^2``: at the optimum, a Monte Carlo estimate of the path's
+    #: kinetic energy (for uniform times)
+    kinetic: Tensor
 
 
 def quadratic_loss(
@@ -84,7 +87,7 @@ def quadratic_loss(
     v_flat, target_flat = v.flatten(1), target.flatten(1)
     quadratic = (v_flat.pow(2) - 2.0 * target_flat * v_flat).sum(1).mean()
     flow_matching = (v_flat - target_flat).pow(2).sum(1).mean()
-    return LossOutput(quadratic, flow_matching)
+    return LossOutput(quadratic, flow_matching, v_flat.pow(2).sum(1).mean())
 
 
 class TimeSampler:

@@ -9,6 +9,7 @@ training record as an ``xarray.Dataset``. No ODE is solved during training.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -32,15 +33,17 @@ from sitransport._validation import (
     check_positive,
     check_positive_int,
 )
+from sitransport.couplings import Coupling, Independent, get_coupling
 from sitransport.flow import Normalization, TransportFlow
 from sitransport.interpolants import Interpolant, get_interpolant
 from sitransport.losses import TimeSampler, get_time_sampler, quadratic_loss
 from sitransport.nn import MLPVelocity
 from sitransport.ode import ODEOptions
+from sitransport.paths import PathOptimizer, PathSettings
 
 __all__ = ["TrainSettings", "fit", "train"]
 
-Draw = Callable[[int, torch.Generator], Tensor]
+DrawPairs = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -80,24 +83,33 @@ class _Record:
     step: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
     fm_loss: list[float] = field(default_factory=list)
+    kinetic: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     grad_norm: list[float] = field(default_factory=list)
     wall_time: list[float] = field(default_factory=list)
     eval_step: list[int] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_fm_loss: list[float] = field(default_factory=list)
+    path_a: list[Any] = field(default_factory=list)
+    path_b: list[Any] = field(default_factory=list)
 
     def to_dataset(self, attrs: dict[str, Any]) -> xr.Dataset:
         per_step = ("step",)
         data = {
             "loss": (per_step, np.array(self.loss)),
             "fm_loss": (per_step, np.array(self.fm_loss)),
+            "kinetic": (per_step, np.array(self.kinetic)),
             "lr": (per_step, np.array(self.lr)),
             "grad_norm": (per_step, np.array(self.grad_norm)),
             "wall_time": (per_step, np.array(self.wall_time)),
-            "val_loss": (("eval_step",), np.array(self.val_loss)),
-            "val_fm_loss": (("eval_step",), np.array(self.val_fm_loss)),
         }
+        if self.val_loss:
+            data["val_loss"] = (("eval_step",), np.array(self.val_loss))
+            data["val_fm_loss"] = (("eval_step",), np.array(self.val_fm_loss))
+        for name, coefs in (("path_a", self.path_a), ("path_b", self.path_b)):
+            if coefs:
+                arr = np.array(coefs)
+                data[name] = (("eval_step", "k", "dim")[: arr.ndim], arr)
         ds = xr.Dataset(
             data,
             coords={"step": np.array(self.step), "eval_step": np.array(self.eval_step)},
@@ -105,6 +117,7 @@ class _Record:
         )
         ds["loss"].attrs["description"] = "quadratic loss G of the paper (batch estimate)"
         ds["fm_loss"].attrs["description"] = "flow-matching loss E|v - dI/dt|^2 (batch)"
+        ds["kinetic"].attrs["description"] = "E|v(x_t)|^2 on the batch: kinetic energy estimate"
         ds["wall_time"].attrs["units"] = "s"
         return ds
 
@@ -137,11 +150,12 @@ def _ema_with_warmup(decay: float) -> Callable:
 def train(
     net: nn.Module,
     interpolant: Interpolant,
-    draw0: Draw,
-    draw1: Draw,
+    draw: DrawPairs,
     *,
     settings: TrainSettings | None = None,
     time_sampler: TimeSampler | None = None,
+    coupling: Coupling | None = None,
+    path: PathSettings | None = None,
     seed: int = 0,
     validation: tuple[Tensor, Tensor] | None = None,
     checkpoint: str | os.PathLike | None = None,
@@ -149,15 +163,17 @@ def train(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> tuple[nn.Module, xr.Dataset]:
-    """Train ``net`` on the quadratic loss with the independent coupling of the two draws.
+    """Train ``net`` on the quadratic loss; optionally ascend on the interpolant (max–min).
 
     Args:
         net: velocity network ``v(z, t)``; trained in place.
-        interpolant: the path.
-        draw0: ``draw0(n, generator)`` returns ``n`` normalised samples of ``rho0``.
-        draw1: likewise for ``rho1``.
+        interpolant: the path (trained in place too when ``path`` is given).
+        draw: ``draw(n, generator)`` returns a batch ``(x0, x1)`` of normalised samples
+            (independent draws, or pairs for a given coupling such as reflow's).
         settings: optimisation settings.
         time_sampler: distribution of training times (uniform by default).
+        coupling: how each batch is paired (:mod:`sitransport.couplings`; default as drawn).
+        path: settings of the ascent on the interpolant's parameters (``None``: fixed path).
         seed: seeds every random draw of the run (one ``torch.Generator``).
         validation: ``(x0, x1)`` held-out pairs evaluated every ``eval_every`` steps at
             fixed times.
@@ -172,7 +188,10 @@ def train(
     """
     settings = settings or TrainSettings()
     time_sampler = time_sampler or get_time_sampler("uniform")
+    coupling = coupling or Independent()
     net = net.to(device=device, dtype=dtype)
+    interpolant = interpolant.to(device=device)
+    path_opt = PathOptimizer(interpolant, path) if path is not None else None
     ema = (
         AveragedModel(net, multi_avg_fn=_ema_with_warmup(settings.ema), use_buffers=True)
         if settings.ema is not None
@@ -194,6 +213,8 @@ def train(
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         gen.set_state(state["generator"])
+        if path_opt is not None:
+            path_opt.load_state_dict(state["path"])
         record = _Record(**{k: list(v) for k, v in state["record"].items()})
         start = int(state["step"])
     model = ema.module if ema is not None else net
@@ -206,15 +227,26 @@ def train(
         val = (v0, v1, vt)
 
     def evaluate(step: int) -> None:
+        record.eval_step.append(step)
+        if path_opt is not None:
+            record.path_a.append(interpolant.a.detach().cpu().tolist())
+            record.path_b.append(interpolant.b.detach().cpu().tolist())
         if val is None:
             return
         model.eval()
         with torch.no_grad():
             out = quadratic_loss(model, interpolant, *val)
         model.train()
-        record.eval_step.append(step)
         record.val_loss.append(float(out.quadratic))
         record.val_fm_loss.append(float(out.flow_matching))
+
+    def batch(n: int) -> tuple[Tensor, Tensor, Tensor]:
+        x0, x1 = (x.to(device=device, dtype=dtype) for x in draw(n, gen))
+        x0, x1 = coupling.pair(x0, x1, gen)
+        t = time_sampler.sample(
+            n, generator=gen, antithetic=settings.antithetic, device=device, dtype=dtype
+        )
+        return x0, x1, t
 
     t_start = time.perf_counter() - (record.wall_time[-1] if record.wall_time else 0.0)
     bar = tqdm(
@@ -226,14 +258,9 @@ def train(
         dynamic_ncols=True,
     )
     net.train()
-    bs = settings.batch_size
+    max_norm = settings.clip_grad if settings.clip_grad is not None else float("inf")
     for step in bar:
-        x0 = draw0(bs, gen).to(device=device, dtype=dtype)
-        x1 = draw1(bs, gen).to(device=device, dtype=dtype)
-        t = time_sampler.sample(
-            bs, generator=gen, antithetic=settings.antithetic, device=device, dtype=dtype
-        )
-        out = quadratic_loss(net, interpolant, x0, x1, t)
+        out = quadratic_loss(net, interpolant, *batch(settings.batch_size))
         loss = out.quadratic
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
@@ -243,20 +270,25 @@ def train(
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        max_norm = settings.clip_grad if settings.clip_grad is not None else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm))
         lr = sched.get_last_lr()[0]
         opt.step()
         sched.step()
         if ema is not None:
             ema.update_parameters(net)
-        record.step.append(step + 1)
+        done = step + 1
+        if path_opt is not None:
+            for p in interpolant.parameters():
+                p.grad = None  # the descent step above must not move the path
+            if path_opt.due(done):
+                path_opt.step(net, *batch(settings.batch_size))
+        record.step.append(done)
         record.loss.append(loss_value)
         record.fm_loss.append(float(out.flow_matching.detach()))
+        record.kinetic.append(float(out.kinetic.detach()))
         record.lr.append(lr)
         record.grad_norm.append(grad_norm)
         record.wall_time.append(time.perf_counter() - t_start)
-        done = step + 1
         if done % settings.eval_every == 0 or done == settings.steps:
             evaluate(done)
         if step % 50 == 0 or done == settings.steps:
@@ -268,6 +300,7 @@ def train(
                     "ema": ema.state_dict() if ema is not None else None,
                     "opt": opt.state_dict(),
                     "sched": sched.state_dict(),
+                    "path": path_opt.state_dict() if path_opt is not None else None,
                     "generator": gen.get_state(),
                     "record": {k: list(v) for k, v in vars(record).items()},
                     "step": done,
@@ -293,10 +326,6 @@ def _split(density: Density, fraction: float, gen: torch.Generator, name: str):
         )
     perm = torch.randperm(x.shape[0], generator=gen)
     return EmpiricalDensity(x[perm[n_val:]]), x[perm[:n_val]]
-
-
-def _normalised_draw(density: Density, norm: Normalization) -> Draw:
-    return lambda n, gen: norm.encode(density.sample(n, gen))
 
 
 def fit(
@@ -328,6 +357,11 @@ def fit(
     checkpoint_every: int = 1000,
     resume: bool = False,
     ode: ODEOptions | None = None,
+    coupling: str | dict | Coupling = "independent",
+    optimize_path: bool = False,
+    path_lr: float = 5e-3,
+    path_every: int = 1,
+    path_start: int = 1000,
 ) -> TransportFlow:
     r"""Learn a transport map from ``rho0`` to ``rho1`` by minimising the quadratic loss.
 
@@ -368,6 +402,12 @@ def fit(
         checkpoint_dir: directory for ``checkpoint.pt`` (written every ``checkpoint_every``).
         resume: continue from the checkpoint in ``checkpoint_dir`` if present.
         ode: default ODE settings of the returned flow.
+        coupling: pairing of each batch: ``"independent"`` (the paper's), ``"exact_ot"``
+            (exact minibatch OT) or ``"sinkhorn"`` (entropic); see :mod:`sitransport.couplings`.
+        optimize_path: max–min training: ascend on the interpolant's parameters (needs a
+            learnable interpolant, e.g. ``"fourier"``); see :mod:`sitransport.paths`.
+        path_lr, path_every, path_start: the ascent's Adam learning rate, velocity steps per
+            path step, and velocity steps before the first path step.
 
     Returns:
         The fitted :class:`TransportFlow`; ``flow.config`` records these settings and
@@ -404,7 +444,11 @@ def fit(
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     validation = check_fraction(validation, "validation", high=0.9)
     interp = get_interpolant(interpolant)
+    if optimize_path:  # trained in place: never mutate the caller's object
+        interp = copy.deepcopy(interp)
     sampler = get_time_sampler(time_sampler)
+    pairing = get_coupling(coupling)
+    path = PathSettings(path_lr, path_every, path_start) if optimize_path else None
 
     if isinstance(rho1, str):  # "gaussian" takes its dimension from the other end
         d0 = as_density(rho0, "rho0")
@@ -450,13 +494,18 @@ def fit(
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
+
+    def draw(n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        return norm.encode(train0.sample(n, g)), norm.encode(train1.sample(n, g))
+
     model, history = train(
         net,
         interp,
-        _normalised_draw(train0, norm),
-        _normalised_draw(train1, norm),
+        draw,
         settings=settings,
         time_sampler=sampler,
+        coupling=pairing,
+        path=path,
         seed=seed,
         validation=val,
         checkpoint=ckpt,
@@ -468,6 +517,7 @@ def fit(
         model,
         interp,
         base=d0,
+        target=d1,
         normalization=norm,
         ode=ode,
         config=config,

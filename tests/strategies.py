@@ -6,15 +6,24 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from sitransport.interpolants import Custom, Interpolant, Linear, Trig
+from sitransport.interpolants import Custom, Fourier, Interpolant, Linear, Trig
 
 
 def _custom_quadratic() -> Interpolant:
     return Custom(lambda t: (1 - t) ** 2, lambda t: 1 - (1 - t) ** 2)
 
 
+def _fourier() -> Interpolant:
+    return Fourier.from_spec("trig", K=3, a=[0.3, -0.2, 0.1], b=[-0.25, 0.1, 0.05])
+
+
 #: every deterministic interpolant family, with one user-callable example
-INTERPOLANTS = {"linear": Linear, "trig": Trig, "custom": _custom_quadratic}
+INTERPOLANTS = {
+    "linear": Linear,
+    "trig": Trig,
+    "custom": _custom_quadratic,
+    "fourier": _fourier,
+}
 
 interpolant_names = st.sampled_from(sorted(INTERPOLANTS))
 times = st.floats(0.0, 1.0, allow_nan=False)

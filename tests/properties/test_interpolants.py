@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 from hypothesis import given
+from hypothesis import strategies as st_
 
-from sitransport.interpolants import Custom, Trig, get_interpolant, interpolant_names
+from sitransport.interpolants import Custom, Fourier, Trig, get_interpolant, interpolant_names
 from tests.strategies import INTERPOLANTS, batches
 from tests.strategies import interpolant_names as names
 
@@ -55,7 +56,7 @@ def test_registry_round_trip():
 
 def test_unknown_name_lists_valid():
     with pytest.raises(
-        ValueError, match="unknown interpolant 'trigg'; valid values are: linear, trig"
+        ValueError, match="unknown interpolant 'trigg'; valid values are: fourier, linear, trig"
     ):
         get_interpolant("trigg")
     with pytest.raises(TypeError, match="interpolant must be a name"):
@@ -82,3 +83,40 @@ def test_noise_argument_rules():
     x = torch.zeros(3, 2)
     with pytest.raises(ValueError, match="z must be None"):
         Trig().interpolate(x, x, 0.5, z=x)
+
+
+@given(
+    st_.integers(1, 4),
+    st_.integers(1, 5),
+    st_.sampled_from(["linear", "trig"]),
+    st_.integers(0, 2**31),
+)
+def test_fourier_any_coefficients(K, d, base, seed):
+    """Boundary values exact and dI/dt the t-derivative, for any per-dimension coefficients."""
+    g = torch.Generator().manual_seed(seed)
+    path = Fourier(base, K=K, dim=d)
+    with torch.no_grad():
+        path.a.copy_(torch.randn(K, d, generator=g, dtype=torch.float64))
+        path.b.copy_(torch.randn(K, d, generator=g, dtype=torch.float64))
+    x0 = torch.randn(7, d, generator=g, dtype=torch.float64)
+    x1 = torch.randn(7, d, generator=g, dtype=torch.float64)
+    t = torch.rand(7, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(path.interpolate(x0, x1, 0.0), x0, rtol=0, atol=1e-12)
+    torch.testing.assert_close(path.interpolate(x0, x1, 1.0), x1, rtol=0, atol=1e-12)
+    _, jvp = torch.func.jvp(lambda s: path.interpolate(x0, x1, s), (t,), (torch.ones_like(t),))
+    torch.testing.assert_close(path.velocity_target(x0, x1, t), jvp)
+    # the velocity target is differentiable in the coefficients
+    path.velocity_target(x0, x1, t).pow(2).sum().backward()
+    assert path.a.grad is not None and float(path.a.grad.abs().sum()) > 0
+
+
+def test_fourier_zero_coefficients_is_base_and_spec_round_trips():
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    path = Fourier("trig", K=2)
+    torch.testing.assert_close(path.alpha(t), Trig().alpha(t))
+    with torch.no_grad():
+        path.a.fill_(0.1)
+    again = get_interpolant(path.spec())
+    torch.testing.assert_close(again.alpha(t), path.alpha(t))
+    with pytest.raises(ValueError, match="unknown base 'cos'"):
+        Fourier("cos")

@@ -99,16 +99,11 @@ def test_non_finite_loss_stops_with_step():
             return x * self.w * (float("nan") if self.calls > 3 else 1.0)
 
     def draw(n, gen):
-        return torch.randn(n, 2, generator=gen)
+        return torch.randn(n, 2, generator=gen), torch.randn(n, 2, generator=gen)
 
+    settings = TrainSettings(steps=10, progress=False, ema=None)
     with pytest.raises(FloatingPointError, match="at step 3"):
-        train(
-            Exploding(),
-            Linear(),
-            draw,
-            draw,
-            settings=TrainSettings(steps=10, progress=False, ema=None),
-        )
+        train(Exploding(), Linear(), draw, settings=settings)
 
 
 BAD = [
