@@ -14,16 +14,17 @@ Example:
 
 from __future__ import annotations
 
-from sitransport import datasets, interpolants, losses, metrics, nn, ode
+from sitransport import couplings, datasets, interpolants, losses, metrics, nn, ode, paths
 from sitransport.flow import TransportFlow, load
 from sitransport.interpolants import Interpolant
 from sitransport.ode import ODEOptions
-from sitransport.train import fit
+from sitransport.train import fit, reflow
 
 __all__ = [
     "Interpolant",
     "ODEOptions",
     "TransportFlow",
+    "couplings",
     "datasets",
     "fit",
     "interpolants",
@@ -32,6 +33,8 @@ __all__ = [
     "metrics",
     "nn",
     "ode",
+    "paths",
+    "reflow",
 ]
 
 __version__ = "0.1.0.dev0"

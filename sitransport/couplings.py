@@ -11,8 +11,8 @@ straightens the paths toward the Benamou–Brenier optimum.
   batches of equal size the plan is a permutation (Birkhoff), found by the assignment solver
   ``scipy.optimize.linear_sum_assignment``; its cost equals POT's ``ot.emd2`` (tested).
   Pairs are taken without replacement: every point is used exactly once.
-- ``sinkhorn``: the entropic plan (POT's log-domain ``sinkhorn_log``, stable at small
-  ``reg``); each ``x0`` is paired with one ``x1`` drawn from its row of the plan, so no
+- ``sinkhorn``: the entropic plan (POT's log-domain solver with epsilon scaling, stable at
+  small ``reg``); each ``x0`` is paired with one ``x1`` drawn from its row of the plan, so no
   ``x0`` is dropped or duplicated (``x1`` may repeat); ``replace=True`` instead draws
   ``n`` pairs from the whole plan.
 
@@ -22,7 +22,10 @@ they can run on the all-gathered global batch.
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +60,14 @@ class Coupling:
     ) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
+    def submit(
+        self, x0: Tensor, x1: Tensor, generator: torch.Generator | None = None
+    ) -> Callable[[], tuple[Tensor, Tensor]]:
+        """Start pairing a batch; returns a function that completes it. Couplings that can
+        overlap their work with a training step override this (default: pair now)."""
+        out = self.pair(x0, x1, generator)
+        return lambda: out
+
     def spec(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -76,25 +87,65 @@ class Independent(Coupling):
 class ExactOT(Coupling):
     """Exact minibatch optimal transport (squared Euclidean cost), uniform weights.
 
-    Equal batch sizes: a permutation from the assignment solver (exact and fast). Unequal
-    sizes: POT's network simplex ``ot.emd``; each ``x0`` is paired with the ``x1`` drawn
-    from its row of the plan.
+    Equal batch sizes: the optimal permutation (POT's network simplex, whose basic
+    solution for equal uniform weights is a vertex of the Birkhoff polytope, with the
+    assignment solver as fallback). Unequal sizes: ``ot.emd``'s plan, each ``x0`` paired
+    with the ``x1`` drawn from its row.
+
+    Args:
+        processes: with ``processes=1``, :meth:`submit` solves the next batch's assignment in
+            a worker process while the current step trains (the solver holds the GIL, so a
+            thread would not overlap); ``0`` solves in place. Pairings are identical.
     """
 
+    processes: int = 1
+
     def pair(self, x0, x1, generator=None):
-        cost = _sq_cost(x0, x1).cpu().numpy()
         if x0.shape[0] == x1.shape[0]:
-            rows, cols = linear_sum_assignment(cost)
-            return x0[torch.from_numpy(rows).to(x0.device)], x1[
-                torch.from_numpy(cols).to(x1.device)
-            ]
+            perm = _permutation(x0.flatten(1).cpu().numpy(), x1.flatten(1).cpu().numpy())
+            return x0, x1[torch.from_numpy(perm).to(x1.device)]
+        cost = _sq_cost(x0, x1).cpu().numpy()
         a = np.full(x0.shape[0], 1.0 / x0.shape[0])
         b = np.full(x1.shape[0], 1.0 / x1.shape[0])
         plan = torch.from_numpy(ot.emd(a, b, cost, numItermax=10_000_000))
         return _pair_rows(x0, x1, plan, generator)
 
+    def submit(self, x0, x1, generator=None):
+        if self.processes == 0 or x0.shape[0] != x1.shape[0] or (os.cpu_count() or 1) < 2:
+            return super().submit(x0, x1, generator)
+        fut = _pool().submit(
+            _permutation,
+            x0.detach().flatten(1).cpu().numpy(),
+            x1.detach().flatten(1).cpu().numpy(),
+        )
+        return lambda: (x0, x1[torch.from_numpy(fut.result()).to(x1.device)])
+
     def spec(self) -> dict[str, Any]:
-        return {"name": "exact_ot"}
+        return {"name": "exact_ot", "processes": self.processes}
+
+
+def _permutation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The optimal assignment ``perm`` (``a[i]`` to ``b[perm[i]]``) for the squared
+    Euclidean cost; numpy-only so a worker process can run it."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    cost = (a64**2).sum(1)[:, None] + (b64**2).sum(1)[None, :] - 2.0 * a64 @ b64.T
+    n = cost.shape[0]
+    w = np.full(n, 1.0 / n)
+    plan = ot.emd(w, w, cost, numItermax=10_000_000)
+    perm = plan.argmax(1)
+    if np.array_equal(np.sort(perm), np.arange(n)) and np.allclose(plan.max(1), 1.0 / n):
+        return perm
+    return linear_sum_assignment(cost)[1]  # degenerate basis: solve the assignment directly
+
+
+_POOL: ProcessPoolExecutor | None = None
+
+
+def _pool() -> ProcessPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+    return _POOL
 
 
 @dataclass(frozen=True)
@@ -120,7 +171,9 @@ class Sinkhorn(Coupling):
         a = np.full(x0.shape[0], 1.0 / x0.shape[0])
         b = np.full(x1.shape[0], 1.0 / x1.shape[0])
         reg = self.reg * float(cost.mean())
-        plan = ot.sinkhorn(a, b, cost, reg, method="sinkhorn_log", numItermax=10_000, stopThr=1e-9)
+        # log-domain iterations with epsilon scaling: stable at small reg (the plain
+        # solver's kernel exp(-C / reg) underflows), and fast where sinkhorn_log crawls
+        plan = ot.bregman.sinkhorn_epsilon_scaling(a, b, cost, reg, numItermax=100, stopThr=1e-9)
         plan = torch.from_numpy(np.asarray(plan, dtype=np.float64))
         if not bool(torch.isfinite(plan).all()):
             raise FloatingPointError(f"Sinkhorn plan is not finite at reg={self.reg}")

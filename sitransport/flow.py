@@ -32,7 +32,7 @@ from sitransport._validation import (
     check_times,
 )
 from sitransport.interpolants import Interpolant, get_interpolant
-from sitransport.ode import ODEOptions, integrate, integrate_logdet
+from sitransport.ode import ODEOptions, integrate, integrate_energy, integrate_logdet
 
 __all__ = ["LogProbEstimate", "Normalization", "TransportFlow", "TransportResult", "load"]
 
@@ -260,6 +260,34 @@ class TransportFlow:
         self._eval_mode()
         res = integrate(self._v, self._norm.encode(xt), ts.to(xt), self._options(ode))
         return TransportResult(back(self._norm.decode(res.states[-1]).to(in_dtype)), res.nfe)
+
+    def path_energy(self, x: Any, *, ode: ODEOptions | None = None) -> tuple[Any, Any, float]:
+        r"""Push ``x`` forward and integrate :math:`\int_0^1 |v_t(X_t)|^2 dt` along each path.
+
+        Returns:
+            ``(x1, energy, nfe)``: end points, per-sample path energies (caller's
+            coordinates, shape ``(n,)``) and the NFE. The mean energy over samples of
+            ``rho0`` is the flow's kinetic energy.
+        """
+        xt, back, in_dtype = self._prepare(x, "x")
+        self._eval_mode()
+        res = integrate_energy(self._v, self._norm.encode(xt), 0.0, 1.0, self._options(ode))
+        energy = res.energy * self._norm.scale**2
+        x1 = back(self._norm.decode(res.x).to(in_dtype))
+        return x1, _back_1d(back, energy.to(in_dtype)), res.nfe
+
+    def transport_report(self, x0: Any = None, x1: Any = None, **kwargs: Any) -> Any:
+        """Optimal-transport certificates of this flow: see
+        :func:`sitransport.metrics.transport_report` (same arguments)."""
+        from sitransport.metrics import transport_report
+
+        return transport_report(self, x0, x1, **kwargs)
+
+    def reflow(self, n: int = 20_000, **kwargs: Any) -> TransportFlow:
+        """Retrain on the couplings of this flow's own map: see :func:`sitransport.reflow`."""
+        from sitransport.train import reflow
+
+        return reflow(self, n, **kwargs)
 
     def push_forward(self, x: Any, *, ode: ODEOptions | None = None) -> Any:
         """Map samples of ``rho0`` to samples of ``rho1`` (solve ``t: 0 -> 1``)."""

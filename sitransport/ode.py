@@ -27,12 +27,14 @@ from torchdiffeq import odeint
 from sitransport._validation import check_choice, check_positive, check_positive_int
 
 __all__ = [
+    "EnergyResult",
     "LogDetResult",
     "ODEOptions",
     "ODEResult",
     "divergence_exact",
     "divergence_hutchinson",
     "integrate",
+    "integrate_energy",
     "integrate_logdet",
 ]
 
@@ -102,6 +104,16 @@ class LogDetResult:
     x: Tensor
     delta_logp: Tensor
     stderr: Tensor
+    nfe: float
+
+
+@dataclass(frozen=True)
+class EnergyResult:
+    """End state ``x`` of shape ``(n, ...)``, the path energy :math:`\\int |v|^2 dt` of each
+    sample's trajectory, shape ``(n,)``, and the NFE."""
+
+    x: Tensor
+    energy: Tensor
     nfe: float
 
 
@@ -236,3 +248,30 @@ def integrate_logdet(
     else:
         stderr = delta.std(1) / k**0.5
     return LogDetResult(torch.cat(xs), mean, stderr, sum(nfes) / len(nfes))
+
+
+def integrate_energy(
+    velocity: Velocity, x: Tensor, t0: float, t1: float, options: ODEOptions | None = None
+) -> EnergyResult:
+    r"""Solve the ODE from ``t0`` to ``t1`` and accumulate :math:`\int |v_t(X_t)|^2 dt`.
+
+    The mean over samples of ``rho0`` is the kinetic energy of the flow's path,
+    :math:`\int_0^1 \mathbb{E}_{\rho_t}|v_t|^2 dt \geq W_2^2(\rho_0, \hat\rho_1)`.
+    """
+    options = options or ODEOptions()
+    times = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
+
+    def rhs(t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        v = velocity(state[0], t)
+        return v, v.flatten(1).pow(2).sum(1) * (1.0 if t1 >= t0 else -1.0)
+
+    xs, energies, nfes = [], [], []
+    for chunk in torch.split(x, options.batch_size):
+        f = _Counted(rhs)
+        zero = torch.zeros(chunk.shape[0], dtype=x.dtype, device=x.device)
+        with torch.no_grad():
+            traj_x, traj_e = odeint(f, (chunk, zero), times, **options.kwargs(times))
+        xs.append(traj_x[-1])
+        energies.append(traj_e[-1])
+        nfes.append(f.nfe)
+    return EnergyResult(torch.cat(xs), torch.cat(energies), sum(nfes) / len(nfes))
