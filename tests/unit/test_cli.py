@@ -42,6 +42,7 @@ def test_fit_from_files(tmp_path, capsys):
     assert flow.push_forward(x0[:3]).shape == (3, 2)
     printed = capsys.readouterr().out
     assert "noise floor" in printed and "exact W2" in printed
+    assert "NPE" in printed and report["transport"]["kinetic_energy"] > 0
 
 
 def test_demo_small_run_writes_png_and_prints_w2(tmp_path, capsys):
