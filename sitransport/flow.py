@@ -28,6 +28,7 @@ from sitransport._io import atomic_save, plain
 from sitransport._validation import (
     as_tensor,
     check_choice,
+    check_positive,
     check_positive_int,
     check_times,
 )
@@ -326,25 +327,120 @@ class TransportFlow:
             name="trajectory",
         )
 
+    def _require_gaussian_base(self, what: str) -> None:
+        if not isinstance(self._base, StandardNormal) or self._interpolant.stochastic:
+            kind = "none" if self._base is None else self._base.kind
+            raise ValueError(
+                f"{what} needs a standard Gaussian base (fit with rho0='gaussian') and a "
+                f"deterministic interpolant; this flow's base is {kind} with "
+                f"{self._interpolant!r}"
+            )
+
+    def score(self, x: Any, t: Any, *, alpha_min: float = 1e-3) -> Any:
+        r"""Score :math:`\nabla\log\rho_t(x)` of the interpolant's marginal, from the velocity.
+
+        Gaussian base only (``rho0 = "gaussian"``): :math:`\nabla\log\rho_t = -\eta_0/\alpha`
+        with :math:`\eta_0 = (\beta v - \dot\beta x) / (\beta\dot\alpha - \dot\beta\alpha)`
+        (see :mod:`sitransport.score`), in the caller's coordinates.
+
+        Args:
+            x: points, shape ``(n, d)``.
+            t: a time or times of shape ``(n,)`` with :math:`\alpha(t) \ge` ``alpha_min``.
+
+        Raises:
+            ValueError: no Gaussian base, or ``t`` too close to 1 (the estimate is singular
+                there; the message names the time).
+        """
+        from sitransport.score import score_from_velocity
+
+        self._require_gaussian_base("score")
+        xt, back, in_dtype = self._prepare(x, "x")
+        tt = check_times(t, "t", n=xt.shape[0]).to(xt)
+        self._eval_mode()
+        with torch.no_grad():
+            v = self._v(self._norm.encode(xt), tt) * self._norm.scale
+        shift = self._norm.shift.to(xt)
+        out = score_from_velocity(v, xt, tt, self._interpolant, shift, alpha_min=alpha_min)
+        return back(out.to(in_dtype))
+
+    def _sample_sde(
+        self, x0: Tensor, eps: float | Callable, steps: int, scheme: str, gen: torch.Generator
+    ) -> Tensor:
+        from sitransport.score import denoiser_from_velocity, sde_integrate
+
+        interp, norm = self._interpolant, self._norm
+        p = self._param()
+        x = x0.to(dtype=p.dtype if p is not None else torch.float64)
+        shift = norm.shift.to(x)
+        if callable(eps):
+            eps_fn = eps
+
+            def eps_over_alpha(t: Tensor) -> Tensor:
+                e = torch.as_tensor(eps_fn(t)).to(x)
+                return e / interp.alpha(t) if float(e) > 0 else e
+        else:
+            eps0 = float(eps)
+
+            def eps_fn(t: Tensor) -> Tensor:
+                return eps0 * interp.alpha(t) ** 2
+
+            def eps_over_alpha(t: Tensor) -> Tensor:
+                return eps0 * interp.alpha(t)
+
+        def drift(y: Tensor, t: Tensor) -> Tensor:
+            with torch.no_grad():
+                v = self._v(norm.encode(y), t) * norm.scale
+            ea = eps_over_alpha(t)
+            if float(ea) == 0.0:
+                return v
+            return v - ea * denoiser_from_velocity(v, y, t, interp, shift)  # v + eps * score
+
+        return sde_integrate(drift, eps_fn, x, 0.0, 1.0, steps, gen, scheme=scheme)
+
     def sample(
-        self, n: int, *, seed: int | None = None, ode: ODEOptions | None = None
+        self,
+        n: int,
+        *,
+        seed: int | None = None,
+        ode: ODEOptions | None = None,
+        method: str = "ode",
+        eps: float | Callable = 1.0,
+        steps: int = 200,
+        scheme: str = "heun",
     ) -> np.ndarray:
-        """Draw ``n`` samples of the learned ``rho1``: base draws pushed forward.
+        r"""Draw ``n`` samples of the learned ``rho1``: base draws pushed forward.
 
         With an empirical base (``rho0`` given as samples) the base draws are a resample,
         with replacement, of the stored ``rho0`` samples.
+
+        ``method="sde"`` (Gaussian base only) integrates
+        :math:`dX = [v + \epsilon \nabla\log\rho_t]\,dt + \sqrt{2\epsilon}\,dW`, which has
+        the same marginals as the ODE: ``eps`` is a float :math:`\epsilon_0` for the schedule
+        :math:`\epsilon(t) = \epsilon_0\alpha(t)^2` (vanishing at ``t = 1`` where the score is
+        singular) or a callable ``eps(t)``; ``steps`` uniform steps of ``scheme`` ``"heun"``
+        (default) or ``"euler"`` (Euler-Maruyama).
 
         Returns:
             numpy array of shape ``(n, d)``, float64.
         """
         n = check_positive_int(n, "n")
+        check_choice(method, "method", ("ode", "sde"))
         if self._base is None:
             raise ValueError(
                 "sample needs rho0, but this flow has no base: pass base= to TransportFlow, or "
                 "to sitransport.load for flows saved with a torch Distribution base"
             )
-        x0 = self._base.sample(n, _random_generator(seed)).numpy()
-        return self.push_forward(x0, ode=ode)
+        gen = _random_generator(seed)
+        x0 = self._base.sample(n, gen)
+        if method == "ode":
+            return self.push_forward(x0.numpy(), ode=ode)
+        self._require_gaussian_base("sample(method='sde')")
+        steps = check_positive_int(steps, "steps")
+        if not callable(eps):
+            check_positive(eps, "eps", allow_zero=True)
+        self._eval_mode()
+        out = self._sample_sde(x0, eps, steps, scheme, gen)
+        return out.detach().cpu().to(torch.float64).numpy()
 
     def log_prob_estimate(
         self,
