@@ -327,7 +327,15 @@ class TransportFlow:
             name="trajectory",
         )
 
+    def _denoiser(self) -> Callable | None:
+        """The noise denoiser of a stochastic-interpolant flow, if it has one."""
+        if self._interpolant.stochastic:
+            return getattr(self._velocity, "denoiser", None)
+        return None
+
     def _require_gaussian_base(self, what: str) -> None:
+        if self._denoiser() is not None:
+            return  # stochastic interpolant: the score comes from the denoiser, any base
         if not isinstance(self._base, StandardNormal) or self._interpolant.stochastic:
             kind = "none" if self._base is None else self._base.kind
             raise ValueError(
@@ -357,6 +365,18 @@ class TransportFlow:
         xt, back, in_dtype = self._prepare(x, "x")
         tt = check_times(t, "t", n=xt.shape[0]).to(xt)
         self._eval_mode()
+        denoiser = self._denoiser()
+        if denoiser is not None:  # score = -eta_z / gamma in normalised coordinates
+            g = self._interpolant.gamma(tt)
+            if bool((g < alpha_min).any()):
+                raise ValueError(
+                    f"the score from the denoiser divides by gamma(t), which is "
+                    f"{float(g.min()):.3g} < {alpha_min:g}: it is singular at t = 0 and t = 1"
+                )
+            with torch.no_grad():
+                eta = denoiser(self._norm.encode(xt), tt)
+            out = -eta / (g.reshape(-1, *[1] * (xt.ndim - 1)) if g.ndim else g)
+            return back((out / self._norm.scale).to(in_dtype))
         with torch.no_grad():
             v = self._v(self._norm.encode(xt), tt) * self._norm.scale
         shift = self._norm.shift.to(xt)
@@ -372,6 +392,29 @@ class TransportFlow:
         p = self._param()
         x = x0.to(dtype=p.dtype if p is not None else torch.float64)
         shift = norm.shift.to(x)
+        denoiser = self._denoiser()
+        if denoiser is not None:
+            # stochastic interpolant, in normalised coordinates: eps(t) = eps0 gamma(t)^2,
+            # eps * score = -eps0 gamma eta_z stays bounded where gamma vanishes
+            if callable(eps):
+                raise TypeError("eps must be a float for stochastic-interpolant flows")
+            eps0 = float(eps)
+
+            def drift_z(z: Tensor, t: Tensor) -> Tensor:
+                with torch.no_grad():
+                    return self._v(z, t) - eps0 * interp.gamma(t) * denoiser(z, t)
+
+            z = sde_integrate(
+                drift_z,
+                lambda t: eps0 * interp.gamma(t) ** 2,
+                norm.encode(x),
+                0.0,
+                1.0,
+                steps,
+                gen,
+                scheme=scheme,
+            )
+            return norm.decode(z)
         if callable(eps):
             eps_fn = eps
 
@@ -403,7 +446,7 @@ class TransportFlow:
         *,
         seed: int | None = None,
         ode: ODEOptions | None = None,
-        method: str = "ode",
+        method: str | None = None,
         eps: float | Callable = 1.0,
         steps: int = 200,
         scheme: str = "heun",
@@ -413,7 +456,9 @@ class TransportFlow:
         With an empirical base (``rho0`` given as samples) the base draws are a resample,
         with replacement, of the stored ``rho0`` samples.
 
-        ``method="sde"`` (Gaussian base only) integrates
+        ``method`` is ``"ode"`` (default) or ``"sde"`` (the default of flows fitted with
+        ``remedy="auto"`` on a low-rank source). ``"sde"`` (Gaussian base, or a stochastic
+        interpolant with its denoiser for any base) integrates
         :math:`dX = [v + \epsilon \nabla\log\rho_t]\,dt + \sqrt{2\epsilon}\,dW`, which has
         the same marginals as the ODE: ``eps`` is a float :math:`\epsilon_0` for the schedule
         :math:`\epsilon(t) = \epsilon_0\alpha(t)^2` (vanishing at ``t = 1`` where the score is
@@ -424,6 +469,7 @@ class TransportFlow:
             numpy array of shape ``(n, d)``, float64.
         """
         n = check_positive_int(n, "n")
+        method = method if method is not None else self._config.get("sample_method", "ode")
         check_choice(method, "method", ("ode", "sde"))
         if self._base is None:
             raise ValueError(

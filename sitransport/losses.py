@@ -32,6 +32,7 @@ from sitransport.interpolants import Interpolant
 
 __all__ = [
     "BetaTime",
+    "denoiser_loss",
     "LossOutput",
     "TimeSampler",
     "UniformTime",
@@ -88,6 +89,20 @@ def quadratic_loss(
     quadratic = (v_flat.pow(2) - 2.0 * target_flat * v_flat).sum(1).mean()
     flow_matching = (v_flat - target_flat).pow(2).sum(1).mean()
     return LossOutput(quadratic, flow_matching, v_flat.pow(2).sum(1).mean())
+
+
+def denoiser_loss(
+    denoiser: Callable[[Tensor, Tensor], Tensor],
+    interpolant: Interpolant,
+    x0: Tensor,
+    x1: Tensor,
+    t: Tensor,
+    z: Tensor,
+) -> Tensor:
+    r"""Noise-denoiser loss :math:`\mathbb{E}|\eta_z(x_t, t) - z|^2` of a stochastic interpolant,
+    minimised by :math:`\eta_z(x) = \mathbb{E}[z | x_t = x] = -\gamma\nabla\log\rho_t(x)`."""
+    xt = interpolant.interpolate(x0, x1, t, z)
+    return (denoiser(xt, t) - z).flatten(1).pow(2).sum(1).mean()
 
 
 class TimeSampler:

@@ -13,6 +13,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,19 +30,20 @@ from sitransport._bases import Density, EmpiricalDensity, as_density
 from sitransport._io import atomic_save as _atomic_save
 from sitransport._io import plain
 from sitransport._validation import (
+    check_choice,
     check_fraction,
     check_positive,
     check_positive_int,
 )
 from sitransport.couplings import Coupling, Independent, get_coupling
 from sitransport.flow import Normalization, TransportFlow
-from sitransport.interpolants import Interpolant, get_interpolant
-from sitransport.losses import TimeSampler, get_time_sampler, quadratic_loss
-from sitransport.nn import MLPVelocity
+from sitransport.interpolants import Interpolant, Linear, Stochastic, Trig, get_interpolant
+from sitransport.losses import TimeSampler, denoiser_loss, get_time_sampler, quadratic_loss
+from sitransport.nn import MLPVelocity, VelocityDenoiser
 from sitransport.ode import ODEOptions
 from sitransport.paths import PathOptimizer, PathSettings
 
-__all__ = ["TrainSettings", "fit", "reflow", "train"]
+__all__ = ["TrainSettings", "effective_rank", "fit", "reflow", "train"]
 
 DrawPairs = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 
@@ -221,6 +223,7 @@ def train(
         record = _Record(**{k: list(v) for k, v in state["record"].items()})
         start = int(state["step"])
     model = ema.module if ema is not None else net
+    denoiser = getattr(net, "denoiser", None) if interpolant.stochastic else None
 
     val = None
     if validation is not None:
@@ -228,6 +231,9 @@ def train(
         v0, v1 = (v.to(device=device, dtype=dtype) for v in validation)
         vt = time_sampler.sample(v0.shape[0], generator=vgen, device=device, dtype=dtype)
         val = (v0, v1, vt)
+        if interpolant.stochastic:
+            vz = torch.randn(v0.shape, generator=vgen, dtype=torch.float64).to(v0)
+            val = (v0, v1, vt, vz)
 
     def evaluate(step: int) -> None:
         record.eval_step.append(step)
@@ -243,14 +249,34 @@ def train(
         record.val_loss.append(float(out.quadratic))
         record.val_fm_loss.append(float(out.flow_matching))
 
-    def batch(n: int, g: torch.Generator) -> Callable[[], tuple[Tensor, Tensor, Tensor]]:
-        """Draw a batch and start its pairing; the returned function completes it."""
+    stochastic = interpolant.stochastic
+
+    def batch(n: int, g: torch.Generator) -> Callable[[], tuple]:
+        """Draw a batch and start its pairing; the returned function completes it.
+
+        Stochastic interpolants get noise ``z``; with ``antithetic`` the batch is
+        ``(x0, x1, t, z)`` followed by ``(x0, x1, t, -z)`` (the ``gamma' z . v`` term of the
+        loss then cancels to first order), otherwise times come in pairs ``u, 1 - u``.
+        """
         x0, x1 = (x.to(device=device, dtype=dtype) for x in draw(n, g))
-        t = time_sampler.sample(
-            n, generator=g, antithetic=settings.antithetic, device=device, dtype=dtype
-        )
-        paired = coupling.submit(x0, x1, g)
-        return lambda: (*paired(), t)
+        if not stochastic:
+            t = time_sampler.sample(
+                n, generator=g, antithetic=settings.antithetic, device=device, dtype=dtype
+            )
+            paired = coupling.submit(x0, x1, g)
+            return lambda: (*paired(), t)
+        half = n // 2 if settings.antithetic else n
+        t = time_sampler.sample(half, generator=g, device=device, dtype=dtype)
+        z = torch.randn((half, *x0.shape[1:]), generator=g, dtype=torch.float64).to(x0)
+        paired = coupling.submit(x0[:half], x1[:half], g)
+
+        def complete() -> tuple:
+            a, b = paired()
+            if not settings.antithetic:
+                return a, b, t, z
+            return torch.cat([a, a]), torch.cat([b, b]), torch.cat([t, t]), torch.cat([z, -z])
+
+        return complete
 
     t_start = time.perf_counter() - (record.wall_time[-1] if record.wall_time else 0.0)
     bar = tqdm(
@@ -274,6 +300,8 @@ def train(
             pending = batch(settings.batch_size, gen)
         out = quadratic_loss(net, interpolant, *current)
         loss = out.quadratic
+        if denoiser is not None:
+            loss = loss + denoiser_loss(denoiser, interpolant, *current)
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             raise FloatingPointError(
@@ -343,6 +371,29 @@ def _split(density: Density, fraction: float, gen: torch.Generator, name: str):
     return EmpiricalDensity(x[perm[n_val:]]), x[perm[:n_val]]
 
 
+def effective_rank(x: Tensor, rtol: float = 1e-6) -> int:
+    """Number of covariance eigenvalues above ``rtol`` times the largest: the dimension of
+    the affine span the samples fill (a line in the plane has rank 1).
+
+    Example:
+        >>> import sitransport as st
+        >>> effective_rank(torch.from_numpy(st.datasets.sample("line", 500, seed=0)))
+        1
+    """
+    flat = x.flatten(1).to(torch.float64)
+    if flat.shape[0] < 2:
+        return 0
+    eig = torch.linalg.eigvalsh(torch.cov(flat.T).reshape(flat.shape[1], flat.shape[1]))
+    top = float(eig.max())
+    return int((eig > rtol * top).sum()) if top > 0 else 0
+
+
+def _rank_of(density: Density) -> int:
+    if isinstance(density, EmpiricalDensity):
+        return effective_rank(density.samples)
+    return math.prod(density.shape)  # Gaussian / distribution ends: full rank
+
+
 def fit(
     rho0: Any,
     rho1: Any,
@@ -377,6 +428,7 @@ def fit(
     path_lr: float = 5e-3,
     path_every: int = 1,
     path_start: int = 1000,
+    remedy: str | None = None,
 ) -> TransportFlow:
     r"""Learn a transport map from ``rho0`` to ``rho1`` by minimising the quadratic loss.
 
@@ -423,6 +475,12 @@ def fit(
             learnable interpolant, e.g. ``"fourier"``); see :mod:`sitransport.paths`.
         path_lr, path_every, path_start: the ascent's Adam learning rate, velocity steps per
             path step, and velocity steps before the first path step.
+        remedy: ``None`` (default) or ``"auto"``. ``fit`` compares the effective ranks
+            (covariance spectrum) of the two sample sets and warns, naming both, when
+            ``rho0``'s is lower: a deterministic flow maps a lower-dimensional source onto a
+            lower-dimensional set and cannot fill ``rho1``. With ``"auto"`` it then trains a
+            stochastic interpolant (:class:`~sitransport.interpolants.Stochastic` on the
+            chosen base path, with a denoiser) and the flow samples with the SDE by default.
 
     Returns:
         The fitted :class:`TransportFlow`; ``flow.config`` records these settings and
@@ -479,6 +537,25 @@ def fit(
     if len(d0.shape) != 1:
         raise ValueError(f"fit supports vectors (n, d) for now, got sample shape {d0.shape}")
 
+    if remedy is not None:
+        check_choice(remedy, "remedy", ("auto",))
+    rank0, rank1 = _rank_of(d0), _rank_of(d1)
+    config["rank0"], config["rank1"] = rank0, rank1
+    if rank0 < rank1:
+        if remedy == "auto" and not interp.stochastic:
+            base_name = interp.spec().get("name") if isinstance(interp, (Linear, Trig)) else None
+            interp = Stochastic(base_name or "linear", "sin2", 1.0)
+            config["interpolant"] = plain(interp.spec())
+            config["sample_method"] = "sde"
+        else:
+            warnings.warn(
+                f"rho0 has effective rank {rank0} but rho1 has {rank1}: a deterministic flow "
+                "maps rho0's support onto a set of dimension at most "
+                f"{rank0} and cannot fill rho1. Remedies: fit(..., remedy='auto') (stochastic "
+                "interpolant + SDE sampling), a stochastic interpolant, or a latent flow",
+                stacklevel=2,
+            )
+
     gen = torch.Generator().manual_seed(seed + 2)
     train0, held0 = _split(d0, validation, gen, "rho0")
     train1, held1 = _split(d1, validation, gen, "rho1")
@@ -506,6 +583,8 @@ def fit(
         d = d0.shape[0]
         width = width if width is not None else (128 if d <= 16 else 256)
         net = MLPVelocity(d, width, depth, activation, time_frequencies)
+        if interp.stochastic:  # a second network for the denoiser eta_z (score = -eta_z / gamma)
+            net = VelocityDenoiser(net, MLPVelocity(d, width, depth, activation, time_frequencies))
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)

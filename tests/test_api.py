@@ -12,14 +12,18 @@ import sitransport as st
 MODULES = [
     "sitransport",
     "sitransport.cli",
+    "sitransport.couplings",
     "sitransport.datasets",
+    "sitransport.exact",
     "sitransport.flow",
     "sitransport.interpolants",
     "sitransport.losses",
     "sitransport.metrics",
     "sitransport.nn",
     "sitransport.ode",
+    "sitransport.paths",
     "sitransport.plot",
+    "sitransport.score",
     "sitransport.train",
 ]
 

@@ -6,11 +6,16 @@ from typing import Any
 
 from torch import nn
 
-from sitransport.nn.mlp import MLPVelocity, TimeEmbedding
+from sitransport.nn.mlp import MLPVelocity, TimeEmbedding, VelocityDenoiser
 
-__all__ = ["MLPVelocity", "TimeEmbedding", "build_network"]
+__all__ = ["MLPVelocity", "TimeEmbedding", "VelocityDenoiser", "build_network"]
 
-_NETWORKS: dict[str, type[nn.Module]] = {"mlp": MLPVelocity}
+
+def _velocity_denoiser(velocity: dict[str, Any], denoiser: dict[str, Any]) -> nn.Module:
+    return VelocityDenoiser(build_network(velocity), build_network(denoiser))
+
+
+_NETWORKS: dict[str, Any] = {"mlp": MLPVelocity, "velocity_denoiser": _velocity_denoiser}
 
 
 def build_network(config: dict[str, Any]) -> nn.Module:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from sitransport._validation import check_choice, check_positive_int
 
-__all__ = ["MLPVelocity", "TimeEmbedding"]
+__all__ = ["MLPVelocity", "TimeEmbedding", "VelocityDenoiser"]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
@@ -102,3 +102,30 @@ class MLPVelocity(nn.Module):
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         return self.net(torch.cat([x, self.time_embedding(t.to(x.dtype))], dim=1))
+
+
+class VelocityDenoiser(nn.Module):
+    r"""A velocity ``b(x, t)`` and a noise denoiser :math:`\eta_z(x, t) = \mathbb{E}[z | x_t = x]`
+    for stochastic interpolants, trained jointly; calling it evaluates the velocity.
+
+    The denoiser gives the score :math:`\nabla\log\rho_t = -\eta_z / \gamma(t)` for any
+    base, hence SDE sampling.
+
+    Args:
+        velocity: network for ``b``.
+        denoiser: network for :math:`\eta_z` (same input and output shapes).
+    """
+
+    def __init__(self, velocity: nn.Module, denoiser: nn.Module) -> None:
+        super().__init__()
+        self.velocity = velocity
+        self.denoiser = denoiser
+        self.dim = getattr(velocity, "dim", None)
+        self.config: dict[str, Any] = {
+            "kind": "velocity_denoiser",
+            "velocity": dict(velocity.config),
+            "denoiser": dict(denoiser.config),
+        }
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.velocity(x, t)
