@@ -32,10 +32,10 @@ from sitransport.interpolants import Interpolant
 
 __all__ = [
     "BetaTime",
-    "denoiser_loss",
     "LossOutput",
     "TimeSampler",
     "UniformTime",
+    "denoiser_loss",
     "get_time_sampler",
     "quadratic_loss",
 ]

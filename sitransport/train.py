@@ -43,7 +43,13 @@ from sitransport.nn import MLPVelocity, VelocityDenoiser
 from sitransport.ode import ODEOptions
 from sitransport.paths import PathOptimizer, PathSettings
 
-__all__ = ["TrainSettings", "effective_rank", "fit", "reflow", "train"]
+__all__ = [
+    "TrainSettings",
+    "effective_rank",
+    "fit",
+    "reflow",
+    "train",
+]
 
 DrawPairs = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 

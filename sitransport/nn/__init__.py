@@ -8,7 +8,12 @@ from torch import nn
 
 from sitransport.nn.mlp import MLPVelocity, TimeEmbedding, VelocityDenoiser
 
-__all__ = ["MLPVelocity", "TimeEmbedding", "VelocityDenoiser", "build_network"]
+__all__ = [
+    "MLPVelocity",
+    "TimeEmbedding",
+    "VelocityDenoiser",
+    "build_network",
+]
 
 
 def _velocity_denoiser(velocity: dict[str, Any], denoiser: dict[str, Any]) -> nn.Module:

@@ -10,7 +10,11 @@ from torch import Tensor, nn
 
 from sitransport._validation import check_choice, check_positive_int
 
-__all__ = ["MLPVelocity", "TimeEmbedding", "VelocityDenoiser"]
+__all__ = [
+    "MLPVelocity",
+    "TimeEmbedding",
+    "VelocityDenoiser",
+]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
