@@ -201,6 +201,12 @@ class TransportFlow:
         return self._velocity
 
     @property
+    def dtype(self) -> torch.dtype | None:
+        """dtype of the network's parameters (``None`` for a parameter-free callable)."""
+        p = self._param()
+        return p.dtype if p is not None else None
+
+    @property
     def normalization(self) -> Normalization:
         return self._norm
 

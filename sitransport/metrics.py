@@ -752,17 +752,23 @@ class TransportReport:
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
+def _noise(interpolant: Any, like: torch.Tensor, gen: torch.Generator) -> torch.Tensor | None:
+    """Standard normal ``z`` for stochastic interpolants, ``None`` for deterministic ones."""
+    if not interpolant.stochastic:
+        return None
+    return torch.randn(like.shape, generator=gen, dtype=torch.float64).to(like)
+
+
 def _lipschitz_estimate(
     flow: Any, x0: torch.Tensor, x1: torch.Tensor, gen: torch.Generator
 ) -> float:
     """Largest Jacobian spectral norm of the (normalised) velocity at interpolant points."""
     net, norm, interp = flow.network, flow.normalization, flow.interpolant
-    p = next(iter(getattr(net, "parameters", lambda: iter(()))()), None)
-    dtype = p.dtype if p is not None else x0.dtype
+    dtype = flow.dtype or x0.dtype
     z0, z1 = norm.encode(x0).to(dtype), norm.encode(x1).to(dtype)
     t = torch.rand(z0.shape[0], generator=gen, dtype=torch.float64).to(dtype)
     with torch.no_grad():
-        zt = interp.interpolate(z0, z1, t).detach()
+        zt = interp.interpolate(z0, z1, t, _noise(interp, z0, gen)).detach()
 
     def v_single(z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return net(z[None], s[None])[0]
@@ -845,8 +851,7 @@ def transport_report(
     lipschitz = _lipschitz_estimate(flow, ta[: min(m, 256)], tb[: min(m, 256)], gen)
     # H upper estimate: flow-matching loss on fresh pairs, with the training coupling
     net, norm = flow.network, flow.normalization
-    p = next(iter(getattr(net, "parameters", lambda: iter(()))()), None)
-    dtype = p.dtype if p is not None else torch.float64
+    dtype = flow.dtype or torch.float64
     spec = flow.config.get("coupling", "independent")
     paired = spec == "paired"  # reflow: pairs come from a map; use the flow's own
     coupling = get_coupling("independent" if paired else spec)
@@ -859,7 +864,8 @@ def transport_report(
             z1 = norm.encode(partner[start : start + bs]).to(dtype)
             z0, z1 = coupling.pair(z0, z1, gen)
             t = torch.rand(z0.shape[0], generator=gen, dtype=torch.float64).to(dtype)
-            fm.append(float(quadratic_loss(net, flow.interpolant, z0, z1, t).flow_matching))
+            z = _noise(flow.interpolant, z0, gen)
+            fm.append(float(quadratic_loss(net, flow.interpolant, z0, z1, t, z).flow_matching))
     h_upper = float(np.mean(fm)) * norm.scale**2
     bound = float(np.sqrt(np.exp(1.0 + 2.0 * lipschitz) * h_upper))
     w2_gen = floor = float("nan")

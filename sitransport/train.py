@@ -394,6 +394,11 @@ def effective_rank(x: Tensor, rtol: float = 1e-6) -> int:
     return int((eig > rtol * top).sum()) if top > 0 else 0
 
 
+def _default_width(d: int) -> int:
+    """MLP width when none is given: 128 up to 16 dimensions, 256 above."""
+    return 128 if d <= 16 else 256
+
+
 def _rank_of(density: Density) -> int:
     if isinstance(density, EmpiricalDensity):
         return effective_rank(density.samples)
@@ -587,7 +592,7 @@ def fit(
     with torch.random.fork_rng(devices=[]):  # seeded weight init, global RNG untouched
         torch.manual_seed(seed)
         d = d0.shape[0]
-        width = width if width is not None else (128 if d <= 16 else 256)
+        width = width if width is not None else _default_width(d)
         net = MLPVelocity(d, width, depth, activation, time_frequencies)
         if interp.stochastic:  # a second network for the denoiser eta_z (score = -eta_z / gamma)
             net = VelocityDenoiser(net, MLPVelocity(d, width, depth, activation, time_frequencies))
@@ -684,7 +689,7 @@ def reflow(
         progress=progress,
     )
     d = flow.shape[0]
-    width = config.get("width") or (128 if d <= 16 else 256)
+    width = config.get("width") or _default_width(d)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = MLPVelocity(d, int(width), int(config.get("depth", 4)))

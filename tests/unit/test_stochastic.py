@@ -102,3 +102,11 @@ def test_sde_with_stochastic_interpolant_repairs_line_to_8gaussians():
     assert np.isfinite(remedied.score(held[:10], 0.5)).all()
     with pytest.raises(ValueError, match="singular at t = 0 and t = 1"):
         remedied.score(held[:10], 1.0)
+
+
+def test_transport_report_of_a_stochastic_flow():
+    x0 = st_.datasets.sample("line", 500, seed=0)
+    x1 = st_.datasets.sample("8gaussians", 500, seed=0)
+    flow = st_.fit(x0, x1, remedy="auto", **TINY)
+    rep = flow.transport_report(n=200)
+    assert np.isfinite(rep.kinetic_energy) and rep.h_upper > 0 and np.isfinite(rep.lipschitz)
