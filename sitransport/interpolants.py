@@ -280,7 +280,8 @@ class Fourier(Interpolant):
 
     Example:
         >>> path = Fourier("linear", K=3)
-        >>> float(path.alpha(torch.tensor(0.0))), float(path.alpha(torch.tensor(1.0)))
+        >>> ends = path.alpha(torch.tensor([0.0, 1.0])).detach()
+        >>> float(ends[0]), float(ends[1])
         (1.0, 0.0)
     """
 
