@@ -111,9 +111,10 @@ class ExactOT(Coupling):
         return _pair_rows(x0, x1, plan, generator)
 
     def submit(self, x0, x1, generator=None):
-        if self.processes == 0 or x0.shape[0] != x1.shape[0] or (os.cpu_count() or 1) < 2:
+        pool = _pool() if self.processes > 0 and (os.cpu_count() or 1) > 1 else None
+        if pool is None or x0.shape[0] != x1.shape[0]:
             return super().submit(x0, x1, generator)
-        fut = _pool().submit(
+        fut = pool.submit(
             _permutation,
             x0.detach().flatten(1).cpu().numpy(),
             x1.detach().flatten(1).cpu().numpy(),
@@ -141,10 +142,13 @@ def _permutation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 _POOL: ProcessPoolExecutor | None = None
 
 
-def _pool() -> ProcessPoolExecutor:
+def _pool() -> ProcessPoolExecutor | None:
+    """One worker process, forked (as torch's DataLoader workers are on Linux): spawn would
+    re-import the caller's ``__main__``, re-running unguarded user scripts. ``None`` where
+    fork is unavailable (then pairing runs in place)."""
     global _POOL
-    if _POOL is None:
-        _POOL = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+    if _POOL is None and "fork" in mp.get_all_start_methods():
+        _POOL = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("fork"))
     return _POOL
 
 
