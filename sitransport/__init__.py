@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from sitransport import couplings, datasets, interpolants, losses, metrics, nn, ode, paths
+from sitransport import couplings, datasets, interpolants, latent, losses, metrics, nn, ode, paths
 from sitransport.flow import TransportFlow, load
 from sitransport.interpolants import Interpolant
 from sitransport.ode import ODEOptions
@@ -28,6 +28,7 @@ __all__ = [
     "datasets",
     "fit",
     "interpolants",
+    "latent",
     "load",
     "losses",
     "metrics",

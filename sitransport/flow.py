@@ -563,6 +563,10 @@ class TransportFlow:
         Only built-in networks can be saved; a torch Distribution base is recorded by name
         only and must be passed again to :func:`load`.
         """
+        atomic_save(self._payload(), Path(path))
+
+    def _payload(self) -> dict[str, Any]:
+        """The flow as plain data and tensors (what :meth:`save` writes)."""
         net = self._velocity
         if not (isinstance(net, nn.Module) and isinstance(getattr(net, "config", None), dict)):
             raise TypeError(
@@ -570,7 +574,7 @@ class TransportFlow:
                 f"of type {type(net).__name__}; save its state_dict yourself"
             )
         base, target = _density_spec(self._base), _density_spec(self._target)
-        payload = {
+        return {
             "format": _FORMAT,
             "version": _VERSION,
             "shape": list(self._shape),
@@ -582,9 +586,8 @@ class TransportFlow:
             "normalization": {"shift": self._norm.shift.cpu(), "scale": self._norm.scale},
             "ode": asdict(self._ode),
             "config": plain(dict(self._config)),
-            "history": _history_toplain(self._history),
+            "history": _history_to_plain(self._history),
         }
-        atomic_save(payload, Path(path))
 
     def __repr__(self) -> str:
         base = "none" if self._base is None else self._base.kind
@@ -620,7 +623,7 @@ def _back_1d(back: Callable, values: Tensor) -> Any:
     return out
 
 
-def _history_toplain(history: xr.Dataset | None) -> dict[str, Any] | None:
+def _history_to_plain(history: xr.Dataset | None) -> dict[str, Any] | None:
     if history is None:
         return None
     out: dict[str, Any] = {"coords": {}, "vars": {}, "attrs": plain(dict(history.attrs))}
@@ -661,7 +664,6 @@ def load(
         FileNotFoundError: no such file.
         ValueError: the file is truncated, corrupted or not a sitransport flow.
     """
-    from sitransport.nn import build_network
 
     path = Path(path)
     if not path.is_file():
@@ -673,6 +675,22 @@ def load(
             f"{str(path)!r} is not a readable sitransport file (truncated, corrupted or another "
             f"format): {type(err).__name__}: {err}"
         ) from None
+    if isinstance(payload, dict) and payload.get("format") == "sitransport.LatentFlow":
+        from sitransport.latent import LatentFlow
+
+        try:
+            inner = _from_payload(payload["inner"], path, base, interpolant, map_location)
+            return LatentFlow.from_plain(inner, payload["encoder"])
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{str(path)!r} is a damaged sitransport file: {err}") from None
+    return _from_payload(payload, path, base, interpolant, map_location)
+
+
+def _from_payload(
+    payload: Any, path: Path, base: Any, interpolant: Any, map_location: Any
+) -> TransportFlow:
+    from sitransport.nn import build_network
+
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise ValueError(f"{str(path)!r} is not a sitransport flow file (no {_FORMAT!r} header)")
     if payload.get("version") != _VERSION:

@@ -440,6 +440,8 @@ def fit(
     path_every: int = 1,
     path_start: int = 1000,
     remedy: str | None = None,
+    latent: int | str | None = None,
+    latent_variance: float = 0.999,
 ) -> TransportFlow:
     r"""Learn a transport map from ``rho0`` to ``rho1`` by minimising the quadratic loss.
 
@@ -508,7 +510,8 @@ def fit(
         >>> flow.sample(5, seed=0).shape
         (5, 2)
     """
-    config = plain({k: v for k, v in locals().items() if k not in ("rho0", "rho1")})
+    kwargs = {k: v for k, v in locals().items() if k not in ("rho0", "rho1")}
+    config = plain(kwargs)
     settings = TrainSettings(
         steps=steps,
         batch_size=batch_size,
@@ -548,6 +551,8 @@ def fit(
     if len(d0.shape) != 1:
         raise ValueError(f"fit supports vectors (n, d) for now, got sample shape {d0.shape}")
 
+    if latent is not None:
+        return _fit_latent(d0, d1, kwargs)
     if remedy is not None:
         check_choice(remedy, "remedy", ("auto",))
     rank0, rank1 = _rank_of(d0), _rank_of(d1)
@@ -628,6 +633,33 @@ def fit(
         config=config,
         history=history,
     )
+
+
+def _fit_latent(d0: Density, d1: Density, kwargs: dict[str, Any]) -> Any:
+    """``fit`` in the principal coordinates of the empirical ends (see ``latent=``)."""
+    from sitransport._bases import StandardNormal
+    from sitransport.latent import LatentFlow, PCAEncoder
+
+    latent = kwargs.pop("latent")
+    if isinstance(latent, str):
+        check_choice(latent, "latent", ("pca",))
+        k = None
+    else:
+        k = check_positive_int(latent, "latent")
+    pool = [d.samples for d in (d0, d1) if isinstance(d, EmpiricalDensity)]
+    if not pool:
+        raise ValueError("latent= needs samples at one end at least to find principal axes")
+    enc = PCAEncoder.fit(torch.cat(pool), k, kwargs.pop("latent_variance"))
+
+    def to_latent(d: Density, name: str) -> Any:
+        if isinstance(d, EmpiricalDensity):
+            return enc.encode(d.samples).numpy()
+        if isinstance(d, StandardNormal):
+            return "gaussian"
+        raise ValueError(f"latent= supports samples or 'gaussian' for {name}, got a {d.kind}")
+
+    inner = fit(to_latent(d0, "rho0"), to_latent(d1, "rho1"), **kwargs)
+    return LatentFlow(inner, enc, source_is_latent=not isinstance(d0, EmpiricalDensity))
 
 
 def reflow(

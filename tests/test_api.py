@@ -17,6 +17,7 @@ MODULES = [
     "sitransport.exact",
     "sitransport.flow",
     "sitransport.interpolants",
+    "sitransport.latent",
     "sitransport.losses",
     "sitransport.metrics",
     "sitransport.nn",

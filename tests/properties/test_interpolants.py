@@ -56,7 +56,8 @@ def test_registry_round_trip():
 
 def test_unknown_name_lists_valid():
     with pytest.raises(
-        ValueError, match="unknown interpolant 'trigg'; valid values are: fourier, linear, stochastic, trig"
+        ValueError,
+        match="unknown interpolant 'trigg'; valid values are: fourier, linear, stochastic, trig",
     ):
         get_interpolant("trigg")
     with pytest.raises(TypeError, match="interpolant must be a name"):

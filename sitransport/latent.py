@@ -1,0 +1,211 @@
+r"""Latent flows: transport in the principal coordinates of low-rank data.
+
+When data fill only a ``k``-dimensional affine subspace of :math:`\mathbb{R}^d` (MNIST's
+covariance has rank 228 of 784), a flow from a full-rank ``d``-dimensional Gaussian must
+squeeze it flat, and a flow from the data back to the Gaussian cannot fill it. A latent flow
+learns the transport in ``k`` PCA coordinates :math:`y = W^\top (x - \mu)` (orthonormal
+``W`` of shape ``(d, k)``) instead, and maps results back with :math:`x = \mu + W y`.
+
+Coordinates: samples of an empirical ``rho0`` are given in the ambient space (``(n, d)``)
+and encoded inside; a ``"gaussian"`` (or Distribution) ``rho0`` lives in the latent space,
+so ``push_forward`` takes and ``pull_back`` returns ``(n, k)`` latent base coordinates.
+Targets are always ambient.
+
+Densities: the encoder is an isometry onto its image. For ``k = d`` it is invertible with
+unit Jacobian, and :meth:`LatentFlow.log_prob` is the latent log-density. For ``k < d`` the
+learned law lives on a ``k``-dimensional subspace and has no density on
+:math:`\mathbb{R}^d`: ``log_prob`` raises, and :meth:`LatentFlow.latent_log_prob` gives the
+density of the projected data :math:`W^\top (x - \mu)`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor
+
+from sitransport._io import atomic_save
+from sitransport._validation import as_tensor, check_fraction, check_positive_int
+from sitransport.flow import TransportFlow
+
+__all__ = ["LatentFlow", "PCAEncoder"]
+
+
+@dataclass(frozen=True)
+class PCAEncoder:
+    """Affine isometry to principal coordinates: ``encode(x) = (x - mean) @ components``.
+
+    Attributes:
+        mean: shape ``(d,)``.
+        components: orthonormal columns, shape ``(d, k)``, by decreasing variance.
+        explained: fraction of the total variance along each component, shape ``(k,)``.
+    """
+
+    mean: Tensor
+    components: Tensor
+    explained: Tensor
+
+    @classmethod
+    def fit(cls, x: Tensor, k: int | None = None, variance: float = 0.999) -> PCAEncoder:
+        """Principal components of ``x``; ``k`` given, or the fewest that explain ``variance``.
+
+        Example:
+            >>> x = torch.cat([torch.randn(500, 2), torch.zeros(500, 3)], 1).double()
+            >>> PCAEncoder.fit(x).components.shape
+            torch.Size([5, 2])
+        """
+        x = x.to(torch.float64)
+        mean = x.mean(0)
+        _, s, vt = torch.linalg.svd(x - mean, full_matrices=False)
+        var = s**2 / max(x.shape[0] - 1, 1)
+        frac = var / var.sum()
+        if k is None:
+            variance = check_fraction(variance, "latent_variance", low=0.0, high=1.0 + 1e-12)
+            k = int(torch.searchsorted(frac.cumsum(0), torch.tensor(variance - 1e-12)).item()) + 1
+            k = min(k, x.shape[1])
+        k = check_positive_int(k, "latent")
+        if k > x.shape[1]:
+            raise ValueError(f"latent must be at most the dimension {x.shape[1]}, got {k}")
+        return cls(mean, vt[:k].T.contiguous(), frac[:k])
+
+    @property
+    def dim(self) -> int:
+        return int(self.components.shape[0])
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.components.shape[1])
+
+    def encode(self, x: Tensor) -> Tensor:
+        return (x - self.mean.to(x)) @ self.components.to(x)
+
+    def decode(self, y: Tensor) -> Tensor:
+        return y @ self.components.to(y).T + self.mean.to(y)
+
+
+class LatentFlow:
+    """A :class:`~sitransport.TransportFlow` in PCA coordinates, used in ambient coordinates.
+
+    Made by ``sitransport.fit(..., latent=k)`` or ``latent="pca"``.
+
+    Args:
+        flow: the flow in latent coordinates.
+        encoder: the :class:`PCAEncoder`.
+        source_is_latent: ``rho0`` lives in latent coordinates (a Gaussian base) rather
+            than being ambient samples.
+    """
+
+    def __init__(self, flow: TransportFlow, encoder: PCAEncoder, source_is_latent: bool) -> None:
+        self._flow, self._enc, self._source_latent = flow, encoder, bool(source_is_latent)
+
+    @property
+    def flow(self) -> TransportFlow:
+        """The flow in latent coordinates."""
+        return self._flow
+
+    @property
+    def encoder(self) -> PCAEncoder:
+        return self._enc
+
+    @property
+    def config(self):
+        return self._flow.config
+
+    @property
+    def history(self) -> xr.Dataset | None:
+        return self._flow.history
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Ambient per-sample shape ``(d,)``."""
+        return (self._enc.dim,)
+
+    def _ambient_in(self, x: Any, name: str) -> tuple[Tensor, Any]:
+        t, back = as_tensor(x, name, dim=self._enc.dim)
+        return self._enc.encode(t.to(torch.float64)).to(t.dtype), back
+
+    def _source_in(self, x: Any) -> tuple[Any, Any]:
+        """Source coordinates -> latent array and a function mapping latent results back."""
+        if self._source_latent:
+            return x, lambda out: out
+        t, back = self._ambient_in(x, "x")
+        return t, lambda out: back(self._enc.decode(torch.as_tensor(out)).to(t.dtype))
+
+    def push_forward(self, x: Any, **kwargs: Any) -> Any:
+        """``rho0`` samples (latent ``(n, k)`` for a Gaussian base, else ambient) to ambient
+        samples of ``rho1``."""
+        z, _ = self._source_in(x)
+        out = self._flow.push_forward(z, **kwargs)
+        y = self._enc.decode(torch.as_tensor(out).to(torch.float64))
+        return _like(x, y)
+
+    def pull_back(self, y: Any, **kwargs: Any) -> Any:
+        """Ambient samples of ``rho1`` to ``rho0`` (latent base coordinates for a Gaussian
+        base, else ambient)."""
+        z, back = self._ambient_in(y, "y")
+        out = self._flow.pull_back(z, **kwargs)
+        if self._source_latent:
+            return _like(y, torch.as_tensor(out), keep_shape=False)
+        return back(self._enc.decode(torch.as_tensor(out).to(torch.float64)).to(z.dtype))
+
+    def sample(self, n: int, **kwargs: Any) -> np.ndarray:
+        """``n`` ambient samples of the learned ``rho1``, shape ``(n, d)``."""
+        z = self._flow.sample(n, **kwargs)
+        return self._enc.decode(torch.from_numpy(z)).numpy()
+
+    def latent_log_prob(self, y: Any, **kwargs: Any) -> Any:
+        """Log-density of the projected data ``W^T (y - mean)`` under the latent flow."""
+        z, _ = self._ambient_in(y, "y")
+        out = self._flow.log_prob(z, **kwargs)
+        return out.numpy() if isinstance(y, np.ndarray) and isinstance(out, Tensor) else out
+
+    def log_prob(self, y: Any, **kwargs: Any) -> Any:
+        """Log-density on the ambient space; exists only when ``k = d`` (unit Jacobian).
+
+        Raises:
+            ValueError: ``k < d``: the learned law lives on a ``k``-dimensional subspace.
+        """
+        if self._enc.latent_dim < self._enc.dim:
+            raise ValueError(
+                f"this latent flow has no density on R^{self._enc.dim}: its samples lie on a "
+                f"{self._enc.latent_dim}-dimensional affine subspace (latent={self._enc.latent_dim}"
+                "). Use latent_log_prob for the density of the projected data"
+            )
+        return self.latent_log_prob(y, **kwargs)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically; :func:`sitransport.load` reads it back (no code executed)."""
+        payload = {
+            "format": "sitransport.LatentFlow",
+            "version": 1,
+            "inner": self._flow._payload(),
+            "encoder": {
+                "mean": self._enc.mean.cpu(),
+                "components": self._enc.components.cpu(),
+                "explained": self._enc.explained.cpu(),
+                "source_is_latent": self._source_latent,
+            },
+        }
+        atomic_save(payload, Path(path))
+
+    @classmethod
+    def from_plain(cls, flow: TransportFlow, plain: dict[str, Any]) -> LatentFlow:
+        enc = PCAEncoder(plain["mean"], plain["components"], plain["explained"])
+        return cls(flow, enc, bool(plain["source_is_latent"]))
+
+    def __repr__(self) -> str:
+        return f"LatentFlow(d={self._enc.dim}, latent={self._enc.latent_dim}, flow={self._flow!r})"
+
+
+def _like(ref: Any, out: Tensor, keep_shape: bool = True) -> Any:
+    """Return ``out`` as the array type of ``ref`` (numpy by default)."""
+    if isinstance(ref, Tensor):
+        return out.to(device=ref.device, dtype=ref.dtype)
+    dtype = ref.dtype if isinstance(ref, np.ndarray) else np.float64
+    return out.detach().cpu().numpy().astype(dtype, copy=False)
