@@ -220,8 +220,9 @@ def main() -> None:
         "scale, 1,500 train / 297 test; the latent NLL is in the latent dimension, not "
         "comparable with the 64-D one (whose density is degenerate: rank 61)."
     )
+    suffix = ("" if args.parts == "abc" else "_" + args.parts) + ("_quick" if args.quick else "")
     path = write_results(
-        "bench_lowrank" + ("_quick" if args.quick else ""),
+        "bench_lowrank" + suffix,
         rows,
         COLUMNS,
         {"steps": steps, "n_eval": n_eval, "seed": args.seed},
