@@ -748,6 +748,7 @@ class TransportReport:
             ("noise floor", f"{self.noise_floor:.4g}"),
             ("samples / NFE", f"{self.n} / {self.nfe:.0f}"),
         ]
+        rows = [r for r in rows if r[1] != "nan"]  # measured W2 only with held-out samples
         width = max(len(r[0]) for r in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
