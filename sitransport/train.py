@@ -70,6 +70,7 @@ class TrainSettings:
     eval_every: int = 500
     checkpoint_every: int = 1000
     progress: bool = True
+    restore_best: bool = False
 
     def __post_init__(self) -> None:
         check_positive_int(self.steps, "steps")
@@ -241,6 +242,10 @@ def train(
             vz = torch.randn(v0.shape, generator=vgen, dtype=torch.float64).to(v0)
             val = (v0, v1, vt, vz)
 
+    best: dict[str, Any] = {"loss": math.inf, "state": None}
+    if resume and ckpt_path is not None and ckpt_path.is_file() and state.get("best"):
+        best = state["best"]
+
     def evaluate(step: int) -> None:
         record.eval_step.append(step)
         if path_opt is not None:
@@ -254,6 +259,9 @@ def train(
         model.train()
         record.val_loss.append(float(out.quadratic))
         record.val_fm_loss.append(float(out.flow_matching))
+        if settings.restore_best and float(out.quadratic) < best["loss"]:
+            best["loss"] = float(out.quadratic)
+            best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     stochastic = interpolant.stochastic
 
@@ -349,6 +357,7 @@ def train(
                     "opt": opt.state_dict(),
                     "sched": sched.state_dict(),
                     "path": path_opt.state_dict() if path_opt is not None else None,
+                    "best": best if best["state"] is not None else None,
                     "generator": gen_state,
                     "path_generator": path_gen.get_state(),
                     "record": {k: list(v) for k, v in vars(record).items()},
@@ -357,8 +366,13 @@ def train(
                 ckpt_path,
             )
     bar.close()
+    if settings.restore_best and best["state"] is not None:
+        model.load_state_dict(best["state"])  # the weights with the lowest validation loss
     model.eval()
-    return model, record.to_dataset({"seed": seed})
+    attrs = {"seed": seed}
+    if settings.restore_best and best["state"] is not None:
+        attrs["best_val_loss"] = best["loss"]
+    return model, record.to_dataset(attrs)
 
 
 def _split(density: Density, fraction: float, gen: torch.Generator, name: str):
@@ -442,6 +456,7 @@ def fit(
     remedy: str | None = None,
     latent: int | str | None = None,
     latent_variance: float = 0.999,
+    restore_best: bool = False,
 ) -> TransportFlow:
     r"""Learn a transport map from ``rho0`` to ``rho1`` by minimising the quadratic loss.
 
@@ -524,6 +539,7 @@ def fit(
         eval_every=eval_every,
         checkpoint_every=checkpoint_every,
         progress=progress,
+        restore_best=restore_best,
     )
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {seed!r}")

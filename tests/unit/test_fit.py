@@ -195,3 +195,53 @@ BAD = [
 def test_bad_input(data, call, exc, match):
     with pytest.raises(exc, match=match):
         call(*data)
+
+
+def test_restore_best_returns_the_lowest_validation_weights():
+    """On 24 samples a long, fast run overfits: the best evaluation is not the last one."""
+    x1 = st.datasets.sample("8gaussians", 24, seed=0)
+    kw = dict(
+        steps=400,
+        width=64,
+        depth=3,
+        lr=1e-2,
+        eval_every=20,
+        validation=0.25,
+        seed=0,
+        ema=None,
+        progress=False,
+    )
+    last = st.fit("gaussian", x1, **kw)
+    best = st.fit("gaussian", x1, restore_best=True, **kw)
+    val = best.history["val_loss"].values
+    np.testing.assert_array_equal(val, last.history["val_loss"].values)  # same run
+    assert best.history.attrs["best_val_loss"] == pytest.approx(val.min())
+    assert val.argmin() < len(val) - 1
+    x = np.random.default_rng(0).standard_normal((5, 2))
+    assert not np.allclose(best.push_forward(x), last.push_forward(x))
+
+
+def test_restore_best_weights_reproduce_the_best_validation_loss():
+    from sitransport.losses import UniformTime, quadratic_loss
+    from sitransport.nn import MLPVelocity
+
+    g = torch.Generator().manual_seed(0)
+    pool0, pool1 = torch.randn(16, 2, generator=g), torch.randn(16, 2, generator=g) * 2 + 1
+    v0, v1 = torch.randn(64, 2, generator=g), torch.randn(64, 2, generator=g) * 2 + 1
+
+    def draw(n, gen):
+        return pool0[torch.randint(0, 16, (n,), generator=gen)], pool1[
+            torch.randint(0, 16, (n,), generator=gen)
+        ]
+
+    settings = TrainSettings(
+        steps=300, lr=1e-2, eval_every=10, ema=None, progress=False, restore_best=True
+    )
+    model, history = train(
+        MLPVelocity(2, 64, 3), Linear(), draw, settings=settings, validation=(v0, v1), seed=0
+    )
+    vt = UniformTime().sample(64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        again = float(quadratic_loss(model, Linear(), v0, v1, vt).quadratic)
+    assert again == pytest.approx(history.attrs["best_val_loss"], rel=1e-6)
+    assert again == pytest.approx(float(history["val_loss"].min()), rel=1e-6)
