@@ -130,17 +130,14 @@ class LatentFlow:
         t, back = as_tensor(x, name, dim=self._enc.dim)
         return self._enc.encode(t.to(torch.float64)).to(t.dtype), back
 
-    def _source_in(self, x: Any) -> tuple[Any, Any]:
-        """Source coordinates -> latent array and a function mapping latent results back."""
-        if self._source_latent:
-            return x, lambda out: out
-        t, back = self._ambient_in(x, "x")
-        return t, lambda out: back(self._enc.decode(torch.as_tensor(out)).to(t.dtype))
+    def _source_in(self, x: Any) -> Any:
+        """Source samples in latent coordinates (encoded if ``rho0`` is ambient)."""
+        return x if self._source_latent else self._ambient_in(x, "x")[0]
 
     def push_forward(self, x: Any, **kwargs: Any) -> Any:
         """``rho0`` samples (latent ``(n, k)`` for a Gaussian base, else ambient) to ambient
         samples of ``rho1``."""
-        z, _ = self._source_in(x)
+        z = self._source_in(x)
         out = self._flow.push_forward(z, **kwargs)
         y = self._enc.decode(torch.as_tensor(out).to(torch.float64))
         return _like(x, y)
@@ -151,7 +148,7 @@ class LatentFlow:
         z, back = self._ambient_in(y, "y")
         out = self._flow.pull_back(z, **kwargs)
         if self._source_latent:
-            return _like(y, torch.as_tensor(out), keep_shape=False)
+            return _like(y, torch.as_tensor(out))
         return back(self._enc.decode(torch.as_tensor(out).to(torch.float64)).to(z.dtype))
 
     def sample(self, n: int, **kwargs: Any) -> np.ndarray:
@@ -203,7 +200,7 @@ class LatentFlow:
         return f"LatentFlow(d={self._enc.dim}, latent={self._enc.latent_dim}, flow={self._flow!r})"
 
 
-def _like(ref: Any, out: Tensor, keep_shape: bool = True) -> Any:
+def _like(ref: Any, out: Tensor) -> Any:
     """Return ``out`` as the array type of ``ref`` (numpy by default)."""
     if isinstance(ref, Tensor):
         return out.to(device=ref.device, dtype=ref.dtype)
