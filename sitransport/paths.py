@@ -9,9 +9,16 @@ is bounded below by :math:`W_2^2(\rho_0, \rho_1)` (Benamou–Brenier):
 
     \max_{\alpha, \beta}\; \min_v\; G(v; \alpha, \beta).
 
-:class:`PathOptimizer` takes gradient-ascent steps on the interpolant's parameters with the
-velocity held fixed; :func:`sitransport.fit` alternates them with descent steps on the
-velocity (``optimize_path=True``). It can also drive a custom loop.
+:class:`PathOptimizer` takes gradient-ascent steps on the interpolant's parameters.
+:func:`sitransport.fit` (``optimize_path=True``) combines them with the descent steps on the
+velocity in one of two modes:
+
+- ``"alternating"``: after a velocity step, an ascent step on a fresh batch with the
+  (updated) velocity held fixed;
+- ``"simultaneous"``: gradient descent–ascent, both updates from the same batch and the same
+  evaluation of G (the path's gradient taken before the velocity moves).
+
+It can also drive a custom loop.
 
 What it can and cannot reach: with the independent coupling a spatially linear path's
 marginals are fixed mixtures of scaled ``rho0`` and ``rho1``, so the optimum over such paths
@@ -29,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sitransport._validation import check_positive, check_positive_int
+from sitransport._validation import check_choice, check_positive, check_positive_int
 from sitransport.interpolants import Interpolant
 from sitransport.losses import quadratic_loss
 
@@ -45,13 +52,17 @@ class PathSettings:
         every: velocity steps per path step (the step ratio of the alternation).
         start: velocity steps before the first path step, so ``v`` first approximates its
             minimiser (the ascent direction is only meaningful near it).
+        mode: ``"alternating"`` (ascent on a fresh batch after the velocity step) or
+            ``"simultaneous"`` (descent and ascent from the same evaluation of G).
     """
 
     lr: float = 5e-3
     every: int = 1
     start: int = 1000
+    mode: str = "alternating"
 
     def __post_init__(self) -> None:
+        check_choice(self.mode, "path mode", ("alternating", "simultaneous"))
         check_positive(self.lr, "path lr")
         check_positive_int(self.every, "path every")
         check_positive_int(self.start, "path start", minimum=0)
@@ -96,12 +107,15 @@ class PathOptimizer:
     def step(self, velocity, x0: Tensor, x1: Tensor, t: Tensor) -> float:
         """One ascent step on G with the velocity held fixed; returns G before the step."""
         g = quadratic_loss(velocity, self.interpolant, x0, x1, t).quadratic
-        grads = torch.autograd.grad(g, self.params)
+        self.ascend(torch.autograd.grad(g, self.params))
+        return float(g.detach())
+
+    def ascend(self, grads: tuple[Tensor, ...]) -> None:
+        """One ascent step along given gradients of G in the path's parameters."""
         for p, grad in zip(self.params, grads, strict=True):
             p.grad = grad
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(g.detach())
 
     def state_dict(self) -> dict:
         return {

@@ -322,6 +322,15 @@ def train(
                 f"the loss became {loss_value} at step {step}; lower lr (now "
                 f"{sched.get_last_lr()[0]:.3g}), keep clip_grad on, or check the data scale"
             )
+        done = step + 1
+        # simultaneous max–min: the path's ascent direction from this same evaluation of G
+        ascent = (
+            torch.autograd.grad(out.quadratic, path_opt.params, retain_graph=True)
+            if path_opt is not None
+            and path_opt.settings.mode == "simultaneous"
+            and path_opt.due(done)
+            else None
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm))
@@ -330,14 +339,16 @@ def train(
         sched.step()
         if ema is not None:
             ema.update_parameters(net)
-        done = step + 1
         if path_opt is not None:
             for p in interpolant.parameters():
                 p.grad = None  # the descent step above must not move the path
             if path_opt.due(done):  # the path's step size follows the velocity's schedule
                 for group in path_opt.optimizer.param_groups:
                     group["lr"] = path_opt.settings.lr * lr_factor(step)
-                path_opt.step(net, *batch(settings.batch_size, path_gen)())
+                if ascent is not None:
+                    path_opt.ascend(ascent)
+                else:
+                    path_opt.step(net, *batch(settings.batch_size, path_gen)())
         record.step.append(done)
         record.loss.append(loss_value)
         record.fm_loss.append(float(out.flow_matching.detach()))
@@ -453,6 +464,7 @@ def fit(
     path_lr: float = 5e-3,
     path_every: int = 1,
     path_start: int = 1000,
+    path_mode: str = "alternating",
     remedy: str | None = None,
     latent: int | str | None = None,
     latent_variance: float = 0.999,
@@ -503,6 +515,8 @@ def fit(
             learnable interpolant, e.g. ``"fourier"``); see :mod:`sitransport.paths`.
         path_lr, path_every, path_start: the ascent's Adam learning rate, velocity steps per
             path step, and velocity steps before the first path step.
+        path_mode: ``"alternating"`` (an ascent step on a fresh batch after each due velocity
+            step) or ``"simultaneous"`` (gradient descent–ascent on the same batch).
         remedy: ``None`` (default) or ``"auto"``. ``fit`` compares the effective ranks
             (covariance spectrum) of the two sample sets and warns, naming both, when
             ``rho0``'s is lower: a deterministic flow maps a lower-dimensional source onto a
@@ -551,7 +565,7 @@ def fit(
         interp = copy.deepcopy(interp)
     sampler = get_time_sampler(time_sampler)
     pairing = get_coupling(coupling)
-    path = PathSettings(path_lr, path_every, path_start) if optimize_path else None
+    path = PathSettings(path_lr, path_every, path_start, path_mode) if optimize_path else None
 
     if isinstance(rho1, str):  # "gaussian" takes its dimension from the other end
         d0 = as_density(rho0, "rho0")

@@ -124,12 +124,19 @@ def test_exact_ot_coupling_learns_the_ot_map(gaussian_problem):
     assert rep.npe < 0.05 < rep_indep.npe
 
 
-def test_max_min_does_not_raise_kinetic_energy(gaussian_problem):
+@pytest.mark.parametrize("mode", ["alternating", "simultaneous"])
+def test_max_min_does_not_raise_kinetic_energy(gaussian_problem, mode):
     _, _, _, _, x0, x1 = gaussian_problem
     kw = dict(steps=1500, width=64, depth=3, batch_size=256, lr=5e-3, progress=False)
     fixed = st_.fit("gaussian", x1, interpolant="trig", **kw)
     maxmin = st_.fit(
-        "gaussian", x1, interpolant="fourier", optimize_path=True, path_start=300, **kw
+        "gaussian",
+        x1,
+        interpolant="fourier",
+        optimize_path=True,
+        path_start=300,
+        path_mode=mode,
+        **kw,
     )
     x = np.random.default_rng(2).standard_normal((2000, 2))
     ke_fixed = fixed.transport_report(x, x1[:2000])
