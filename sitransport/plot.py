@@ -73,7 +73,7 @@ def plot_density(
     title: str | None = None,
     cmap: str = "viridis",
 ) -> Axes:
-    """Heat map of the flow's log-density of ``rho1`` on a ``resolution``² grid."""
+    """Heat map of the density of the flow's ``rho1`` (from ``flow.log_prob``) on a square grid."""
     xs = np.linspace(extent[0], extent[1], resolution)
     ys = np.linspace(extent[2], extent[3], resolution)
     grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
