@@ -1,4 +1,4 @@
-"""Velocity networks: an MLP with a time embedding (and, later, a U-Net for images)."""
+"""Velocity networks: an MLP with a time embedding for vectors, a U-Net for images."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ from typing import Any
 from torch import nn
 
 from sitransport.nn.mlp import MLPVelocity, TimeEmbedding, VelocityDenoiser
+from sitransport.nn.unet import UNET_PRESETS, UNetVelocity, unet_config
 
 __all__ = [
     "MLPVelocity",
     "TimeEmbedding",
+    "UNET_PRESETS",
+    "UNetVelocity",
     "VelocityDenoiser",
     "build_network",
+    "unet_config",
 ]
 
 
@@ -20,7 +24,11 @@ def _velocity_denoiser(velocity: dict[str, Any], denoiser: dict[str, Any]) -> nn
     return VelocityDenoiser(build_network(velocity), build_network(denoiser))
 
 
-_NETWORKS: dict[str, Any] = {"mlp": MLPVelocity, "velocity_denoiser": _velocity_denoiser}
+_NETWORKS: dict[str, Any] = {
+    "mlp": MLPVelocity,
+    "unet": UNetVelocity,
+    "velocity_denoiser": _velocity_denoiser,
+}
 
 
 def build_network(config: dict[str, Any]) -> nn.Module:
