@@ -14,6 +14,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel
+
+import sitransport as st
+from sitransport.flow import Normalization, TransportFlow
+from sitransport.nn import MLPVelocity
+from sitransport.train import TrainSettings, _ema_with_warmup, _lr_lambda
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -88,3 +94,82 @@ def write_results(
     path = RESULTS / f"{name}.md"
     path.write_text("\n".join(md))
     return path
+
+
+# ------------------------------------------------------------- peers (bench_ot, bench_peers)
+
+
+def draw(name: str, n: int, seed: int) -> np.ndarray:
+    """``n`` samples of a 2D toy set, or of N(0, I) for ``"gaussian"``."""
+    if name == "gaussian":
+        return np.random.default_rng(seed).standard_normal((n, 2))
+    return st.datasets.sample(name, n, seed=seed)
+
+
+def peer_matchers() -> dict:
+    """Peer losses as functions (x0, x1, generator) -> (t, x_t, u_t), if installed."""
+    out = {}
+    try:
+        from torchcfm.conditional_flow_matching import (
+            ConditionalFlowMatcher,
+            ExactOptimalTransportConditionalFlowMatcher,
+        )
+
+        for name, cls in (
+            ("torchcfm I-CFM", ConditionalFlowMatcher),
+            ("torchcfm OT-CFM", ExactOptimalTransportConditionalFlowMatcher),
+        ):
+            matcher = cls(sigma=0.0)
+            out[name] = lambda x0, x1, g, m=matcher: m.sample_location_and_conditional_flow(x0, x1)
+    except ImportError:
+        pass
+    try:
+        from flow_matching.path import AffineProbPath
+        from flow_matching.path.scheduler import CondOTScheduler
+
+        path = AffineProbPath(scheduler=CondOTScheduler())
+
+        def fm(x0, x1, g):
+            t = torch.rand(x0.shape[0], generator=g)
+            sample = path.sample(x_0=x0, x_1=x1, t=t)
+            return t, sample.x_t, sample.dx_t
+
+        out["flow_matching CondOT"] = fm
+    except ImportError:
+        pass
+    return out
+
+
+def fit_peer(matcher, rho0, x1: np.ndarray, kw: dict, seed: int) -> TransportFlow:
+    """Train our MLP on a peer's regression target with our optimiser, schedule and EMA."""
+    settings = TrainSettings(steps=kw["steps"], batch_size=kw["batch_size"], progress=False)
+    x1t = torch.from_numpy(x1)
+    d = x1t.shape[1]
+    x0t = None if isinstance(rho0, str) else torch.from_numpy(rho0)
+    norm = Normalization.from_samples(x1t, x0t if x0t is not None else torch.randn(len(x1), d))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = MLPVelocity(d, kw["width"], 4)
+        g = torch.Generator().manual_seed(seed)
+        ema = AveragedModel(net, multi_avg_fn=_ema_with_warmup(settings.ema), use_buffers=True)
+        opt = torch.optim.AdamW(net.parameters(), lr=settings.lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(settings))
+        bs = settings.batch_size
+        for _ in range(settings.steps):
+            idx = torch.randint(0, len(x1t), (bs,), generator=g)
+            b1 = norm.encode(x1t[idx]).float()
+            if x0t is None:
+                b0 = norm.encode(torch.randn(bs, d, generator=g, dtype=torch.float64)).float()
+            else:
+                b0 = norm.encode(x0t[torch.randint(0, len(x0t), (bs,), generator=g)]).float()
+            torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))  # peers' RNG
+            t, xt, ut = matcher(b0, b1, g)
+            loss = (net(xt, t) - ut).pow(2).sum(1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), settings.clip_grad)
+            opt.step()
+            sched.step()
+            ema.update_parameters(net)
+    model = ema.module.eval()
+    return TransportFlow(model, "linear", base=rho0, target=x1, normalization=norm, shape=(d,))
