@@ -682,14 +682,24 @@ def nll(flow: Any, x: Any, **log_prob_kwargs: Any) -> float:
     On held-out samples of a law with density :math:`\rho`, its expectation is the
     cross-entropy :math:`H(\rho) + \mathrm{KL}(\rho \,\|\, \hat\rho_1) \geq H(\rho)`.
 
+    For data on a grid (pixels, counts), dequantise first and convert with
+    :func:`bits_per_dim`.
+
     Args:
         flow: a :class:`~sitransport.TransportFlow` with a base density.
         x: samples, shape ``(n, d)``.
         **log_prob_kwargs: passed to :meth:`~sitransport.TransportFlow.log_prob`
-            (``method``, ``probes``, ``seed``, ``ode``).
+            (``method``, ``probes``, ``seed``, ``ode``, ``batch_size``, ``progress``):
+            large test sets are evaluated ``batch_size`` points at a time with a progress bar.
 
     Returns:
         The mean NLL (nats) as a Python float.
+
+    Example:
+        >>> from sitransport import TransportFlow
+        >>> identity = TransportFlow(lambda z, t: 0 * z, "linear", base="gaussian", shape=(1,))
+        >>> print(round(nll(identity, np.zeros((4, 1)), progress=False), 4))  # log(2 pi) / 2
+        0.9189
     """
     return float(-np.mean(np.asarray(flow.log_prob(x, **log_prob_kwargs), dtype=np.float64)))
 
