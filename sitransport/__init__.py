@@ -14,7 +14,19 @@ Example:
 
 from __future__ import annotations
 
-from sitransport import couplings, datasets, interpolants, latent, losses, metrics, nn, ode, paths
+from sitransport import (
+    couplings,
+    datasets,
+    distributed,
+    images,
+    interpolants,
+    latent,
+    losses,
+    metrics,
+    nn,
+    ode,
+    paths,
+)
 from sitransport.flow import TransportFlow, load
 from sitransport.interpolants import Interpolant
 from sitransport.ode import ODEOptions
@@ -26,7 +38,9 @@ __all__ = [
     "TransportFlow",
     "couplings",
     "datasets",
+    "distributed",
     "fit",
+    "images",
     "interpolants",
     "latent",
     "load",

@@ -21,6 +21,7 @@ __all__ = [
     "check_choice",
     "check_finite",
     "check_fraction",
+    "check_pixels",
     "check_positive",
     "check_positive_int",
     "check_same_dim",
@@ -85,6 +86,31 @@ def check_finite(x: torch.Tensor, name: str) -> None:
         n_inf = int(bad.sum()) - n_nan
         raise ValueError(
             f"{name} must be finite, got {n_nan} NaN and {n_inf} infinite values out of {x.numel()}"
+        )
+
+
+def check_pixels(x: Any, name: str, levels: int) -> None:
+    """Raise unless ``x`` is an integer numpy array or tensor of images ``(n, ...)`` with
+    values in ``{0, ..., levels - 1}`` (quantised pixels, before dequantisation)."""
+    if isinstance(x, np.ndarray):
+        kind_ok, lo, hi = x.dtype.kind in "ui", x.min(initial=0), x.max(initial=0)
+    elif isinstance(x, torch.Tensor):
+        kind_ok = not (torch.is_floating_point(x) or torch.is_complex(x) or x.dtype == torch.bool)
+        lo = int(x.min()) if x.numel() else 0
+        hi = int(x.max()) if x.numel() else 0
+    else:
+        raise TypeError(f"{name} must be an integer numpy array or tensor, got {_describe(x)}")
+    if not kind_ok:
+        raise TypeError(
+            f"{name} must hold integer pixels (e.g. uint8), got {_describe(x)}; float images "
+            "are already dequantised"
+        )
+    if x.ndim < 2:
+        raise ValueError(f"{name} must have shape (n, ...) of images, got shape {tuple(x.shape)}")
+    if int(lo) < 0 or int(hi) >= levels:
+        raise ValueError(
+            f"{name} must have values in {{0, ..., {levels - 1}}} (levels={levels}), got "
+            f"min {int(lo)} and max {int(hi)}"
         )
 
 

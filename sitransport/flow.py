@@ -646,8 +646,8 @@ def _density_spec(density: Density | None) -> dict[str, Any] | None:
 
 
 def _density_from_spec(spec: dict[str, Any] | None, shape: tuple[int, ...]) -> Density | None:
-    if spec is None or spec["kind"] == "distribution":
-        return None
+    if spec is None or spec["kind"] not in ("gaussian", "samples"):
+        return None  # distributions, dequantised image sets: not stored with the flow
     if spec["kind"] == "gaussian":
         return StandardNormal(shape)
     return EmpiricalDensity(spec["samples"])

@@ -9,6 +9,7 @@ training record as an ``xarray.Dataset``. No ODE is solved during training.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -32,14 +33,18 @@ from sitransport._io import plain
 from sitransport._validation import (
     check_choice,
     check_fraction,
+    check_pixels,
     check_positive,
     check_positive_int,
 )
 from sitransport.couplings import Coupling, Independent, get_coupling
+from sitransport.distributed import ShardedDataset
+from sitransport.distributed import _first as _image
 from sitransport.flow import Normalization, TransportFlow
+from sitransport.images import DequantizedImages, ImageData
 from sitransport.interpolants import Interpolant, Linear, Stochastic, Trig, get_interpolant
 from sitransport.losses import TimeSampler, denoiser_loss, get_time_sampler, quadratic_loss
-from sitransport.nn import MLPVelocity, VelocityDenoiser
+from sitransport.nn import UNET_PRESETS, MLPVelocity, UNetVelocity, VelocityDenoiser, unet_config
 from sitransport.ode import ODEOptions
 from sitransport.paths import PathOptimizer, PathSettings
 
@@ -71,6 +76,8 @@ class TrainSettings:
     checkpoint_every: int = 1000
     progress: bool = True
     restore_best: bool = False
+    accumulate: int = 1
+    mixed_precision: str | None = None
 
     def __post_init__(self) -> None:
         check_positive_int(self.steps, "steps")
@@ -85,6 +92,9 @@ class TrainSettings:
             check_positive(self.clip_grad, "clip_grad")
         check_positive_int(self.eval_every, "eval_every")
         check_positive_int(self.checkpoint_every, "checkpoint_every")
+        check_positive_int(self.accumulate, "accumulate")
+        if self.mixed_precision is not None:
+            check_choice(self.mixed_precision, "mixed_precision", ("bf16",))
 
 
 @dataclass
@@ -156,6 +166,42 @@ def _ema_with_warmup(decay: float) -> Callable:
     return update
 
 
+class _Objective(nn.Module):
+    """The training loss as a module, so ``DistributedDataParallel`` can wrap it whole
+    (the denoiser of a stochastic interpolant is trained in the same forward pass). The
+    interpolant is held outside the module tree: its parameters are not the network's."""
+
+    def __init__(self, net: nn.Module, interpolant: Interpolant, denoiser: bool) -> None:
+        super().__init__()
+        self.net = net
+        self._interpolant = (interpolant,)
+        self._denoiser = denoiser
+
+    def forward(self, *batch: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(loss, G, flow-matching loss, kinetic)`` of a batch ``(x0, x1, t[, z])``."""
+        interpolant = self._interpolant[0]
+        dtype = batch[0].dtype
+
+        def velocity(x: Tensor, t: Tensor) -> Tensor:
+            return self.net(x, t).to(dtype)  # under autocast: the loss in full precision
+
+        out = quadratic_loss(velocity, interpolant, *batch)
+        loss = out.quadratic
+        if self._denoiser:
+
+            def denoiser(x: Tensor, t: Tensor) -> Tensor:
+                return self.net.denoiser(x, t).to(dtype)
+
+            loss = loss + denoiser_loss(denoiser, interpolant, *batch)
+        return loss, out.quadratic, out.flow_matching, out.kinetic
+
+
+def _step_seed(seed: int, rank: int, step: int) -> int:
+    """Seed of the global RNG (dropout) at ``step`` on ``rank``: a function of the step, so
+    a resumed run draws the same dropout masks, and ranks draw different ones."""
+    return ((seed * 1_000_003 + rank) * 1_000_033 + step) % (2**63 - 1)
+
+
 def train(
     net: nn.Module,
     interpolant: Interpolant,
@@ -174,30 +220,65 @@ def train(
 ) -> tuple[nn.Module, xr.Dataset]:
     """Train ``net`` on the quadratic loss; optionally ascend on the interpolant (max–min).
 
+    Under an initialised ``torch.distributed`` process group (see
+    :mod:`sitransport.distributed`) the network is wrapped in ``DistributedDataParallel``:
+    every rank draws the same global batch of ``settings.batch_size`` pairs, pairs it with
+    ``coupling`` on the whole global batch, and trains on its slice; gradients are averaged,
+    so ``N`` ranks take the steps one process takes on the same batch. Each rank's slice is
+    processed in ``settings.accumulate`` micro-batches (gradient accumulation). Only rank 0
+    shows progress and writes checkpoints.
+
     Args:
         net: velocity network ``v(z, t)``; trained in place.
         interpolant: the path (trained in place too when ``path`` is given).
-        draw: ``draw(n, generator)`` returns a batch ``(x0, x1)`` of normalised samples
-            (independent draws, or pairs for a given coupling such as reflow's).
+        draw: ``draw(n, generator)`` returns a global batch ``(x0, x1)`` of normalised samples
+            (independent draws, or pairs for a given coupling such as reflow's). A draw with
+            ``state_dict``/``load_state_dict`` methods (e.g. over a
+            :class:`~sitransport.distributed.ShardedDataset`) is checkpointed too.
         settings: optimisation settings.
         time_sampler: distribution of training times (uniform by default).
         coupling: how each batch is paired (:mod:`sitransport.couplings`; default as drawn).
         path: settings of the ascent on the interpolant's parameters (``None``: fixed path).
-        seed: seeds every random draw of the run (one ``torch.Generator``).
+        seed: seeds every random draw of the run (one ``torch.Generator``; dropout masks from
+            the global RNG, reseeded from ``seed``, rank and step inside ``fork_rng``).
         validation: ``(x0, x1)`` held-out pairs evaluated every ``eval_every`` steps at
             fixed times.
-        checkpoint: file written every ``checkpoint_every`` steps (atomically).
+        checkpoint: file written every ``checkpoint_every`` steps (atomically): model, EMA,
+            optimiser, scheduler, step, generator and data-position states.
         resume: continue from ``checkpoint`` if it exists (bit-for-bit the same run).
 
     Returns:
         ``(model, history)``: the EMA model (or ``net`` without EMA) and the record.
 
     Raises:
+        ValueError: the global batch does not split into ``world size x accumulate`` equal
+            parts; path optimisation with several ranks or micro-batches.
         FloatingPointError: the loss became NaN or infinite (the message names the step).
     """
+    from torch.nn.parallel import DistributedDataParallel
+
+    from sitransport.distributed import rank_and_world
+
     settings = settings or TrainSettings()
     time_sampler = time_sampler or get_time_sampler("uniform")
     coupling = coupling or Independent()
+    device = torch.device(device)
+    rank, world = rank_and_world()
+    k = settings.accumulate
+    n_batch = settings.batch_size
+    if interpolant.stochastic and settings.antithetic:
+        n_batch = 2 * (n_batch // 2)  # (z, -z) halves
+    if n_batch % (world * k):
+        raise ValueError(
+            f"batch_size={settings.batch_size} must split into world size x accumulate = "
+            f"{world} x {k} equal micro-batches (antithetic stochastic batches use "
+            f"{n_batch} pairs)"
+        )
+    if path is not None and (world > 1 or k > 1):
+        raise ValueError(
+            "path optimisation (optimize_path) runs on one process without gradient "
+            f"accumulation, got world size {world} and accumulate={k}"
+        )
     net = net.to(device=device, dtype=dtype)
     interpolant = interpolant.to(device=device)
     path_opt = PathOptimizer(interpolant, path) if path is not None else None
@@ -214,6 +295,7 @@ def train(
     record = _Record()
     start = 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    stateful_draw = hasattr(draw, "state_dict") and hasattr(draw, "load_state_dict")
     if resume and ckpt_path is None:
         raise ValueError("resume=True needs a checkpoint path")
     if resume and ckpt_path is not None and ckpt_path.is_file():
@@ -223,14 +305,26 @@ def train(
             ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
-        gen.set_state(state["generator"])
-        path_gen.set_state(state["path_generator"])
+        gen.set_state(state["generator"].cpu())
+        path_gen.set_state(state["path_generator"].cpu())
         if path_opt is not None:
             path_opt.load_state_dict(state["path"])
+        if stateful_draw and state.get("draw") is not None:
+            draw.load_state_dict(state["draw"])
         record = _Record(**{k: list(v) for k, v in state["record"].items()})
         start = int(state["step"])
     model = ema.module if ema is not None else net
     denoiser = getattr(net, "denoiser", None) if interpolant.stochastic else None
+    objective: nn.Module = _Objective(net, interpolant, denoiser is not None)
+    if world > 1:  # after loading: DDP broadcasts rank 0's weights at construction
+        objective = DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    autocast = torch.autocast(
+        device_type=device.type,
+        dtype=torch.bfloat16,
+        enabled=settings.mixed_precision == "bf16",
+    )
 
     val = None
     if validation is not None:
@@ -292,90 +386,109 @@ def train(
 
         return complete
 
+    def micro_batches(current: tuple) -> list[tuple]:
+        """This rank's slice of the global batch, cut into ``accumulate`` micro-batches."""
+        m = current[0].shape[0] // world
+        mine = tuple(c[rank * m : (rank + 1) * m] for c in current)
+        return list(zip(*(torch.chunk(c, k) for c in mine), strict=True))
+
     t_start = time.perf_counter() - (record.wall_time[-1] if record.wall_time else 0.0)
     bar = tqdm(
         range(start, settings.steps),
         initial=start,
         total=settings.steps,
-        disable=not settings.progress,
+        disable=not settings.progress or rank != 0,
         desc="fit",
         dynamic_ncols=True,
     )
     net.train()
     max_norm = settings.clip_grad if settings.clip_grad is not None else float("inf")
     # one batch ahead: its pairing (e.g. exact OT in a worker process) overlaps this step;
-    # checkpoints store the generator as it was before that look-ahead draw
+    # checkpoints store the generator (and data position) as before that look-ahead draw
     gen_state = gen.get_state()
+    draw_state = draw.state_dict() if stateful_draw else None
     pending = batch(settings.batch_size, gen) if start < settings.steps else None
-    for step in bar:
-        current = pending()
-        gen_state = gen.get_state()
-        if step + 1 < settings.steps:
-            pending = batch(settings.batch_size, gen)
-        out = quadratic_loss(net, interpolant, *current)
-        loss = out.quadratic
-        if denoiser is not None:
-            loss = loss + denoiser_loss(denoiser, interpolant, *current)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(
-                f"the loss became {loss_value} at step {step}; lower lr (now "
-                f"{sched.get_last_lr()[0]:.3g}), keep clip_grad on, or check the data scale"
+    rng_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=rng_devices):  # dropout reseeded per step, restored after
+        for step in bar:
+            torch.manual_seed(_step_seed(seed, rank, step))
+            current = pending()
+            gen_state = gen.get_state()
+            draw_state = draw.state_dict() if stateful_draw else None
+            if step + 1 < settings.steps:
+                pending = batch(settings.batch_size, gen)
+            done = step + 1
+            simultaneous = (
+                path_opt is not None
+                and path_opt.settings.mode == "simultaneous"
+                and path_opt.due(done)
             )
-        done = step + 1
-        # simultaneous max–min: the path's ascent direction from this same evaluation of G
-        ascent = (
-            torch.autograd.grad(out.quadratic, path_opt.params, retain_graph=True)
-            if path_opt is not None
-            and path_opt.settings.mode == "simultaneous"
-            and path_opt.due(done)
-            else None
-        )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm))
-        lr = sched.get_last_lr()[0]
-        opt.step()
-        sched.step()
-        if ema is not None:
-            ema.update_parameters(net)
-        if path_opt is not None:
-            for p in interpolant.parameters():
-                p.grad = None  # the descent step above must not move the path
-            if path_opt.due(done):  # the path's step size follows the velocity's schedule
-                for group in path_opt.optimizer.param_groups:
-                    group["lr"] = path_opt.settings.lr * lr_factor(step)
-                if ascent is not None:
-                    path_opt.ascend(ascent)
-                else:
-                    path_opt.step(net, *batch(settings.batch_size, path_gen)())
-        record.step.append(done)
-        record.loss.append(loss_value)
-        record.fm_loss.append(float(out.flow_matching.detach()))
-        record.kinetic.append(float(out.kinetic.detach()))
-        record.lr.append(lr)
-        record.grad_norm.append(grad_norm)
-        record.wall_time.append(time.perf_counter() - t_start)
-        if done % settings.eval_every == 0 or done == settings.steps:
-            evaluate(done)
-        if step % 50 == 0 or done == settings.steps:
-            bar.set_postfix(loss=f"{float(np.mean(record.loss[-50:])):.4f}")
-        if ckpt_path is not None and (done % settings.checkpoint_every == 0):
-            _atomic_save(
-                {
-                    "net": net.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
-                    "opt": opt.state_dict(),
-                    "sched": sched.state_dict(),
-                    "path": path_opt.state_dict() if path_opt is not None else None,
-                    "best": best if best["state"] is not None else None,
-                    "generator": gen_state,
-                    "path_generator": path_gen.get_state(),
-                    "record": {k: list(v) for k, v in vars(record).items()},
-                    "step": done,
-                },
-                ckpt_path,
-            )
+            opt.zero_grad(set_to_none=True)
+            stats = torch.zeros(3, dtype=torch.float64, device=device)
+            ascent = None
+            parts = micro_batches(current)
+            for j, part in enumerate(parts):
+                sync = world == 1 or j == k - 1
+                with contextlib.nullcontext() if sync else objective.no_sync():
+                    with autocast:
+                        loss, quadratic, fm, kinetic = objective(*part)
+                    if simultaneous:  # max–min: the path's ascent from this same evaluation
+                        ascent = torch.autograd.grad(quadratic, path_opt.params, retain_graph=True)
+                    (loss / k if k > 1 else loss).backward()
+                stats += torch.stack([loss.detach(), fm.detach(), kinetic.detach()]).double() / k
+            if world > 1:
+                torch.distributed.all_reduce(stats)
+                stats /= world
+            loss_value, fm_value, kinetic_value = (float(s) for s in stats)
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(
+                    f"the loss became {loss_value} at step {step}; lower lr (now "
+                    f"{sched.get_last_lr()[0]:.3g}), keep clip_grad on, or check the data scale"
+                )
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm))
+            lr = sched.get_last_lr()[0]
+            opt.step()
+            sched.step()
+            if ema is not None:
+                ema.update_parameters(net)
+            if path_opt is not None:
+                for p in interpolant.parameters():
+                    p.grad = None  # the descent step above must not move the path
+                if path_opt.due(done):  # the path's step size follows the velocity's schedule
+                    for group in path_opt.optimizer.param_groups:
+                        group["lr"] = path_opt.settings.lr * lr_factor(step)
+                    if ascent is not None:
+                        path_opt.ascend(ascent)
+                    else:
+                        path_opt.step(net, *batch(settings.batch_size, path_gen)())
+            record.step.append(done)
+            record.loss.append(loss_value)
+            record.fm_loss.append(fm_value)
+            record.kinetic.append(kinetic_value)
+            record.lr.append(lr)
+            record.grad_norm.append(grad_norm)
+            record.wall_time.append(time.perf_counter() - t_start)
+            if done % settings.eval_every == 0 or done == settings.steps:
+                evaluate(done)
+            if step % 50 == 0 or done == settings.steps:
+                bar.set_postfix(loss=f"{float(np.mean(record.loss[-50:])):.4f}")
+            if ckpt_path is not None and rank == 0 and done % settings.checkpoint_every == 0:
+                _atomic_save(
+                    {
+                        "net": net.state_dict(),
+                        "ema": ema.state_dict() if ema is not None else None,
+                        "opt": opt.state_dict(),
+                        "sched": sched.state_dict(),
+                        "path": path_opt.state_dict() if path_opt is not None else None,
+                        "best": best if best["state"] is not None else None,
+                        "generator": gen_state,
+                        "path_generator": path_gen.get_state(),
+                        "draw": draw_state,
+                        "record": {k: list(v) for k, v in vars(record).items()},
+                        "step": done,
+                    },
+                    ckpt_path,
+                )
     bar.close()
     if settings.restore_best and best["state"] is not None:
         model.load_state_dict(best["state"])  # the weights with the lowest validation loss
@@ -388,6 +501,16 @@ def train(
 
 def _split(density: Density, fraction: float, gen: torch.Generator, name: str):
     """Hold out ``fraction`` of an empirical set; returns (train density, held-out or None)."""
+    if isinstance(density, DequantizedImages) and fraction > 0.0:
+        n_val = int(round(fraction * len(density)))
+        if n_val < 1 or len(density) - n_val < 2:
+            raise ValueError(
+                f"validation={fraction} leaves {len(density) - n_val} training and {n_val} "
+                f"held-out images of {name} (n={len(density)}); use more images or validation=0"
+            )
+        perm = torch.randperm(len(density), generator=gen)
+        held = perm[:n_val][:4096]
+        return density.subset(perm[n_val:]), density.take(held, gen)
     if not isinstance(density, EmpiricalDensity) or fraction == 0.0:
         return density, None
     x = density.samples
@@ -469,6 +592,10 @@ def fit(
     latent: int | str | None = None,
     latent_variance: float = 0.999,
     restore_best: bool = False,
+    network: str | dict = "auto",
+    accumulate: int = 1,
+    mixed_precision: str | None = None,
+    num_workers: int = 0,
 ) -> TransportFlow:
     r"""Learn a transport map from ``rho0`` to ``rho1`` by minimising the quadratic loss.
 
@@ -481,9 +608,13 @@ def fit(
     solved during training.
 
     Args:
-        rho0: source at ``t = 0``: samples ``(n, d)`` (numpy, torch or xarray),
-            ``"gaussian"`` (``N(0, I)``) or a torch Distribution.
-        rho1: target at ``t = 1``, same kinds.
+        rho0: source at ``t = 0``: samples ``(n, d)`` or images ``(n, c, h, w)`` (numpy,
+            torch or xarray), integer images as :class:`~sitransport.images.ImageData`
+            (dequantised afresh each batch, in ``[0, 1]``), ``"gaussian"`` (``N(0, I)``) or a
+            torch Distribution.
+        rho1: target at ``t = 1``, same kinds, or a map-style torch ``Dataset`` of images
+            (read through :class:`~sitransport.distributed.ShardedDataset`: one shard per rank
+            under ``torch.distributed``; integer images are dequantised with 256 levels).
         interpolant: ``"trig"`` (default), ``"linear"`` or an :class:`Interpolant`.
         steps: optimisation steps.
         batch_size: pairs per step.
@@ -524,6 +655,20 @@ def fit(
             stochastic interpolant (:class:`~sitransport.interpolants.Stochastic` on the
             chosen base path, with a denoiser) and the flow samples with the SDE by default.
 
+        restore_best: keep the weights with the lowest validation loss.
+        network: ``"auto"`` (an MLP for vectors, a U-Net for images), ``"mlp"``, ``"unet"``
+            (the ``"tiny"`` preset up to 16x16 images, ``"small"`` above), a U-Net preset
+            name (:data:`~sitransport.nn.UNET_PRESETS`, e.g. ``"cifar10"``) or a dict of
+            :class:`~sitransport.nn.UNetVelocity` arguments with an optional ``"preset"``.
+        accumulate: micro-batches per step (gradient accumulation: the same step as one
+            batch of ``batch_size``, in ``1 / accumulate`` of the memory).
+        mixed_precision: ``None`` or ``"bf16"`` (autocast of the network; for GPUs).
+        num_workers: ``DataLoader`` workers when ``rho1`` is a torch ``Dataset``.
+
+        Under ``torch.distributed`` (launch with ``torchrun``, call
+        :func:`sitransport.distributed.setup`), ``batch_size`` is the global batch: see
+        :func:`train`.
+
     Returns:
         The fitted :class:`TransportFlow`; ``flow.config`` records these settings and
         ``flow.history`` the training record.
@@ -554,6 +699,8 @@ def fit(
         checkpoint_every=checkpoint_every,
         progress=progress,
         restore_best=restore_best,
+        accumulate=accumulate,
+        mixed_precision=mixed_precision,
     )
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {seed!r}")
@@ -567,26 +714,43 @@ def fit(
     pairing = get_coupling(coupling)
     path = PathSettings(path_lr, path_every, path_start, path_mode) if optimize_path else None
 
-    if isinstance(rho1, str):  # "gaussian" takes its dimension from the other end
-        d0 = as_density(rho0, "rho0")
-        d1 = as_density(rho1, "rho1", shape=d0.shape)
+    source = None
+    if isinstance(rho0, torch.utils.data.Dataset):
+        raise TypeError("rho0 cannot be a torch Dataset; pass it as rho1 (data at t = 1)")
+    if isinstance(rho1, torch.utils.data.Dataset):
+        source = ShardedDataset(rho1, seed=seed, num_workers=num_workers)
+        d1 = None
+        d0 = _end(rho0, "rho0", source.shape)
+        shape1 = source.shape
+    elif isinstance(rho1, str):  # "gaussian" takes its dimension from the other end
+        d0 = _end(rho0, "rho0")
+        d1 = _end(rho1, "rho1", d0.shape)
+        shape1 = d1.shape
     else:
-        d1 = as_density(rho1, "rho1")
-        d0 = as_density(rho0, "rho0", shape=d1.shape)
-    if d0.shape != d1.shape:
+        d1 = _end(rho1, "rho1")
+        d0 = _end(rho0, "rho0", d1.shape)
+        shape1 = d1.shape
+    if d0.shape != shape1:
         raise ValueError(
             f"rho0 and rho1 must have the same dimension, got samples of shape {d0.shape} "
-            f"and {d1.shape}"
+            f"and {shape1}"
         )
-    if len(d0.shape) != 1:
-        raise ValueError(f"fit supports vectors (n, d) for now, got sample shape {d0.shape}")
+    if len(d0.shape) not in (1, 3):
+        raise ValueError(
+            f"fit takes vectors (n, d) or images (n, c, h, w), got sample shape {d0.shape}"
+        )
+    images = len(d0.shape) == 3
 
     if latent is not None:
+        if images or source is not None:
+            raise ValueError("latent= works on vectors (n, d); flatten images first")
         return _fit_latent(d0, d1, kwargs)
     if remedy is not None:
         check_choice(remedy, "remedy", ("auto",))
-    rank0, rank1 = _rank_of(d0), _rank_of(d1)
-    config["rank0"], config["rank1"] = rank0, rank1
+    # effective ranks: a covariance of d x d, for vectors (images: not computed)
+    rank0, rank1 = (_rank_of(d0), _rank_of(d1)) if not images else (0, 0)
+    if not images:
+        config["rank0"], config["rank1"] = rank0, rank1
     if rank0 < rank1:
         if remedy == "auto" and not interp.stochastic:
             base_name = interp.spec().get("name") if isinstance(interp, (Linear, Trig)) else None
@@ -604,12 +768,19 @@ def fit(
 
     gen = torch.Generator().manual_seed(seed + 2)
     train0, held0 = _split(d0, validation, gen, "rho0")
-    train1, held1 = _split(d1, validation, gen, "rho1")
+    if source is not None:
+        train1, held1 = _split_dataset(source, validation, gen)
+    else:
+        train1, held1 = _split(d1, validation, gen, "rho1")
 
     if normalize:
-        n_stat = 20_000
+        n_stat = 20_000 if not images else 2048  # images: a bounded pool for the statistics
         pool = [
-            train.samples if isinstance(train, EmpiricalDensity) else train.sample(n_stat, gen)
+            train.samples
+            if isinstance(train, EmpiricalDensity) and not images
+            else train.sample(n_stat, gen)
+            if isinstance(train, Density)
+            else _dataset_items(train, n_stat, gen)
             for train in (train0, train1)
         ]
         norm = Normalization.from_samples(*pool)
@@ -625,18 +796,32 @@ def fit(
         val = (norm.encode(v0[:m]), norm.encode(v1[:m]))
 
     with torch.random.fork_rng(devices=[]):  # seeded weight init, global RNG untouched
+
+        def make() -> nn.Module:
+            if _network_kind(network, d0.shape) == "unet":
+                return UNetVelocity(**_unet_arguments(network, d0.shape))
+            d = d0.shape[0]
+            return MLPVelocity(
+                d,
+                width if width is not None else _default_width(d),
+                depth,
+                activation,
+                time_frequencies,
+            )
+
         torch.manual_seed(seed)
-        d = d0.shape[0]
-        width = width if width is not None else _default_width(d)
-        net = MLPVelocity(d, width, depth, activation, time_frequencies)
+        net = make()
         if interp.stochastic:  # a second network for the denoiser eta_z (score = -eta_z / gamma)
-            net = VelocityDenoiser(net, MLPVelocity(d, width, depth, activation, time_frequencies))
+            net = VelocityDenoiser(net, make())
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
 
     def draw(n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
         return norm.encode(train0.sample(n, g)), norm.encode(train1.sample(n, g))
+
+    if source is not None:  # a dataset: its position in the epoch is checkpointed too
+        draw = _DatasetDraw(train0, train1, norm)
 
     model, history = train(
         net,
@@ -657,12 +842,103 @@ def fit(
         model,
         interp,
         base=d0,
-        target=d1,
+        target=d1 if not isinstance(d1, DequantizedImages) else None,  # not kept in the flow
         normalization=norm,
         ode=ode,
         config=config,
         history=history,
     )
+
+
+def _end(rho: Any, name: str, shape: tuple[int, ...] | None = None) -> Density:
+    """An end of ``fit``: integer images dequantised per draw, anything else as_density."""
+    if isinstance(rho, ImageData):
+        return DequantizedImages(rho.pixels, rho.levels)
+    return as_density(rho, name, shape=shape)
+
+
+def _network_kind(network: str | dict, shape: tuple[int, ...]) -> str:
+    """``"mlp"`` or ``"unet"`` from fit's ``network`` argument, checked against the data."""
+    if isinstance(network, dict):
+        kind = "unet"
+    elif isinstance(network, str):
+        check_choice(network, "network", ("auto", "mlp", "unet", *UNET_PRESETS))
+        kind = {"auto": "unet" if len(shape) == 3 else "mlp", "mlp": "mlp"}.get(network, "unet")
+    else:
+        raise TypeError(f"network must be a name or a dict, got {type(network).__name__}")
+    if kind == "unet" and len(shape) != 3:
+        raise ValueError(f"a U-Net needs images (n, c, h, w), got sample shape {shape}")
+    if kind == "mlp" and len(shape) != 1:
+        raise ValueError(f"network='mlp' needs vectors (n, d), got sample shape {shape}")
+    return kind
+
+
+def _unet_arguments(network: str | dict, shape: tuple[int, ...]) -> dict[str, Any]:
+    c, h, w = shape
+    if isinstance(network, dict):
+        overrides = dict(network)
+        overrides.pop("kind", None)
+        preset = overrides.pop("preset", "tiny" if max(h, w) <= 16 else "small")
+        for key in ("channels", "image_size"):
+            if key in overrides:
+                raise ValueError(f"network[{key!r}] is set by the data (shape {shape})")
+        return unet_config(preset, c, (h, w), **overrides)
+    preset = network if network in UNET_PRESETS else ("tiny" if max(h, w) <= 16 else "small")
+    return unet_config(preset, c, (h, w))
+
+
+class _DatasetDraw:
+    """``draw(n, g)`` over a base density and a :class:`ShardedDataset` (stateful)."""
+
+    def __init__(self, base: Density, source: ShardedDataset, norm: Normalization) -> None:
+        self.base, self.source, self.norm = base, source, norm
+
+    def __call__(self, n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        return self.norm.encode(self.base.sample(n, g)), self.norm.encode(self.source(n, g))
+
+    def state_dict(self) -> dict[str, int]:
+        return self.source.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.source.load_state_dict(state)
+
+
+def _dataset_items(source: ShardedDataset, n: int, gen: torch.Generator) -> Tensor:
+    """Up to ``n`` random items of a dataset, dequantised (float64)."""
+    m = min(n, len(source.dataset))
+    idx = torch.randperm(len(source.dataset), generator=gen)[:m].tolist()
+    x = torch.stack([_image(source.dataset[i]) for i in idx])
+    if torch.is_floating_point(x):
+        return x.to(torch.float64)
+    check_pixels(x, "dataset images", source.levels)
+    return (x.to(torch.float64) + torch.rand(x.shape, generator=gen, dtype=torch.float64)) / (
+        source.levels
+    )
+
+
+def _split_dataset(
+    source: ShardedDataset, fraction: float, gen: torch.Generator
+) -> tuple[ShardedDataset, Tensor | None]:
+    """Hold out ``fraction`` of a dataset's items (at most 4096 are loaded for validation)."""
+    if fraction == 0.0:
+        return source, None
+    n = len(source.dataset)
+    n_val = int(round(fraction * n))
+    if n_val < 1 or n - n_val < 2:
+        raise ValueError(
+            f"validation={fraction} leaves {n - n_val} training and {n_val} held-out items of "
+            f"the rho1 dataset (n={n}); use more data or validation=0"
+        )
+    perm = torch.randperm(n, generator=gen)
+    held = torch.utils.data.Subset(source.dataset, perm[:n_val].tolist())
+    train_set = ShardedDataset(
+        torch.utils.data.Subset(source.dataset, perm[n_val:].tolist()),
+        levels=source.levels,
+        seed=source.seed,
+        num_workers=source.num_workers,
+    )
+    held_source = ShardedDataset(held, levels=source.levels)
+    return train_set, _dataset_items(held_source, 4096, gen)
 
 
 def _fit_latent(d0: Density, d1: Density, kwargs: dict[str, Any]) -> Any:

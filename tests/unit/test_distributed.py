@@ -1,0 +1,200 @@
+"""Data-parallel training: 2 gloo ranks equal one process, gradient accumulation, exact
+resume (dropout, EMA, dataset position), sharded datasets, mixed precision, bad settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import sitransport.train as tr
+from sitransport._bases import StandardNormal
+from sitransport.couplings import ExactOT
+from sitransport.distributed import ShardedDataset, rank_and_world
+from sitransport.flow import Normalization
+from sitransport.interpolants import Linear
+from sitransport.nn import UNetVelocity, unet_config
+from sitransport.train import TrainSettings, train
+
+SHAPE = (1, 4, 4)
+
+
+def _images(n: int = 64, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand((n, *SHAPE), generator=gen, dtype=torch.float64)
+
+
+def _draw(data: torch.Tensor):
+    def draw(n: int, g: torch.Generator):
+        idx = torch.randint(0, data.shape[0], (n,), generator=g)
+        return torch.randn((n, *SHAPE), generator=g, dtype=torch.float64), data[idx]
+
+    return draw
+
+
+def _net(dropout: float = 0.0) -> UNetVelocity:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        cfg = unet_config("tiny", 1, 4, base_channels=8, norm_groups=4, dropout=dropout)
+        return UNetVelocity(**dict(cfg, attention_resolutions=[2]))
+
+
+def _settings(**kwargs) -> TrainSettings:
+    base = dict(steps=4, batch_size=16, lr=1e-2, warmup=1, progress=False, eval_every=2)
+    return TrainSettings(**dict(base, **kwargs))
+
+
+def _params(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _run(**kwargs) -> torch.Tensor:
+    """A short float64 run on the global batch with exact minibatch OT pairs."""
+    model, history = train(
+        _net(),
+        Linear(),
+        _draw(_images()),
+        settings=_settings(**kwargs),
+        coupling=ExactOT(processes=0),
+        dtype=torch.float64,
+    )
+    return torch.cat([_params(model), torch.as_tensor(history["loss"].values)])
+
+
+def _worker(rank: int, world: int, init: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        assert rank_and_world() == (rank, world)
+        result = {"ddp": _run()}
+        # a sharded dataset: each rank reads half, every rank sees the same global batches
+        data = torch.arange(12, dtype=torch.uint8).reshape(12, 1, 1, 1)
+        source = ShardedDataset(torch.utils.data.TensorDataset(data), levels=16, seed=3)
+        gen = torch.Generator().manual_seed(0)
+        epoch = torch.cat([source(4, gen) for _ in range(3)])  # 3 batches of 4 = 12 items
+        result["epoch"] = torch.floor(epoch * 16).flatten()
+        result["state"] = torch.tensor(list(source.state_dict().values()))
+        torch.save(result, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path):
+    """DDP on 2 CPU processes, exact OT on the global batch, EMA: the same parameters and
+    losses as one process on the same global batch."""
+    init = f"file://{tmp_path / 'store'}"
+    # fork: the children share the imported modules (spawn would re-import torch in each)
+    mp.start_processes(
+        _worker, args=(2, init, str(tmp_path / "out")), nprocs=2, join=True, start_method="fork"
+    )
+    single = _run()
+    r0, r1 = (torch.load(tmp_path / f"out.{r}", weights_only=True) for r in (0, 1))
+    torch.testing.assert_close(r0["ddp"], r1["ddp"], rtol=0, atol=0)  # ranks agree exactly
+    torch.testing.assert_close(r0["ddp"], single, rtol=1e-7, atol=1e-9)
+    # sharded dataset: identical global batches on both ranks, an epoch covers each item once
+    torch.testing.assert_close(r0["epoch"], r1["epoch"])
+    assert sorted(r0["epoch"].tolist()) == list(range(12))
+    assert r0["state"].tolist() == [1, 0]  # next epoch, first batch
+
+
+def test_gradient_accumulation_equals_one_big_batch():
+    one = _run(accumulate=1)
+    four = _run(accumulate=4)
+    torch.testing.assert_close(four, one, rtol=1e-7, atol=1e-9)
+    assert not torch.equal(_run(batch_size=4), one)  # a smaller batch is another run
+
+
+def test_kill_and_resume_matches_the_uninterrupted_run(tmp_path, monkeypatch):
+    """U-Net with dropout, EMA, 2 micro-batches, data from a ShardedDataset: a run killed
+    right after its step-3 checkpoint and resumed equals the uninterrupted run, bit for bit."""
+    pixels = torch.randint(0, 256, (40, *SHAPE), generator=torch.Generator().manual_seed(1))
+    dataset = torch.utils.data.TensorDataset(pixels.to(torch.uint8))
+
+    def run(**kwargs):
+        draw = tr._DatasetDraw(
+            StandardNormal(SHAPE),
+            ShardedDataset(dataset, seed=0),
+            Normalization.identity(SHAPE),
+        )
+        model, history = train(
+            _net(dropout=0.3),
+            Linear(),
+            draw,
+            settings=_settings(steps=8, batch_size=8, accumulate=2, checkpoint_every=3, ema=0.9),
+            checkpoint=tmp_path / "ckpt.pt",
+            **kwargs,
+        )
+        return _params(model), history["loss"].values
+
+    full, full_loss = run()
+    (tmp_path / "ckpt.pt").unlink()
+    save = tr._atomic_save
+
+    def save_then_die(obj, path):
+        save(obj, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr, "_atomic_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(tr, "_atomic_save", save)
+    state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    assert state["step"] == 3 and state["draw"]["position"] > 0
+    resumed, resumed_loss = run(resume=True)
+    torch.testing.assert_close(resumed, full, rtol=0, atol=0)
+    np.testing.assert_array_equal(resumed_loss, full_loss)
+    # dropout masks come from the step, not from whatever the global RNG holds
+    torch.manual_seed(123)  # the global RNG must not matter (reseeded per step inside)
+    again, _ = run()
+    torch.testing.assert_close(again, full, rtol=0, atol=0)
+
+
+def test_bf16_autocast_trains():
+    model, history = train(
+        _net(),
+        Linear(),
+        _draw(_images()),
+        settings=_settings(steps=3, mixed_precision="bf16"),
+    )
+    assert np.isfinite(history["loss"].values).all()
+    assert next(model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"accumulate": 3}, ValueError, r"batch_size=16 must split into world size x accumulate"),
+        ({"accumulate": 0}, ValueError, "accumulate must be an integer >= 1"),
+        ({"mixed_precision": "fp8"}, ValueError, "unknown mixed_precision 'fp8'"),
+    ],
+)
+def test_bad_settings(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        train(_net(), Linear(), _draw(_images()), settings=_settings(**kwargs))
+
+
+def test_path_optimisation_refuses_accumulation():
+    from sitransport.interpolants import get_interpolant
+    from sitransport.paths import PathSettings
+
+    with pytest.raises(ValueError, match="path optimisation"):
+        train(
+            _net(),
+            get_interpolant("fourier"),
+            _draw(_images()),
+            settings=_settings(accumulate=2),
+            path=PathSettings(),
+        )
+
+
+def test_sharded_dataset_errors():
+    with pytest.raises(TypeError, match="map-style torch Dataset"):
+        ShardedDataset(iter([1, 2]))
+    small = torch.utils.data.TensorDataset(torch.zeros(3, 1, 2, 2, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="too few for a batch of 4"):
+        ShardedDataset(small)(4, torch.Generator())
+    bad = torch.utils.data.TensorDataset(torch.full((4, 1, 2, 2), 20, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="dataset images must have values in"):
+        ShardedDataset(bad, levels=17)(2, torch.Generator())
