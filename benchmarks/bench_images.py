@@ -106,7 +106,7 @@ def main() -> None:
         "bench_images_samples_quick.png" if args.quick else "bench_images_samples.png"
     )
     samples = unet.sample(64, seed=args.seed, ode=ode)
-    st.images.save_grid(np.clip(samples, 0, 1), grid, nrow=8)
+    st.images.save_grid(np.clip(samples, 0, 1), grid, nrow=8, scale=4)
 
     # the same pixels as 64-D vectors, dequantised afresh each batch as well
     flat = ImageData(train.pixels.reshape(len(train), -1), None, train.levels)

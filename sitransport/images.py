@@ -464,10 +464,17 @@ def bpd(
     return BitsPerDim(float(per_bpd.mean()), stderr, float(-per_image.mean()), n, float(est.nfe))
 
 
-def save_grid(images: Any, path: str | Path, *, nrow: int | None = None, levels: int = 256) -> Path:
+def save_grid(
+    images: Any,
+    path: str | Path,
+    *,
+    nrow: int | None = None,
+    levels: int = 256,
+    scale: int = 1,
+) -> Path:
     """Write images ``(n, c, h, w)`` with values in ``[0, 1]``, or integer pixels of
-    ``levels`` grey levels, as one PNG grid (matplotlib's writer; no Pillow needed).
-    Returns the path.
+    ``levels`` grey levels, as one PNG grid (matplotlib's writer; no Pillow needed), each
+    pixel drawn as a ``scale x scale`` block. Returns the path.
 
     Example:
         >>> import tempfile, os
@@ -495,6 +502,8 @@ def save_grid(images: Any, path: str | Path, *, nrow: int | None = None, levels:
         grid[r * (h + 2) + 1 : r * (h + 2) + 1 + h, q * (w + 2) + 1 : q * (w + 2) + 1 + w] = x[
             i
         ].transpose(1, 2, 0)
+    scale = check_positive_int(scale, "scale")
+    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()

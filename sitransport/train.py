@@ -614,7 +614,9 @@ def fit(
             torch Distribution.
         rho1: target at ``t = 1``, same kinds, or a map-style torch ``Dataset`` of images
             (read through :class:`~sitransport.distributed.ShardedDataset`: one shard per rank
-            under ``torch.distributed``; integer images are dequantised with 256 levels).
+            under ``torch.distributed``; integer images are dequantised with 256 levels), or a
+            ``DataLoader`` over one (its dataset and ``num_workers`` are used; batches and
+            shuffling are fit's own, so runs are reproducible and resumable).
         interpolant: ``"trig"`` (default), ``"linear"`` or an :class:`Interpolant`.
         steps: optimisation steps.
         batch_size: pairs per step.
@@ -715,7 +717,9 @@ def fit(
     path = PathSettings(path_lr, path_every, path_start, path_mode) if optimize_path else None
 
     source = None
-    if isinstance(rho0, torch.utils.data.Dataset):
+    if isinstance(rho1, torch.utils.data.DataLoader):  # its dataset and workers; fit batches
+        rho1, num_workers = rho1.dataset, max(num_workers, rho1.num_workers)
+    if isinstance(rho0, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
         raise TypeError("rho0 cannot be a torch Dataset; pass it as rho1 (data at t = 1)")
     if isinstance(rho1, torch.utils.data.Dataset):
         source = ShardedDataset(rho1, seed=seed, num_workers=num_workers)
@@ -1030,7 +1034,10 @@ def reflow(
     width = config.get("width") or _default_width(d)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = MLPVelocity(d, int(width), int(config.get("depth", 4)))
+        if isinstance(flow.network, UNetVelocity):  # image flows: a fresh U-Net of the same size
+            net = UNetVelocity(**{k: v for k, v in flow.network.config.items() if k != "kind"})
+        else:
+            net = MLPVelocity(d, int(width), int(config.get("depth", 4)))
     interp = get_interpolant(interpolant)
     model, history = train(net, interp, draw, settings=settings, seed=seed)
     return TransportFlow(
