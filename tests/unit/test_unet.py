@@ -91,7 +91,8 @@ def test_config_round_trip_and_saved_flow(tmp_path):
     again.load_state_dict(net.state_dict())
     x, t = torch.randn(2, 1, 8, 8), torch.rand(2)
     assert torch.equal(net.eval()(x, t), again.eval()(x, t))
-    flow = st.TransportFlow(net, "linear", base="gaussian", shape=(1, 8, 8))
+    flow = st.TransportFlow(net, "linear", base="gaussian")  # shape from the network
+    assert flow.shape == (1, 8, 8)
     flow.save(tmp_path / "f.sit")
     loaded = st.load(tmp_path / "f.sit")
     y = np.random.default_rng(0).normal(size=(2, 1, 8, 8))
