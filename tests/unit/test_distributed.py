@@ -3,6 +3,8 @@ resume (dropout, EMA, dataset position), sharded datasets, mixed precision, bad 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -70,6 +72,11 @@ def _worker(rank: int, world: int, init: str, out: str) -> None:
     try:
         assert rank_and_world() == (rank, world)
         result = {"ddp": _run()}
+        # only rank 0 writes checkpoints (each rank is given its own path here to tell)
+        ckpt = Path(f"{out}.ckpt.{rank}")
+        train(_net(), Linear(), _draw(_images()), settings=_settings(checkpoint_every=2),
+              checkpoint=ckpt)  # fmt: skip
+        result["wrote"] = ckpt.exists()
         # a sharded dataset: each rank reads half, every rank sees the same global batches
         data = torch.arange(12, dtype=torch.uint8).reshape(12, 1, 1, 1)
         source = ShardedDataset(torch.utils.data.TensorDataset(data), levels=16, seed=3)
@@ -98,6 +105,7 @@ def test_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path):
     torch.testing.assert_close(r0["epoch"], r1["epoch"])
     assert sorted(r0["epoch"].tolist()) == list(range(12))
     assert r0["state"].tolist() == [1, 0]  # next epoch, first batch
+    assert r0["wrote"] and not r1["wrote"]
 
 
 def test_gradient_accumulation_equals_one_big_batch():
@@ -208,7 +216,6 @@ def test_image_example_runs_under_torchrun(tmp_path):
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     from PIL import Image
 
