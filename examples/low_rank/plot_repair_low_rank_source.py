@@ -28,17 +28,19 @@ SEED = 0
 # ---------------------------------------
 line = st.datasets.sample("line", 20_000, seed=SEED)
 x1 = st.datasets.sample("8gaussians", 20_000, seed=SEED + 1)
-common = dict(steps=2500, batch_size=256, seed=SEED, progress=False)
+# 1,500 steps: more do not help a deterministic flow here (after 10,000 steps its W2 is still
+# 14 times the noise floor in ``benchmarks/bench_lowrank.py``).
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    deterministic = st.fit(line, x1, **common)
+    deterministic = st.fit(line, x1, steps=1500, batch_size=256, seed=SEED, progress=False)
 print(caught[0].message)
 
 # %%
 # The remedy
 # ----------
 # ``remedy="auto"`` picks the stochastic interpolant and makes the SDE the default sampler.
-repaired = st.fit(line, x1, remedy="auto", **common)
+# It trains two networks (velocity and denoiser), here for 4,000 steps.
+repaired = st.fit(line, x1, remedy="auto", steps=4000, batch_size=256, seed=SEED, progress=False)
 print(repaired.interpolant)
 
 # %%
@@ -74,4 +76,5 @@ assert ratios["stochastic interpolant, SDE"] < ratios["deterministic flow (ODE)"
 
 # %%
 # After 10,000 steps the benchmark (``benchmarks/bench_lowrank.py``) reaches a ratio of 1.06
-# with the SDE against 14 for the deterministic flow.
+# with the SDE against 14 for the deterministic flow and 12.8 for the ODE of the stochastic
+# flow: the noise has to be injected while sampling.

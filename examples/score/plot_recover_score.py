@@ -62,16 +62,18 @@ for t in times:
     print(f"t = {t:4.2f}: relative score error {errors[-1]:.3f}")
 
 grid = np.stack(np.meshgrid(np.linspace(-3, 4, 15), np.linspace(-3.5, 3, 15)), -1).reshape(-1, 2)
-fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
 s_hat, s = flow.score(grid, 0.5), exact.score(grid, 0.5)
-axes[0].quiver(grid[:, 0], grid[:, 1], s[:, 0], s[:, 1], color="0.6", label="exact")
-axes[0].quiver(grid[:, 0], grid[:, 1], s_hat[:, 0], s_hat[:, 1], color="tab:red", label="learned")
+axes[0].quiver(*grid.T, *s.T, color="0.7", width=0.012, label="exact")
+axes[0].quiver(*grid.T, *s_hat.T, color="tab:red", width=0.004, label="learned")
+axes[0].set_aspect("equal")
 axes[0].set_title("score at t = 0.5")
 axes[0].legend(loc="upper left", fontsize="small")
 axes[1].plot(times, errors, "o-")
 axes[1].set_xlabel("t")
 axes[1].set_ylabel("relative RMS error")
 axes[1].set_title("flow.score vs exact score")
+plt.show()
 
 # %%
 # ODE vs SDE sampling
@@ -81,11 +83,11 @@ axes[1].set_title("flow.score vs exact score")
 # singular) with 200 Heun steps.
 y_ode = flow.sample(4000, seed=SEED + 1, method="ode")
 y_sde = flow.sample(4000, seed=SEED + 1, method="sde", eps=1.0)
-axes[2].scatter(*y_ode[:1500].T, s=2, alpha=0.5, label="ODE")
-axes[2].scatter(*y_sde[:1500].T, s=2, alpha=0.5, label="SDE")
-axes[2].set_aspect("equal")
-axes[2].legend(markerscale=5, fontsize="small")
-axes[2].set_title("samples")
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained", sharex=True, sharey=True)
+for ax, y, name in zip(axes, (y_ode, y_sde), ("ODE", "SDE, eps0 = 1"), strict=True):
+    ax.scatter(*y[:2000].T, s=2, alpha=0.5)
+    ax.set_aspect("equal")
+    ax.set_title(f"{name}: 2,000 samples")
 plt.show()
 
 # %%
