@@ -123,7 +123,9 @@ napoleon_use_rtype = False
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
     "gallery_dirs": "auto_examples",
-    # execute examples/<topic>/plot_*.py, never the GPU scripts of examples/images/
+    # pages for plot_*.py only; execute examples/<topic>/plot_*.py, never examples/images/
+    # (GPU-scale scripts, rendered at most)
+    "ignore_pattern": r"^(?!plot_).*\.py$",
     "filename_pattern": r"[\\/]examples[\\/](?!images[\\/])[^\\/]+[\\/]plot_",
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": False,
