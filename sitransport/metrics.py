@@ -848,37 +848,33 @@ def transport_report(
 ) -> TransportReport:
     r"""Optimal-transport certificates of a fitted flow, checked against exact OT (POT).
 
-        What is rigorous and what is estimated:
+    What is rigorous and what is estimated:
 
-        - ``kinetic_energy`` is the path energy of the flow itself (an ODE integral, Monte Carlo
-          over ``x0`` with its standard error). By Benamou–Brenier it is at least
-          :math:`W_2^2(
-    ho_0, \hat
-    ho_1)`, the squared distance to what the flow actually
-          transports to; ``npe`` compares it with the exact :math:`W_2^2` of the samples, which
-          carries a finite-sample bias (positive, shrinking with ``n``).
-        - ``transport_cost`` is exact for the samples given; it upper-bounds the OT cost from
-          ``x0``'s law to the pushed law.
-        - ``w2_bound`` is the paper's bound :math:`W_2^2(
-    ho_1, \hat
-    ho_1) \le e^{1 + 2K} H`
-          with two *estimates* plugged in: ``K`` is a lower estimate of the Lipschitz constant
-          (maximum over sampled points), ``H`` is upper-bounded by the flow-matching loss. It is
-          therefore not a certified bound; the measured ``w2_generated`` shows how it compares.
+    - ``kinetic_energy`` is the path energy of the flow itself (an ODE integral, Monte Carlo
+      over ``x0`` with its standard error). By Benamou–Brenier it is at least
+      :math:`W_2^2(\rho_0, \hat\rho_1)`, the squared distance to what the flow actually
+      transports to; ``npe`` compares it with the exact :math:`W_2^2` of the samples, which
+      carries a finite-sample bias (positive, shrinking with ``n``).
+    - ``transport_cost`` is exact for the samples given; it upper-bounds the OT cost from
+      ``x0``'s law to the pushed law.
+    - ``w2_bound`` is the paper's bound :math:`W_2^2(\rho_1, \hat\rho_1) \le e^{1 + 2K} H`
+      with two *estimates* plugged in: ``K`` is a lower estimate of the Lipschitz constant
+      (maximum over sampled points), ``H`` is upper-bounded by the flow-matching loss. It is
+      therefore not a certified bound; the measured ``w2_generated`` shows how it compares.
 
-        Args:
-            flow: a :class:`~sitransport.TransportFlow`.
-            x0: samples of ``rho0`` (default: ``n`` draws from ``flow.base``).
-            x1: samples of ``rho1`` (default: ``n`` of the target samples the flow was fitted to).
-            held_out: held-out target samples (``2 m`` rows) for the measured W2 and noise floor.
-            n: number of samples when drawing defaults.
-            seed: seed of the draws.
+    Args:
+        flow: a :class:`~sitransport.TransportFlow`.
+        x0: samples of ``rho0`` (default: ``n`` draws from ``flow.base``).
+        x1: samples of ``rho1`` (default: ``n`` of the target samples the flow was fitted to).
+        held_out: held-out target samples (``2 m`` rows) for the measured W2 and noise floor.
+        n: number of samples when drawing defaults.
+        seed: seed of the draws.
 
-        Returns:
-            :class:`TransportReport`.
+    Returns:
+        :class:`TransportReport`.
 
-        Raises:
-            ValueError: ``x0`` or ``x1`` missing and the flow does not know its ends.
+    Raises:
+        ValueError: ``x0`` or ``x1`` missing and the flow does not know its ends.
     """
     from sitransport._bases import EmpiricalDensity
     from sitransport.couplings import get_coupling

@@ -667,9 +667,9 @@ def fit(
         mixed_precision: ``None`` or ``"bf16"`` (autocast of the network; for GPUs).
         num_workers: ``DataLoader`` workers when ``rho1`` is a torch ``Dataset``.
 
-        Under ``torch.distributed`` (launch with ``torchrun``, call
-        :func:`sitransport.distributed.setup`), ``batch_size`` is the global batch: see
-        :func:`train`.
+    Under ``torch.distributed`` (launch with ``torchrun``, call
+    :func:`sitransport.distributed.setup`), ``batch_size`` is the global batch: see
+    :func:`train`.
 
     Returns:
         The fitted :class:`TransportFlow`; ``flow.config`` records these settings and
