@@ -359,6 +359,13 @@ class TransportFlow:
         with :math:`\eta_0 = (\beta v - \dot\beta x) / (\beta\dot\alpha - \dot\beta\alpha)`
         (see :mod:`sitransport.score`), in the caller's coordinates.
 
+        :math:`\rho_t` is the marginal of the flow's own path. A flow fitted with
+        ``normalize=True`` (the default) interpolates in coordinates ``(x - m) / s``, so in the
+        caller's coordinates its path is :math:`\alpha x_0 + \beta x_1 + (1 - \alpha -
+        \beta) m`: the raw interpolant when :math:`\alpha + \beta = 1` (``linear``), shifted
+        toward the pooled mean ``m`` otherwise (``trig``). Compare with a closed form for the
+        raw interpolant only when ``m = 0`` or the flow was fitted with ``normalize=False``.
+
         Args:
             x: points, shape ``(n, d)``.
             t: a time or times of shape ``(n,)`` with :math:`\alpha(t) \ge` ``alpha_min``.

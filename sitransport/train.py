@@ -637,7 +637,11 @@ def fit(
         warmup: learning-rate warm-up steps.
         clip_grad: max gradient norm (``None``: off).
         normalize: learn in coordinates ``(x - m) / s`` (pooled mean ``m`` and scalar scale
-            ``s`` of both ends); a similarity, so optimal-transport structure is kept.
+            ``s`` of both ends); a similarity, so optimal-transport couplings are kept. The
+            path then runs in those coordinates: for interpolants with
+            :math:`\alpha + \beta \ne 1` (``trig``) its intermediate laws are those of
+            :math:`\alpha x_0 + \beta x_1 + (1 - \alpha - \beta) m` (see
+            :meth:`TransportFlow.score`).
         eval_every: steps between validation evaluations.
         checkpoint_dir: directory for ``checkpoint.pt`` (written every ``checkpoint_every``).
         resume: continue from the checkpoint in ``checkpoint_dir`` if present.
