@@ -11,7 +11,9 @@ drawn afresh for every batch, so the grid spacing (``bin_width``) is ``1 / L`` a
 continuous negative log-likelihood converts to bits per dimension as in
 :func:`sitransport.metrics.bits_per_dim` (an upper bound of the discrete code length;
 Theis et al., arXiv:1511.01844). :func:`sitransport.fit` takes an :class:`ImageData` (from
-any loader here) directly: it dequantises each batch and trains in ``[-1, 1]`` coordinates.
+any loader here) directly: it dequantises every batch afresh and trains in its normalised
+coordinates (pooled per-pixel mean of both ends and one scalar scale, from 2,048 draws of
+each); ``log_prob`` and :func:`bpd` are in the caller's ``[0, 1]`` coordinates.
 
 Loaders read from a folder the user gives (nothing is downloaded): CIFAR-10's python pickle
 batches (read with an unpickler that only rebuilds numpy arrays, so no code runs),
