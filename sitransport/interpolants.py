@@ -69,31 +69,89 @@ class Interpolant(nn.Module):
     :meth:`gamma` and :meth:`dgamma`.
 
     Times ``t`` are a scalar or a tensor of shape ``(n,)``; samples have shape ``(n, ...)``.
+
+    Example:
+        >>> import torch
+        >>> from sitransport.interpolants import Trig
+        >>> path = Trig()
+        >>> x0, x1 = torch.zeros(4, 2), torch.ones(4, 2)
+        >>> path.interpolate(x0, x1, torch.full((4,), 1 / 3)).shape
+        torch.Size([4, 2])
+        >>> path.interpolate(x0, x1, 1 / 3)[0]  # sin(pi / 6) = 0.5
+        tensor([0.5000, 0.5000])
     """
 
     #: Whether the interpolant carries a ``gamma(t) z`` term.
     stochastic: bool = False
 
     def alpha(self, t: Tensor) -> Tensor:
+        """Coefficient of ``x0``, elementwise in ``t`` (1 at ``t = 0``, 0 at ``t = 1``).
+
+        Example:
+            >>> import torch
+            >>> from sitransport.interpolants import Linear
+            >>> Linear().alpha(torch.tensor([0.0, 0.25, 1.0]))
+            tensor([1.0000, 0.7500, 0.0000])
+        """
         raise NotImplementedError
 
     def beta(self, t: Tensor) -> Tensor:
+        """Coefficient of ``x1``, elementwise in ``t`` (0 at ``t = 0``, 1 at ``t = 1``).
+
+        Example:
+            >>> import torch
+            >>> from sitransport.interpolants import Trig
+            >>> Trig().beta(torch.tensor([0.0, 1 / 3, 1.0]))
+            tensor([0.0000, 0.5000, 1.0000])
+        """
         raise NotImplementedError
 
     def gamma(self, t: Tensor) -> Tensor:
-        """Noise scale; zero for deterministic interpolants."""
+        """Noise scale; zero for deterministic interpolants.
+
+        Example:
+            >>> import torch
+            >>> from sitransport.interpolants import Linear, Stochastic
+            >>> Linear().gamma(torch.tensor([0.5]))
+            tensor([0.])
+            >>> Stochastic("linear", "sin2", a=0.5).gamma(torch.tensor([0.0, 0.5]))
+            tensor([0.0000, 0.5000])
+        """
         return torch.zeros_like(t)
 
     def dalpha(self, t: Tensor) -> Tensor:
-        """Time derivative of :meth:`alpha` (forward-mode autodiff unless overridden)."""
+        """Time derivative of :meth:`alpha` (forward-mode autodiff unless overridden).
+
+        Example:
+            >>> import torch
+            >>> from sitransport.interpolants import Custom
+            >>> path = Custom(lambda t: 1 - t**2, lambda t: t**2)  # derivative by autodiff
+            >>> path.dalpha(torch.tensor([0.25, 0.5]))
+            tensor([-0.5000, -1.0000])
+        """
         return _derivative(self.alpha, t)
 
     def dbeta(self, t: Tensor) -> Tensor:
-        """Time derivative of :meth:`beta` (forward-mode autodiff unless overridden)."""
+        """Time derivative of :meth:`beta` (forward-mode autodiff unless overridden).
+
+        Example:
+            >>> import torch
+            >>> from sitransport.interpolants import Trig
+            >>> round(float(Trig().dbeta(torch.tensor(0.0))), 4)  # pi / 2
+            1.5708
+        """
         return _derivative(self.beta, t)
 
     def dgamma(self, t: Tensor) -> Tensor:
-        """Time derivative of :meth:`gamma`."""
+        """Time derivative of :meth:`gamma`.
+
+        Example:
+            >>> import torch
+            >>> from sitransport.interpolants import Stochastic
+            >>> path = Stochastic("linear", "sin2", a=1.0)  # gamma = sin^2(pi t)
+            >>> round(float(path.dgamma(torch.tensor(0.25))), 4)  # pi sin(pi / 2)
+            3.1416
+        """
         if not self.stochastic:
             return torch.zeros_like(t)
         return _derivative(self.gamma, t)
@@ -111,6 +169,15 @@ class Interpolant(nn.Module):
 
         Returns:
             Tensor of the shape of ``x0``.
+
+        Example:
+            >>> import torch
+            >>> from sitransport.interpolants import Linear
+            >>> x0, x1 = torch.zeros(3, 2), torch.tensor([[4.0, 8.0]] * 3)
+            >>> Linear().interpolate(x0, x1, torch.tensor([0.0, 0.25, 1.0]))
+            tensor([[0., 0.],
+                    [1., 2.],
+                    [4., 8.]])
         """
         t = _as_time(t, x0)
         xt = _broadcast(self.alpha(t), t, x0) * x0 + _broadcast(self.beta(t), t, x1) * x1
@@ -119,7 +186,18 @@ class Interpolant(nn.Module):
     def velocity_target(
         self, x0: Tensor, x1: Tensor, t: Tensor | float, z: Tensor | None = None
     ) -> Tensor:
-        r"""Return :math:`\partial_t x_t = \dot\alpha x_0 + \dot\beta x_1 [+ \dot\gamma z]`."""
+        r"""Return :math:`\partial_t x_t = \dot\alpha x_0 + \dot\beta x_1 [+ \dot\gamma z]`.
+
+        Same arguments as :meth:`interpolate`; the target of the quadratic loss.
+
+        Example:
+            >>> import torch
+            >>> from sitransport.interpolants import Linear
+            >>> x0, x1 = torch.zeros(2, 2), torch.tensor([[1.0, 3.0], [2.0, 2.0]])
+            >>> Linear().velocity_target(x0, x1, torch.tensor([0.1, 0.9]))  # x1 - x0
+            tensor([[1., 3.],
+                    [2., 2.]])
+        """
         t = _as_time(t, x0)
         dxt = _broadcast(self.dalpha(t), t, x0) * x0 + _broadcast(self.dbeta(t), t, x1) * x1
         return dxt + self._noise_term(self.dgamma, t, z, x0)
@@ -136,13 +214,33 @@ class Interpolant(nn.Module):
         return _broadcast(coef(t), t, z) * z
 
     def spec(self) -> dict[str, Any]:
-        """A plain-data description from which :func:`get_interpolant` rebuilds this object."""
+        """A plain-data description from which :func:`get_interpolant` rebuilds this object.
+
+        Example:
+            >>> from sitransport.interpolants import Stochastic, Trig, get_interpolant
+            >>> Trig().spec()
+            {'name': 'trig'}
+            >>> spec = Stochastic("trig", "sqrt", a=0.5).spec()
+            >>> spec
+            {'name': 'stochastic', 'base': 'trig', 'gamma': 'sqrt', 'a': 0.5}
+            >>> get_interpolant(spec).spec() == spec
+            True
+        """
         raise TypeError(
             f"{type(self).__name__} cannot be described as plain data (user callables are "
             "code); rebuild it yourself and pass it to sitransport.load(..., interpolant=...)"
         )
 
     def extra_repr(self) -> str:
+        """The settings shown in the module's ``repr`` (a ``torch.nn.Module`` hook).
+
+        Example:
+            >>> from sitransport.interpolants import Fourier, Linear
+            >>> Linear().extra_repr()
+            ''
+            >>> Fourier("linear", K=2).extra_repr()
+            "base='linear', K=2, dim=None"
+        """
         return ""
 
 
@@ -153,7 +251,15 @@ def _derivative(f: Callable[[Tensor], Tensor], t: Tensor) -> Tensor:
 
 
 class Linear(Interpolant):
-    r"""Linear interpolant :math:`\alpha = 1 - t`, :math:`\beta = t` (constant velocity)."""
+    r"""Linear interpolant :math:`\alpha = 1 - t`, :math:`\beta = t` (constant velocity).
+
+    Example:
+        >>> import torch
+        >>> path = Linear()
+        >>> x0, x1 = torch.zeros(1, 2), torch.tensor([[2.0, -2.0]])
+        >>> path.interpolate(x0, x1, 0.5), path.velocity_target(x0, x1, 0.5)
+        (tensor([[ 1., -1.]]), tensor([[ 2., -2.]]))
+    """
 
     def alpha(self, t: Tensor) -> Tensor:
         return 1.0 - t
@@ -177,6 +283,15 @@ class Trig(Interpolant):
     The paper's default: for independent Gaussian ``x0, x1`` it keeps the variance of ``x_t``
     constant (:math:`\alpha^2 + \beta^2 = 1`), and
     :math:`\beta\dot\alpha - \dot\beta\alpha = -\pi/2`.
+
+    Example:
+        >>> import torch
+        >>> path, t = Trig(), torch.linspace(0, 1, 5)
+        >>> torch.allclose(path.alpha(t) ** 2 + path.beta(t) ** 2, torch.ones(5))
+        True
+        >>> wronskian = path.beta(t) * path.dalpha(t) - path.dbeta(t) * path.alpha(t)
+        >>> [round(w, 4) for w in wronskian.tolist()]  # -pi / 2 at every time
+        [-1.5708, -1.5708, -1.5708, -1.5708, -1.5708]
     """
 
     def alpha(self, t: Tensor) -> Tensor:
@@ -329,6 +444,23 @@ class Fourier(Interpolant):
     def from_spec(
         cls, base: str = "trig", K: int = 4, dim: int | None = None, a: Any = None, b: Any = None
     ) -> Fourier:
+        r"""Build a path with given coefficients (the inverse of :meth:`spec`).
+
+        Args:
+            base: ``"trig"`` or ``"linear"``.
+            K: number of sine terms.
+            dim: ``None`` for scalar coefficients, or ``d``.
+            a: coefficients of :math:`\alpha`, shape ``(K,)`` or ``(K, d)``; zeros if ``None``.
+            b: coefficients of :math:`\beta`, same shape; zeros if ``None``.
+
+        Example:
+            >>> import torch
+            >>> path = Fourier.from_spec("linear", K=2, a=[0.1, 0.0])
+            >>> round(float(path.alpha(torch.tensor(0.5)).detach()), 4)  # 0.5 + 0.1 sin(pi / 2)
+            0.6
+            >>> Fourier.from_spec(**{k: v for k, v in path.spec().items() if k != "name"}).K
+            2
+        """
         path = cls(base, K, dim)
         with torch.no_grad():
             if a is not None:
@@ -424,7 +556,12 @@ _REGISTRY: dict[str, Callable[..., Interpolant]] = {
 
 
 def interpolant_names() -> list[str]:
-    """Names accepted by :func:`get_interpolant`, sorted."""
+    """Names accepted by :func:`get_interpolant`, sorted.
+
+    Example:
+        >>> interpolant_names()
+        ['fourier', 'linear', 'stochastic', 'trig']
+    """
     return sorted(_REGISTRY)
 
 
