@@ -45,7 +45,16 @@ __all__ = [
 class LossOutput:
     """Batch losses (scalars). ``quadratic`` is the paper's G, ``flow_matching`` the
     mean squared error to the velocity target; ``flow_matching - quadratic`` is the batch
-    mean of ``|dI/dt|^2``, a constant of the data."""
+    mean of ``|dI/dt|^2``, a constant of the data.
+
+    Example:
+        >>> import torch
+        >>> from sitransport.interpolants import Linear
+        >>> x0, x1 = torch.zeros(4, 2), torch.full((4, 2), 3.0)  # dI/dt = (3, 3)
+        >>> out = quadratic_loss(lambda x, t: torch.zeros_like(x), Linear(), x0, x1, torch.rand(4))
+        >>> float(out.quadratic), float(out.flow_matching), float(out.kinetic)
+        (0.0, 18.0, 0.0)
+    """
 
     quadratic: Tensor
     flow_matching: Tensor
@@ -100,7 +109,28 @@ def denoiser_loss(
     z: Tensor,
 ) -> Tensor:
     r"""Noise-denoiser loss :math:`\mathbb{E}|\eta_z(x_t, t) - z|^2` of a stochastic interpolant,
-    minimised by :math:`\eta_z(x) = \mathbb{E}[z | x_t = x] = -\gamma\nabla\log\rho_t(x)`."""
+    minimised by :math:`\eta_z(x) = \mathbb{E}[z | x_t = x] = -\gamma\nabla\log\rho_t(x)`.
+
+    Args:
+        denoiser: ``eta_z(x, t)`` mapping ``(n, ...)`` and ``(n,)`` to ``(n, ...)``.
+        interpolant: a stochastic interpolant (:class:`~sitransport.interpolants.Stochastic`).
+        x0: samples of rho0, shape ``(n, ...)``.
+        x1: samples of rho1, same shape.
+        t: times, shape ``(n,)``.
+        z: the standard normal noise of :math:`x_t`, same shape as ``x0``.
+
+    Returns:
+        The batch mean of :math:`|\eta_z(x_t, t) - z|^2` (summed over dimensions), a scalar.
+
+    Example:
+        >>> import torch
+        >>> from sitransport.interpolants import Stochastic
+        >>> x0, x1, z = torch.zeros(4, 2), torch.ones(4, 2), torch.ones(4, 2)
+        >>> t = torch.full((4,), 0.5)
+        >>> zero = lambda x, t: torch.zeros_like(x)
+        >>> float(denoiser_loss(zero, Stochastic(), x0, x1, t, z))  # E|z|^2
+        2.0
+    """
     xt = interpolant.interpolate(x0, x1, t, z)
     return (denoiser(xt, t) - z).flatten(1).pow(2).sum(1).mean()
 
@@ -111,9 +141,28 @@ class TimeSampler:
     Subclasses implement :meth:`icdf`; :meth:`sample` draws ``t = icdf(u)`` with ``u``
     uniform, or with ``antithetic=True`` the pairs ``icdf(u)`` and ``icdf(1 - u)`` (both
     marginally correct, negatively correlated: lower variance of the batch loss).
+
+    Example:
+        >>> import torch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> t = BetaTime(2.0, 2.0).sample(6, generator=g, antithetic=True)
+        >>> t.shape
+        torch.Size([6])
+        >>> bool(((t > 0) & (t < 1)).all())
+        True
     """
 
     def icdf(self, u: Tensor) -> Tensor:
+        """Inverse CDF: the time at quantile ``u`` (float64 tensor of values in ``[0, 1]``).
+
+        Example:
+            >>> import torch
+            >>> u = torch.tensor([0.1, 0.5], dtype=torch.float64)
+            >>> UniformTime().icdf(u)
+            tensor([0.1000, 0.5000], dtype=torch.float64)
+            >>> float(BetaTime(2.0, 2.0).icdf(u)[1])  # the median of a symmetric Beta
+            0.5
+        """
         raise NotImplementedError
 
     def sample(
@@ -125,7 +174,22 @@ class TimeSampler:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> Tensor:
-        """Draw ``n`` times of shape ``(n,)``."""
+        """Draw ``n`` times of shape ``(n,)``.
+
+        Args:
+            n: number of times.
+            generator: random source.
+            antithetic: draw pairs ``icdf(u)``, ``icdf(1 - u)``.
+            device: device of the result.
+            dtype: dtype of the result.
+
+        Example:
+            >>> import torch
+            >>> g = torch.Generator().manual_seed(0)
+            >>> t = UniformTime().sample(4, generator=g, antithetic=True, dtype=torch.float64)
+            >>> t[:2] + t[2:]  # u and 1 - u
+            tensor([1., 1.], dtype=torch.float64)
+        """
         m = (n + 1) // 2 if antithetic else n
         u = torch.rand(m, generator=generator, dtype=torch.float64)
         if antithetic:
@@ -133,11 +197,27 @@ class TimeSampler:
         return self.icdf(u).to(device=device, dtype=dtype)
 
     def spec(self) -> dict[str, Any]:
+        """A plain-data description from which :func:`get_time_sampler` rebuilds this object.
+
+        Example:
+            >>> BetaTime(2.0, 5.0).spec()
+            {'name': 'beta', 'a': 2.0, 'b': 5.0}
+            >>> get_time_sampler(UniformTime().spec())
+            UniformTime()
+        """
         raise NotImplementedError
 
 
 class UniformTime(TimeSampler):
-    """Uniform times on ``[0, 1]`` (the paper's choice)."""
+    """Uniform times on ``[0, 1]`` (the paper's choice).
+
+    Example:
+        >>> import torch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> t = UniformTime().sample(1000, generator=g)
+        >>> t.shape, t.dtype, round(float(t.mean()), 1)
+        (torch.Size([1000]), torch.float32, 0.5)
+    """
 
     def icdf(self, u: Tensor) -> Tensor:
         return u
@@ -150,7 +230,19 @@ class UniformTime(TimeSampler):
 
 
 class BetaTime(TimeSampler):
-    """Beta(a, b) times: reweights the loss toward one end (``a < b``: toward ``t = 0``)."""
+    """Beta(a, b) times: reweights the loss toward one end (``a < b``: toward ``t = 0``).
+
+    Args:
+        a: first shape parameter (> 0).
+        b: second shape parameter (> 0).
+
+    Example:
+        >>> import torch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> t = BetaTime(1.0, 3.0).sample(2000, generator=g)
+        >>> round(float(t.mean()), 2)  # a / (a + b)
+        0.25
+    """
 
     def __init__(self, a: float = 1.0, b: float = 1.0) -> None:
         self.a = check_positive(a, "a")
@@ -170,5 +262,16 @@ _SAMPLERS: dict[str, Callable[..., TimeSampler]] = {"beta": BetaTime, "uniform":
 
 
 def get_time_sampler(spec: str | dict[str, Any] | TimeSampler) -> TimeSampler:
-    """Resolve ``"uniform"``, ``"beta"``, ``{"name": "beta", "a": 2, "b": 2}`` or an instance."""
+    """Resolve ``"uniform"``, ``"beta"``, ``{"name": "beta", "a": 2, "b": 2}`` or an instance.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+        TypeError: anything else.
+
+    Example:
+        >>> get_time_sampler("uniform")
+        UniformTime()
+        >>> get_time_sampler({"name": "beta", "a": 2, "b": 2})
+        BetaTime(a=2.0, b=2.0)
+    """
     return resolve(spec, _SAMPLERS, "time_sampler", TimeSampler)
