@@ -54,28 +54,79 @@ def _sq_cost(x0: Tensor, x1: Tensor) -> Tensor:
 
 
 class Coupling:
-    """Abstract coupling: ``pair(x0, x1, generator)`` returns the paired batches."""
+    """Abstract coupling: ``pair(x0, x1, generator)`` returns the paired batches.
+
+    Example:
+        >>> import torch
+        >>> x0, x1 = torch.tensor([[0.0], [1.0]]), torch.tensor([[1.5], [0.5]])
+        >>> for coupling in (Independent(), ExactOT(processes=0)):
+        ...     print(type(coupling).__name__, coupling.pair(x0, x1)[1].flatten().tolist())
+        Independent [1.5, 0.5]
+        ExactOT [0.5, 1.5]
+    """
 
     def pair(
         self, x0: Tensor, x1: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
+        """Pair the batches: ``x0[i]`` goes with ``x1_paired[i]``.
+
+        Args:
+            x0: batch of rho0, shape ``(n0, ...)``.
+            x1: batch of rho1, shape ``(n1, ...)``.
+            generator: random source for couplings that draw partners.
+
+        Returns:
+            ``(x0_paired, x1_paired)``, both with ``n0`` rows.
+
+        Example:
+            >>> import torch
+            >>> x0 = torch.tensor([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]])
+            >>> x1 = x0[[2, 0, 1]] + 0.1
+            >>> a, b = ExactOT(processes=0).pair(x0, x1)
+            >>> torch.equal(a, x0), torch.allclose(b, x0 + 0.1)  # each point to its neighbour
+            (True, True)
+        """
         raise NotImplementedError
 
     def submit(
         self, x0: Tensor, x1: Tensor, generator: torch.Generator | None = None
     ) -> Callable[[], tuple[Tensor, Tensor]]:
         """Start pairing a batch; returns a function that completes it. Couplings that can
-        overlap their work with a training step override this (default: pair now)."""
+        overlap their work with a training step override this (default: pair now).
+
+        Example:
+            >>> import torch
+            >>> x0, x1 = torch.tensor([[0.0], [1.0]]), torch.tensor([[1.0], [0.0]])
+            >>> finish = ExactOT(processes=0).submit(x0, x1)  # ... train on the previous batch
+            >>> finish()[1].flatten().tolist()
+            [0.0, 1.0]
+        """
         out = self.pair(x0, x1, generator)
         return lambda: out
 
     def spec(self) -> dict[str, Any]:
+        """A plain-data description from which :func:`get_coupling` rebuilds this object.
+
+        Example:
+            >>> Sinkhorn(reg=0.1).spec()
+            {'name': 'sinkhorn', 'reg': 0.1, 'replace': False}
+            >>> get_coupling(ExactOT().spec())
+            ExactOT(processes=1)
+        """
         raise NotImplementedError
 
 
 @dataclass(frozen=True)
 class Independent(Coupling):
-    """The product coupling: batches are used as drawn."""
+    """The product coupling: batches are used as drawn.
+
+    Example:
+        >>> import torch
+        >>> x0, x1 = torch.zeros(3, 2), torch.ones(3, 2)
+        >>> a, b = Independent().pair(x0, x1)
+        >>> a is x0, b is x1
+        (True, True)
+    """
 
     def pair(self, x0, x1, generator=None):
         return x0, x1
@@ -97,6 +148,15 @@ class ExactOT(Coupling):
         processes: with ``processes=1``, :meth:`submit` solves the next batch's assignment in
             a worker process while the current step trains (the solver holds the GIL, so a
             thread would not overlap); ``0`` solves in place. Pairings are identical.
+
+    Example:
+        >>> import torch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x0, x1 = torch.randn(64, 2, generator=g), torch.randn(64, 2, generator=g) + 3
+        >>> a, b = ExactOT(processes=0).pair(x0, x1)
+        >>> cost = lambda p, q: float((p - q).pow(2).sum(1).mean())
+        >>> cost(a, b) <= cost(x0, x1)  # the optimal pairing costs at most the drawn one
+        True
     """
 
     processes: int = 1
@@ -162,6 +222,13 @@ class Sinkhorn(Coupling):
             (scale-free; small values approach exact OT).
         replace: draw ``n`` pairs from the whole plan with replacement (as torchcfm does)
             instead of one partner per ``x0``.
+
+    Example:
+        >>> import torch
+        >>> x0, x1 = torch.tensor([[0.0], [10.0]]), torch.tensor([[10.5], [0.5]])
+        >>> g = torch.Generator().manual_seed(0)
+        >>> Sinkhorn(reg=0.01).pair(x0, x1, g)[1].flatten().tolist()
+        [0.5, 10.5]
     """
 
     reg: float = 0.05
@@ -171,7 +238,15 @@ class Sinkhorn(Coupling):
         check_positive(self.reg, "reg")
 
     def plan(self, x0: Tensor, x1: Tensor) -> Tensor:
-        """The entropic plan (float64, rows sum to ``1/n0``, columns to ``1/n1``)."""
+        """The entropic plan (float64, rows sum to ``1/n0``, columns to ``1/n1``).
+
+        Example:
+            >>> import torch
+            >>> x0, x1 = torch.tensor([[0.0], [1.0]]), torch.tensor([[0.0], [1.0], [2.0]])
+            >>> plan = Sinkhorn(reg=0.05).plan(x0, x1)
+            >>> plan.shape, [round(r, 4) for r in plan.sum(1).tolist()]
+            (torch.Size([2, 3]), [0.5, 0.5])
+        """
         cost = _sq_cost(x0, x1).cpu().numpy()
         a = np.full(x0.shape[0], 1.0 / x0.shape[0])
         b = np.full(x1.shape[0], 1.0 / x1.shape[0])
@@ -226,6 +301,10 @@ _COUPLINGS: dict[str, Callable[..., Coupling]] = {
 def get_coupling(spec: str | dict[str, Any] | Coupling) -> Coupling:
     """Resolve ``"independent"``, ``"exact_ot"``, ``"sinkhorn"``, a spec dict
     (``{"name": "sinkhorn", "reg": 0.01}``) or a :class:`Coupling` instance.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+        TypeError: anything else.
 
     Example:
         >>> get_coupling({"name": "sinkhorn", "reg": 0.01})
