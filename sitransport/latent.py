@@ -45,6 +45,13 @@ class PCAEncoder:
         mean: shape ``(d,)``.
         components: orthonormal columns, shape ``(d, k)``, by decreasing variance.
         explained: fraction of the total variance along each component, shape ``(k,)``.
+
+    Example:
+        >>> import torch
+        >>> x = torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 1.0], [4.0, 0.0, 1.0]])
+        >>> enc = PCAEncoder.fit(x.double())  # the points lie on a line
+        >>> enc.latent_dim, enc.mean.tolist(), enc.explained.tolist()
+        (1, [2.0, 0.0, 1.0], [1.0])
     """
 
     mean: Tensor
@@ -83,9 +90,27 @@ class PCAEncoder:
         return int(self.components.shape[1])
 
     def encode(self, x: Tensor) -> Tensor:
+        """Principal coordinates ``(x - mean) @ components``: ``(n, d)`` to ``(n, k)``.
+
+        Example:
+            >>> import torch
+            >>> x = torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 1.0], [4.0, 0.0, 1.0]]).double()
+            >>> y = PCAEncoder.fit(x).encode(x)
+            >>> y.shape, y.abs().flatten().tolist()  # the sign of a component is arbitrary
+            (torch.Size([3, 1]), [2.0, 0.0, 2.0])
+        """
         return (x - self.mean.to(x)) @ self.components.to(x)
 
     def decode(self, y: Tensor) -> Tensor:
+        """Ambient points ``mean + y @ components.T``: ``(n, k)`` to ``(n, d)``.
+
+        Example:
+            >>> import torch
+            >>> x = torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 1.0], [4.0, 0.0, 1.0]]).double()
+            >>> enc = PCAEncoder.fit(x)
+            >>> torch.allclose(enc.decode(enc.encode(x)), x)  # exact on the data's subspace
+            True
+        """
         return y @ self.components.to(y).T + self.mean.to(y)
 
 
@@ -99,6 +124,15 @@ class LatentFlow:
         encoder: the :class:`PCAEncoder`.
         source_is_latent: ``rho0`` lives in latent coordinates (a Gaussian base) rather
             than being ambient samples.
+
+    Example:
+        >>> import numpy as np
+        >>> import sitransport as st
+        >>> rng = np.random.default_rng(0)
+        >>> x1 = rng.normal(size=(500, 2)) @ np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+        >>> flow = st.fit("gaussian", x1, latent="pca", steps=50, width=32, progress=False, seed=0)
+        >>> flow.encoder.latent_dim, flow.sample(4, seed=0).shape  # rank 2 in R^3
+        (2, (4, 3))
     """
 
     def __init__(self, flow: TransportFlow, encoder: PCAEncoder, source_is_latent: bool) -> None:
@@ -136,7 +170,21 @@ class LatentFlow:
 
     def push_forward(self, x: Any, **kwargs: Any) -> Any:
         """``rho0`` samples (latent ``(n, k)`` for a Gaussian base, else ambient) to ambient
-        samples of ``rho1``."""
+        samples of ``rho1``.
+
+        Keyword arguments as in :meth:`TransportFlow.push_forward`.
+
+        Example:
+            >>> import numpy as np
+            >>> import torch
+            >>> from sitransport import TransportFlow
+            >>> x = torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 1.0], [4.0, 0.0, 1.0]]).double()
+            >>> inner = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(1,))
+            >>> flow = LatentFlow(inner, PCAEncoder.fit(x), source_is_latent=True)
+            >>> y = flow.push_forward(np.array([[0.0], [1.0]]))  # latent (n, 1) -> ambient
+            >>> y.shape, np.round(y[:, 1:], 6).tolist()  # on the data's line
+            ((2, 3), [[0.0, 1.0], [0.0, 1.0]])
+        """
         z = self._source_in(x)
         out = self._flow.push_forward(z, **kwargs)
         y = self._enc.decode(torch.as_tensor(out).to(torch.float64))
@@ -144,7 +192,21 @@ class LatentFlow:
 
     def pull_back(self, y: Any, **kwargs: Any) -> Any:
         """Ambient samples of ``rho1`` to ``rho0`` (latent base coordinates for a Gaussian
-        base, else ambient)."""
+        base, else ambient).
+
+        Keyword arguments as in :meth:`TransportFlow.pull_back`.
+
+        Example:
+            >>> import numpy as np
+            >>> import torch
+            >>> from sitransport import TransportFlow
+            >>> x = torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 1.0], [4.0, 0.0, 1.0]]).double()
+            >>> inner = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(1,))
+            >>> flow = LatentFlow(inner, PCAEncoder.fit(x), source_is_latent=True)
+            >>> z = flow.pull_back(x.numpy())  # ambient -> latent base coordinates
+            >>> z.shape, np.abs(np.round(z[:, 0] * np.e, 4)).tolist()  # |y| e^-1 e
+            ((3, 1), [2.0, 0.0, 2.0])
+        """
         z, back = self._ambient_in(y, "y")
         out = self._flow.pull_back(z, **kwargs)
         if self._source_latent:
@@ -152,12 +214,39 @@ class LatentFlow:
         return back(self._enc.decode(torch.as_tensor(out).to(torch.float64)).to(z.dtype))
 
     def sample(self, n: int, **kwargs: Any) -> np.ndarray:
-        """``n`` ambient samples of the learned ``rho1``, shape ``(n, d)``."""
+        """``n`` ambient samples of the learned ``rho1``, shape ``(n, d)``.
+
+        Keyword arguments as in :meth:`TransportFlow.sample`.
+
+        Example:
+            >>> import torch
+            >>> from sitransport import TransportFlow
+            >>> x = torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 1.0], [4.0, 0.0, 1.0]]).double()
+            >>> inner = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(1,))
+            >>> flow = LatentFlow(inner, PCAEncoder.fit(x), source_is_latent=True)
+            >>> y = flow.sample(5, seed=0)
+            >>> y.shape, y[:, 1:].round(6).tolist() == [[0.0, 1.0]] * 5
+            ((5, 3), True)
+        """
         z = self._flow.sample(n, **kwargs)
         return self._enc.decode(torch.from_numpy(z)).numpy()
 
     def latent_log_prob(self, y: Any, **kwargs: Any) -> Any:
-        """Log-density of the projected data ``W^T (y - mean)`` under the latent flow."""
+        """Log-density of the projected data ``W^T (y - mean)`` under the latent flow.
+
+        Keyword arguments as in :meth:`TransportFlow.log_prob`.
+
+        Example:
+            >>> import numpy as np
+            >>> import torch
+            >>> from sitransport import TransportFlow
+            >>> x = torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 1.0], [4.0, 0.0, 1.0]]).double()
+            >>> inner = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(1,))
+            >>> flow = LatentFlow(inner, PCAEncoder.fit(x), source_is_latent=True)
+            >>> lp = flow.latent_log_prob(np.array([[2.0, 0.0, 1.0]]))  # the mean: y = 0
+            >>> np.round(lp, 4)  # N(0, e^2) in 1-D: -log(2 pi) / 2 - 1
+            array([-1.9189])
+        """
         z, _ = self._ambient_in(y, "y")
         out = self._flow.log_prob(z, **kwargs)
         return out.numpy() if isinstance(y, np.ndarray) and isinstance(out, Tensor) else out
@@ -165,8 +254,21 @@ class LatentFlow:
     def log_prob(self, y: Any, **kwargs: Any) -> Any:
         """Log-density on the ambient space; exists only when ``k = d`` (unit Jacobian).
 
+        Keyword arguments as in :meth:`TransportFlow.log_prob`.
+
         Raises:
             ValueError: ``k < d``: the learned law lives on a ``k``-dimensional subspace.
+
+        Example:
+            >>> import numpy as np
+            >>> import torch
+            >>> from sitransport import TransportFlow
+            >>> x = torch.tensor([[0.0, 1.0], [2.0, 1.0], [1.0, 3.0]]).double()  # full rank
+            >>> inner = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
+            >>> flow = LatentFlow(inner, PCAEncoder.fit(x, k=2), source_is_latent=True)
+            >>> mean = x.mean(0, keepdim=True).numpy()
+            >>> np.round(flow.log_prob(mean), 4)  # N(0, e^2 I) at 0: -log(2 pi) - 2
+            array([-3.8379])
         """
         if self._enc.latent_dim < self._enc.dim:
             raise ValueError(
@@ -177,7 +279,21 @@ class LatentFlow:
         return self.latent_log_prob(y, **kwargs)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write atomically; :func:`sitransport.load` reads it back (no code executed)."""
+        """Write atomically; :func:`sitransport.load` reads it back (no code executed).
+
+        Example:
+            >>> import tempfile
+            >>> from pathlib import Path
+            >>> import numpy as np
+            >>> import sitransport as st
+            >>> x1 = np.random.default_rng(0).normal(size=(300, 2)) @ np.ones((2, 3))
+            >>> flow = st.fit("gaussian", x1, latent=1, steps=10, width=16, progress=False)
+            >>> with tempfile.TemporaryDirectory() as tmp:
+            ...     flow.save(Path(tmp) / "latent.sit")
+            ...     again = st.load(Path(tmp) / "latent.sit")
+            >>> type(again).__name__, again.encoder.latent_dim, again.shape
+            ('LatentFlow', 1, (3,))
+        """
         payload = {
             "format": "sitransport.LatentFlow",
             "version": 1,
@@ -193,6 +309,26 @@ class LatentFlow:
 
     @classmethod
     def from_plain(cls, flow: TransportFlow, plain: dict[str, Any]) -> LatentFlow:
+        """Rebuild from the latent flow and the encoder record written by :meth:`save`.
+
+        Args:
+            flow: the flow in latent coordinates.
+            plain: a dict with tensors ``mean``, ``components``, ``explained`` and the bool
+                ``source_is_latent``.
+
+        Example:
+            >>> import torch
+            >>> from sitransport import TransportFlow
+            >>> inner = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(1,))
+            >>> plain = {
+            ...     "mean": torch.zeros(2, dtype=torch.float64),
+            ...     "components": torch.tensor([[1.0], [0.0]], dtype=torch.float64),
+            ...     "explained": torch.ones(1, dtype=torch.float64),
+            ...     "source_is_latent": True,
+            ... }
+            >>> LatentFlow.from_plain(inner, plain).shape
+            (2,)
+        """
         enc = PCAEncoder(plain["mean"], plain["components"], plain["explained"])
         return cls(flow, enc, bool(plain["source_is_latent"]))
 
