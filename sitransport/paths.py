@@ -54,6 +54,12 @@ class PathSettings:
             minimiser (the ascent direction is only meaningful near it).
         mode: ``"alternating"`` (ascent on a fresh batch after the velocity step) or
             ``"simultaneous"`` (descent and ascent from the same evaluation of G).
+
+    Example:
+        >>> from sitransport.interpolants import Fourier
+        >>> opt = PathOptimizer(Fourier(), PathSettings(lr=1e-2, every=2, start=100))
+        >>> [step for step in range(95, 106) if opt.due(step)]
+        [100, 102, 104]
     """
 
     lr: float = 5e-3
@@ -100,29 +106,88 @@ class PathOptimizer:
         self.optimizer = torch.optim.Adam(self.params, lr=self.settings.lr, maximize=True)
 
     def due(self, step: int) -> bool:
-        """Whether a path step follows velocity step ``step`` (1-based)."""
+        """Whether a path step follows velocity step ``step`` (1-based).
+
+        Example:
+            >>> from sitransport.interpolants import Fourier
+            >>> opt = PathOptimizer(Fourier("trig", K=2), PathSettings(start=10, every=5))
+            >>> opt.due(9), opt.due(10), opt.due(12), opt.due(15)
+            (False, True, False, True)
+        """
         s = self.settings
         return step >= s.start and (step - s.start) % s.every == 0
 
     def step(self, velocity, x0: Tensor, x1: Tensor, t: Tensor) -> float:
-        """One ascent step on G with the velocity held fixed; returns G before the step."""
+        """One ascent step on G with the velocity held fixed; returns G before the step.
+
+        Args:
+            velocity: ``v(x, t)``, held fixed.
+            x0: batch of rho0, shape ``(n, ...)``.
+            x1: batch of rho1 paired with ``x0``.
+            t: times, shape ``(n,)``.
+
+        Example:
+            >>> import torch
+            >>> from sitransport.interpolants import Fourier
+            >>> path = Fourier("linear", K=2)
+            >>> opt = PathOptimizer(path, PathSettings(lr=0.1))
+            >>> x0, x1, t = torch.zeros(8, 2), torch.ones(8, 2), torch.linspace(0.05, 0.95, 8)
+            >>> v = lambda x, s: torch.ones_like(x)  # the linear path's exact velocity
+            >>> opt.step(v, x0, x1, t)  # G = |v|^2 - 2 (x1 - x0) . v = 2 - 4
+            -2.0
+            >>> bool(path.b.detach().abs().sum() > 0)  # the coefficients moved
+            True
+        """
         g = quadratic_loss(velocity, self.interpolant, x0, x1, t).quadratic
         self.ascend(torch.autograd.grad(g, self.params))
         return float(g.detach())
 
     def ascend(self, grads: tuple[Tensor, ...]) -> None:
-        """One ascent step along given gradients of G in the path's parameters."""
+        """One ascent step along given gradients of G in the path's parameters.
+
+        Used by the simultaneous mode, where the gradients come from the same evaluation of
+        G as the velocity's.
+
+        Example:
+            >>> import torch
+            >>> from sitransport.interpolants import Fourier
+            >>> path = Fourier("trig", K=2)
+            >>> opt = PathOptimizer(path, PathSettings(lr=0.1))
+            >>> grad_a = torch.ones(2, dtype=torch.float64)
+            >>> opt.ascend((grad_a, torch.zeros_like(grad_a)))  # dG/da, dG/db
+            >>> path.a.detach().round(decimals=6).tolist()  # Adam's first step: lr along the sign
+            [0.1, 0.1]
+        """
         for p, grad in zip(self.params, grads, strict=True):
             p.grad = grad
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
     def state_dict(self) -> dict:
+        """The interpolant's parameters and the optimiser's state (for checkpoints).
+
+        Example:
+            >>> from sitransport.interpolants import Fourier
+            >>> sorted(PathOptimizer(Fourier()).state_dict())
+            ['interpolant', 'optimizer']
+        """
         return {
             "interpolant": self.interpolant.state_dict(),
             "optimizer": self.optimizer.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned.
+
+        Example:
+            >>> import torch
+            >>> from sitransport.interpolants import Fourier
+            >>> trained = PathOptimizer(Fourier("trig", K=2))
+            >>> trained.ascend((torch.ones(2, dtype=torch.float64),) * 2)
+            >>> fresh = PathOptimizer(Fourier("trig", K=2))
+            >>> fresh.load_state_dict(trained.state_dict())
+            >>> torch.equal(fresh.interpolant.a, trained.interpolant.a)
+            True
+        """
         self.interpolant.load_state_dict(state["interpolant"])
         self.optimizer.load_state_dict(state["optimizer"])
