@@ -34,6 +34,15 @@ class TimeEmbedding(nn.Module):
 
     Args:
         frequencies: ``K``, the number of frequencies.
+
+    Example:
+        >>> import torch
+        >>> emb = TimeEmbedding(frequencies=2)
+        >>> emb.dim
+        5
+        >>> emb(torch.tensor([0.0, 0.5])).round(decimals=4)  # t, sin(pi k t), cos(pi k t)
+        tensor([[ 0.0000,  0.0000,  0.0000,  1.0000,  1.0000],
+                [ 0.5000,  1.0000, -0.0000, -0.0000, -1.0000]])
     """
 
     def __init__(self, frequencies: int = 8) -> None:
@@ -48,7 +57,13 @@ class TimeEmbedding(nn.Module):
         return 2 * self.frequencies + 1
 
     def forward(self, t: Tensor) -> Tensor:
-        """Map times of shape ``(n,)`` to features of shape ``(n, 2K + 1)``."""
+        """Map times of shape ``(n,)`` to features of shape ``(n, 2K + 1)``.
+
+        Example:
+            >>> import torch
+            >>> TimeEmbedding(frequencies=8)(torch.linspace(0, 1, 4)).shape
+            torch.Size([4, 17])
+        """
         kt = t[:, None] * self.k.to(t.dtype)
         return torch.cat([t[:, None], torch.sin(kt), torch.cos(kt)], dim=1)
 
@@ -102,7 +117,17 @@ class MLPVelocity(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """Return ``v(x, t)`` of shape ``(n, d)``; ``t`` is a scalar or of shape ``(n,)``."""
+        """Return ``v(x, t)`` of shape ``(n, d)``; ``t`` is a scalar or of shape ``(n,)``.
+
+        Example:
+            >>> import torch
+            >>> net = MLPVelocity(3, width=16, depth=1)
+            >>> x = torch.zeros(4, 3)
+            >>> net(x, torch.tensor(0.5)).shape  # a scalar time is shared by all samples
+            torch.Size([4, 3])
+            >>> torch.equal(net(x, torch.tensor(0.5)), net(x, torch.full((4,), 0.5)))
+            True
+        """
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         return self.net(torch.cat([x, self.time_embedding(t.to(x.dtype))], dim=1))
@@ -118,6 +143,15 @@ class VelocityDenoiser(nn.Module):
     Args:
         velocity: network for ``b``.
         denoiser: network for :math:`\eta_z` (same input and output shapes).
+
+    Example:
+        >>> import torch
+        >>> net = VelocityDenoiser(MLPVelocity(2, width=16, depth=1), MLPVelocity(2, width=16))
+        >>> x, t = torch.zeros(5, 2), torch.full((5,), 0.5)
+        >>> net(x, t).shape, net.denoiser(x, t).shape
+        (torch.Size([5, 2]), torch.Size([5, 2]))
+        >>> net.config["kind"], net.config["denoiser"]["width"]
+        ('velocity_denoiser', 16)
     """
 
     def __init__(self, velocity: nn.Module, denoiser: nn.Module) -> None:
@@ -132,4 +166,13 @@ class VelocityDenoiser(nn.Module):
         }
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        """The velocity ``b(x, t)`` (the denoiser is :attr:`denoiser`).
+
+        Example:
+            >>> import torch
+            >>> net = VelocityDenoiser(MLPVelocity(2, width=8, depth=1), MLPVelocity(2, width=8))
+            >>> x, t = torch.zeros(3, 2), torch.zeros(3)
+            >>> torch.equal(net(x, t), net.velocity(x, t))
+            True
+        """
         return self.velocity(x, t)
