@@ -173,6 +173,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 on success, 2 when the input is rejected.
+
+    Example:
+        A tiny fit of N(0, I) -> moons (the printed report is silenced here):
+
+        >>> import contextlib, io, json, os, tempfile
+        >>> argv = ["fit", "gaussian", "moons", "--steps", "20", "--n", "500", "--n-eval", "100"]
+        >>> with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
+        ...     status = main([*argv, "--no-progress", "-o", out])
+        ...     files = sorted(os.listdir(out))
+        ...     report = json.loads(open(os.path.join(out, "report.json")).read())
+        >>> status, files
+        (0, ['flow.sit', 'report.json', 'summary.png'])
+        >>> report["steps"], report["n_eval"], report["w2"] > report["noise_floor"] > 0
+        (20, 100, True)
     """
     args = _parser().parse_args(argv)
     threads = None

@@ -33,7 +33,27 @@ def plot_samples(
     title: str | None = None,
     cmap: str = "magma",
 ) -> Axes:
-    """2-D histogram of samples ``x`` of shape ``(n, 2)`` (first two coordinates)."""
+    """2-D histogram of samples ``x`` of shape ``(n, 2)`` (first two coordinates).
+
+    Args:
+        ax: the axes to draw on.
+        x: samples, shape ``(n, d)`` with ``d >= 2``.
+        extent: ``(xmin, xmax, ymin, ymax)``; default: the 0.1%-99.9% quantiles, padded.
+        bins: histogram bins per axis.
+        title: axes title.
+        cmap: matplotlib colormap name.
+
+    Returns:
+        ``ax``.
+
+    Example:
+        >>> from matplotlib.figure import Figure
+        >>> from sitransport import datasets
+        >>> ax = Figure().subplots()
+        >>> ax = plot_samples(ax, datasets.sample("moons", 1000, seed=0), bins=40, title="moons")
+        >>> ax.get_title(), ax.get_aspect()
+        ('moons', 1.0)
+    """
     x = np.asarray(x)
     extent = extent or _extent(x)
     ax.hist2d(
@@ -51,6 +71,25 @@ def plot_trajectories(
     """Paths of a :meth:`~sitransport.TransportFlow.trajectory` (first two coordinates).
 
     Start points are drawn black, end points red.
+
+    Args:
+        ax: the axes to draw on.
+        trajectory: ``xarray.DataArray`` with dims ``("time", "sample", "dim")``.
+        max_paths: draw at most this many paths.
+        title: axes title.
+
+    Returns:
+        ``ax``.
+
+    Example:
+        >>> import numpy as np
+        >>> from matplotlib.figure import Figure
+        >>> from sitransport import TransportFlow
+        >>> flow = TransportFlow(lambda z, t: -z, "linear", base="gaussian", shape=(2,))
+        >>> traj = flow.trajectory(np.eye(2), times=np.linspace(0, 1, 5))
+        >>> ax = plot_trajectories(Figure().subplots(), traj, title="contraction")
+        >>> len(ax.lines), ax.get_title()  # one line per path
+        (2, 'contraction')
     """
     values = np.asarray(trajectory.values)[:, :max_paths, :2]
     for k in range(values.shape[1]):
@@ -73,7 +112,27 @@ def plot_density(
     title: str | None = None,
     cmap: str = "viridis",
 ) -> Axes:
-    """Heat map of the density of the flow's ``rho1`` (from ``flow.log_prob``) on a square grid."""
+    """Heat map of the density of the flow's ``rho1`` (from ``flow.log_prob``) on a square grid.
+
+    Args:
+        ax: the axes to draw on (a colorbar is added next to it).
+        flow: a 2-D flow with a base density (``flow.log_prob`` works).
+        extent: ``(xmin, xmax, ymin, ymax)`` of the grid.
+        resolution: grid points per axis (``resolution**2`` log-density evaluations).
+        title: axes title.
+        cmap: matplotlib colormap name.
+
+    Returns:
+        ``ax``.
+
+    Example:
+        >>> from matplotlib.figure import Figure
+        >>> from sitransport import TransportFlow
+        >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
+        >>> ax = plot_density(Figure().subplots(), flow, (-3, 3, -3, 3), resolution=10)
+        >>> ax.images[0].get_array().shape  # the density on the grid
+        (10, 10)
+    """
     xs = np.linspace(extent[0], extent[1], resolution)
     ys = np.linspace(extent[2], extent[3], resolution)
     grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
@@ -109,6 +168,20 @@ def summary_figure(
         target: held-out samples of ``rho1``.
         generated: samples of the flow.
         source: samples of ``rho0`` to start trajectories from (else ``flow.base``).
+        n_paths: number of trajectories drawn.
+        resolution: grid points per axis of the density panel.
+
+    Returns:
+        A ``matplotlib.figure.Figure`` (no pyplot): save it with ``fig.savefig(path)``.
+
+    Example:
+        >>> import numpy as np
+        >>> from sitransport import TransportFlow
+        >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
+        >>> target = np.random.default_rng(0).normal(scale=np.e, size=(500, 2))
+        >>> fig = summary_figure(flow, target, flow.sample(500, seed=0), resolution=10)
+        >>> [ax.get_title() for ax in fig.axes[:4]]
+        ['target (held out)', 'generated', 'trajectories t: 0 -> 1', 'learned density']
     """
     has_density = flow.base is not None and flow.base.has_density
     ncols = 4 if has_density else 3
