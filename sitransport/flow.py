@@ -43,18 +43,44 @@ _VERSION = 1
 
 @dataclass(frozen=True)
 class Normalization:
-    """Affine map ``z = (x - shift) / scale`` with a scalar ``scale`` (a similarity)."""
+    """Affine map ``z = (x - shift) / scale`` with a scalar ``scale`` (a similarity).
+
+    Example:
+        >>> import torch
+        >>> norm = Normalization(torch.tensor([1.0, 2.0], dtype=torch.float64), 2.0)
+        >>> x = torch.tensor([[3.0, 2.0]], dtype=torch.float64)
+        >>> norm.encode(x), norm.decode(norm.encode(x))
+        (tensor([[1., 0.]], dtype=torch.float64), tensor([[3., 2.]], dtype=torch.float64))
+    """
 
     shift: Tensor
     scale: float
 
     @classmethod
     def identity(cls, shape: tuple[int, ...]) -> Normalization:
+        """The identity map (zero shift, unit scale) for samples of shape ``shape``.
+
+        Example:
+            >>> Normalization.identity((2,))
+            Normalization(shift=tensor([0., 0.], dtype=torch.float64), scale=1.0)
+        """
         return cls(torch.zeros(shape, dtype=torch.float64), 1.0)
 
     @classmethod
     def from_samples(cls, *samples: Tensor) -> Normalization:
-        """Pooled mean and root-mean per-coordinate variance of all ``samples``."""
+        """Pooled mean and root-mean per-coordinate variance of all ``samples``.
+
+        Raises:
+            ValueError: all samples are identical (zero variance).
+
+        Example:
+            >>> import torch
+            >>> x0 = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+            >>> x1 = torch.tensor([[0.0, 2.0], [2.0, 2.0]])
+            >>> norm = Normalization.from_samples(x0, x1)  # both ends share one map
+            >>> norm.shift.tolist(), round(norm.scale, 4)  # variance 4/3 in each coordinate
+            ([1.0, 1.0], 1.1547)
+        """
         pooled = torch.cat([s.to(torch.float64) for s in samples])
         shift = pooled.mean(0)
         scale = float(pooled.var(0).mean().sqrt())
@@ -65,15 +91,39 @@ class Normalization:
         return cls(shift, scale)
 
     def encode(self, x: Tensor) -> Tensor:
+        """Caller's coordinates to normalised ones, ``(x - shift) / scale``.
+
+        Example:
+            >>> import torch
+            >>> norm = Normalization(torch.tensor([1.0, -1.0]), 0.5)
+            >>> norm.encode(torch.tensor([[1.0, 0.0]]))
+            tensor([[0., 2.]])
+        """
         return (x - self.shift.to(x)) / self.scale
 
     def decode(self, z: Tensor) -> Tensor:
+        """Normalised coordinates back to the caller's, ``z * scale + shift``.
+
+        Example:
+            >>> import torch
+            >>> norm = Normalization(torch.tensor([1.0, -1.0]), 0.5)
+            >>> norm.decode(torch.tensor([[0.0, 2.0]]))
+            tensor([[1., 0.]])
+        """
         return z * self.scale + self.shift.to(z)
 
 
 @dataclass(frozen=True)
 class TransportResult:
-    """Transported samples (caller's array type) and the ODE's function evaluations."""
+    """Transported samples (caller's array type) and the ODE's function evaluations.
+
+    Example:
+        >>> import numpy as np
+        >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
+        >>> result = flow.transport(np.ones((3, 2)))
+        >>> type(result.x).__name__, result.x.shape, result.nfe > 0
+        ('ndarray', (3, 2), True)
+    """
 
     x: Any
     nfe: float
@@ -82,7 +132,15 @@ class TransportResult:
 @dataclass(frozen=True)
 class LogProbEstimate:
     """Log-density estimates (nats), their standard errors (zero for the exact divergence,
-    across-probe spread for Hutchinson) and the NFE of the augmented ODE."""
+    across-probe spread for Hutchinson) and the NFE of the augmented ODE.
+
+    Example:
+        >>> import numpy as np
+        >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
+        >>> est = flow.log_prob_estimate(np.zeros((2, 2)), method="exact")
+        >>> np.round(est.log_prob, 4), est.stderr  # exact divergence: zero standard error
+        (array([-3.8379, -3.8379]), array([0., 0.]))
+    """
 
     log_prob: Any
     stderr: Any
@@ -248,6 +306,16 @@ class TransportFlow:
         Args:
             x: points, shape ``(n, d)``.
             t: a time in ``[0, 1]`` or times of shape ``(n,)``.
+
+        Returns:
+            Velocities of the shape and array type of ``x``.
+
+        Example:
+            >>> import numpy as np
+            >>> flow = TransportFlow(lambda z, t: -z, "linear", shape=(2,))
+            >>> flow.velocity(np.array([[1.0, 2.0], [0.0, -1.0]]), 0.5)
+            array([[-1., -2.],
+                   [-0.,  1.]])
         """
         xt, back, in_dtype = self._prepare(x, "x")
         tt = check_times(t, "t", n=xt.shape[0]).to(xt)
@@ -261,8 +329,21 @@ class TransportFlow:
     ) -> TransportResult:
         """Solve the flow's ODE from time ``start`` to ``end`` (either direction).
 
+        Args:
+            x: states at ``start``, shape ``(n, d)``.
+            start: start time in ``[0, 1]``.
+            end: end time in ``[0, 1]``.
+            ode: ODE settings (default: the flow's :attr:`ode`).
+
         Returns:
             :class:`TransportResult` with the end states and the NFE.
+
+        Example:
+            >>> import numpy as np
+            >>> flow = TransportFlow(lambda z, t: z, "linear", shape=(1,))  # x(t) = x e^t
+            >>> result = flow.transport(np.ones((1, 1)), start=0.0, end=0.5)
+            >>> round(float(result.x[0, 0]), 4)  # e^0.5
+            1.6487
         """
         ts = check_times(torch.tensor([float(start), float(end)]), "start/end")
         xt, back, in_dtype = self._prepare(x, "x")
@@ -273,10 +354,21 @@ class TransportFlow:
     def path_energy(self, x: Any, *, ode: ODEOptions | None = None) -> tuple[Any, Any, float]:
         r"""Push ``x`` forward and integrate :math:`\int_0^1 |v_t(X_t)|^2 dt` along each path.
 
+        Args:
+            x: samples of ``rho0``, shape ``(n, d)``.
+            ode: ODE settings (default: the flow's :attr:`ode`).
+
         Returns:
             ``(x1, energy, nfe)``: end points, per-sample path energies (caller's
             coordinates, shape ``(n,)``) and the NFE. The mean energy over samples of
             ``rho0`` is the flow's kinetic energy.
+
+        Example:
+            >>> import numpy as np
+            >>> flow = TransportFlow(lambda z, t: torch.ones_like(z), "linear", shape=(2,))
+            >>> x1, energy, nfe = flow.path_energy(np.zeros((3, 2)))  # constant speed sqrt(2)
+            >>> x1[0], energy
+            (array([1., 1.]), array([2., 2., 2.]))
         """
         xt, back, in_dtype = self._prepare(x, "x")
         self._eval_mode()
@@ -287,23 +379,78 @@ class TransportFlow:
 
     def transport_report(self, x0: Any = None, x1: Any = None, **kwargs: Any) -> Any:
         """Optimal-transport certificates of this flow: see
-        :func:`sitransport.metrics.transport_report` (same arguments)."""
+        :func:`sitransport.metrics.transport_report` (same arguments).
+
+        Example:
+            ``x -> e x`` (the velocity ``z`` of ``linear`` for one unit of time) is the
+            optimal map from ``N(0, I)`` to ``N(0, e^2 I)``, along curved paths:
+
+            >>> import numpy as np
+            >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
+            >>> x0 = np.random.default_rng(0).normal(size=(200, 2))
+            >>> report = flow.transport_report(x0, np.e * x0)
+            >>> bool(np.isclose(report.transport_cost, report.w2_squared))  # T is optimal
+            True
+            >>> report.kinetic_energy > report.transport_cost  # the paths are not straight
+            True
+        """
         from sitransport.metrics import transport_report
 
         return transport_report(self, x0, x1, **kwargs)
 
     def reflow(self, n: int = 20_000, **kwargs: Any) -> TransportFlow:
-        """Retrain on the couplings of this flow's own map: see :func:`sitransport.reflow`."""
+        """Retrain on the couplings of this flow's own map: see :func:`sitransport.reflow`.
+
+        Example:
+            >>> import sitransport as st
+            >>> x1 = st.datasets.sample("moons", 1000, seed=0)
+            >>> flow = st.fit("gaussian", x1, steps=50, width=32, progress=False, seed=0)
+            >>> straight = flow.reflow(500, steps=20, progress=False)
+            >>> straight.config["reflow_generation"], straight.interpolant
+            (1, Linear())
+        """
         from sitransport.train import reflow
 
         return reflow(self, n, **kwargs)
 
     def push_forward(self, x: Any, *, ode: ODEOptions | None = None) -> Any:
-        """Map samples of ``rho0`` to samples of ``rho1`` (solve ``t: 0 -> 1``)."""
+        """Map samples of ``rho0`` to samples of ``rho1`` (solve ``t: 0 -> 1``).
+
+        Args:
+            x: samples of ``rho0``, shape ``(n, d)`` (numpy, torch or xarray).
+            ode: ODE settings (default: the flow's :attr:`ode`).
+
+        Returns:
+            Samples of ``rho1``, of the array type, dtype and device of ``x``.
+
+        Example:
+            >>> import numpy as np
+            >>> import torch
+            >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
+            >>> flow.push_forward(np.array([[1.0, -1.0]])).round(4)  # x e
+            array([[ 2.7183, -2.7183]])
+            >>> flow.push_forward(torch.zeros(3, 2, dtype=torch.float32)).dtype
+            torch.float32
+        """
         return self.transport(x, start=0.0, end=1.0, ode=ode).x
 
     def pull_back(self, y: Any, *, ode: ODEOptions | None = None) -> Any:
-        """Map samples of ``rho1`` to samples of ``rho0`` (solve ``t: 1 -> 0``)."""
+        """Map samples of ``rho1`` to samples of ``rho0`` (solve ``t: 1 -> 0``).
+
+        Args:
+            y: samples of ``rho1``, shape ``(n, d)`` (numpy, torch or xarray).
+            ode: ODE settings (default: the flow's :attr:`ode`).
+
+        Returns:
+            Samples of ``rho0``, of the array type, dtype and device of ``y``.
+
+        Example:
+            >>> import numpy as np
+            >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
+            >>> x = np.array([[1.0, -1.0], [0.5, 2.0]])
+            >>> np.allclose(flow.pull_back(flow.push_forward(x)), x, atol=1e-4)
+            True
+        """
         return self.transport(y, start=1.0, end=0.0, ode=ode).x
 
     def trajectory(self, x: Any, times: Any, *, ode: ODEOptions | None = None) -> xr.DataArray:
@@ -313,8 +460,19 @@ class TransportFlow:
             x: states at ``times[0]``, shape ``(n, d)``.
             times: 1-D monotone times in ``[0, 1]``, at least two.
 
+            ode: ODE settings (default: the flow's :attr:`ode`).
+
         Returns:
             ``xarray.DataArray`` with dims ``("time", "sample", "dim")`` and a ``time`` coordinate.
+
+        Example:
+            >>> import numpy as np
+            >>> flow = TransportFlow(lambda z, t: torch.ones_like(z), "linear", shape=(2,))
+            >>> traj = flow.trajectory(np.zeros((4, 2)), times=np.linspace(0, 1, 3))
+            >>> traj.dims, traj.shape
+            (('time', 'sample', 'dim'), (3, 4, 2))
+            >>> traj.sel(time=0.5).values[0]  # halfway along the unit-speed path
+            array([0.5, 0.5])
         """
         ts = check_times(times, "times")
         if ts.ndim != 1 or ts.shape[0] < 2:
@@ -370,9 +528,22 @@ class TransportFlow:
             x: points, shape ``(n, d)``.
             t: a time or times of shape ``(n,)`` with :math:`\alpha(t) \ge` ``alpha_min``.
 
+        Returns:
+            Scores of the shape and array type of ``x``.
+
         Raises:
             ValueError: no Gaussian base, or ``t`` too close to 1 (the estimate is singular
                 there; the message names the time).
+
+        Example:
+            With ``rho1 = N(0, I)`` too, the velocity of ``trig`` is zero, every
+            :math:`\rho_t` is ``N(0, I)`` and its score is :math:`-x`:
+
+            >>> import numpy as np
+            >>> flow = TransportFlow(lambda z, t: 0 * z, "trig", base="gaussian", shape=(2,))
+            >>> flow.score(np.array([[1.0, -2.0], [0.5, 1.5]]), 0.3).round(6)
+            array([[-1. ,  2. ],
+                   [-0.5, -1.5]])
         """
         from sitransport.score import score_from_velocity
 
@@ -495,6 +666,20 @@ class TransportFlow:
 
         Returns:
             numpy array of shape ``(n, d)``, float64.
+
+        Example:
+            The exact velocity of ``linear`` from ``N(0, I)`` to ``N(0, 4 I)``, where
+            :math:`x_t \sim N(0, c_t I)`, :math:`c_t = (1 - t)^2 + 4 t^2`, is
+            :math:`\dot c_t x / (2 c_t)`; the ODE and the SDE sample the same law:
+
+            >>> v = lambda z, t: (5 * t - 1) / ((1 - t) ** 2 + 4 * t**2) * z
+            >>> flow = TransportFlow(v, "linear", base="gaussian", shape=(2,))
+            >>> y = flow.sample(4000, seed=0)
+            >>> y.shape, y.dtype, round(float(y.std()), 1)
+            ((4000, 2), dtype('float64'), 2.0)
+            >>> y_sde = flow.sample(4000, seed=0, method="sde", steps=50)
+            >>> round(float(y_sde.std()), 1)
+            2.0
         """
         n = check_positive_int(n, "n")
         method = method if method is not None else self._config.get("sample_method", "ode")
@@ -614,6 +799,12 @@ class TransportFlow:
 
         Keyword arguments as in :meth:`log_prob_estimate` (``method``, ``probes``, ``seed``,
         ``ode``, ``batch_size``, ``progress``); use that method for the standard errors.
+
+        Example:
+            >>> import numpy as np
+            >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
+            >>> np.round(flow.log_prob(np.array([[0.0, 0.0], [np.e, 0.0]])), 4)  # N(0, e^2 I)
+            array([-3.8379, -4.3379])
         """
         return self.log_prob_estimate(y, **kwargs).log_prob
 
@@ -624,6 +815,22 @@ class TransportFlow:
         The file holds only tensors and plain data (loaded with ``weights_only=True``).
         Only built-in networks can be saved; a torch Distribution base is recorded by name
         only and must be passed again to :func:`load`.
+
+        Raises:
+            TypeError: the velocity is not a built-in sitransport network.
+
+        Example:
+            >>> import tempfile
+            >>> from pathlib import Path
+            >>> import numpy as np
+            >>> from sitransport.nn import MLPVelocity
+            >>> flow = TransportFlow(MLPVelocity(2, width=8, depth=1), "trig", base="gaussian")
+            >>> with tempfile.TemporaryDirectory() as tmp:
+            ...     flow.save(Path(tmp) / "flow.sit")
+            ...     again = load(Path(tmp) / "flow.sit")
+            >>> x = np.zeros((2, 2))
+            >>> np.array_equal(again.push_forward(x), flow.push_forward(x))
+            True
         """
         atomic_save(self._payload(), Path(path))
 
@@ -729,9 +936,26 @@ def load(
         interpolant: for flows trained with a custom interpolant (not storable as data).
         map_location: device for the network.
 
+    Returns:
+        The :class:`TransportFlow` (or :class:`~sitransport.latent.LatentFlow`) that was saved.
+
     Raises:
         FileNotFoundError: no such file.
         ValueError: the file is truncated, corrupted or not a sitransport flow.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import sitransport as st
+        >>> x1 = st.datasets.sample("moons", 500, seed=0)
+        >>> flow = st.fit("gaussian", x1, steps=20, width=16, progress=False, seed=0)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     flow.save(Path(tmp) / "moons.sit")
+        ...     again = st.load(Path(tmp) / "moons.sit")
+        >>> again.shape, again.config["steps"], len(again.history.step)
+        ((2,), 20, 20)
+        >>> bool((again.sample(3, seed=0) == flow.sample(3, seed=0)).all())
+        True
     """
 
     path = Path(path)
