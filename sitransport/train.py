@@ -61,7 +61,13 @@ DrawPairs = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Optimisation settings of :func:`train` (see :func:`fit` for their meaning)."""
+    """Optimisation settings of :func:`train` (see :func:`fit` for their meaning).
+
+    Example:
+        >>> settings = TrainSettings(steps=2000, batch_size=256, ema=None, progress=False)
+        >>> settings.steps, settings.lr, settings.ema
+        (2000, 0.002, None)
+    """
 
     steps: int = 20_000
     batch_size: int = 512
@@ -254,6 +260,23 @@ def train(
         ValueError: the global batch does not split into ``world size x accumulate`` equal
             parts; path optimisation with several ranks or micro-batches.
         FloatingPointError: the loss became NaN or infinite (the message names the step).
+
+    Example:
+        The low-level loop behind :func:`fit`, here from ``N(0, 1)`` to ``N(2, 1)``:
+
+        >>> import torch
+        >>> from sitransport.interpolants import Linear
+        >>> from sitransport.nn import MLPVelocity
+        >>> def draw(n, generator):
+        ...     x0 = torch.randn(n, 1, generator=generator)
+        ...     return x0, torch.randn(n, 1, generator=generator) + 2.0
+        >>> settings = TrainSettings(steps=30, batch_size=64, progress=False)
+        >>> net = MLPVelocity(1, width=16, depth=1)
+        >>> model, history = train(net, Linear(), draw, settings=settings)
+        >>> model(torch.zeros(3, 1), torch.full((3,), 0.5)).shape
+        torch.Size([3, 1])
+        >>> history.sizes["step"], sorted(history.data_vars)[:3]
+        (30, ['fm_loss', 'grad_norm', 'kinetic'])
     """
     from torch.nn.parallel import DistributedDataParallel
 
@@ -1005,6 +1028,16 @@ def reflow(
 
     Returns:
         A new :class:`TransportFlow` with the same ends and normalisation.
+
+    Example:
+        >>> import sitransport as st
+        >>> x1 = st.datasets.sample("moons", 1000, seed=0)
+        >>> flow = st.fit("gaussian", x1, steps=50, width=32, progress=False, seed=0)
+        >>> straight = st.reflow(flow, 1000, steps=50, progress=False)
+        >>> straight.config["reflow_generation"], straight.config["coupling"]
+        (1, 'paired')
+        >>> straight.sample(3, seed=0).shape
+        (3, 2)
     """
     n = check_positive_int(n, "n", minimum=2)
     if flow.base is None:
