@@ -52,7 +52,13 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def is_main() -> bool:
-    """Whether this process is rank 0 (the one that writes files and prints)."""
+    """Whether this process is rank 0 (the one that writes files and prints).
+
+    Example:
+        >>> if is_main():  # True in a single process
+        ...     print("rank 0 writes the results")
+        rank 0 writes the results
+    """
     return rank_and_world()[0] == 0
 
 
@@ -67,6 +73,19 @@ def setup(backend: str | None = None) -> torch.device:
 
     Returns:
         This rank's device (``cuda:LOCAL_RANK`` on GPUs).
+
+    Raises:
+        ValueError: unknown ``backend``.
+
+    Example:
+        The skeleton of a script run with ``torchrun --nproc_per_node=N script.py``; run
+        alone (as here) it trains in one process:
+
+        >>> device = setup()  # under torchrun: joins the process group
+        >>> rank_and_world()
+        (0, 1)
+        >>> # ... sitransport.fit(..., device=device) ...
+        >>> cleanup()
     """
     cuda = torch.cuda.is_available()
     if "WORLD_SIZE" not in os.environ:
@@ -84,14 +103,26 @@ def setup(backend: str | None = None) -> torch.device:
 
 
 def cleanup() -> None:
-    """Leave the process group (if any)."""
+    """Leave the process group (if any).
+
+    Example:
+        >>> cleanup()  # safe without a process group
+        >>> rank_and_world()
+        (0, 1)
+    """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
 def all_gather_batch(x: Tensor) -> Tensor:
     """Concatenate every rank's ``x`` (same shape on all ranks) in rank order, on ``x``'s
-    device; ``x`` itself without a process group."""
+    device; ``x`` itself without a process group.
+
+    Example:
+        >>> x = torch.zeros(8, 2)  # this rank's shard
+        >>> all_gather_batch(x).shape  # (8 N, 2) on N ranks; one process here
+        torch.Size([8, 2])
+    """
     rank, world = rank_and_world()
     if world == 1:
         return x
@@ -159,9 +190,29 @@ class ShardedDataset:
         return tuple(_first(self.dataset[0]).shape)
 
     def state_dict(self) -> dict[str, int]:
+        """The position in the data: epoch and batches read in it.
+
+        Example:
+            >>> data = torch.utils.data.TensorDataset(torch.rand(10, 1, 2, 2))
+            >>> source = ShardedDataset(data, seed=0)
+            >>> _ = source(4, torch.Generator().manual_seed(0))
+            >>> source.state_dict()
+            {'epoch': 0, 'position': 1}
+        """
         return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a position returned by :meth:`state_dict` (checkpoint resume).
+
+        Example:
+            >>> data = torch.utils.data.TensorDataset(torch.rand(10, 1, 2, 2))
+            >>> source, g = ShardedDataset(data, seed=0), torch.Generator().manual_seed(0)
+            >>> _ = source(4, g)
+            >>> resumed = ShardedDataset(data, seed=0)
+            >>> resumed.load_state_dict(source.state_dict())
+            >>> torch.equal(resumed(4, g), source(4, g))  # the same next batch
+            True
+        """
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self._batches = None
 
