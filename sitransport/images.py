@@ -55,7 +55,14 @@ __all__ = [
 @dataclass(frozen=True)
 class ImageData:
     """Integer images: ``pixels`` of shape ``(n, c, h, w)`` (uint8 numpy) with values in
-    ``{0, ..., levels - 1}``, and integer ``labels`` of shape ``(n,)`` (or ``None``)."""
+    ``{0, ..., levels - 1}``, and integer ``labels`` of shape ``(n,)`` (or ``None``).
+
+    Example:
+        >>> pixels = np.arange(8, dtype=np.uint8).reshape(2, 1, 2, 2)  # 3-bit images
+        >>> data = ImageData(pixels, np.array([0, 1]), levels=8)
+        >>> len(data), data.shape, data.bin_width
+        (2, (1, 2, 2), 0.125)
+    """
 
     pixels: np.ndarray
     labels: np.ndarray | None
@@ -78,7 +85,14 @@ class ImageData:
         return 1.0 / self.levels
 
     def dequantized(self, *, seed: int = 0) -> np.ndarray:
-        """One dequantised draw of every image, float64 in ``[0, 1)`` (see :func:`dequantize`)."""
+        """One dequantised draw of every image, float64 in ``[0, 1)`` (see :func:`dequantize`).
+
+        Example:
+            >>> data = ImageData(np.arange(8, dtype=np.uint8).reshape(2, 1, 2, 2), None, 8)
+            >>> x = data.dequantized(seed=0)
+            >>> x.shape, x.dtype, bool((np.floor(x * 8) == data.pixels).all())
+            ((2, 1, 2, 2), dtype('float64'), True)
+        """
         return dequantize(self.pixels, levels=self.levels, seed=seed)
 
 
@@ -133,6 +147,12 @@ class DequantizedImages(Density):
     Args:
         pixels: integer images ``(n, c, h, w)``.
         levels: grid levels.
+
+    Example:
+        >>> images = DequantizedImages(np.full((5, 1, 2, 2), 3, dtype=np.uint8), levels=4)
+        >>> x = images.sample(8, torch.Generator().manual_seed(0))
+        >>> x.shape, bool(((x >= 0.75) & (x < 1.0)).all())  # (3 + u) / 4
+        (torch.Size([8, 1, 2, 2]), True)
     """
 
     def __init__(self, pixels: Any, levels: int = 256) -> None:
@@ -145,18 +165,46 @@ class DequantizedImages(Density):
         return int(self.pixels.shape[0])
 
     def take(self, idx: Tensor, generator: torch.Generator) -> Tensor:
-        """Dequantised images ``idx`` (float64), noise from ``generator``."""
+        """Dequantised images ``idx`` (float64), noise from ``generator``.
+
+        Example:
+            >>> pixels = np.arange(4, dtype=np.uint8).reshape(4, 1, 1, 1)
+            >>> images = DequantizedImages(pixels, levels=4)
+            >>> x = images.take(torch.tensor([3, 0]), torch.Generator().manual_seed(0))
+            >>> torch.floor(x * 4).flatten().tolist()  # the pixels of images 3 and 0
+            [3.0, 0.0]
+        """
         k = self.pixels[idx].to(torch.float64)
         return (k + torch.rand(k.shape, generator=generator, dtype=torch.float64)) / self.levels
 
     def subset(self, idx: Tensor) -> DequantizedImages:
+        """The images ``idx`` as a new set (e.g. a training split).
+
+        Example:
+            >>> images = DequantizedImages(np.zeros((10, 1, 2, 2), dtype=np.uint8))
+            >>> len(images.subset(torch.arange(8)))
+            8
+        """
         return DequantizedImages(self.pixels[idx], self.levels)
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` images drawn with replacement, each dequantised afresh (float64).
+
+        Example:
+            >>> images = DequantizedImages(np.zeros((3, 1, 2, 2), dtype=np.uint8))
+            >>> images.sample(5, torch.Generator().manual_seed(0)).shape
+            torch.Size([5, 1, 2, 2])
+        """
         idx = torch.randint(0, len(self), (n,), generator=generator)
         return self.take(idx, generator)
 
     def spec(self) -> dict[str, Any]:
+        """A plain-data description (stored with flows; the pixels are not).
+
+        Example:
+            >>> DequantizedImages(np.zeros((3, 1, 2, 2), dtype=np.uint8)).spec()
+            {'kind': 'images', 'shape': [1, 2, 2], 'n': 3, 'levels': 256}
+        """
         return {"kind": "images", "shape": list(self.shape), "n": len(self), "levels": self.levels}
 
 
@@ -222,6 +270,20 @@ def load_cifar10(root: str | Path, split: str = "train") -> ImageData:
     Raises:
         FileNotFoundError: a batch is missing (the message names it and where it was expected).
         ValueError: unknown split, or a file that is not a CIFAR batch.
+
+    Example:
+        A stand-in folder with the files' layout (two images per batch):
+
+        >>> import pickle, tempfile
+        >>> from pathlib import Path
+        >>> def batch(m):
+        ...     return {b"data": np.zeros((m, 3072), np.uint8), b"labels": list(range(m))}
+        >>> with tempfile.TemporaryDirectory() as root:
+        ...     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        ...         _ = (Path(root) / name).write_bytes(pickle.dumps(batch(2)))
+        ...     train, test = load_cifar10(root), load_cifar10(root, "test")
+        >>> train.pixels.shape, test.pixels.shape, train.levels
+        ((10, 3, 32, 32), (2, 3, 32, 32), 256)
     """
     root = _check_root(root)
     names = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
@@ -263,6 +325,18 @@ def load_imagenet32(root: str | Path, split: str = "train", *, batches: int = 10
     Raises:
         FileNotFoundError: a batch is missing (the message names it and where it was expected).
         ValueError: unknown split or malformed file.
+
+    Example:
+        A stand-in folder with the files' layout (three images, labels 1-based):
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as root:
+        ...     data = np.zeros((3, 3072), np.uint8)
+        ...     np.savez(Path(root) / "train_data_batch_1.npz", data=data, labels=[1, 2, 1000])
+        ...     subset = load_imagenet32(root, batches=1)
+        >>> subset.pixels.shape, subset.labels.tolist()
+        ((3, 3, 32, 32), [0, 1, 999])
     """
     root = _check_root(root)
     batches = check_positive_int(batches, "batches")
@@ -316,6 +390,17 @@ def load_image_folder(
         ImportError: Pillow is not installed.
         FileNotFoundError: no image files under ``root``.
         ValueError: mixed sizes without ``size``, bad ``mode``.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> with tempfile.TemporaryDirectory() as root:
+        ...     for i, (w, h) in enumerate([(40, 30), (64, 64)]):
+        ...         Image.new("RGB", (w, h), (255, 0, 0)).save(Path(root) / f"{i}.png")
+        ...     flowers = load_image_folder(root, size=16)
+        >>> flowers.pixels.shape, flowers.pixels[0, :, 0, 0].tolist()  # red
+        ((2, 3, 16, 16), [255, 0, 0])
     """
     try:
         from PIL import Image
@@ -383,7 +468,17 @@ def load_digits() -> ImageData:
 class BitsPerDim:
     """Bits per dimension of a flow on dequantised images: the mean over images, its
     standard error (spread of the per-image values / sqrt(n): sampling and, for Hutchinson,
-    probe noise together), the mean NLL in nats per image, ``n`` and the ODE's NFE."""
+    probe noise together), the mean NLL in nats per image, ``n`` and the ODE's NFE.
+
+    Example:
+        >>> import sitransport as st
+        >>> flow = st.TransportFlow(lambda z, t: 0 * z, "linear", base="gaussian", shape=(1, 2, 2))
+        >>> result = bpd(flow, ImageData(np.zeros((3, 1, 2, 2), np.uint8), None, 2))
+        >>> result.n, result.stderr > 0  # spread of the dequantisation noise
+        (3, True)
+        >>> bool(np.isclose(result.bpd, result.nll / (4 * np.log(2)) + 1))  # bin width 1/2
+        True
+    """
 
     bpd: float
     stderr: float
