@@ -25,12 +25,34 @@ class Density:
     shape: tuple[int, ...]
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` draws, float64 tensor of shape ``(n, *shape)``, from ``generator``.
+
+        Example:
+            >>> StandardNormal((2,)).sample(4, torch.Generator().manual_seed(0)).shape
+            torch.Size([4, 2])
+        """
         raise NotImplementedError
 
     def log_prob(self, x: Tensor) -> Tensor:
+        """Log-density at ``x`` of shape ``(n, *shape)``, shape ``(n,)``; only where
+        :attr:`has_density` (others raise ``NotImplementedError``).
+
+        Example:
+            >>> x = torch.zeros(1, 2, dtype=torch.float64)
+            >>> round(float(StandardNormal((2,)).log_prob(x)[0]), 4)  # -log(2 pi)
+            -1.8379
+            >>> EmpiricalDensity(torch.zeros(5, 2)).has_density
+            False
+        """
         raise NotImplementedError
 
     def spec(self) -> dict[str, Any]:
+        """A plain-data description of this end (what saved flows record).
+
+        Example:
+            >>> StandardNormal((2,)).spec()
+            {'kind': 'gaussian', 'shape': [2]}
+        """
         raise NotImplementedError
 
     @property

@@ -289,7 +289,20 @@ class UNetVelocity(nn.Module):
         self._blocks = num_res_blocks
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """Return ``v(x, t)`` of shape ``(n, c, h, w)``; ``t`` is a scalar or of shape ``(n,)``."""
+        """Return ``v(x, t)`` of shape ``(n, c, h, w)``; ``t`` is a scalar or of shape ``(n,)``.
+
+        Raises:
+            ValueError: ``x`` is not of shape ``(n, c, h, w)`` with this network's ``c, h, w``.
+
+        Example:
+            >>> net = UNetVelocity(**unet_config("tiny", 3, 8))
+            >>> x = torch.zeros(2, 3, 8, 8)
+            >>> net(x, torch.tensor([0.25, 0.75])).shape
+            torch.Size([2, 3, 8, 8])
+            >>> with torch.no_grad():
+            ...     float(net(x, torch.tensor(0.5)).abs().max())  # the output layer starts at 0
+            0.0
+        """
         if x.ndim != 4 or tuple(x.shape[1:]) != self.shape:
             raise ValueError(
                 f"x must have shape (n, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}"
