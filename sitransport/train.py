@@ -432,9 +432,17 @@ def train(
     draw_state = draw.state_dict() if stateful_draw else None
     pending = batch(settings.batch_size, gen) if start < settings.steps else None
     rng_devices = [device] if device.type == "cuda" else []
+    # dropout draws from the global generator of the device the network runs on; reseed just
+    # that one (torch.manual_seed would also queue a lazy CUDA seeding with a captured stack
+    # trace on every step, which costs more than a small network's whole step)
+    step_rng = (
+        torch.cuda.default_generators[device.index or 0]
+        if device.type == "cuda"
+        else torch.default_generator
+    )
     with torch.random.fork_rng(devices=rng_devices):  # dropout reseeded per step, restored after
         for step in bar:
-            torch.manual_seed(_step_seed(seed, rank, step))
+            step_rng.manual_seed(_step_seed(seed, rank, step))
             current = pending()
             gen_state = gen.get_state()
             draw_state = draw.state_dict() if stateful_draw else None
