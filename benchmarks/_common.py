@@ -24,6 +24,13 @@ from sitransport.train import TrainSettings, _ema_with_warmup, _lr_lambda
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _script_path() -> str:
+    """The running script relative to the repository root (results are reproduced from it)."""
+    script = Path(sys.argv[0]).resolve()
+    root = Path(__file__).resolve().parents[1]
+    return str(script.relative_to(root)) if script.is_relative_to(root) else sys.argv[0]
+
+
 def environment() -> dict[str, Any]:
     """Versions, git SHA and machine facts recorded next to every result."""
     import ot
@@ -52,7 +59,7 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join(["python", _script_path(), *sys.argv[1:]]),
     }
 
 
