@@ -105,6 +105,14 @@ def write_results(
 
 # ------------------------------------------------------------- peers (bench_ot, bench_peers)
 
+# the tasks of the peers' comparisons (REFERENCES.md): name -> (source, target)
+OT_TASKS = {
+    "N->moons": ("gaussian", "moons"),
+    "N->8gaussians": ("gaussian", "8gaussians"),
+    "moons->8gaussians": ("moons", "8gaussians"),
+    "N->2spirals": ("gaussian", "2spirals"),
+}
+
 
 def draw(name: str, n: int, seed: int) -> np.ndarray:
     """``n`` samples of a 2D toy set, or of N(0, I) for ``"gaussian"``."""

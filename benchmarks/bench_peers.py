@@ -29,16 +29,11 @@ import time
 
 import numpy as np
 import torch
+from _common import OT_TASKS as TASKS
 from _common import draw, fit_peer, peer_matchers, write_results
 
 import sitransport as st
 
-TASKS = {
-    "N->moons": ("gaussian", "moons"),
-    "N->8gaussians": ("gaussian", "8gaussians"),
-    "moons->8gaussians": ("moons", "8gaussians"),
-    "N->2spirals": ("gaussian", "2spirals"),
-}
 OURS = {
     "ours indep+trig (default)": {"interpolant": "trig"},
     "ours exact_ot+linear": {"interpolant": "linear", "coupling": "exact_ot"},
