@@ -81,6 +81,16 @@ class MLEResult:
                 return train_s
         return math.inf
 
+    def time_before_reaching(self, level: float) -> float:
+        """Training seconds of the last evaluation before ``level`` was reached (0 if the
+        first one reached it): the true time to reach it lies above this."""
+        before = 0.0
+        for train_s, _, nll in self.curve:
+            if nll <= level:
+                return before
+            before = train_s
+        return math.inf
+
     @property
     def best_nll(self) -> float:
         return min((c[2] for c in self.curve), default=math.inf)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
 import os
 import time
@@ -159,15 +160,44 @@ def _lr_lambda(settings: TrainSettings) -> Callable[[int], float]:
     return f
 
 
+def _ema_decay(decay: float, k: int) -> float:
+    """EMA decay ``min(decay, (1 + k) / (10 + k))`` after ``k`` updates, so early weights are
+    forgotten quickly and short runs are not dragged back to initialisation."""
+    return min(decay, (1.0 + k) / (10.0 + k))
+
+
 def _ema_with_warmup(decay: float) -> Callable:
-    """EMA update with decay ``min(decay, (1 + k) / (10 + k))`` after ``k`` updates, so early
-    weights are forgotten quickly and short runs are not dragged back to initialisation."""
+    """``multi_avg_fn`` for :class:`~torch.optim.swa_utils.AveragedModel` with :func:`_ema_decay`."""
 
     @torch.no_grad()
     def update(ema_params: list[Tensor], params: list[Tensor], n_averaged: Tensor) -> None:
-        k = float(n_averaged)
-        beta = min(decay, (1.0 + k) / (10.0 + k))
-        torch._foreach_lerp_(ema_params, params, 1.0 - beta)
+        torch._foreach_lerp_(ema_params, params, 1.0 - _ema_decay(decay, int(n_averaged)))
+
+    return update
+
+
+def _ema_updater(ema: AveragedModel, net: nn.Module, decay: float) -> Callable[[], None]:
+    """``ema.update_parameters(net)`` on tensor lists gathered once (the stock method walks
+    both module trees on every call, about a tenth of a small network's step), with the
+    update count kept on the host so no step waits for the device."""
+    averaged = list(itertools.chain(ema.module.parameters(), ema.module.buffers()))
+    current = list(itertools.chain(net.parameters(), net.buffers()))
+    floats = [(a.detach(), c.detach()) for a, c in zip(averaged, current) if a.is_floating_point()]
+    others = [(a, c) for a, c in zip(averaged, current) if not a.is_floating_point()]
+    avg, cur = [a for a, _ in floats], [c for _, c in floats]
+    count = int(ema.n_averaged)
+
+    @torch.no_grad()
+    def update() -> None:
+        nonlocal count
+        if count == 0:
+            torch._foreach_copy_(avg, cur)
+        else:
+            torch._foreach_lerp_(avg, cur, 1.0 - _ema_decay(decay, count))
+        for a, c in others:
+            a.copy_(c)
+        ema.n_averaged += 1
+        count += 1
 
     return update
 
@@ -310,7 +340,15 @@ def train(
         if settings.ema is not None
         else None
     )
-    opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    params = list(net.parameters())
+    # the fused kernel updates all tensors in one pass (a third of the per-tensor loop's time
+    # for a small network on CPU); other devices keep torch's default implementation
+    opt = torch.optim.AdamW(
+        params,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        fused=True if device.type in ("cpu", "cuda") else None,
+    )
     lr_factor = _lr_lambda(settings)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     gen = torch.Generator().manual_seed(seed)
@@ -337,6 +375,7 @@ def train(
         record = _Record(**{k: list(v) for k, v in state["record"].items()})
         start = int(state["step"])
     model = ema.module if ema is not None else net
+    update_ema = _ema_updater(ema, net, settings.ema) if ema is not None else None
     denoiser = getattr(net, "denoiser", None) if interpolant.stochastic else None
     objective: nn.Module = _Objective(net, interpolant, denoiser is not None)
     if world > 1:  # after loading: DDP broadcasts rank 0's weights at construction
@@ -476,12 +515,12 @@ def train(
                     f"the loss became {loss_value} at step {step}; lower lr (now "
                     f"{sched.get_last_lr()[0]:.3g}), keep clip_grad on, or check the data scale"
                 )
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm))
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
             lr = sched.get_last_lr()[0]
             opt.step()
             sched.step()
-            if ema is not None:
-                ema.update_parameters(net)
+            if update_ema is not None:
+                update_ema()
             if path_opt is not None:
                 for p in interpolant.parameters():
                     p.grad = None  # the descent step above must not move the path
