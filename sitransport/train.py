@@ -167,7 +167,7 @@ def _ema_decay(decay: float, k: int) -> float:
 
 
 def _ema_with_warmup(decay: float) -> Callable:
-    """``multi_avg_fn`` for :class:`~torch.optim.swa_utils.AveragedModel` with :func:`_ema_decay`."""
+    """``multi_avg_fn`` of :class:`~torch.optim.swa_utils.AveragedModel`, :func:`_ema_decay`."""
 
     @torch.no_grad()
     def update(ema_params: list[Tensor], params: list[Tensor], n_averaged: Tensor) -> None:
@@ -182,9 +182,10 @@ def _ema_updater(ema: AveragedModel, net: nn.Module, decay: float) -> Callable[[
     update count kept on the host so no step waits for the device."""
     averaged = list(itertools.chain(ema.module.parameters(), ema.module.buffers()))
     current = list(itertools.chain(net.parameters(), net.buffers()))
-    floats = [(a.detach(), c.detach()) for a, c in zip(averaged, current) if a.is_floating_point()]
-    others = [(a, c) for a, c in zip(averaged, current) if not a.is_floating_point()]
-    avg, cur = [a for a, _ in floats], [c for _, c in floats]
+    pairs = list(zip(averaged, current, strict=True))
+    avg = [a.detach() for a, _ in pairs if a.is_floating_point()]
+    cur = [c.detach() for a, c in pairs if a.is_floating_point()]
+    others = [(a, c) for a, c in pairs if not a.is_floating_point()]
     count = int(ema.n_averaged)
 
     @torch.no_grad()
