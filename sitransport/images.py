@@ -298,14 +298,20 @@ def load_cifar10(root: str | Path, split: str = "train") -> ImageData:
             x, y = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"], dtype=np.int64)
         except (pickle.UnpicklingError, KeyError, TypeError, EOFError) as err:
             raise ValueError(f"{str(path)!r} is not a CIFAR-10 python batch: {err}") from None
-        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or len(y) != len(x):
-            raise ValueError(
-                f"{str(path)!r}: expected b'data' of shape (m, 3072) uint8 and m labels, got "
-                f"{x.shape} {x.dtype} and {len(y)} labels"
-            )
-        data.append(x.reshape(-1, 3, 32, 32))
+        data.append(_rgb32_batch(path, x, y, "b'data'"))
         labels.append(y)
     return ImageData(np.concatenate(data), np.concatenate(labels), 256)
+
+
+def _rgb32_batch(path: Path, x: np.ndarray, y: np.ndarray, key: str) -> np.ndarray:
+    """A batch of 32x32 RGB images stored as rows of 3072 uint8 (channels first), checked
+    against its labels and reshaped to ``(m, 3, 32, 32)``."""
+    if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or len(y) != len(x):
+        raise ValueError(
+            f"{str(path)!r}: expected {key} of shape (m, 3072) uint8 and m labels, got "
+            f"{x.shape} {x.dtype} and {len(y)} labels"
+        )
+    return x.reshape(-1, 3, 32, 32)
 
 
 def load_imagenet32(root: str | Path, split: str = "train", *, batches: int = 10) -> ImageData:
@@ -355,12 +361,7 @@ def load_imagenet32(root: str | Path, split: str = "train", *, batches: int = 10
                 x, y = np.asarray(f["data"]), np.asarray(f["labels"], dtype=np.int64)
         except (KeyError, ValueError, OSError) as err:
             raise ValueError(f"{str(path)!r} is not an ImageNet-32 npz batch: {err}") from None
-        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or len(y) != len(x):
-            raise ValueError(
-                f"{str(path)!r}: expected 'data' of shape (m, 3072) uint8 and m labels, got "
-                f"{x.shape} {x.dtype} and {len(y)} labels"
-            )
-        data.append(x.reshape(-1, 3, 32, 32))
+        data.append(_rgb32_batch(path, x, y, "'data'"))
         labels.append(y - 1)
     return ImageData(np.concatenate(data), np.concatenate(labels), 256)
 
