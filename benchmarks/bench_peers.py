@@ -82,6 +82,16 @@ def no_worse(ours: dict, peer: dict, key: str) -> bool:
     return ours[key] <= peer[key] + 2 * (se if math.isfinite(se) else 0.0)
 
 
+def verdict(task: str, key: str, ours_rows: list, peer_rows: list) -> str:
+    """Our best ``key`` (W2 or NLL) against the best peer's, by :func:`no_worse`."""
+    ours = min(ours_rows, key=lambda r: r[key])
+    peer = min(peer_rows, key=lambda r: r[key])
+    return (
+        f"{task}: {key.upper()} best ours {ours[key]:.4f} ({ours['method']}) vs best peer "
+        f"{peer[key]:.4f} ({peer['method']}): {'met' if no_worse(ours, peer, key) else 'NOT met'}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized: 300 steps, 1 task")
@@ -133,21 +143,8 @@ def main() -> None:
         if not peer_rows:
             continue
         ours_rows = [by[m] for m in OURS]
-        best_ours_w2 = min(ours_rows, key=lambda r: r["w2"])
-        best_peer_w2 = min(peer_rows, key=lambda r: r["w2"])
-        verdicts.append(
-            f"{task}: W2 best ours {best_ours_w2['w2']:.4f} ({best_ours_w2['method']}) vs best "
-            f"peer {best_peer_w2['w2']:.4f} ({best_peer_w2['method']}): "
-            f"{'met' if no_worse(best_ours_w2, best_peer_w2, 'w2') else 'NOT met'}"
-        )
-        if src == "gaussian":
-            best_ours = min(ours_rows, key=lambda r: r["nll"])
-            best_peer = min(peer_rows, key=lambda r: r["nll"])
-            verdicts.append(
-                f"{task}: NLL best ours {best_ours['nll']:.4f} ({best_ours['method']}) vs best "
-                f"peer {best_peer['nll']:.4f} ({best_peer['method']}): "
-                f"{'met' if no_worse(best_ours, best_peer, 'nll') else 'NOT met'}"
-            )
+        for key in ("w2", "nll") if src == "gaussian" else ("w2",):
+            verdicts.append(verdict(task, key, ours_rows, peer_rows))
         if "torchcfm I-CFM" in by:
             speed = (
                 by["ours indep+trig (default)"]["steps_per_s"] / by["torchcfm I-CFM"]["steps_per_s"]
