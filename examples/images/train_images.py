@@ -158,6 +158,23 @@ def fid(flow, test: ImageData, weights: str, n: int) -> float:
     return float(metric.compute())
 
 
+# configuration entries passed to st.fit as they are
+FIT_KEYS = (
+    "interpolant",
+    "network",
+    "steps",
+    "batch_size",
+    "accumulate",
+    "lr",
+    "warmup",
+    "ema",
+    "clip_grad",
+    "validation",
+    "eval_every",
+    "checkpoint_every",
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="digits", help="name in configs/ or a .json path")
@@ -190,18 +207,7 @@ def main() -> None:
             flow = st.fit(
                 "gaussian",
                 train,
-                interpolant=cfg["interpolant"],
-                network=cfg["network"],
-                steps=cfg["steps"],
-                batch_size=cfg["batch_size"],
-                accumulate=cfg["accumulate"],
-                lr=cfg["lr"],
-                warmup=cfg["warmup"],
-                ema=cfg["ema"],
-                clip_grad=cfg["clip_grad"],
-                validation=cfg["validation"],
-                eval_every=cfg["eval_every"],
-                checkpoint_every=cfg["checkpoint_every"],
+                **{key: cfg[key] for key in FIT_KEYS},
                 checkpoint_dir=out,
                 resume=True,
                 num_workers=cfg.get("num_workers", 0),

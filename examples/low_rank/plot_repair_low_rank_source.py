@@ -76,5 +76,5 @@ assert ratios["stochastic interpolant, SDE"] < ratios["deterministic flow (ODE)"
 
 # %%
 # After 10,000 steps the benchmark (``benchmarks/bench_lowrank.py``) reaches the noise floor
-# with the SDE (ratio 0.79 in one draw) against 14 for the deterministic flow and 12.8 for the ODE of the stochastic
-# flow: the noise has to be injected while sampling.
+# with the SDE (ratio 0.79 in one draw) against 14 for the deterministic flow and 12.8 for
+# the ODE of the stochastic flow: the noise has to be injected while sampling.
