@@ -22,8 +22,9 @@ Three parts, one run, every number on held-out data (nats; lower is better):
    When the MAF files are in $SITRANSPORT_DATA, POWER, GAS, HEPMASS, MINIBOONE and BSDS300
    are fitted too and printed next to the published numbers of REFERENCES.md.
 
-Run: ``python benchmarks/bench_likelihood.py`` (full, about 30 min on 2 contended cores) or
-``--quick`` (CI-sized). Writes results/bench_likelihood[_quick].{json,md}.
+Run: ``python benchmarks/bench_likelihood.py`` (full, about 45 min on one core; known-density
+fits at fit's default 20,000 steps) or ``--quick`` (CI-sized). Writes
+results/bench_likelihood[_quick].{json,md}.
 """
 
 from __future__ import annotations
@@ -343,7 +344,7 @@ def verdicts(rows: list[dict]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized run")
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=20_000, help="fit's default")
     parser.add_argument("--real-steps", type=int, default=2000)
     parser.add_argument("--maf-steps", type=int, default=20_000)
     parser.add_argument("--maf-test", type=int, default=20_000)
