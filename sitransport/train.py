@@ -1047,6 +1047,18 @@ def _fit_latent(d0: Density, d1: Density, kwargs: dict[str, Any]) -> Any:
     return LatentFlow(inner, enc, source_is_latent=not isinstance(d0, EmpiricalDensity))
 
 
+def _fresh_network(network: Any, shape: tuple[int, ...], config: dict) -> nn.Module:
+    """A newly initialised velocity network of the same architecture as ``network`` (the
+    velocity part of a velocity-denoiser pair); an MLP of the configured width and depth when
+    ``network`` is not one of ours."""
+    network = getattr(network, "velocity", network)
+    if isinstance(network, (MLPVelocity, UNetVelocity)):
+        kind = type(network)
+        return kind(**{k: v for k, v in network.config.items() if k != "kind"})
+    width = int(config.get("width") or _default_width(shape[0]))
+    return MLPVelocity(shape[0], width, int(config.get("depth", 4)))
+
+
 def reflow(
     flow: TransportFlow,
     n: int = 20_000,
@@ -1115,14 +1127,9 @@ def reflow(
         lr=float(config.get("lr", 2e-3)),
         progress=progress,
     )
-    d = flow.shape[0]
-    width = config.get("width") or _default_width(d)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if isinstance(flow.network, UNetVelocity):  # image flows: a fresh U-Net of the same size
-            net = UNetVelocity(**{k: v for k, v in flow.network.config.items() if k != "kind"})
-        else:
-            net = MLPVelocity(d, int(width), int(config.get("depth", 4)))
+        net = _fresh_network(flow.network, flow.shape, config)
     interp = get_interpolant(interpolant)
     model, history = train(net, interp, draw, settings=settings, seed=seed)
     return TransportFlow(

@@ -245,3 +245,27 @@ def test_restore_best_weights_reproduce_the_best_validation_loss():
         again = float(quadratic_loss(model, Linear(), v0, v1, vt).quadratic)
     assert again == pytest.approx(history.attrs["best_val_loss"], rel=1e-6)
     assert again == pytest.approx(float(history["val_loss"].min()), rel=1e-6)
+
+
+def test_reflow_rebuilds_the_flows_own_network_architecture():
+    """reflow rebuilds the flow's own MLP (activation, time features) freshly initialised,
+    with the flow's normalisation."""
+    x1 = st.datasets.sample("moons", 500, seed=0)
+    flow = st.fit(
+        "gaussian",
+        x1,
+        steps=5,
+        width=16,
+        depth=2,
+        activation="tanh",
+        time_frequencies=3,
+        progress=False,
+        seed=0,
+    )
+    straight = st.reflow(flow, 200, steps=3, progress=False, seed=1)
+    assert straight.network.config == flow.network.config
+    before = dict(flow.network.named_parameters())
+    after = dict(straight.network.named_parameters())
+    assert not all(torch.equal(before[k], after[k]) for k in before)  # a new network
+    assert straight.config["reflow_generation"] == 1
+    assert straight.normalization is flow.normalization
