@@ -13,7 +13,9 @@ Three parts, one run, every number on held-out data (nats; lower is better):
    at a ladder of step counts (each a complete run, timed); MLE trains until a wall-time
    budget, its held-out NLL measured along the way (evaluation time excluded). At the
    common level L = max(our best NLL, MLE's best NLL) the ratio is
-   t_MLE(L) / t_ours(L), the first training time at which each reached L. When MLE never
+   t_MLE(L) / t_ours(L), the first training time at which each reached L; our time is
+   bracketed by halving the step count until a run falls short of L, and MLE's last
+   evaluation before it reached L gives a strict lower bound on the ratio. When MLE never
    reached our best NLL, budget / t_ours(our best) is a lower bound on the ratio there.
    Target: >= 100x. Also MLE time/iteration and NFE/iteration (forward + adjoint).
 3. Real data that ships offline: scikit-learn's digits (64-D, dequantised), wine (13-D) and
