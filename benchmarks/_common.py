@@ -19,7 +19,7 @@ from torch.optim.swa_utils import AveragedModel
 import sitransport as st
 from sitransport.flow import Normalization, TransportFlow
 from sitransport.nn import MLPVelocity
-from sitransport.train import TrainSettings, _ema_with_warmup, _lr_lambda
+from sitransport.train import TrainSettings, _ema_decay, _lr_lambda
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -153,6 +153,17 @@ def peer_matchers() -> dict:
     except ImportError:
         pass
     return out
+
+
+def _ema_with_warmup(decay: float):
+    """``multi_avg_fn`` of torch's stock ``AveragedModel`` with our EMA decay schedule (the
+    peers' loop uses the stock EMA, as a user of theirs would)."""
+
+    @torch.no_grad()
+    def update(ema_params: list, params: list, n_averaged: torch.Tensor) -> None:
+        torch._foreach_lerp_(ema_params, params, 1.0 - _ema_decay(decay, int(n_averaged)))
+
+    return update
 
 
 def fit_peer(matcher, rho0, x1: np.ndarray, kw: dict, seed: int) -> TransportFlow:

@@ -166,16 +166,6 @@ def _ema_decay(decay: float, k: int) -> float:
     return min(decay, (1.0 + k) / (10.0 + k))
 
 
-def _ema_with_warmup(decay: float) -> Callable:
-    """``multi_avg_fn`` of :class:`~torch.optim.swa_utils.AveragedModel`, :func:`_ema_decay`."""
-
-    @torch.no_grad()
-    def update(ema_params: list[Tensor], params: list[Tensor], n_averaged: Tensor) -> None:
-        torch._foreach_lerp_(ema_params, params, 1.0 - _ema_decay(decay, int(n_averaged)))
-
-    return update
-
-
 def _ema_updater(ema: AveragedModel, net: nn.Module, decay: float) -> Callable[[], None]:
     """``ema.update_parameters(net)`` on tensor lists gathered once (the stock method walks
     both module trees on every call, about a tenth of a small network's step), with the
@@ -337,7 +327,7 @@ def train(
     interpolant = interpolant.to(device=device)
     path_opt = PathOptimizer(interpolant, path) if path is not None else None
     ema = (
-        AveragedModel(net, multi_avg_fn=_ema_with_warmup(settings.ema), use_buffers=True)
+        AveragedModel(net, use_buffers=True)  # the averaged copy; updated by _ema_updater
         if settings.ema is not None
         else None
     )
