@@ -6,6 +6,8 @@ Two families live here:
   registry (:func:`names` lists it). Two of them have an exact density, :func:`log_prob`:
   ``checkerboard`` (uniform on eight 2 x 2 squares) and ``8gaussians`` (a mixture of eight
   isotropic Gaussians); it is written from the same definition the sampler uses.
+  :class:`ToyDistribution` is any of them as a torch distribution: fresh draws for every
+  batch of a fit.
 * **Gaussians in any dimension**: the function :func:`gaussian` and the classes
   :class:`Gaussian` and :class:`GaussianMixture`, with exact ``log_prob``, ``score``
   (:math:`\\nabla_x \\log \\rho(x)`, in closed form), exact first two moments and a
@@ -43,6 +45,7 @@ __all__ = [
     "Gaussian",
     "GaussianMixture",
     "TabularSplits",
+    "ToyDistribution",
     "gaussian",
     "load_tabular",
     "log_prob",
@@ -747,6 +750,75 @@ def log_prob(name: str, x: ArrayLike) -> ArrayLike:
         )
     xt, back = as_tensor(x, "x", dim=2)
     return back(_EXACT_LOG_PROB[name](xt))
+
+
+class ToyDistribution(torch.distributions.Distribution):
+    """A 2D toy data set as a :mod:`torch.distributions` object: an endless stream of fresh
+    draws, with :meth:`log_prob` for the sets that have an exact density.
+
+    ``sitransport.fit("gaussian", ToyDistribution("checkerboard"))`` trains on new samples
+    every batch, so what remains of the fit's error is the model's, not the finite sample's.
+    Draws come from :func:`sample` seeded from torch's global generator (as every torch
+    distribution draws), so ``torch.manual_seed`` makes them reproducible.
+
+    Args:
+        name: one of :func:`names`.
+
+    Raises:
+        ValueError: unknown ``name`` (the message lists the valid names).
+
+    Example:
+        >>> import torch
+        >>> dist = ToyDistribution("checkerboard")
+        >>> _ = torch.manual_seed(0)
+        >>> x = dist.sample((4,))
+        >>> x.shape, x.dtype
+        (torch.Size([4, 2]), torch.float64)
+        >>> bool((dist.log_prob(x) == log_prob("checkerboard", x)).all())
+        True
+    """
+
+    arg_constraints: dict[str, Any] = {}
+    support = torch.distributions.constraints.real_vector
+
+    def __init__(self, name: str) -> None:
+        self.name = check_choice(name, "dataset name", _REGISTRY)
+        super().__init__(torch.Size(), torch.Size([2]), validate_args=False)
+
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> torch.Tensor:
+        """Draw ``float64`` points of shape ``(*sample_shape, 2)``.
+
+        Example:
+            >>> ToyDistribution("moons").sample((3, 5)).shape
+            torch.Size([3, 5, 2])
+        """
+        shape = torch.Size(sample_shape)
+        n = shape.numel()
+        seed = int(torch.randint(0, 2**62, (1,)))
+        x = _REGISTRY[self.name](n, np.random.default_rng(seed)) if n else np.zeros((0, 2))
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)).reshape(*shape, 2)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Exact log density, as :func:`log_prob`, of shape ``value.shape[:-1]``.
+
+        Raises:
+            NotImplementedError: the data set has no exact density.
+
+        Example:
+            >>> import torch
+            >>> ToyDistribution("checkerboard").log_prob(torch.tensor([[1.0, 1.0], [1.0, 3.0]]))
+            tensor([-3.4657,    -inf])
+        """
+        if self.name not in _EXACT_LOG_PROB:
+            raise NotImplementedError(
+                f"dataset {self.name!r} has no exact density; log_prob is available for: "
+                f"{', '.join(sorted(_EXACT_LOG_PROB))}"
+            )
+        flat = value.reshape(-1, 2)
+        return _EXACT_LOG_PROB[self.name](flat).reshape(value.shape[:-1])
+
+    def __repr__(self) -> str:
+        return f"ToyDistribution({self.name!r})"
 
 
 # --------------------------------------------------------------------------------------

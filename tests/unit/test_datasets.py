@@ -205,6 +205,63 @@ def test_toy_log_prob_array_types(name: str) -> None:
     np.testing.assert_allclose(out_t.numpy(), ref, rtol=1e-12)
 
 
+@pytest.mark.parametrize("name", ds.names())
+def test_toy_distribution_draws_the_data_set(name: str) -> None:
+    dist = ds.ToyDistribution(name)
+    torch.manual_seed(0)
+    x = dist.sample((30_000,))
+    assert x.shape == (30_000, 2) and x.dtype == torch.float64
+    ref = ds.sample(name, 30_000, seed=1)
+    # same law as sample(): per-coordinate two-sample KS tests at a fixed seed
+    for j in range(2):
+        assert stats.ks_2samp(x[:, j].numpy(), ref[:, j]).pvalue > 1e-3
+    assert dist.sample().shape == (2,) and dist.sample((3, 4)).shape == (3, 4, 2)
+    assert dist.sample((0,)).shape == (0, 2)
+
+
+def test_toy_distribution_is_reproducible_under_torch_seed_and_streams() -> None:
+    dist = ds.ToyDistribution("checkerboard")
+    torch.manual_seed(3)
+    a, b = dist.sample((100,)), dist.sample((100,))
+    torch.manual_seed(3)
+    torch.testing.assert_close(dist.sample((100,)), a)
+    assert not torch.equal(a, b)  # a stream: each call draws fresh points
+
+
+@pytest.mark.parametrize("name", EXACT)
+def test_toy_distribution_log_prob_is_the_exact_density(name: str) -> None:
+    dist = ds.ToyDistribution(name)
+    x = torch.from_numpy(ds.sample(name, 60, seed=2))
+    torch.testing.assert_close(dist.log_prob(x), ds.log_prob(name, x))
+    assert dist.log_prob(x.reshape(3, 20, 2)).shape == (3, 20)
+    if name == "checkerboard":
+        assert dist.log_prob(torch.tensor([3.0, 1.0])) == -np.inf  # off the squares
+
+
+def test_toy_distribution_errors_and_repr() -> None:
+    with pytest.raises(ValueError, match="dataset name"):
+        ds.ToyDistribution("chequerboard")
+    with pytest.raises(NotImplementedError, match="'moons' has no exact density"):
+        ds.ToyDistribution("moons").log_prob(torch.zeros(1, 2))
+    assert repr(ds.ToyDistribution("moons")) == "ToyDistribution('moons')"
+
+
+def test_fit_streams_a_toy_distribution() -> None:
+    from sitransport import fit
+
+    flow = fit(
+        "gaussian",
+        ds.ToyDistribution("checkerboard"),
+        steps=30,
+        width=16,
+        depth=2,
+        progress=False,
+        seed=0,
+    )
+    y = flow.push_forward(np.zeros((5, 2)))
+    assert y.shape == (5, 2) and np.all(np.isfinite(y))
+
+
 # --------------------------------------------------------------------------------------
 # Gaussians and mixtures
 # --------------------------------------------------------------------------------------
