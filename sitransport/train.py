@@ -631,6 +631,7 @@ def fit(
     depth: int = 4,
     activation: str = "silu",
     time_frequencies: int = 8,
+    space_frequencies: int = 0,
     time_sampler: str | dict | TimeSampler = "uniform",
     antithetic: bool = True,
     ema: float | None = 0.999,
@@ -690,6 +691,10 @@ def fit(
         validation: fraction of each sample set held out for the validation loss.
         width: hidden width of the MLP; ``None`` picks 128 for ``d <= 16`` and 256 above.
         depth, activation, time_frequencies: the MLP (:class:`~sitransport.nn.MLPVelocity`).
+        space_frequencies: octaves of positional features of ``x`` in the MLP
+            (:class:`~sitransport.nn.SpaceEmbedding`); 0 feeds ``x`` as it is. 5, with
+            ``time_sampler={"name": "beta", "a": 1, "b": 0.5}``, sharpens the edges of
+            densities with jumps (see the failure-modes guide).
         time_sampler: ``"uniform"``, ``"beta"`` / ``{"name": "beta", "a": .., "b": ..}``.
         antithetic: draw times in pairs ``u, 1 - u`` (lower-variance batches).
         ema: decay of the exponential moving average of the weights (``None``: off); the
@@ -876,6 +881,7 @@ def fit(
                 depth,
                 activation,
                 time_frequencies,
+                space_frequencies,
             )
 
         torch.manual_seed(seed)

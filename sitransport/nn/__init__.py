@@ -6,11 +6,12 @@ from typing import Any
 
 from torch import nn
 
-from sitransport.nn.mlp import MLPVelocity, TimeEmbedding, VelocityDenoiser
+from sitransport.nn.mlp import MLPVelocity, SpaceEmbedding, TimeEmbedding, VelocityDenoiser
 from sitransport.nn.unet import UNET_PRESETS, UNetVelocity, unet_config
 
 __all__ = [
     "MLPVelocity",
+    "SpaceEmbedding",
     "TimeEmbedding",
     "UNET_PRESETS",
     "UNetVelocity",

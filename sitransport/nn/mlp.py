@@ -12,6 +12,7 @@ from sitransport._validation import check_choice, check_positive_int
 
 __all__ = [
     "MLPVelocity",
+    "SpaceEmbedding",
     "TimeEmbedding",
     "VelocityDenoiser",
 ]
@@ -68,6 +69,60 @@ class TimeEmbedding(nn.Module):
         return torch.cat([t[:, None], torch.sin(kt), torch.cos(kt)], dim=1)
 
 
+class SpaceEmbedding(nn.Module):
+    r"""Positional features of space: :math:`[x, \sin(\pi 2^k x), \cos(\pi 2^k x)]_{k=0..K-1}`,
+    coordinate-wise (NeRF's encoding), so the network can form sharp edges.
+
+    An MLP of smooth activations on raw coordinates needs large weights to make a step of
+    width :math:`w`; with these features the frequencies up to :math:`\pi 2^{K-1}` are given.
+    Coordinates are the normalised ones ``fit`` trains on (unit spread), so ``K = 5`` resolves
+    about a fiftieth of the data's spread. ``K = 0`` is the identity.
+
+    Args:
+        frequencies: ``K``, the number of octaves (``>= 0``).
+
+    Example:
+        >>> import torch
+        >>> emb = SpaceEmbedding(frequencies=2)
+        >>> emb.out_dim(3)
+        15
+        >>> emb(torch.tensor([[1 / 6]])).round(decimals=4)  # x, sin(pi 2^k x), cos(pi 2^k x)
+        tensor([[0.1667, 0.5000, 0.8660, 0.8660, 0.5000]])
+    """
+
+    def __init__(self, frequencies: int = 0) -> None:
+        super().__init__()
+        self.frequencies = check_positive_int(frequencies, "space_frequencies", minimum=0)
+        self.register_buffer(
+            "k", math.pi * 2.0 ** torch.arange(frequencies, dtype=torch.float32), persistent=False
+        )
+
+    def out_dim(self, dim: int) -> int:
+        """Number of features for ``dim`` coordinates: ``dim (2K + 1)``.
+
+        Example:
+            >>> SpaceEmbedding(0).out_dim(2), SpaceEmbedding(5).out_dim(2)
+            (2, 22)
+        """
+        return dim * (2 * self.frequencies + 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map points of shape ``(n, d)`` to features of shape ``(n, d (2K + 1))``.
+
+        Example:
+            >>> import torch
+            >>> x = torch.randn(4, 2)
+            >>> SpaceEmbedding(3)(x).shape
+            torch.Size([4, 14])
+            >>> SpaceEmbedding(0)(x) is x  # K = 0: the coordinates themselves
+            True
+        """
+        if self.frequencies == 0:
+            return x
+        kx = (x.unsqueeze(-1) * self.k.to(x.dtype)).flatten(1)  # (n, d K)
+        return torch.cat([x, torch.sin(kx), torch.cos(kx)], dim=1)
+
+
 class MLPVelocity(nn.Module):
     """Velocity field ``v(x, t)`` for ``x`` of shape ``(n, d)``: an MLP on ``[x, emb(t)]``.
 
@@ -79,6 +134,9 @@ class MLPVelocity(nn.Module):
         depth: number of hidden layers.
         activation: one of ``elu, gelu, relu, selu, silu, tanh``.
         time_frequencies: number of sinusoidal time frequencies.
+        space_frequencies: octaves of positional features of ``x``
+            (:class:`SpaceEmbedding`); 0 (default) feeds ``x`` as it is. For densities with
+            jumps (edges, bounded supports), 4-6 sharpens the edges.
 
     Example:
         >>> net = MLPVelocity(2, width=32, depth=2)
@@ -93,6 +151,7 @@ class MLPVelocity(nn.Module):
         depth: int = 4,
         activation: str = "silu",
         time_frequencies: int = 8,
+        space_frequencies: int = 0,
     ) -> None:
         super().__init__()
         self.dim = check_positive_int(dim, "dim")
@@ -106,10 +165,12 @@ class MLPVelocity(nn.Module):
             "depth": depth,
             "activation": activation,
             "time_frequencies": time_frequencies,
+            "space_frequencies": space_frequencies,
         }
         self.time_embedding = TimeEmbedding(time_frequencies)
+        self.space_embedding = SpaceEmbedding(space_frequencies)
         layers: list[nn.Module] = []
-        n_in = dim + self.time_embedding.dim
+        n_in = self.space_embedding.out_dim(dim) + self.time_embedding.dim
         for _ in range(depth):
             layers += [nn.Linear(n_in, width), act()]
             n_in = width
@@ -130,7 +191,8 @@ class MLPVelocity(nn.Module):
         """
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        return self.net(torch.cat([x, self.time_embedding(t.to(x.dtype))], dim=1))
+        features = [self.space_embedding(x), self.time_embedding(t.to(x.dtype))]
+        return self.net(torch.cat(features, dim=1))
 
 
 class VelocityDenoiser(nn.Module):
