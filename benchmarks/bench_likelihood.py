@@ -378,7 +378,7 @@ def nsf_nll(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(flow.parameters(), 1.0)
             opt.step()
-            if (step + 1) % 200:
+            if (step + 1) % 200 and step + 1 < max_steps:  # checked every 200 and at the end
                 continue
             with torch.no_grad():
                 v = float(-flow().log_prob(val).mean())
