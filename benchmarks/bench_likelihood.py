@@ -474,6 +474,13 @@ def verdicts(rows: list[dict]) -> list[str]:
                 f"{r['gap_se']:.4f} nats/dim (target <= 0.02): "
                 f"{'met' if r['target_met'] else 'NOT met'}"
             )
+        elif r["part"] == "cost" and r["ratio_low"] == 0:
+            out.append(
+                f"cost, {r['data']}: t_MLE / t_ours = {r['ratio']:.3g}x at NLL "
+                f"{r['level']:.4g}, ours {r['our_steps']} steps; MLE reached the level at its "
+                "first evaluation, so no earlier one bounds the ratio: rerun with a smaller "
+                "--mle-eval-every for the strict bound"
+            )
         elif r["part"] == "cost":
             bound = ">= " if r.get("ratio_is_lower_bound") else ""
             out.append(
