@@ -106,6 +106,11 @@ def test_non_finite_loss_stops_with_step():
         train(Exploding(), Linear(), draw, settings=settings)
 
 
+def _setting(**settings):
+    """A fit of the test data with one bad setting on top of TINY."""
+    return lambda x0, x1: st.fit(x0, x1, **dict(TINY, **settings))
+
+
 BAD = [
     (lambda x0, x1: st.fit(x0, x1[:, :1], **TINY), ValueError, "same dimension"),
     (
@@ -131,33 +136,33 @@ BAD = [
         "needs samples at the other end",
     ),
     (
-        lambda x0, x1: st.fit(x0, x1, **dict(TINY, interpolant="cos")),
+        _setting(interpolant="cos"),
         ValueError,
         "unknown interpolant 'cos'",
     ),
     (
-        lambda x0, x1: st.fit(x0, x1, **dict(TINY, steps=0)),
+        _setting(steps=0),
         ValueError,
         "steps must be an integer >= 1, got 0",
     ),
     (
-        lambda x0, x1: st.fit(x0, x1, **dict(TINY, steps=-5)),
+        _setting(steps=-5),
         ValueError,
         "steps must be an integer >= 1",
     ),
     (
-        lambda x0, x1: st.fit(x0, x1, **dict(TINY, steps=10.5)),
+        _setting(steps=10.5),
         TypeError,
         "steps must be an integer",
     ),
     (
-        lambda x0, x1: st.fit(x0, x1, **dict(TINY, batch_size=1)),
+        _setting(batch_size=1),
         ValueError,
         "batch_size must be an integer >= 2",
     ),
-    (lambda x0, x1: st.fit(x0, x1, **dict(TINY, lr=-1.0)), ValueError, "lr must be finite and > 0"),
+    (_setting(lr=-1.0), ValueError, "lr must be finite and > 0"),
     (
-        lambda x0, x1: st.fit(x0, x1, **dict(TINY, validation=1.5)),
+        _setting(validation=1.5),
         ValueError,
         r"validation must be in \[0.0, 0.9\)",
     ),
@@ -167,29 +172,29 @@ BAD = [
         "validation=0.1 leaves",
     ),
     (
-        lambda x0, x1: st.fit(x0, x1, **dict(TINY, activation="swish")),
+        _setting(activation="swish"),
         ValueError,
         "unknown activation 'swish'",
     ),
-    (lambda x0, x1: st.fit(x0, x1, **dict(TINY, seed="0")), TypeError, "seed must be an int"),
-    (lambda x0, x1: st.fit(x0, x1, **dict(TINY, dtype=torch.float16)), TypeError, "dtype must be"),
+    (_setting(seed="0"), TypeError, "seed must be an int"),
+    (_setting(dtype=torch.float16), TypeError, "dtype must be"),
     (
-        lambda x0, x1: st.fit(x0, x1, **dict(TINY, space_frequencies=-1)),
+        _setting(space_frequencies=-1),
         ValueError,
         "space_frequencies must be an integer >= 0, got -1",
     ),
     (
-        lambda x0, x1: st.fit(x0, x1, **dict(TINY, space_frequencies=2.5)),
+        _setting(space_frequencies=2.5),
         TypeError,
         "space_frequencies must be an integer",
     ),
     (
-        lambda x0, x1: st.fit(x0, x1, **dict(TINY, time_sampler="normal")),
+        _setting(time_sampler="normal"),
         ValueError,
         "unknown time_sampler",
     ),
     (
-        lambda x0, x1: st.fit(x0, x1, **dict(TINY, resume=True)),
+        _setting(resume=True),
         ValueError,
         "resume=True needs a checkpoint",
     ),
