@@ -75,8 +75,9 @@ class SpaceEmbedding(nn.Module):
 
     An MLP of smooth activations on raw coordinates needs large weights to make a step of
     width :math:`w`; with these features the frequencies up to :math:`\pi 2^{K-1}` are given.
-    Coordinates are the normalised ones ``fit`` trains on (unit spread), so ``K = 5`` resolves
-    about a fiftieth of the data's spread. ``K = 0`` is the identity.
+    Coordinates are the normalised ones ``fit`` trains on (unit spread); the finest feature
+    has period :math:`2^{2-K}`, an eighth of that spread at ``K = 5``. ``K = 0`` is the
+    identity.
 
     Args:
         frequencies: ``K``, the number of octaves (``>= 0``).
