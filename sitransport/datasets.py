@@ -785,7 +785,7 @@ class ToyDistribution(torch.distributions.Distribution):
         self.name = check_choice(name, "dataset name", _REGISTRY)
         super().__init__(torch.Size(), torch.Size([2]), validate_args=False)
 
-    def sample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
         """Draw ``float64`` points of shape ``(*sample_shape, 2)``.
 
         Example:
