@@ -32,13 +32,16 @@ from sitransport._validation import (
     check_positive_int,
     check_times,
 )
-from sitransport.interpolants import Interpolant, get_interpolant
+from sitransport.interpolants import Interpolant, Normalized, get_interpolant
 from sitransport.ode import ODEOptions, integrate, integrate_energy, integrate_logdet
 
 __all__ = ["LogProbEstimate", "Normalization", "TransportFlow", "TransportResult", "load"]
 
 _FORMAT = "sitransport.TransportFlow"
-_VERSION = 1
+_VERSION = 2
+#: Files of version 1 were trained on the path in normalised coordinates, which in the
+#: caller's coordinates is shifted by (1 - alpha - beta) m: loaded with that path kept.
+_READABLE = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,8 @@ class TransportFlow:
         else:
             self._target = as_density(target, "target", shape=self._shape)
         self._norm = normalization or Normalization.identity(self._shape)
+        self._path: Interpolant = Normalized(self._interpolant, self._norm.shift, self._norm.scale)
+        self._legacy_shift: Tensor | None = None  # version-1 files: see _READABLE
         self._ode = ode or ODEOptions()
         self._config = types.MappingProxyType(dict(config or {}))
         self._history = history
@@ -238,7 +243,14 @@ class TransportFlow:
 
     @property
     def interpolant(self) -> Interpolant:
+        """The path :math:`x_t = \alpha x_0 + \beta x_1` in the caller's coordinates."""
         return self._interpolant
+
+    @property
+    def network_path(self) -> Interpolant:
+        """The same path in the network's normalised coordinates ``(x - m) / s``
+        (:class:`~sitransport.interpolants.Normalized`): what the network was trained on."""
+        return self._path
 
     @property
     def base(self) -> Density | None:
@@ -275,6 +287,13 @@ class TransportFlow:
         return self._ode
 
     # ----------------------------------------------------------------------- internals
+    def _use_version1_path(self) -> None:
+        """Files of version 1: the network learned ``alpha u0 + beta u1 (+ gamma z)`` in
+        normalised coordinates ``u``, i.e. ``alpha x0 + beta x1 + (1 - alpha - beta) m``
+        (plus ``s gamma z``) in the caller's; scores and SDEs keep that path."""
+        self._path = self._interpolant
+        self._legacy_shift = self._norm.shift
+
     def _param(self) -> Tensor | None:
         if isinstance(self._velocity, nn.Module):
             return next(self._velocity.parameters(), None)
@@ -517,12 +536,9 @@ class TransportFlow:
         with :math:`\eta_0 = (\beta v - \dot\beta x) / (\beta\dot\alpha - \dot\beta\alpha)`
         (see :mod:`sitransport.score`), in the caller's coordinates.
 
-        :math:`\rho_t` is the marginal of the flow's own path. A flow fitted with
-        ``normalize=True`` (the default) interpolates in coordinates ``(x - m) / s``, so in the
-        caller's coordinates its path is :math:`\alpha x_0 + \beta x_1 + (1 - \alpha -
-        \beta) m`: the raw interpolant when :math:`\alpha + \beta = 1` (``linear``), shifted
-        toward the pooled mean ``m`` otherwise (``trig``). Compare with a closed form for the
-        raw interpolant only when ``m = 0`` or the flow was fitted with ``normalize=False``.
+        :math:`\rho_t` is the law of :math:`x_t = \alpha x_0 + \beta x_1` in the caller's
+        coordinates, whatever the normalisation the flow was trained in (the network learns
+        that path in normalised coordinates: :attr:`network_path`).
 
         Args:
             x: points, shape ``(n, d)``.
@@ -552,7 +568,7 @@ class TransportFlow:
         tt = check_times(t, "t", n=xt.shape[0]).to(xt)
         self._eval_mode()
         denoiser = self._denoiser()
-        if denoiser is not None:  # score = -eta_z / gamma in normalised coordinates
+        if denoiser is not None:  # score = -eta_z / gamma_u in normalised coordinates u
             g = self._interpolant.gamma(tt)
             if bool((g < alpha_min).any()):
                 raise ValueError(
@@ -561,11 +577,12 @@ class TransportFlow:
                 )
             with torch.no_grad():
                 eta = denoiser(self._norm.encode(xt), tt)
-            out = -eta / (g.reshape(-1, *[1] * (xt.ndim - 1)) if g.ndim else g)
-            return back((out / self._norm.scale).to(in_dtype))
+            g_x = self._path.gamma(tt) * self._norm.scale  # gamma(t) for files of version 2
+            g_x = g_x.reshape(-1, *[1] * (xt.ndim - 1)) if g_x.ndim else g_x
+            return back((-eta / g_x).to(in_dtype))
         with torch.no_grad():
             v = self._v(self._norm.encode(xt), tt) * self._norm.scale
-        shift = self._norm.shift.to(xt)
+        shift = None if self._legacy_shift is None else self._legacy_shift.to(xt)
         out = score_from_velocity(v, xt, tt, self._interpolant, shift, alpha_min=alpha_min)
         return back(out.to(in_dtype))
 
@@ -577,22 +594,22 @@ class TransportFlow:
         interp, norm = self._interpolant, self._norm
         p = self._param()
         x = x0.to(dtype=p.dtype if p is not None else torch.float64)
-        shift = norm.shift.to(x)
+        shift = None if self._legacy_shift is None else self._legacy_shift.to(x)
         denoiser = self._denoiser()
         if denoiser is not None:
-            # stochastic interpolant, in normalised coordinates: eps(t) = eps0 gamma(t)^2,
-            # eps * score = -eps0 gamma eta_z stays bounded where gamma vanishes
+            # stochastic interpolant, in normalised coordinates u: eps_u(t) = eps0 gamma_u^2
+            # (eps0 gamma^2 in the caller's), eps * score = -eps0 gamma_u eta_z stays bounded
             if callable(eps):
                 raise TypeError("eps must be a float for stochastic-interpolant flows")
-            eps0 = float(eps)
+            eps0, path = float(eps), self._path
 
             def drift_z(z: Tensor, t: Tensor) -> Tensor:
                 with torch.no_grad():
-                    return self._v(z, t) - eps0 * interp.gamma(t) * denoiser(z, t)
+                    return self._v(z, t) - eps0 * path.gamma(t) * denoiser(z, t)
 
             z = sde_integrate(
                 drift_z,
-                lambda t: eps0 * interp.gamma(t) ** 2,
+                lambda t: eps0 * path.gamma(t) ** 2,
                 norm.encode(x),
                 0.0,
                 1.0,
@@ -986,10 +1003,10 @@ def _from_payload(
 
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise ValueError(f"{str(path)!r} is not a sitransport flow file (no {_FORMAT!r} header)")
-    if payload.get("version") != _VERSION:
+    if payload.get("version") not in _READABLE:
         raise ValueError(
             f"{str(path)!r} has format version {payload.get('version')}; this sitransport "
-            f"reads version {_VERSION}"
+            f"reads versions {', '.join(map(str, _READABLE))}"
         )
     try:
         net = build_network(payload["network"])
@@ -1015,6 +1032,8 @@ def _from_payload(
             config=payload["config"],
             history=_history_fromplain(payload["history"]),
         )
+        if payload["version"] == 1:
+            flow._use_version1_path()
     except (KeyError, TypeError, RuntimeError) as err:
         raise ValueError(
             f"{str(path)!r} is a damaged sitransport file: {type(err).__name__}: {err}"

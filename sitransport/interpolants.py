@@ -36,6 +36,7 @@ __all__ = [
     "Fourier",
     "Interpolant",
     "Linear",
+    "Normalized",
     "Stochastic",
     "Trig",
     "get_interpolant",
@@ -545,6 +546,94 @@ class Stochastic(Interpolant):
 
     def extra_repr(self) -> str:
         return f"base={self.base_name!r}, gamma={self.gamma_name!r}, a={self.a}"
+
+
+class Normalized(Interpolant):
+    r"""A path in normalised coordinates :math:`u = (x - m) / s`: the *same* path in ``x``.
+
+    If :math:`x_t = \alpha x_0 + \beta x_1 + \gamma z` in the caller's coordinates, then
+    :math:`u_t = (x_t - m) / s` is
+
+    .. math::
+
+        u_t = \alpha u_0 + \beta u_1 + (\alpha + \beta - 1)\, m / s + (\gamma / s)\, z,
+
+    with time derivative :math:`\dot\alpha u_0 + \dot\beta u_1 + (\dot\alpha +
+    \dot\beta)\, m / s + (\dot\gamma / s)\, z`. Training a velocity on this path in
+    ``u`` learns ``v_u = v_x / s``: the velocity, score and marginals of the path the caller
+    named, whatever the normalisation (the extra term vanishes when
+    :math:`\alpha + \beta = 1`, e.g. ``linear``). The wrapped path's parameters (learnable
+    families) are this module's parameters.
+
+    Args:
+        path: the interpolant in the caller's coordinates.
+        shift: ``m``, shape of one sample.
+        scale: ``s > 0``, a scalar.
+
+    Example:
+        The midpoint of ``trig`` is :math:`(x_0 + x_1)/\sqrt 2` in ``x``; in ``u`` it is
+        the image of that point, not :math:`(u_0 + u_1)/\sqrt 2`:
+
+        >>> import torch
+        >>> shift, scale = torch.tensor([3.0, 3.0]), 2.0
+        >>> u_path = Normalized(Trig(), shift, scale)
+        >>> x0, x1 = torch.tensor([[1.0, 1.0]]), torch.tensor([[5.0, 5.0]])
+        >>> xt = Trig().interpolate(x0, x1, 0.5)
+        >>> ut = u_path.interpolate((x0 - shift) / scale, (x1 - shift) / scale, 0.5)
+        >>> torch.allclose(ut, (xt - shift) / scale)
+        True
+    """
+
+    def __init__(self, path: Interpolant, shift: Tensor, scale: float) -> None:
+        super().__init__()
+        if not isinstance(path, Interpolant):
+            raise TypeError(f"path must be an Interpolant, got {type(path).__name__}")
+        if not (math.isfinite(float(scale)) and float(scale) > 0):
+            raise ValueError(f"scale must be finite and > 0, got {scale!r}")
+        self.path = path
+        self.scale = float(scale)
+        self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float64))
+        self.stochastic = path.stochastic
+
+    def alpha(self, t: Tensor) -> Tensor:
+        return self.path.alpha(t)
+
+    def beta(self, t: Tensor) -> Tensor:
+        return self.path.beta(t)
+
+    def dalpha(self, t: Tensor) -> Tensor:
+        return self.path.dalpha(t)
+
+    def dbeta(self, t: Tensor) -> Tensor:
+        return self.path.dbeta(t)
+
+    def gamma(self, t: Tensor) -> Tensor:
+        return self.path.gamma(t) / self.scale
+
+    def dgamma(self, t: Tensor) -> Tensor:
+        return self.path.dgamma(t) / self.scale
+
+    def interpolate(
+        self, x0: Tensor, x1: Tensor, t: Tensor | float, z: Tensor | None = None
+    ) -> Tensor:
+        # written through the caller's coordinates, so any path (also a spatially
+        # nonlinear one) is carried over exactly
+        xt = self.path.interpolate(self._decode(x0), self._decode(x1), t, z)
+        return (xt - self.shift.to(xt)) / self.scale
+
+    def velocity_target(
+        self, x0: Tensor, x1: Tensor, t: Tensor | float, z: Tensor | None = None
+    ) -> Tensor:
+        return self.path.velocity_target(self._decode(x0), self._decode(x1), t, z) / self.scale
+
+    def _decode(self, u: Tensor) -> Tensor:
+        return u * self.scale + self.shift.to(u)
+
+    def spec(self) -> dict[str, Any]:
+        return self.path.spec()
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale:.4g}"
 
 
 _REGISTRY: dict[str, Callable[..., Interpolant]] = {

@@ -846,7 +846,7 @@ def _lipschitz_estimate(
     flow: Any, x0: torch.Tensor, x1: torch.Tensor, gen: torch.Generator
 ) -> float:
     """Largest Jacobian spectral norm of the (normalised) velocity at interpolant points."""
-    net, norm, interp = flow.network, flow.normalization, flow.interpolant
+    net, norm, interp = flow.network, flow.normalization, flow.network_path
     dtype = flow.dtype or x0.dtype
     z0, z1 = norm.encode(x0).to(dtype), norm.encode(x1).to(dtype)
     t = torch.rand(z0.shape[0], generator=gen, dtype=torch.float64).to(dtype)
@@ -959,8 +959,8 @@ def transport_report(
             z1 = norm.encode(partner[start : start + bs]).to(dtype)
             z0, z1 = coupling.pair(z0, z1, gen)
             t = torch.rand(z0.shape[0], generator=gen, dtype=torch.float64).to(dtype)
-            z = _noise(flow.interpolant, z0, gen)
-            fm.append(float(quadratic_loss(net, flow.interpolant, z0, z1, t, z).flow_matching))
+            z = _noise(flow.network_path, z0, gen)
+            fm.append(float(quadratic_loss(net, flow.network_path, z0, z1, t, z).flow_matching))
     h_upper = float(np.mean(fm)) * norm.scale**2
     bound = float(np.sqrt(np.exp(1.0 + 2.0 * lipschitz) * h_upper))
     w2_gen = floor = float("nan")

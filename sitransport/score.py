@@ -48,7 +48,8 @@ def denoiser_from_velocity(
         t: times, shape ``(n,)`` or scalar.
         interpolant: a deterministic spatially linear interpolant with scalar coefficients.
         shift: ``m`` when the process is :math:`\alpha x_0 + \beta x_1 + (1 - \alpha - \beta) m`
-            (a flow trained in coordinates shifted by ``m``); ``None`` for no shift.
+            (the path of flows saved in file format version 1 with a normalisation); ``None``
+            for the interpolant itself.
 
     Returns:
         :math:`\eta_0`, shape ``(n, d)``.

@@ -43,7 +43,14 @@ from sitransport.distributed import ShardedDataset
 from sitransport.distributed import _first as _image
 from sitransport.flow import Normalization, TransportFlow
 from sitransport.images import DequantizedImages, ImageData
-from sitransport.interpolants import Interpolant, Linear, Stochastic, Trig, get_interpolant
+from sitransport.interpolants import (
+    Interpolant,
+    Linear,
+    Normalized,
+    Stochastic,
+    Trig,
+    get_interpolant,
+)
 from sitransport.losses import TimeSampler, denoiser_loss, get_time_sampler, quadratic_loss
 from sitransport.nn import UNET_PRESETS, MLPVelocity, UNetVelocity, VelocityDenoiser, unet_config
 from sitransport.ode import ODEOptions
@@ -396,8 +403,9 @@ def train(
     def evaluate(step: int) -> None:
         record.eval_step.append(step)
         if path_opt is not None:
-            record.path_a.append(interpolant.a.detach().cpu().tolist())
-            record.path_b.append(interpolant.b.detach().cpu().tolist())
+            learned = interpolant.path if isinstance(interpolant, Normalized) else interpolant
+            record.path_a.append(learned.a.detach().cpu().tolist())
+            record.path_b.append(learned.b.detach().cpu().tolist())
         if val is None:
             return
         model.eval()
@@ -703,11 +711,11 @@ def fit(
         warmup: learning-rate warm-up steps.
         clip_grad: max gradient norm (``None``: off).
         normalize: learn in coordinates ``(x - m) / s`` (pooled mean ``m`` and scalar scale
-            ``s`` of both ends); a similarity, so optimal-transport couplings are kept. The
-            path then runs in those coordinates: for interpolants with
-            :math:`\alpha + \beta \ne 1` (``trig``) its intermediate laws are those of
-            :math:`\alpha x_0 + \beta x_1 + (1 - \alpha - \beta) m` (see
-            :meth:`TransportFlow.score`).
+            ``s`` of both ends); a similarity, so optimal-transport couplings are kept. A
+            change of coordinates only: the network learns the named path
+            :math:`\alpha x_0 + \beta x_1` itself, written in those coordinates
+            (:class:`~sitransport.interpolants.Normalized`), so velocities, scores and
+            marginals are the same as with ``normalize=False``.
         eval_every: steps between validation evaluations.
         checkpoint_dir: directory for ``checkpoint.pt`` (written every ``checkpoint_every``).
         resume: continue from the checkpoint in ``checkpoint_dir`` if present.
@@ -900,7 +908,7 @@ def fit(
 
     model, history = train(
         net,
-        interp,
+        Normalized(interp, norm.shift, norm.scale),  # the caller's path, in the network's u
         draw,
         settings=settings,
         time_sampler=sampler,
@@ -1127,7 +1135,8 @@ def reflow(
         torch.manual_seed(seed)
         net = _fresh_network(flow.network, flow.shape, config)
     interp = get_interpolant(interpolant)
-    model, history = train(net, interp, draw, settings=settings, seed=seed)
+    path = Normalized(interp, norm.shift, norm.scale)
+    model, history = train(net, path, draw, settings=settings, seed=seed)
     return TransportFlow(
         model,
         interp,

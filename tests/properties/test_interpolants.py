@@ -9,7 +9,15 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st_
 
-from sitransport.interpolants import Custom, Fourier, Trig, get_interpolant, interpolant_names
+from sitransport.interpolants import (
+    Custom,
+    Fourier,
+    Normalized,
+    Stochastic,
+    Trig,
+    get_interpolant,
+    interpolant_names,
+)
 from tests.strategies import INTERPOLANTS, batches
 from tests.strategies import interpolant_names as names
 
@@ -121,3 +129,38 @@ def test_fourier_zero_coefficients_is_base_and_spec_round_trips():
     torch.testing.assert_close(again.alpha(t), path.alpha(t))
     with pytest.raises(ValueError, match="unknown base 'cos'"):
         Fourier("cos")
+
+
+@given(
+    st_.sampled_from(["linear", "trig", "custom", "fourier", "stochastic"]),
+    batches(),
+    st_.floats(-5.0, 5.0),
+    st_.floats(0.1, 10.0),
+)
+def test_normalized_path_is_the_named_path_in_other_coordinates(name, batch, m, s):
+    """u_t of Normalized(path, m, s) is (x_t - m) / s, and its velocity target the derivative
+    of u_t: a network trained in u learns the caller's path, not another one."""
+    x0, x1, t = batch
+    path = Stochastic("trig", "sin2", 0.7) if name == "stochastic" else INTERPOLANTS[name]()
+    shift = m + torch.arange(x0.shape[1], dtype=torch.float64)
+    u_path = Normalized(path, shift, s)
+    z = torch.randn(x0.shape, dtype=torch.float64) if path.stochastic else None
+    u0, u1 = (x0 - shift) / s, (x1 - shift) / s
+    expected = (path.interpolate(x0, x1, t, z) - shift) / s
+    torch.testing.assert_close(u_path.interpolate(u0, u1, t, z), expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        u_path.velocity_target(u0, u1, t, z),
+        path.velocity_target(x0, x1, t, z) / s,
+        rtol=1e-10,
+        atol=1e-10,
+    )
+    if name != "custom":  # user callables have no spec
+        assert u_path.spec() == path.spec()
+    assert list(u_path.parameters()) == list(path.parameters())  # learnable paths share them
+
+
+def test_normalized_checks_its_arguments():
+    with pytest.raises(TypeError, match="path must be an Interpolant, got str"):
+        Normalized("trig", torch.zeros(2), 1.0)
+    with pytest.raises(ValueError, match="scale must be finite and > 0, got inf"):
+        Normalized(Trig(), torch.zeros(2), math.inf)
