@@ -519,6 +519,11 @@ class TransportFlow:
         return None
 
     def _require_gaussian_base(self, what: str) -> None:
+        if not self._interpolant.spatially_linear:
+            raise ValueError(
+                f"{what} needs a spatially linear interpolant (alpha x0 + beta x1); this flow's "
+                f"path {self._interpolant!r} is not"
+            )
         if self._denoiser() is not None:
             return  # stochastic interpolant: the score comes from the denoiser, any base
         if not isinstance(self._base, StandardNormal) or self._interpolant.stochastic:

@@ -36,6 +36,7 @@ __all__ = [
     "Fourier",
     "Interpolant",
     "Linear",
+    "NeuralPath",
     "Normalized",
     "Stochastic",
     "Trig",
@@ -84,6 +85,9 @@ class Interpolant(nn.Module):
 
     #: Whether the interpolant carries a ``gamma(t) z`` term.
     stochastic: bool = False
+    #: Whether :math:`x_t` is :math:`\alpha x_0 + \beta x_1 [+ \gamma z]` (scores from the
+    #: velocity of a Gaussian base need it); ``False`` for :class:`NeuralPath`.
+    spatially_linear: bool = True
 
     def alpha(self, t: Tensor) -> Tensor:
         """Coefficient of ``x0``, elementwise in ``t`` (1 at ``t = 0``, 0 at ``t = 1``).
@@ -548,6 +552,132 @@ class Stochastic(Interpolant):
         return f"base={self.base_name!r}, gamma={self.gamma_name!r}, a={self.a}"
 
 
+class NeuralPath(Interpolant):
+    r"""Learnable spatially *nonlinear* path: a base path plus a sine series whose
+    coefficients are a network of the two end points.
+
+    .. math::
+
+        x_t = \alpha_b(t)\, x_0 + \beta_b(t)\, x_1
+        + \sum_{k=1}^K \sin(k\pi t)\, h_k(x_0, x_1),
+
+    with ``h`` an MLP from :math:`\mathbb{R}^{2d}` to :math:`\mathbb{R}^{K d}` whose last
+    layer starts at zero (the base path). The boundary values hold for any ``h``; the
+    velocity target is :math:`\dot\alpha_b x_0 + \dot\beta_b x_1 + \sum_k k\pi
+    \cos(k\pi t) h_k`. With ``optimize_path=True`` the max–min of
+    :mod:`sitransport.paths` ascends on ``h``: the paper's family
+    :math:`I_t(x_0, x_1)` in which maximising over interpolants reaches the Benamou–Brenier
+    optimum. Scores from the velocity (:meth:`TransportFlow.score`) assume a spatially
+    linear path and refuse this one.
+
+    Args:
+        dim: ``d``, the dimension of the samples (vectors only).
+        base: ``"linear"`` or ``"trig"``.
+        K: number of sine terms.
+        width: hidden width of the two-layer MLP ``h``.
+
+    Example:
+        >>> import torch
+        >>> path = NeuralPath(2, K=2, width=8)
+        >>> x0, x1 = torch.zeros(3, 2), torch.ones(3, 2)
+        >>> path.interpolate(x0, x1, 0.25)[0].detach()  # zero series at start: linear
+        tensor([0.2500, 0.2500])
+        >>> sum(p.numel() for p in path.parameters())  # 4 x 8 + 8, 8 x 8 + 8, 8 x 4 + 4
+        148
+    """
+
+    spatially_linear = False
+
+    def __init__(self, dim: int, base: str = "linear", K: int = 2, width: int = 64) -> None:
+        super().__init__()
+        from sitransport._validation import check_positive_int
+
+        self.dim = check_positive_int(dim, "dim")
+        self.base_name = check_choice(base, "base", ("linear", "trig"))
+        self.base = _REGISTRY[base]()
+        self.K = check_positive_int(K, "K")
+        self.width = check_positive_int(width, "width")
+        self.h = nn.Sequential(
+            nn.Linear(2 * self.dim, self.width),
+            nn.SiLU(),
+            nn.Linear(self.width, self.width),
+            nn.SiLU(),
+            nn.Linear(self.width, self.K * self.dim),
+        ).to(torch.float64)
+        nn.init.zeros_(self.h[-1].weight)
+        nn.init.zeros_(self.h[-1].bias)
+        self.register_buffer("k", torch.arange(1, self.K + 1, dtype=torch.float64) * math.pi)
+
+    def alpha(self, t: Tensor) -> Tensor:
+        return self.base.alpha(t)
+
+    def beta(self, t: Tensor) -> Tensor:
+        return self.base.beta(t)
+
+    def dalpha(self, t: Tensor) -> Tensor:
+        return self.base.dalpha(t)
+
+    def dbeta(self, t: Tensor) -> Tensor:
+        return self.base.dbeta(t)
+
+    def _series(self, x0: Tensor, x1: Tensor, t: Tensor, derivative: bool) -> Tensor:
+        if x0.ndim != 2 or x0.shape[1] != self.dim:
+            raise ValueError(f"NeuralPath(dim={self.dim}) takes (n, {self.dim}), got {x0.shape}")
+        h = self.h(torch.cat([x0, x1], 1).to(torch.float64)).unflatten(1, (self.K, self.dim))
+        kt = t.to(torch.float64)[..., None] * self.k  # t.shape + (K,)
+        basis = self.k * torch.cos(kt) if derivative else torch.sin(kt)
+        basis = basis.expand(x0.shape[0], self.K) if basis.ndim == 1 else basis
+        return torch.einsum("nk,nkd->nd", basis, h).to(x0)
+
+    def interpolate(
+        self, x0: Tensor, x1: Tensor, t: Tensor | float, z: Tensor | None = None
+    ) -> Tensor:
+        t = _as_time(t, x0)
+        return super().interpolate(x0, x1, t, z) + self._series(x0, x1, t, False)
+
+    def velocity_target(
+        self, x0: Tensor, x1: Tensor, t: Tensor | float, z: Tensor | None = None
+    ) -> Tensor:
+        t = _as_time(t, x0)
+        return super().velocity_target(x0, x1, t, z) + self._series(x0, x1, t, True)
+
+    def spec(self) -> dict[str, Any]:
+        state = {k: v.detach().cpu() for k, v in self.h.state_dict().items()}
+        return {
+            "name": "neural",
+            "dim": self.dim,
+            "base": self.base_name,
+            "K": self.K,
+            "width": self.width,
+            "state": state,
+        }
+
+    @classmethod
+    def from_spec(
+        cls,
+        dim: int,
+        base: str = "linear",
+        K: int = 2,
+        width: int = 64,
+        state: dict[str, Tensor] | None = None,
+    ) -> NeuralPath:
+        """Build a path with given weights of ``h`` (the inverse of :meth:`spec`).
+
+        Example:
+            >>> path = NeuralPath(2, K=1, width=4)
+            >>> again = NeuralPath.from_spec(**{k: v for k, v in path.spec().items() if k != "name"})
+            >>> again.K, again.width
+            (1, 4)
+        """
+        path = cls(dim, base, K, width)
+        if state is not None:
+            path.h.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
+        return path
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, base={self.base_name!r}, K={self.K}, width={self.width}"
+
+
 class Normalized(Interpolant):
     r"""A path in normalised coordinates :math:`u = (x - m) / s`: the *same* path in ``x``.
 
@@ -594,6 +724,7 @@ class Normalized(Interpolant):
         self.scale = float(scale)
         self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float64))
         self.stochastic = path.stochastic
+        self.spatially_linear = path.spatially_linear
 
     def alpha(self, t: Tensor) -> Tensor:
         return self.path.alpha(t)
@@ -639,6 +770,7 @@ class Normalized(Interpolant):
 _REGISTRY: dict[str, Callable[..., Interpolant]] = {
     "fourier": Fourier.from_spec,
     "linear": Linear,
+    "neural": NeuralPath.from_spec,
     "stochastic": Stochastic,
     "trig": Trig,
 }
@@ -649,7 +781,7 @@ def interpolant_names() -> list[str]:
 
     Example:
         >>> interpolant_names()
-        ['fourier', 'linear', 'stochastic', 'trig']
+        ['fourier', 'linear', 'neural', 'stochastic', 'trig']
     """
     return sorted(_REGISTRY)
 

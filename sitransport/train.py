@@ -44,6 +44,7 @@ from sitransport.distributed import _first as _image
 from sitransport.flow import Normalization, TransportFlow
 from sitransport.images import DequantizedImages, ImageData
 from sitransport.interpolants import (
+    Fourier,
     Interpolant,
     Linear,
     Normalized,
@@ -402,8 +403,8 @@ def train(
 
     def evaluate(step: int) -> None:
         record.eval_step.append(step)
-        if path_opt is not None:
-            learned = interpolant.path if isinstance(interpolant, Normalized) else interpolant
+        learned = interpolant.path if isinstance(interpolant, Normalized) else interpolant
+        if path_opt is not None and isinstance(learned, Fourier):  # coefficients over time
             record.path_a.append(learned.a.detach().cpu().tolist())
             record.path_b.append(learned.b.detach().cpu().tolist())
         if val is None:
@@ -658,6 +659,7 @@ def fit(
     path_every: int = 1,
     path_start: int = 1000,
     path_mode: str = "alternating",
+    path_freeze: float = 0.5,
     remedy: str | None = None,
     latent: int | str | None = None,
     latent_variance: float = 0.999,
@@ -728,6 +730,8 @@ def fit(
             path step, and velocity steps before the first path step.
         path_mode: ``"alternating"`` (an ascent step on a fresh batch after each due velocity
             step) or ``"simultaneous"`` (gradient descent–ascent on the same batch).
+        path_freeze: fraction of ``steps`` after which the path is frozen and the velocity
+            finishes on the fixed path (1: ascend to the end).
         remedy: ``None`` (default) or ``"auto"``. ``fit`` compares the effective ranks
             (covariance spectrum) of the two sample sets and warns, naming both, when
             ``rho0``'s is lower: a deterministic flow maps a lower-dimensional source onto a
@@ -792,7 +796,9 @@ def fit(
         interp = copy.deepcopy(interp)
     sampler = get_time_sampler(time_sampler)
     pairing = get_coupling(coupling)
-    path = PathSettings(path_lr, path_every, path_start, path_mode) if optimize_path else None
+    path = None
+    if optimize_path:
+        path = PathSettings(path_lr, path_every, path_start, path_mode, _stop(path_freeze, steps))
 
     source = None
     if isinstance(rho1, torch.utils.data.DataLoader):  # its dataset and workers; fit batches
@@ -931,6 +937,13 @@ def fit(
         config=config,
         history=history,
     )
+
+
+def _stop(freeze: Any, steps: int) -> int | None:
+    """The last path step of a max–min fit frozen after a fraction ``freeze`` of ``steps``."""
+    if isinstance(freeze, bool) or not isinstance(freeze, (int, float)) or not 0 <= freeze <= 1:
+        raise ValueError(f"path_freeze must be a number in [0, 1], got {freeze!r}")
+    return None if freeze == 1 else int(freeze * steps)
 
 
 def _end(rho: Any, name: str, shape: tuple[int, ...] | None = None) -> Density:

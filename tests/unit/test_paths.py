@@ -66,3 +66,78 @@ def test_path_step_uses_the_right_gradient(mode, monkeypatch):
 def test_bad_mode():
     with pytest.raises(ValueError, match="path mode"):
         PathSettings(mode="together")
+
+
+def test_path_is_frozen_after_stop_and_the_velocity_finishes_on_it():
+    import sitransport as st
+
+    x1 = st.datasets.sample("moons", 1000, seed=0)
+    flow = st.fit(
+        "gaussian",
+        x1,
+        interpolant="fourier",
+        optimize_path=True,
+        steps=60,
+        path_start=10,
+        path_freeze=0.5,
+        eval_every=5,
+        width=16,
+        progress=False,
+    )
+    a = flow.history["path_a"].values  # (eval_step, K): coefficients at each evaluation
+    steps = flow.history["eval_step"].values
+    moving, frozen = a[(steps > 10) & (steps <= 30)], a[steps >= 30]
+    assert not all(torch.equal(torch.tensor(r), torch.tensor(moving[0])) for r in moving[1:])
+    assert all(torch.equal(torch.tensor(r), torch.tensor(frozen[0])) for r in frozen)
+    # the flow's path is the frozen one, and the velocity kept training after it
+    torch.testing.assert_close(flow.interpolant.a.detach(), torch.tensor(frozen[-1]))
+    assert flow.history["loss"].sizes["step"] == 60
+
+
+@pytest.mark.parametrize("freeze", [-0.1, 1.5, "half", True])
+def test_bad_path_freeze(freeze):
+    import sitransport as st
+
+    with pytest.raises(ValueError, match="path_freeze must be a number in"):
+        st.fit(
+            "gaussian",
+            torch.randn(100, 2).numpy(),
+            interpolant="fourier",
+            optimize_path=True,
+            path_freeze=freeze,
+            steps=5,
+            progress=False,
+        )
+
+
+def test_neural_path_trains_by_max_min_and_saves():
+    """The nonlinear family trains by max-min, refuses Gaussian-base scores, and its
+    weights travel with the flow."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    import sitransport as st
+    from sitransport.interpolants import NeuralPath
+
+    x1 = st.datasets.sample("8gaussians", 2000, seed=0)
+    flow = st.fit(
+        "gaussian",
+        x1,
+        interpolant=NeuralPath(2, K=2, width=16),
+        optimize_path=True,
+        steps=80,
+        path_start=20,
+        width=32,
+        progress=False,
+    )
+    h = flow.interpolant.h[-1].weight.detach()
+    assert float(h.abs().sum()) > 0  # the ascent moved the path away from linear
+    with pytest.raises(ValueError, match="needs a spatially linear interpolant"):
+        flow.score(x1[:3], 0.5)
+    with tempfile.TemporaryDirectory() as tmp:
+        flow.save(Path(tmp) / "f.sit")
+        again = st.load(Path(tmp) / "f.sit")
+    torch.testing.assert_close(again.interpolant.h[-1].weight.detach(), h)
+    np.testing.assert_array_equal(again.push_forward(x1[:4]), flow.push_forward(x1[:4]))
