@@ -665,7 +665,8 @@ class NeuralPath(Interpolant):
 
         Example:
             >>> path = NeuralPath(2, K=1, width=4)
-            >>> again = NeuralPath.from_spec(**{k: v for k, v in path.spec().items() if k != "name"})
+            >>> spec = {k: v for k, v in path.spec().items() if k != "name"}
+            >>> again = NeuralPath.from_spec(**spec)
             >>> again.K, again.width
             (1, 4)
         """

@@ -66,7 +66,8 @@ def test_registry_round_trip():
 def test_unknown_name_lists_valid():
     with pytest.raises(
         ValueError,
-        match="unknown interpolant 'trigg'; valid values are: fourier, linear, neural, stochastic, trig",
+        match="unknown interpolant 'trigg'; valid values are: fourier, linear, neural, "
+        "stochastic, trig",
     ):
         get_interpolant("trigg")
     with pytest.raises(TypeError, match="interpolant must be a name"):
