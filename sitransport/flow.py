@@ -359,6 +359,7 @@ class TransportFlow:
             :class:`TransportResult` with the end states and the NFE.
 
         Raises:
+            TypeError: ``ode`` is not an :class:`ODEOptions` or ``nfe`` not an integer.
             ValueError: both ``ode`` and ``nfe`` given, or ``nfe < 1``.
 
         Example:
