@@ -309,10 +309,19 @@ class TransportFlow:
     def _v(self, z: Tensor, t: Tensor) -> Tensor:
         return self._velocity(z, t)
 
-    def _options(self, ode: ODEOptions | None) -> ODEOptions:
+    def _options(self, ode: ODEOptions | None, nfe: int | None = None) -> ODEOptions:
+        """The solver of a call: ``ode``, or the fixed-step scheme of budget ``nfe``, or the
+        flow's default."""
         if ode is not None and not isinstance(ode, ODEOptions):
             raise TypeError(f"ode must be an ODEOptions, got {type(ode).__name__}")
-        return ode or self._ode
+        if nfe is None:
+            return ode or self._ode
+        if ode is not None:
+            raise ValueError(
+                f"pass ode= or nfe=, not both: got ode={ode!r} and nfe={nfe!r} (nfe=k means "
+                "ode=ODEOptions.budget(k))"
+            )
+        return ODEOptions.budget(nfe, batch_size=self._ode.batch_size)
 
     def _eval_mode(self):
         if isinstance(self._velocity, nn.Module):
@@ -344,7 +353,13 @@ class TransportFlow:
         return back(v.to(in_dtype))
 
     def transport(
-        self, x: Any, *, start: float = 0.0, end: float = 1.0, ode: ODEOptions | None = None
+        self,
+        x: Any,
+        *,
+        start: float = 0.0,
+        end: float = 1.0,
+        ode: ODEOptions | None = None,
+        nfe: int | None = None,
     ) -> TransportResult:
         """Solve the flow's ODE from time ``start`` to ``end`` (either direction).
 
@@ -353,9 +368,18 @@ class TransportFlow:
             start: start time in ``[0, 1]``.
             end: end time in ``[0, 1]``.
             ode: ODE settings (default: the flow's :attr:`ode`).
+            nfe: instead of ``ode``, a budget of velocity evaluations: fixed steps of
+                :meth:`ODEOptions.budget(nfe) <sitransport.ode.ODEOptions.budget>`
+                (``rk4`` with ``nfe // 4`` steps; one step of ``euler``, ``midpoint`` or
+                ``heun3`` for 1, 2, 3). Few evaluations suffice for straight paths
+                (``coupling="exact_ot"``, reflow).
 
         Returns:
             :class:`TransportResult` with the end states and the NFE.
+
+        Raises:
+            TypeError: ``ode`` is not an :class:`ODEOptions` or ``nfe`` not an integer.
+            ValueError: both ``ode`` and ``nfe`` given, or ``nfe < 1``.
 
         Example:
             >>> import numpy as np
@@ -363,11 +387,15 @@ class TransportFlow:
             >>> result = flow.transport(np.ones((1, 1)), start=0.0, end=0.5)
             >>> round(float(result.x[0, 0]), 4)  # e^0.5
             1.6487
+            >>> result = flow.transport(np.ones((1, 1)), nfe=4)  # one rk4 step
+            >>> round(float(result.x[0, 0]), 4), result.nfe  # 1 + 1 + 1/2 + 1/6 + 1/24
+            (2.7083, 4.0)
         """
         ts = check_times(torch.tensor([float(start), float(end)]), "start/end")
+        options = self._options(ode, nfe)
         xt, back, in_dtype = self._prepare(x, "x")
         self._eval_mode()
-        res = integrate(self._v, self._norm.encode(xt), ts.to(xt), self._options(ode))
+        res = integrate(self._v, self._norm.encode(xt), ts.to(xt), options)
         return TransportResult(back(self._norm.decode(res.states[-1]).to(in_dtype)), res.nfe)
 
     def path_energy(self, x: Any, *, ode: ODEOptions | None = None) -> tuple[Any, Any, float]:
@@ -432,12 +460,14 @@ class TransportFlow:
 
         return reflow(self, n, **kwargs)
 
-    def push_forward(self, x: Any, *, ode: ODEOptions | None = None) -> Any:
+    def push_forward(self, x: Any, *, ode: ODEOptions | None = None, nfe: int | None = None) -> Any:
         """Map samples of ``rho0`` to samples of ``rho1`` (solve ``t: 0 -> 1``).
 
         Args:
             x: samples of ``rho0``, shape ``(n, d)`` (numpy, torch or xarray).
             ode: ODE settings (default: the flow's :attr:`ode`).
+            nfe: instead of ``ode``, a budget of velocity evaluations (fixed steps, see
+                :meth:`transport`).
 
         Returns:
             Samples of ``rho1``, of the array type, dtype and device of ``x``.
@@ -450,15 +480,19 @@ class TransportFlow:
             array([[ 2.7183, -2.7183]])
             >>> flow.push_forward(torch.zeros(3, 2, dtype=torch.float32)).dtype
             torch.float32
+            >>> flow.push_forward(np.array([[1.0, -1.0]]), nfe=1)  # one Euler step: x (1 + 1)
+            array([[ 2., -2.]])
         """
-        return self.transport(x, start=0.0, end=1.0, ode=ode).x
+        return self.transport(x, start=0.0, end=1.0, ode=ode, nfe=nfe).x
 
-    def pull_back(self, y: Any, *, ode: ODEOptions | None = None) -> Any:
+    def pull_back(self, y: Any, *, ode: ODEOptions | None = None, nfe: int | None = None) -> Any:
         """Map samples of ``rho1`` to samples of ``rho0`` (solve ``t: 1 -> 0``).
 
         Args:
             y: samples of ``rho1``, shape ``(n, d)`` (numpy, torch or xarray).
             ode: ODE settings (default: the flow's :attr:`ode`).
+            nfe: instead of ``ode``, a budget of velocity evaluations (fixed steps, see
+                :meth:`transport`).
 
         Returns:
             Samples of ``rho0``, of the array type, dtype and device of ``y``.
@@ -469,20 +503,31 @@ class TransportFlow:
             >>> x = np.array([[1.0, -1.0], [0.5, 2.0]])
             >>> np.allclose(flow.pull_back(flow.push_forward(x)), x, atol=1e-4)
             True
+            >>> shift = TransportFlow(lambda z, t: torch.ones_like(z), "linear", shape=(2,))
+            >>> shift.pull_back(np.ones((1, 2)), nfe=1)  # a straight path: one step is exact
+            array([[0., 0.]])
         """
-        return self.transport(y, start=1.0, end=0.0, ode=ode).x
+        return self.transport(y, start=1.0, end=0.0, ode=ode, nfe=nfe).x
 
-    def trajectory(self, x: Any, times: Any, *, ode: ODEOptions | None = None) -> xr.DataArray:
+    def trajectory(
+        self, x: Any, times: Any, *, ode: ODEOptions | None = None, nfe: int | None = None
+    ) -> xr.DataArray:
         """States along the flow from ``x`` at ``times[0]`` through each of ``times``.
 
         Args:
             x: states at ``times[0]``, shape ``(n, d)``.
             times: 1-D monotone times in ``[0, 1]``, at least two.
-
             ode: ODE settings (default: the flow's :attr:`ode`).
+            nfe: instead of ``ode``, a budget of velocity evaluations for the whole solve
+                from ``times[0]`` to ``times[-1]`` (fixed steps, see :meth:`transport`);
+                states at times between the steps are interpolated linearly.
 
         Returns:
             ``xarray.DataArray`` with dims ``("time", "sample", "dim")`` and a ``time`` coordinate.
+
+        Raises:
+            ValueError: ``times`` not 1-D and strictly monotone; both ``ode`` and ``nfe``
+                given, or ``nfe < 1``.
 
         Example:
             >>> import numpy as np
@@ -492,6 +537,9 @@ class TransportFlow:
             (('time', 'sample', 'dim'), (3, 4, 2))
             >>> traj.sel(time=0.5).values[0]  # halfway along the unit-speed path
             array([0.5, 0.5])
+            >>> traj = flow.trajectory(np.zeros((4, 2)), times=np.linspace(0, 1, 3), nfe=2)
+            >>> traj.attrs["method"], traj.attrs["nfe"]
+            ('midpoint', 2.0)
         """
         ts = check_times(times, "times")
         if ts.ndim != 1 or ts.shape[0] < 2:
@@ -499,16 +547,17 @@ class TransportFlow:
         diffs = torch.diff(ts)
         if not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
             raise ValueError("times must be strictly increasing or strictly decreasing")
+        options = self._options(ode, nfe)
         xt, _, _ = self._prepare(x, "x")
         self._eval_mode()
-        res = integrate(self._v, self._norm.encode(xt), ts.to(xt), self._options(ode))
+        res = integrate(self._v, self._norm.encode(xt), ts.to(xt), options)
         states = self._norm.decode(res.states).detach().cpu().numpy().astype(np.float64)
         dims = ("time", "sample", "dim") if len(self._shape) == 1 else None
         return xr.DataArray(
             states,
             dims=dims or ("time", "sample", *[f"axis{i}" for i in range(len(self._shape))]),
             coords={"time": ts.numpy().astype(np.float64)},
-            attrs={"nfe": res.nfe, "method": self._options(ode).method},
+            attrs={"nfe": res.nfe, "method": options.method},
             name="trajectory",
         )
 
@@ -658,6 +707,7 @@ class TransportFlow:
         eps: float | Callable | None = None,
         steps: int = 200,
         scheme: str = "heun",
+        nfe: int | None = None,
     ) -> np.ndarray:
         r"""Draw ``n`` samples of the learned ``rho1``: base draws pushed forward.
 
@@ -686,8 +736,16 @@ class TransportFlow:
         :math:`\epsilon_0 = 1` leaves 37% of the variance missing and :math:`\epsilon_0 = 4`
         about 2%. Larger values need finer ``steps``.
 
+        ``nfe`` (ODE only) is a budget of velocity evaluations: the ODE is solved with the
+        fixed steps of :meth:`ODEOptions.budget(nfe) <sitransport.ode.ODEOptions.budget>`
+        instead of ``ode`` (see :meth:`transport`). It is not ``steps``, which counts SDE steps.
+
         Returns:
             numpy array of shape ``(n, d)``, float64.
+
+        Raises:
+            ValueError: no base; bad ``method``, ``steps`` or ``eps``; both ``ode`` and
+                ``nfe`` given, ``nfe < 1``, or ``nfe`` with ``method="sde"``.
 
         Example:
             The exact velocity of ``linear`` from ``N(0, I)`` to ``N(0, 4 I)``, where
@@ -702,10 +760,18 @@ class TransportFlow:
             >>> y_sde = flow.sample(4000, seed=0, method="sde", steps=50)
             >>> round(float(y_sde.std()), 1)
             2.0
+            >>> flow.sample(3, seed=0, nfe=8).shape  # two fixed rk4 steps
+            (3, 2)
         """
         n = check_positive_int(n, "n")
         method = method if method is not None else self._config.get("sample_method", "ode")
         check_choice(method, "method", ("ode", "sde"))
+        if method == "sde" and nfe is not None:
+            raise ValueError(
+                f"nfe={nfe!r} sets the ODE solver's budget, but method='sde': pass steps= for "
+                "the SDE's steps, or method='ode'"
+            )
+        options = self._options(ode, nfe) if method == "ode" else None
         if self._base is None:
             raise ValueError(
                 "sample needs rho0, but this flow has no base: pass base= to TransportFlow, or "
@@ -714,7 +780,7 @@ class TransportFlow:
         gen = _random_generator(seed)
         x0 = self._base.sample(n, gen)
         if method == "ode":
-            return self.push_forward(x0.numpy(), ode=ode)
+            return self.push_forward(x0.numpy(), ode=options)
         self._require_gaussian_base("sample(method='sde')")
         steps = check_positive_int(steps, "steps")
         if eps is None:

@@ -40,20 +40,48 @@ __all__ = [
 
 Velocity = Callable[[Tensor, Tensor], Tensor]
 
-#: Solvers: adaptive (error-controlled by atol/rtol) or fixed-step (``steps`` per unit time).
+#: Solvers: adaptive (error-controlled by atol/rtol) or fixed-step (``steps`` equal steps
+#: over the span of the solve).
 SOLVERS: dict[str, str] = {
     "dopri5": "adaptive",
     "euler": "fixed",
+    "heun3": "fixed",
     "midpoint": "fixed",
     "rk4": "fixed",
 }
 
+#: Velocity evaluations per step (stages) and order of the fixed-step solvers.
+STAGES: dict[str, int] = {"euler": 1, "midpoint": 2, "heun3": 3, "rk4": 4}
+ORDERS: dict[str, int] = {"euler": 1, "midpoint": 2, "heun3": 3, "rk4": 4}
+
+#: The fixed-step scheme of :meth:`ODEOptions.budget` below four evaluations, by budget.
+_ONE_STEP = {1: "euler", 2: "midpoint", 3: "heun3"}
+
+
+@dataclass(frozen=True)
+class _UniformGrid:
+    """torchdiffeq ``grid_constructor``: ``steps`` equal steps from ``t[0]`` to ``t[-1]``
+    with both ends exact (``step_size`` can add a tiny extra step, i.e. extra evaluations,
+    when ``span / step_size`` rounds above an integer)."""
+
+    steps: int
+
+    def __call__(self, func: Callable, y0: Tensor, t: Tensor) -> Tensor:
+        grid = torch.linspace(float(t[0]), float(t[-1]), self.steps + 1, dtype=t.dtype)
+        grid = grid.to(t.device)
+        grid[0], grid[-1] = t[0], t[-1]
+        return grid
+
 
 @dataclass(frozen=True)
 class ODEOptions:
-    """How to integrate: ``method`` (``dopri5`` default, ``rk4``, ``midpoint``, ``euler``),
-    tolerances for adaptive methods, ``steps`` for fixed-step methods and ``batch_size``,
-    the number of samples integrated at once (bounds memory for large ``n``).
+    """How to integrate: ``method`` (``dopri5`` default, or the fixed-step ``rk4``,
+    ``heun3``, ``midpoint``, ``euler``), tolerances for adaptive methods, ``steps`` for
+    fixed-step methods (equal steps over the span of each solve, whatever its length) and
+    ``batch_size``, the number of samples integrated at once (bounds memory for large ``n``).
+
+    A fixed-step solve costs exactly ``steps`` times the method's stages (1, 2, 3, 4)
+    velocity evaluations: :attr:`nfe`. :meth:`budget` picks the scheme for a given cost.
 
     Example:
         >>> import torch
@@ -77,20 +105,71 @@ class ODEOptions:
         check_positive_int(self.steps, "steps")
         check_positive_int(self.batch_size, "batch_size")
 
+    @classmethod
+    def budget(cls, nfe: int, *, batch_size: int = 10_000) -> ODEOptions:
+        """The fixed-step scheme of highest order that costs at most ``nfe`` velocity
+        evaluations per solve, for few-step transport along straight paths.
+
+        Rule: ``nfe`` = 1, 2, 3 gives one step of ``euler``, ``midpoint`` (order 2) or
+        ``heun3`` (order 3); ``nfe >= 4`` gives ``rk4`` (order 4) with ``nfe // 4`` steps.
+        Multiples of 4 (and 1, 2, 3) use exactly ``nfe`` evaluations; otherwise the
+        ``nfe % 4`` left over are not spent (:attr:`nfe` is the cost actually used).
+
+        Args:
+            nfe: the budget of velocity evaluations per solve, an integer ``>= 1``.
+            batch_size: samples integrated at once, as in :class:`ODEOptions`.
+
+        Returns:
+            :class:`ODEOptions` with a fixed-step ``method`` and ``steps``.
+
+        Raises:
+            TypeError: ``nfe`` is not an integer.
+            ValueError: ``nfe < 1``.
+
+        Example:
+            >>> for nfe in (1, 2, 3, 4, 8, 10):
+            ...     options = ODEOptions.budget(nfe)
+            ...     print(nfe, options.method, options.steps, options.nfe)
+            1 euler 1 1
+            2 midpoint 1 2
+            3 heun3 1 3
+            4 rk4 1 4
+            8 rk4 2 8
+            10 rk4 2 8
+        """
+        nfe = check_positive_int(nfe, "nfe")
+        if nfe < 4:
+            return cls(method=_ONE_STEP[nfe], steps=1, batch_size=batch_size)
+        return cls(method="rk4", steps=nfe // 4, batch_size=batch_size)
+
+    @property
+    def nfe(self) -> int | None:
+        """Velocity evaluations per solve: ``steps`` times the stages of a fixed-step
+        method; ``None`` for the adaptive ``dopri5`` (its cost depends on the field).
+
+        Example:
+            >>> ODEOptions(method="midpoint", steps=3).nfe, ODEOptions().nfe
+            (6, None)
+        """
+        if SOLVERS[self.method] == "adaptive":
+            return None
+        return STAGES[self.method] * self.steps
+
     def kwargs(self, times: Tensor) -> dict:
         """Keyword arguments of ``torchdiffeq.odeint`` for a solve through ``times``.
 
         Adaptive steps are made to land on the final time instead of stepping past it and
-        interpolating back, so the velocity is never evaluated outside ``[0, 1]``.
+        interpolating back, and fixed steps are exactly ``steps`` equal steps between the
+        first and last time (both ends exact), so the velocity is never evaluated outside
+        ``[0, 1]`` and a fixed-step solve costs exactly :attr:`nfe` evaluations.
 
         Example:
             >>> import torch
             >>> ODEOptions(method="rk4", steps=20).kwargs(torch.tensor([0.0, 1.0]))
-            {'method': 'rk4', 'options': {'step_size': 0.05}}
+            {'method': 'rk4', 'options': {'grid_constructor': _UniformGrid(steps=20)}}
             >>> sorted(ODEOptions().kwargs(torch.tensor([1.0, 0.0])))
             ['atol', 'method', 'options', 'rtol']
         """
-        t0, t1 = float(times[0]), float(times[-1])
         if SOLVERS[self.method] == "adaptive":
             return {
                 "method": self.method,
@@ -98,7 +177,7 @@ class ODEOptions:
                 "rtol": self.rtol,
                 "options": {"step_t": times[-1:].detach().clone()},
             }
-        return {"method": self.method, "options": {"step_size": abs(t1 - t0) / self.steps}}
+        return {"method": self.method, "options": {"grid_constructor": _UniformGrid(self.steps)}}
 
 
 @dataclass(frozen=True)
