@@ -146,20 +146,31 @@ class Problem:
         return rows
 
 
-def plot(rows: list[dict[str, Any]], pairs: list[str], path) -> None:
-    fig = Figure(figsize=(5.5 * len(pairs), 4.2))
+MARKERS = "osD^vP*Xh"
+
+
+def plot(rows: list[dict[str, Any]], path) -> None:
+    """L2-UVP against d, one panel per pair, one line per method (log axes)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    pairs = [k for k in PAIRS if any(r["pair"] == k for r in rows)]
+    fig = Figure(figsize=(5.5 * len(pairs), 4.4))
     axes = fig.subplots(1, len(pairs), squeeze=False)[0]
     for ax, kind in zip(axes, pairs, strict=True):
-        for method in METHODS:
+        for k, method in enumerate(METHODS):
             mine = [r for r in rows if (r["pair"], r["method"]) == (kind, method)]
             pts = sorted((r["d"], r["l2_uvp"]) for r in mine)
             if pts:
-                style = "k--" if method == BASELINE else "o-"
-                ax.plot(*zip(*pts, strict=True), style, label=method, ms=4)
+                style = "k--" if method == BASELINE else f"{MARKERS[k % len(MARKERS)]}-"
+                ax.plot(*zip(*pts, strict=True), style, label=method, ms=5, lw=1.2)
         ax.set(xscale="log", yscale="log", xlabel="dimension d", ylabel="L2-UVP (%)")
-        ax.set_title(f"{kind} pair")
+        ax.set_title(f"{kind} pair: learned map vs the exact OT map")
         ax.axhline(1.0, color="grey", lw=0.8, ls=":")
-        ax.set_xticks([2, 4, 8, 16, 32, 64], labels=["2", "4", "8", "16", "32", "64"])
+        dims = sorted({r["d"] for r in rows if r["pair"] == kind})
+        ax.xaxis.set_major_locator(FixedLocator(dims))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticklabels([str(d) for d in dims])
         ax.grid(True, which="both", alpha=0.3)
     axes[-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -178,6 +189,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--n-eval", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default=None, help="result file name (default from mode)")
+    parser.add_argument(
+        "--replot", action="store_true", help="redraw the figure from results/<name>.json only"
+    )
     args = parser.parse_args()
     if args.quick:
         args.dims, args.steps, args.n_train, args.n_eval = [2, 4], 300, 5000, 2000
@@ -187,6 +201,10 @@ def parse() -> argparse.Namespace:
 def main() -> None:
     args = parse()
     torch.set_num_threads(1)
+    name = args.name or "bench_ot_map" + ("_quick" if args.quick else "")
+    if args.replot:
+        plot(json.loads((RESULTS / f"{name}.json").read_text())["rows"], RESULTS / f"{name}.png")
+        return
     methods = [m for m in args.methods if available(m)]
     skipped = [m for m in args.methods if m not in methods]
     rows = []
@@ -194,9 +212,9 @@ def main() -> None:
     for kind in args.pairs:
         for d in args.dims:
             rows += Problem(kind, d, args).run(methods)
-    name = args.name or "bench_ot_map" + ("_quick" if args.quick else "")
-    figure = f"{name}.png"
-    plot(rows, args.pairs, RESULTS / figure)
+    figure = f"{name}.png" if len(args.dims) > 1 else None  # a curve needs two dimensions
+    if figure:
+        plot(rows, RESULTS / figure)
     notes = (
         f"{args.steps} steps (reflow: as many again per rectification), batch "
         f"{args.batch_size}, the default MLP (4 x 128 up to d = 16, 4 x 256 above; the "
@@ -209,9 +227,10 @@ def main() -> None:
         "sets (exact for the Gaussian pair up to moment noise). Problems: "
         "`sitransport.datasets.known_ot_pair(kind, d, seed)`. "
         + (f"Not run (not available in this version): {', '.join(skipped)}. " if skipped else "")
-        + f"Total wall time {time.perf_counter() - t_start:.0f} s. Figure: {figure}."
+        + f"Total wall time {time.perf_counter() - t_start:.0f} s."
+        + (f" Figure: {figure}." if figure else "")
     )
-    params = {k: v for k, v in vars(args).items() if k != "name"}
+    params = {k: v for k, v in vars(args).items() if k not in ("name", "replot")}
     params["methods"] = methods
     path = write_results(name, rows, COLUMNS, params, notes)
     print(path.read_text())
