@@ -154,7 +154,7 @@ def plot(rows: list[dict[str, Any]], path) -> None:
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
     pairs = [k for k in PAIRS if any(r["pair"] == k for r in rows)]
-    fig = Figure(figsize=(5.5 * len(pairs), 4.4))
+    fig = Figure(figsize=(5.0 * len(pairs) + 2.2, 4.4))
     axes = fig.subplots(1, len(pairs), squeeze=False)[0]
     for ax, kind in zip(axes, pairs, strict=True):
         for k, method in enumerate(METHODS):
@@ -172,7 +172,7 @@ def plot(rows: list[dict[str, Any]], path) -> None:
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xticklabels([str(d) for d in dims])
         ax.grid(True, which="both", alpha=0.3)
-    axes[-1].legend(fontsize=7, loc="best")
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
