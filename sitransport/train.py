@@ -739,7 +739,7 @@ def fit(
         network: ``"auto"`` (an MLP for vectors, a U-Net for images), ``"mlp"``,
             ``"potential"`` (vectors: the velocity is the gradient of an MLP potential,
             :class:`~sitransport.nn.PotentialVelocity`, a curl-free field like the
-            optimal-transport velocity; about 2-3 times the cost per step), ``"unet"``
+            optimal-transport velocity; about 2-2.5 times the cost per step), ``"unet"``
             (the ``"tiny"`` preset up to 16x16 images, ``"small"`` above), a U-Net preset
             name (:data:`~sitransport.nn.UNET_PRESETS`, e.g. ``"cifar10"``) or a dict of
             :class:`~sitransport.nn.UNetVelocity` arguments with an optional ``"preset"``.

@@ -41,8 +41,8 @@ class PotentialVelocity(nn.Module):
     Its spatial Jacobian is the Hessian of :math:`\varphi_\theta`: symmetric, so the field is
     curl-free. The gradient comes from :func:`torch.func.grad`, so it is computed under
     ``torch.no_grad`` too (sampling), and training differentiates through it (a double
-    backward pass: a step costs about three times that of :class:`MLPVelocity` of the same
-    size). Use it through ``fit(..., network="potential")``.
+    backward pass: a training step costs about 2-2.5 times that of an
+    :class:`MLPVelocity` of the same size on CPU). Use it through ``fit(..., network="potential")``.
 
     Args:
         dim: data dimension ``d``.
