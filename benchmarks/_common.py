@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -59,7 +60,7 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "command": " ".join(["python", _script_path(), *sys.argv[1:]]),
+        "command": shlex.join(["python", _script_path(), *sys.argv[1:]]),
     }
 
 

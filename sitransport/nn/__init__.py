@@ -1,4 +1,5 @@
-"""Velocity networks: an MLP with a time embedding for vectors, a U-Net for images."""
+"""Velocity networks: an MLP with a time embedding for vectors, the gradient of an MLP
+potential (a curl-free field), a U-Net for images."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Any
 from torch import nn
 
 from sitransport.nn.mlp import MLPVelocity, SpaceEmbedding, TimeEmbedding, VelocityDenoiser
+from sitransport.nn.potential import PotentialVelocity
 from sitransport.nn.unet import UNET_PRESETS, UNetVelocity, unet_config
 
 __all__ = [
     "MLPVelocity",
+    "PotentialVelocity",
     "SpaceEmbedding",
     "TimeEmbedding",
     "UNET_PRESETS",
@@ -27,6 +30,7 @@ def _velocity_denoiser(velocity: dict[str, Any], denoiser: dict[str, Any]) -> nn
 
 _NETWORKS: dict[str, Any] = {
     "mlp": MLPVelocity,
+    "potential": PotentialVelocity,
     "unet": UNetVelocity,
     "velocity_denoiser": _velocity_denoiser,
 }
