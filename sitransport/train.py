@@ -771,7 +771,7 @@ def fit(
         ode: default ODE settings of the returned flow.
         coupling: pairing of each batch: ``"independent"`` (the paper's), ``"exact_ot"``
             (exact minibatch OT, in blocks of 256), ``"global_ot"`` (batches drawn from the
-            exact OT plan of 2048-point subsamples of the training sets, re-solved
+            exact OT plan of 4096-point subsamples of the training sets, re-solved
             periodically: OT pairs at about the cost of independent ones; the solve times are
             in ``flow.history.attrs["ot_plan_solve_s"]``) or ``"sinkhorn"`` (entropic); see
             :mod:`sitransport.couplings`.

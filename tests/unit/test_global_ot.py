@@ -29,7 +29,7 @@ def test_fit_global_ot_runs_with_validation_and_records_solves(data):
     x0, x1 = data
     flow = st.fit(x0, x1, **TINY, coupling="global_ot")  # 360 + 360 training points: one plan
     h = flow.history
-    assert h.attrs["ot_plan_n"] == 2048 and len(h.attrs["ot_plan_solve_s"]) == 1
+    assert h.attrs["ot_plan_n"] == 4096 and len(h.attrs["ot_plan_solve_s"]) == 1
     assert h.sizes["eval_step"] == 3 and bool(np.isfinite(h["val_loss"]).all())
     assert flow.config["coupling"] == "global_ot"
     streamed = st.fit("gaussian", x1, **TINY, batch_size=64, coupling=REFRESHING)
