@@ -164,7 +164,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--interpolant", default="trig")
     f.add_argument("--batch-size", type=int, default=None)
     f.add_argument("--lr", type=float, default=None)
-    f.add_argument("--coupling", default="independent", help="independent, exact_ot, sinkhorn")
+    f.add_argument(
+        "--coupling", default="independent", help="independent, exact_ot, global_ot, sinkhorn"
+    )
     return p
 
 

@@ -1,5 +1,6 @@
-"""Couplings: exact minibatch OT recovers planted permutations and matches POT; Sinkhorn is
-stable at small regularisation; pairs are drawn without replacement."""
+"""Couplings: exact minibatch OT recovers planted permutations and matches POT, within
+blocks for large batches; global OT plans are optimal, drawn from, refreshed when due and
+resumable; Sinkhorn is stable at small regularisation; pairs are drawn without replacement."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sitransport.couplings import ExactOT, Independent, Sinkhorn, get_coupling
+from sitransport.couplings import (
+    ExactOT,
+    GlobalOT,
+    Independent,
+    PlanSampler,
+    Sinkhorn,
+    get_coupling,
+)
 
 
 @st.composite
@@ -101,3 +109,152 @@ def test_registry_and_errors():
         get_coupling("ot")
     with pytest.raises(ValueError, match="reg must be finite and > 0"):
         Sinkhorn(reg=0.0)
+
+
+def _cost(a, b):
+    return float((a - b).pow(2).flatten(1).sum(1).mean())
+
+
+def _emd2(a, b):
+    wa, wb = np.full(len(a), 1.0 / len(a)), np.full(len(b), 1.0 / len(b))
+    return float(ot.emd2(wa, wb, ot.dist(a.flatten(1).numpy(), b.flatten(1).numpy())))
+
+
+@pytest.mark.parametrize("processes", [0, 1])
+@pytest.mark.parametrize(("n", "block", "blocks"), [(512, 256, 2), (600, 256, 3), (300, None, 1)])
+def test_block_exact_ot_is_optimal_within_each_block(processes, n, block, blocks):
+    """Batches above ``block`` are cut into near-equal consecutive blocks, each paired by
+    exact OT: no pair leaves its block, each block's cost is its exact OT cost (POT), and
+    the whole pairing costs no more than the drawn one."""
+    g = torch.Generator().manual_seed(n)
+    x0 = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    x1 = 2 * torch.randn(n, 2, generator=g, dtype=torch.float64) + 1
+    coupling = ExactOT(processes=processes, block=block)
+    a, b = coupling.submit(x0, x1, g)()
+    assert torch.equal(a, x0)
+    assert coupling.solve_time["count"] == 1 and coupling.solve_time["last"] > 0
+    assert _cost(a, b) <= _cost(x0, x1)
+    cuts = np.array_split(np.arange(n), blocks)
+    for idx in cuts:
+        lo, hi = int(idx[0]), int(idx[-1]) + 1
+        assert sorted(map(tuple, b[lo:hi].tolist())) == sorted(map(tuple, x1[lo:hi].tolist()))
+        assert _cost(a[lo:hi], b[lo:hi]) == pytest.approx(_emd2(x0[lo:hi], x1[lo:hi]), rel=1e-9)
+    if blocks > 1:  # block-diagonal: strictly above the optimum of the whole batch
+        assert _cost(a, b) > _emd2(x0, x1)
+
+
+@given(planted_permutation())
+def test_global_ot_plan_recovers_planted_permutation(problem):
+    """Two whole sets of at most ``n`` points: the plan is their exact OT permutation."""
+    x0, x1, perm = problem
+    draw = GlobalOT(n=64, processes=0).sampler(x0, x1, seed=0)
+    g = torch.Generator().manual_seed(0)
+    a, b = draw(256, g)
+    assert draw.fixed and len(draw.solve_seconds) == 1
+    # every drawn x0 comes with its jittered copy, at distance < 0.05 * sqrt(d)
+    assert float((a - b).abs().max()) < 0.05
+    plan = draw.state_dict()
+    assert sorted(map(tuple, plan["x1"].tolist())) == sorted(map(tuple, x1.tolist()))
+
+
+def _stream(d=2, shift=0.0):
+    return lambda m, g: torch.randn(m, d, generator=g, dtype=torch.float64) * 2 + shift
+
+
+def test_global_ot_batches_are_pairs_of_an_optimal_plan():
+    draw = GlobalOT(n=128, reuse=None, processes=0).sampler(_stream(), _stream(shift=3.0))
+    g = torch.Generator().manual_seed(1)
+    a, b = draw(500, g)
+    plan = draw.state_dict()
+    pairs = set(map(tuple, torch.cat([plan["x0"], plan["x1"]], 1).tolist()))
+    assert set(map(tuple, torch.cat([a, b], 1).tolist())) <= pairs
+    assert len(plan["x0"]) == 128 and plan["weights"] is None
+    # the plan's pairing cost is the exact OT cost of its two subsamples (POT)
+    assert _cost(plan["x0"], plan["x1"]) == pytest.approx(_emd2(plan["x0"], plan["x1"]), rel=1e-9)
+    # and well below the independent pairing of the same points (population values: W2^2 =
+    # |shift|^2 = 18 against 18 + 2 tr(4 I) = 34)
+    assert _cost(plan["x0"], plan["x1"]) < 0.7 * _cost(plan["x0"], plan["x1"].roll(1, 0))
+
+
+def test_global_ot_unequal_ends_use_the_weighted_plan():
+    g = torch.Generator().manual_seed(2)
+    x0 = torch.randn(10, 2, generator=g, dtype=torch.float64)
+    draw = GlobalOT(n=25, processes=0).sampler(x0, _stream())  # 10 points vs 25 draws
+    a, b = draw(4000, g)
+    plan = draw.state_dict()
+    w = plan["weights"]
+    assert w is not None and float(w.sum()) == pytest.approx(1.0)
+    assert len(w) <= 10 + 25 - 1
+    assert _cost(plan["x0"], plan["x1"]) >= 0
+    weighted = float((w * (plan["x0"] - plan["x1"]).pow(2).sum(1)).sum())
+    assert weighted == pytest.approx(_emd2(x0, torch.unique(plan["x1"], dim=0)), rel=1e-9)
+    # every x0 carries mass 1/10: drawn about 400 times each (binomial sd ~19)
+    counts = torch.stack([(a == p).all(1).sum() for p in x0]).double()
+    assert float((counts - 400).abs().max()) < 6 * 19
+
+
+@pytest.mark.parametrize("processes", [0, 1])
+def test_global_ot_refreshes_when_due(processes):
+    """A new plan once ``reuse * n`` pairs have been drawn; the same plans with or without
+    the worker process; ``reuse=None`` and two whole finite sets never refresh."""
+    n, reuse, m = 32, 3, 16
+    g = torch.Generator().manual_seed(3)
+    draw = GlobalOT(n=n, reuse=reuse, processes=processes).sampler(_stream(), _stream(), seed=5)
+    ref = GlobalOT(n=n, reuse=reuse, processes=0).sampler(_stream(), _stream(), seed=5)
+    h = torch.Generator().manual_seed(3)
+    plans = []
+    for call in range(20):
+        batch = draw(m, g)
+        assert len(draw.solve_seconds) == 1 + call * m // (reuse * n)
+        plans.append(draw.state_dict()["x0"])
+        torch.testing.assert_close(batch, ref(m, h), rtol=0, atol=0)
+    changed = [i for i in range(1, 20) if not torch.equal(plans[i], plans[i - 1])]
+    assert changed == [6, 12, 18]  # calls after 96 = 3 x 32 pairs drawn from a plan
+    once = GlobalOT(n=n, reuse=None, processes=processes).sampler(_stream(), _stream())
+    whole = GlobalOT(n=n, reuse=1, processes=processes).sampler(plans[0], plans[1])
+    for _ in range(10):
+        once(m, g), whole(m, g)
+    assert len(once.solve_seconds) == len(whole.solve_seconds) == 1 and whole.fixed
+
+
+def test_global_ot_state_dict_resumes_across_a_refresh():
+    coupling = GlobalOT(n=16, reuse=2, processes=1)
+    draw = coupling.sampler(_stream(3), _stream(3, 1.0), seed=7)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        draw(12, g)
+    state, gen_state = draw.state_dict(), g.get_state()
+    after = [draw(12, g) for _ in range(6)]  # crosses two refreshes
+    resumed = coupling.sampler(_stream(3), _stream(3, 1.0), seed=7)
+    resumed.load_state_dict(state)
+    g.set_state(gen_state)
+    for a, b in after:
+        c, d = resumed(12, g)
+        assert torch.equal(a, c) and torch.equal(b, d)
+    assert len(resumed.solve_seconds) == len(draw.solve_seconds)
+
+
+def test_global_ot_spec_round_trip_and_errors():
+    coupling = GlobalOT(n=100, reuse=None, processes=0)
+    assert get_coupling(coupling.spec()) == coupling
+    assert get_coupling("global_ot") == GlobalOT()
+    assert get_coupling(get_coupling("exact_ot").spec()) == ExactOT(block=256)
+    x = torch.zeros(5, 2)
+    for kwargs, exc, match in [
+        ({"n": 1}, ValueError, "n must be an integer >= 2, got 1"),
+        ({"n": 2.5}, TypeError, "n must be an integer >= 2, got 2.5"),
+        ({"reuse": 0}, ValueError, "reuse must be an integer >= 1, got 0"),
+        ({"processes": -1}, ValueError, "processes must be an integer >= 0, got -1"),
+    ]:
+        with pytest.raises(exc, match=match):
+            GlobalOT(**kwargs)
+    with pytest.raises(ValueError, match="block must be an integer >= 2, got 1"):
+        ExactOT(block=1)
+    with pytest.raises(TypeError, match="x0 must be a torch.Tensor of samples or a function"):
+        GlobalOT().sampler(np.zeros((5, 2)), x)
+    with pytest.raises(ValueError, match=r"same sample shape, got \(2,\) and \(3,\)"):
+        GlobalOT().sampler(x, torch.zeros(5, 3))
+    with pytest.raises(ValueError, match=r"x1 must be samples of shape \(N, ...\)"):
+        GlobalOT().sampler(x, torch.zeros(5))
+    with pytest.raises(TypeError, match="coupling must be a GlobalOT, got ExactOT"):
+        PlanSampler(ExactOT(), x, x)
