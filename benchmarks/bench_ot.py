@@ -242,6 +242,8 @@ def combine(tags: list[str]) -> None:
 
 def training_record(flow: TransportFlow, steps: int) -> dict:
     """Steps/s of the training loop and, for global OT, its plan solves."""
+    if flow.history is None:  # peers: timed by train_s only
+        return {}
     out = {"steps_per_s": steps / float(flow.history["wall_time"][-1])}
     solves = flow.history.attrs.get("ot_plan_solve_s")
     if solves is not None:
