@@ -15,6 +15,7 @@ __all__ = [
     "SpaceEmbedding",
     "TimeEmbedding",
     "VelocityDenoiser",
+    "build_trunk",
 ]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -124,6 +125,55 @@ class SpaceEmbedding(nn.Module):
         return torch.cat([x, torch.sin(kx), torch.cos(kx)], dim=1)
 
 
+def build_trunk(
+    module: nn.Module,
+    kind: str,
+    activations: dict[str, type[nn.Module]],
+    settings: tuple[int, int, int, str, int, int],
+    *,
+    out: int,
+    bias: bool,
+) -> None:
+    """Give ``module`` the layers of an MLP of ``(x, t)`` features: ``dim``, ``config``,
+    ``time_embedding``, ``space_embedding`` and ``net`` (``depth`` hidden layers of ``width``,
+    then a linear map to ``out``). ``settings`` is ``(dim, width, depth, activation,
+    time_frequencies, space_frequencies)``; ``kind`` names the network in ``config``.
+
+    Example:
+        >>> trunk = nn.Module()  # x (2), then t with sin, cos of 2 frequencies (5)
+        >>> build_trunk(trunk, "mlp", {"silu": nn.SiLU}, (2, 8, 1, "silu", 2, 0), out=2, bias=True)
+        >>> trunk.config["width"], trunk.net
+        (8, Sequential(
+          (0): Linear(in_features=7, out_features=8, bias=True)
+          (1): SiLU()
+          (2): Linear(in_features=8, out_features=2, bias=True)
+        ))
+    """
+    dim, width, depth, activation, time_frequencies, space_frequencies = settings
+    module.dim = check_positive_int(dim, "dim")
+    check_positive_int(width, "width")
+    check_positive_int(depth, "depth")
+    act = activations[check_choice(activation, "activation", activations)]
+    module.config = {
+        "kind": kind,
+        "dim": dim,
+        "width": width,
+        "depth": depth,
+        "activation": activation,
+        "time_frequencies": time_frequencies,
+        "space_frequencies": space_frequencies,
+    }
+    module.time_embedding = TimeEmbedding(time_frequencies)
+    module.space_embedding = SpaceEmbedding(space_frequencies)
+    layers: list[nn.Module] = []
+    n_in = module.space_embedding.out_dim(dim) + module.time_embedding.dim
+    for _ in range(depth):
+        layers += [nn.Linear(n_in, width), act()]
+        n_in = width
+    layers.append(nn.Linear(n_in, out, bias=bias))
+    module.net = nn.Sequential(*layers)
+
+
 class MLPVelocity(nn.Module):
     """Velocity field ``v(x, t)`` for ``x`` of shape ``(n, d)``: an MLP on ``[x, emb(t)]``.
 
@@ -155,28 +205,8 @@ class MLPVelocity(nn.Module):
         space_frequencies: int = 0,
     ) -> None:
         super().__init__()
-        self.dim = check_positive_int(dim, "dim")
-        check_positive_int(width, "width")
-        check_positive_int(depth, "depth")
-        act = _ACTIVATIONS[check_choice(activation, "activation", _ACTIVATIONS)]
-        self.config: dict[str, Any] = {
-            "kind": "mlp",
-            "dim": dim,
-            "width": width,
-            "depth": depth,
-            "activation": activation,
-            "time_frequencies": time_frequencies,
-            "space_frequencies": space_frequencies,
-        }
-        self.time_embedding = TimeEmbedding(time_frequencies)
-        self.space_embedding = SpaceEmbedding(space_frequencies)
-        layers: list[nn.Module] = []
-        n_in = self.space_embedding.out_dim(dim) + self.time_embedding.dim
-        for _ in range(depth):
-            layers += [nn.Linear(n_in, width), act()]
-            n_in = width
-        layers.append(nn.Linear(n_in, dim))
-        self.net = nn.Sequential(*layers)
+        settings = (dim, width, depth, activation, time_frequencies, space_frequencies)
+        build_trunk(self, "mlp", _ACTIVATIONS, settings, out=dim, bias=True)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """Return ``v(x, t)`` of shape ``(n, d)``; ``t`` is a scalar or of shape ``(n,)``.

@@ -9,13 +9,10 @@ fit from crossing pairs.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
-from sitransport._validation import check_choice, check_positive_int
-from sitransport.nn.mlp import SpaceEmbedding, TimeEmbedding
+from sitransport.nn.mlp import build_trunk
 
 __all__ = ["PotentialVelocity"]
 
@@ -78,28 +75,9 @@ class PotentialVelocity(nn.Module):
         space_frequencies: int = 0,
     ) -> None:
         super().__init__()
-        self.dim = check_positive_int(dim, "dim")
-        check_positive_int(width, "width")
-        check_positive_int(depth, "depth")
-        act = _SMOOTH[check_choice(activation, "activation", _SMOOTH)]
-        self.config: dict[str, Any] = {
-            "kind": "potential",
-            "dim": dim,
-            "width": width,
-            "depth": depth,
-            "activation": activation,
-            "time_frequencies": time_frequencies,
-            "space_frequencies": space_frequencies,
-        }
-        self.time_embedding = TimeEmbedding(time_frequencies)
-        self.space_embedding = SpaceEmbedding(space_frequencies)
-        layers: list[nn.Module] = []
-        n_in = self.space_embedding.out_dim(dim) + self.time_embedding.dim
-        for _ in range(depth):
-            layers += [nn.Linear(n_in, width), act()]
-            n_in = width
-        layers.append(nn.Linear(n_in, 1, bias=False))  # a constant has no gradient
-        self.net = nn.Sequential(*layers)
+        settings = (dim, width, depth, activation, time_frequencies, space_frequencies)
+        # one output, no bias: a constant has no gradient
+        build_trunk(self, "potential", _SMOOTH, settings, out=1, bias=False)
 
     def potential(self, x: Tensor, t: Tensor) -> Tensor:
         r"""The potential :math:`\varphi_\theta(x, t)`, shape ``(n,)``; ``t`` scalar or ``(n,)``.
