@@ -56,3 +56,32 @@ def rng() -> np.random.Generator:
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def killed_after_checkpoint(monkeypatch: pytest.MonkeyPatch):
+    """A context manager: inside it, training is killed (``KeyboardInterrupt``) right after
+    its first checkpoint is written, as a crash would leave it.
+
+    Usage: ``with killed_after_checkpoint(): fit(..., checkpoint_dir=d)``.
+    """
+    import contextlib
+
+    import sitransport.train as tr
+
+    save = tr._atomic_save
+
+    def save_then_die(obj, path):
+        save(obj, path)
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def killed():
+        monkeypatch.setattr(tr, "_atomic_save", save_then_die)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                yield
+        finally:
+            monkeypatch.setattr(tr, "_atomic_save", save)
+
+    return killed

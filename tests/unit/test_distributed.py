@@ -115,7 +115,7 @@ def test_gradient_accumulation_equals_one_big_batch():
     assert not torch.equal(_run(batch_size=4), one)  # a smaller batch is another run
 
 
-def test_kill_and_resume_matches_the_uninterrupted_run(tmp_path, monkeypatch):
+def test_kill_and_resume_matches_the_uninterrupted_run(tmp_path, killed_after_checkpoint):
     """U-Net with dropout, EMA, 2 micro-batches, data from a ShardedDataset: a run killed
     right after its step-3 checkpoint and resumed equals the uninterrupted run, bit for bit."""
     pixels = torch.randint(0, 256, (40, *SHAPE), generator=torch.Generator().manual_seed(1))
@@ -139,16 +139,8 @@ def test_kill_and_resume_matches_the_uninterrupted_run(tmp_path, monkeypatch):
 
     full, full_loss = run()
     (tmp_path / "ckpt.pt").unlink()
-    save = tr._atomic_save
-
-    def save_then_die(obj, path):
-        save(obj, path)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(tr, "_atomic_save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_checkpoint():
         run()
-    monkeypatch.setattr(tr, "_atomic_save", save)
     state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert state["step"] == 3 and state["draw"]["position"] > 0
     resumed, resumed_loss = run(resume=True)

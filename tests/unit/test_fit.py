@@ -60,23 +60,14 @@ def test_distribution_ends(data):
     assert flow.push_forward(x1[:4]).shape == (4, 2)
 
 
-def test_resume_continues_exactly(data, tmp_path, monkeypatch):
+def test_resume_continues_exactly(data, tmp_path, killed_after_checkpoint):
     """A run killed right after its step-15 checkpoint, resumed, equals the uninterrupted run."""
-    import sitransport.train as tr
 
     x0, x1 = data
     kw = dict(TINY, steps=30, checkpoint_every=15, seed=0, checkpoint_dir=tmp_path)
     full = st.fit(x0, x1, **dict(kw, checkpoint_dir=None))
-    save = tr._atomic_save
-
-    def save_then_die(obj, path):
-        save(obj, path)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(tr, "_atomic_save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_checkpoint():
         st.fit(x0, x1, **kw)
-    monkeypatch.setattr(tr, "_atomic_save", save)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 15
     resumed = st.fit(x0, x1, **dict(kw, resume=True))
     x = x0[:10]

@@ -50,24 +50,15 @@ def test_fit_global_ot_is_reproducible(data):
     np.testing.assert_array_equal(a, d.push_forward(x0[:5]))
 
 
-def test_fit_global_ot_resumes_exactly(data, tmp_path, monkeypatch):
+def test_fit_global_ot_resumes_exactly(data, tmp_path, killed_after_checkpoint):
     """Killed right after the step-15 checkpoint (mid-plan, with a plan pending), resumed:
     the same run as the uninterrupted one, plans and solve record included."""
-    import sitransport.train as tr
 
     _, x1 = data
     kw = dict(TINY, batch_size=64, coupling=REFRESHING, checkpoint_every=15, seed=0)
     full = st.fit("gaussian", x1, **kw)
-    save = tr._atomic_save
-
-    def save_then_die(obj, path):
-        save(obj, path)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(tr, "_atomic_save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_checkpoint():
         st.fit("gaussian", x1, **kw, checkpoint_dir=tmp_path)
-    monkeypatch.setattr(tr, "_atomic_save", save)
     resumed = st.fit("gaussian", x1, **kw, checkpoint_dir=tmp_path, resume=True)
     x = x1[:10]
     np.testing.assert_array_equal(resumed.push_forward(x), full.push_forward(x))
