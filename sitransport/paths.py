@@ -31,6 +31,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -125,6 +126,26 @@ class PathOptimizer:
         if s.stop is not None and step > s.stop:
             return False
         return step >= s.start and (step - s.start) % s.every == 0
+
+    def lr_factor(self, step: int, velocity_factor: float) -> float:
+        """Multiplier of the path's learning rate at velocity step ``step``: the velocity's
+        own schedule factor, or, with a ``stop``, a cosine from 1 at ``start`` to 0 at
+        ``stop``, so the path comes to rest before it is frozen (frozen mid-stride at a high
+        learning rate, it stops wherever its last steps threw it).
+
+        Example:
+            >>> from sitransport.interpolants import Fourier
+            >>> opt = PathOptimizer(Fourier(), PathSettings(start=100, stop=300))
+            >>> [round(opt.lr_factor(s, 0.9), 3) for s in (100, 200, 300)]
+            [1.0, 0.5, 0.0]
+            >>> PathOptimizer(Fourier(), PathSettings(start=100)).lr_factor(200, 0.9)
+            0.9
+        """
+        s = self.settings
+        if s.stop is None:
+            return velocity_factor
+        progress = min(max((step - s.start) / max(s.stop - s.start, 1), 0.0), 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def step(self, velocity, x0: Tensor, x1: Tensor, t: Tensor) -> float:
         """One ascent step on G with the velocity held fixed; returns G before the step.

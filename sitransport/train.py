@@ -535,9 +535,10 @@ def train(
             if path_opt is not None:
                 for p in interpolant.parameters():
                     p.grad = None  # the descent step above must not move the path
-                if path_opt.due(done):  # the path's step size follows the velocity's schedule
+                if path_opt.due(done):  # the path's step size: see PathOptimizer.lr_factor
                     for group in path_opt.optimizer.param_groups:
-                        group["lr"] = path_opt.settings.lr * lr_factor(step)
+                        factor = path_opt.lr_factor(done, lr_factor(step))
+                        group["lr"] = path_opt.settings.lr * factor
                     if ascent is not None:
                         path_opt.ascend(ascent)
                     else:
