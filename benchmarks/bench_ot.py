@@ -211,7 +211,7 @@ def ot_verdicts(by: dict, tasks: list[str]) -> str:
     )
 
 
-def write_all(rows: list[dict], params: dict, suffix: str) -> None:
+def write_all(rows: list[dict], params: dict, suffix: str, provenance: str = "") -> None:
     """The main table with its notes and verdicts, and the few-step table."""
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     by = {(r["task"], r["method"]): r for r in rows}
@@ -224,8 +224,8 @@ def write_all(rows: list[dict], params: dict, suffix: str) -> None:
         "samples (itself within about +-4% between draws). reflow retrains on 20,000 pairs "
         "(x0, T(x0)) of indep+linear (its train_s excludes the first fit). Max-min paths are "
         "frozen for the last half (Fourier) or quarter (neural) of the steps. "
-        f"{ot_speed(by, tasks)} {ot_verdicts(by, tasks)}"
-    )
+        f"{ot_speed(by, tasks)} {ot_verdicts(by, tasks)} {provenance}"
+    ).strip()
     path = write_results("bench_ot" + suffix, rows, COLUMNS, params, notes)
     print(path.read_text())
     n_sweep = min(params["n_eval"], NFE_SWEEP_N)
@@ -237,7 +237,8 @@ def combine(tags: list[str]) -> None:
     payloads = [json.loads((RESULTS / f"bench_ot_{tag}.json").read_text()) for tag in tags]
     rows = [r for p in payloads for r in p["rows"]]
     params = {**payloads[0]["parameters"], "combined": tags}
-    write_all(rows, params, "")
+    commands = "; ".join(f"`{p['environment']['command']}`" for p in payloads)
+    write_all(rows, params, "", f"Run as {len(tags)} processes side by side ({commands}).")
 
 
 def training_record(flow: TransportFlow, steps: int) -> dict:
