@@ -379,6 +379,25 @@ class Custom(Interpolant):
         return self._dbeta(t) if self._dbeta is not None else _derivative(self._beta, t)
 
 
+class _OnBase(Interpolant):
+    """An interpolant whose :math:`\alpha, \beta` and their derivatives are those of its
+    ``base`` interpolant (set by the subclass)."""
+
+    base: Interpolant
+
+    def alpha(self, t: Tensor) -> Tensor:
+        return self.base.alpha(t)
+
+    def beta(self, t: Tensor) -> Tensor:
+        return self.base.beta(t)
+
+    def dalpha(self, t: Tensor) -> Tensor:
+        return self.base.dalpha(t)
+
+    def dbeta(self, t: Tensor) -> Tensor:
+        return self.base.dbeta(t)
+
+
 class Fourier(Interpolant):
     r"""Learnable path: a base interpolant plus sine series with boundary values kept.
 
@@ -485,7 +504,7 @@ def _expand_like(base: Tensor, series: Tensor) -> Tensor:
     return base + series
 
 
-class Stochastic(Interpolant):
+class Stochastic(_OnBase):
     r"""Stochastic interpolant :math:`x_t = \alpha x_0 + \beta x_1 + \gamma(t) z`.
 
     The base path's :math:`\alpha, \beta` plus a latent noise term that vanishes at both
@@ -522,18 +541,6 @@ class Stochastic(Interpolant):
         self.gamma_name = check_choice(gamma, "gamma", ("sin2", "sqrt"))
         self.a = check_positive(a, "a")
 
-    def alpha(self, t: Tensor) -> Tensor:
-        return self.base.alpha(t)
-
-    def beta(self, t: Tensor) -> Tensor:
-        return self.base.beta(t)
-
-    def dalpha(self, t: Tensor) -> Tensor:
-        return self.base.dalpha(t)
-
-    def dbeta(self, t: Tensor) -> Tensor:
-        return self.base.dbeta(t)
-
     def gamma(self, t: Tensor) -> Tensor:
         if self.gamma_name == "sin2":
             return self.a * torch.sin(math.pi * t) ** 2
@@ -552,7 +559,7 @@ class Stochastic(Interpolant):
         return f"base={self.base_name!r}, gamma={self.gamma_name!r}, a={self.a}"
 
 
-class NeuralPath(Interpolant):
+class NeuralPath(_OnBase):
     r"""Learnable spatially *nonlinear* path: a base path plus a sine series whose
     coefficients are a network of the two end points.
 
@@ -607,18 +614,6 @@ class NeuralPath(Interpolant):
         nn.init.zeros_(self.h[-1].weight)
         nn.init.zeros_(self.h[-1].bias)
         self.register_buffer("k", torch.arange(1, self.K + 1, dtype=torch.float64) * math.pi)
-
-    def alpha(self, t: Tensor) -> Tensor:
-        return self.base.alpha(t)
-
-    def beta(self, t: Tensor) -> Tensor:
-        return self.base.beta(t)
-
-    def dalpha(self, t: Tensor) -> Tensor:
-        return self.base.dalpha(t)
-
-    def dbeta(self, t: Tensor) -> Tensor:
-        return self.base.dbeta(t)
 
     def _series(self, x0: Tensor, x1: Tensor, t: Tensor, derivative: bool) -> Tensor:
         if x0.ndim != 2 or x0.shape[1] != self.dim:
@@ -679,7 +674,7 @@ class NeuralPath(Interpolant):
         return f"dim={self.dim}, base={self.base_name!r}, K={self.K}, width={self.width}"
 
 
-class Normalized(Interpolant):
+class Normalized(_OnBase):
     r"""A path in normalised coordinates :math:`u = (x - m) / s`: the *same* path in ``x``.
 
     If :math:`x_t = \alpha x_0 + \beta x_1 + \gamma z` in the caller's coordinates, then
@@ -721,48 +716,36 @@ class Normalized(Interpolant):
             raise TypeError(f"path must be an Interpolant, got {type(path).__name__}")
         if not (math.isfinite(float(scale)) and float(scale) > 0):
             raise ValueError(f"scale must be finite and > 0, got {scale!r}")
-        self.path = path
+        self.base = path  # its parameters (learnable paths) are this module's
         self.scale = float(scale)
         self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float64))
         self.stochastic = path.stochastic
         self.spatially_linear = path.spatially_linear
 
-    def alpha(self, t: Tensor) -> Tensor:
-        return self.path.alpha(t)
-
-    def beta(self, t: Tensor) -> Tensor:
-        return self.path.beta(t)
-
-    def dalpha(self, t: Tensor) -> Tensor:
-        return self.path.dalpha(t)
-
-    def dbeta(self, t: Tensor) -> Tensor:
-        return self.path.dbeta(t)
-
     def gamma(self, t: Tensor) -> Tensor:
-        return self.path.gamma(t) / self.scale
+        return self.base.gamma(t) / self.scale
 
     def dgamma(self, t: Tensor) -> Tensor:
-        return self.path.dgamma(t) / self.scale
+        return self.base.dgamma(t) / self.scale
 
     def interpolate(
         self, x0: Tensor, x1: Tensor, t: Tensor | float, z: Tensor | None = None
     ) -> Tensor:
         # written through the caller's coordinates, so any path (also a spatially
         # nonlinear one) is carried over exactly
-        xt = self.path.interpolate(self._decode(x0), self._decode(x1), t, z)
+        xt = self.base.interpolate(self._decode(x0), self._decode(x1), t, z)
         return (xt - self.shift.to(xt)) / self.scale
 
     def velocity_target(
         self, x0: Tensor, x1: Tensor, t: Tensor | float, z: Tensor | None = None
     ) -> Tensor:
-        return self.path.velocity_target(self._decode(x0), self._decode(x1), t, z) / self.scale
+        return self.base.velocity_target(self._decode(x0), self._decode(x1), t, z) / self.scale
 
     def _decode(self, u: Tensor) -> Tensor:
         return u * self.scale + self.shift.to(u)
 
     def spec(self) -> dict[str, Any]:
-        return self.path.spec()
+        return self.base.spec()
 
     def extra_repr(self) -> str:
         return f"scale={self.scale:.4g}"

@@ -414,7 +414,7 @@ def train(
 
     def evaluate(step: int) -> None:
         record.eval_step.append(step)
-        learned = interpolant.path if isinstance(interpolant, Normalized) else interpolant
+        learned = interpolant.base if isinstance(interpolant, Normalized) else interpolant
         if path_opt is not None and isinstance(learned, Fourier):  # coefficients over time
             record.path_a.append(learned.a.detach().cpu().tolist())
             record.path_b.append(learned.b.detach().cpu().tolist())
