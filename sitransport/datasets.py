@@ -105,24 +105,31 @@ def _float_array(value: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _check_spd(cov: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Check one ``(d, d)`` covariance; return it symmetrised and its Cholesky factor."""
-    scale = max(1.0, float(np.max(np.abs(cov))))
-    asym = float(np.max(np.abs(cov - cov.T)))
+def _check_symmetric(m: np.ndarray, name: str, *, definite: bool) -> np.ndarray:
+    """Check that ``m`` is symmetric positive definite (or semi-definite, up to rounding);
+    return it symmetrised."""
+    what = "symmetric positive " + ("definite" if definite else "semi-definite")
+    scale = max(1.0, float(np.max(np.abs(m))))
+    asym = float(np.max(np.abs(m - m.T)))
     if asym > 1e-10 * scale:
         raise ValueError(
-            f"{name} must be symmetric positive definite, got an asymmetric matrix "
+            f"{name} must be {what}, got an asymmetric matrix "
             f"(max |{name} - {name}.T| = {asym:.3g})"
         )
-    cov = 0.5 * (cov + cov.T)  # removes rounding-level asymmetry only
-    smallest = float(np.linalg.eigvalsh(cov)[0])
-    if not smallest > 0.0:
-        raise ValueError(
-            f"{name} must be symmetric positive definite, got smallest eigenvalue {smallest:.6g}"
-        )
+    m = 0.5 * (m + m.T)  # removes rounding-level asymmetry only
+    smallest = float(np.linalg.eigvalsh(m)[0])
+    if not (smallest > 0.0 if definite else smallest >= -1e-10 * scale):
+        raise ValueError(f"{name} must be {what}, got smallest eigenvalue {smallest:.6g}")
+    return m
+
+
+def _check_spd(cov: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Check one ``(d, d)`` covariance; return it symmetrised and its Cholesky factor."""
+    cov = _check_symmetric(cov, name, definite=True)
     try:
         chol = np.linalg.cholesky(cov)
     except np.linalg.LinAlgError as err:
+        smallest = float(np.linalg.eigvalsh(cov)[0])
         raise ValueError(
             f"{name} must be symmetric positive definite, got a matrix whose Cholesky "
             f"factorisation fails (smallest eigenvalue {smallest:.6g})"
@@ -642,16 +649,9 @@ class KnownOTPair:
                 f"directions and offsets must have shapes (m, {d}) and (m,), got {w.shape} "
                 f"and {c.shape}"
             )
-        if float(np.max(np.abs(a - a.T))) > 1e-10 * max(1.0, float(np.max(np.abs(a)))):
-            raise ValueError("quadratic must be symmetric positive semi-definite, got asymmetric")
-        smallest = float(np.linalg.eigvalsh(0.5 * (a + a.T))[0])
-        if smallest < -1e-10 * max(1.0, float(np.max(np.abs(a)))):
-            raise ValueError(
-                "quadratic must be symmetric positive semi-definite, got smallest eigenvalue "
-                f"{smallest:.6g}"
-            )
+        a = _check_symmetric(a, "quadratic", definite=False)
         self._source = source
-        self._a, self._b = _readonly(0.5 * (a + a.T)), _readonly(b)
+        self._a, self._b = _readonly(a), _readonly(b)
         self._w, self._c = _readonly(w), _readonly(c)
         self._amplitude = check_positive(amplitude, "amplitude", allow_zero=True)
         self._sharpness = check_positive(sharpness, "sharpness")
