@@ -225,7 +225,6 @@ class TransportFlow:
             self._target = as_density(target, "target", shape=self._shape)
         self._norm = normalization or Normalization.identity(self._shape)
         self._path: Interpolant = Normalized(self._interpolant, self._norm.shift, self._norm.scale)
-        self._legacy_shift: Tensor | None = None  # version-1 files: see _READABLE
         self._ode = ode or ODEOptions()
         self._config = types.MappingProxyType(dict(config or {}))
         self._history = history
@@ -292,7 +291,11 @@ class TransportFlow:
         normalised coordinates ``u``, i.e. ``alpha x0 + beta x1 + (1 - alpha - beta) m``
         (plus ``s gamma z``) in the caller's; scores and SDEs keep that path."""
         self._path = self._interpolant
-        self._legacy_shift = self._norm.shift
+
+    def _version1_shift(self, like: Tensor) -> Tensor | None:
+        """``m`` where the path is version 1's ``alpha x0 + beta x1 + (1 - alpha - beta) m``
+        in the caller's coordinates; ``None`` for the named path itself."""
+        return None if isinstance(self._path, Normalized) else self._norm.shift.to(like)
 
     def _param(self) -> Tensor | None:
         if isinstance(self._velocity, nn.Module):
@@ -636,7 +639,7 @@ class TransportFlow:
             return back((-eta / g_x).to(in_dtype))
         with torch.no_grad():
             v = self._v(self._norm.encode(xt), tt) * self._norm.scale
-        shift = None if self._legacy_shift is None else self._legacy_shift.to(xt)
+        shift = self._version1_shift(xt)
         out = score_from_velocity(v, xt, tt, self._interpolant, shift, alpha_min=alpha_min)
         return back(out.to(in_dtype))
 
@@ -648,7 +651,7 @@ class TransportFlow:
         interp, norm = self._interpolant, self._norm
         p = self._param()
         x = x0.to(dtype=p.dtype if p is not None else torch.float64)
-        shift = None if self._legacy_shift is None else self._legacy_shift.to(x)
+        shift = self._version1_shift(x)
         denoiser = self._denoiser()
         if denoiser is not None:
             # stochastic interpolant, in normalised coordinates u: eps_u(t) = eps0 gamma_u^2
