@@ -16,6 +16,7 @@ __all__ = [
     "TimeEmbedding",
     "VelocityDenoiser",
     "build_trunk",
+    "run_trunk",
 ]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -174,6 +175,22 @@ def build_trunk(
     module.net = nn.Sequential(*layers)
 
 
+def run_trunk(module: nn.Module, x: Tensor, t: Tensor) -> Tensor:
+    """The output of a trunk made by :func:`build_trunk` at ``x`` (``(n, d)``) and ``t``
+    (scalar, shared by all samples, or ``(n,)``).
+
+    Example:
+        >>> trunk = nn.Module()
+        >>> build_trunk(trunk, "mlp", {"silu": nn.SiLU}, (2, 8, 1, "silu", 2, 0), out=1, bias=True)
+        >>> run_trunk(trunk, torch.zeros(3, 2), torch.tensor(0.5)).shape
+        torch.Size([3, 1])
+    """
+    if t.ndim == 0:
+        t = t.expand(x.shape[0])
+    features = [module.space_embedding(x), module.time_embedding(t.to(x.dtype))]
+    return module.net(torch.cat(features, dim=1))
+
+
 class MLPVelocity(nn.Module):
     """Velocity field ``v(x, t)`` for ``x`` of shape ``(n, d)``: an MLP on ``[x, emb(t)]``.
 
@@ -220,10 +237,7 @@ class MLPVelocity(nn.Module):
             >>> torch.equal(net(x, torch.tensor(0.5)), net(x, torch.full((4,), 0.5)))
             True
         """
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
-        features = [self.space_embedding(x), self.time_embedding(t.to(x.dtype))]
-        return self.net(torch.cat(features, dim=1))
+        return run_trunk(self, x, t)
 
 
 class VelocityDenoiser(nn.Module):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from sitransport.nn.mlp import build_trunk
+from sitransport.nn.mlp import build_trunk, run_trunk
 
 __all__ = ["PotentialVelocity"]
 
@@ -88,10 +88,7 @@ class PotentialVelocity(nn.Module):
             >>> net.potential(torch.zeros(4, 2), torch.tensor(0.0)).shape
             torch.Size([4])
         """
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
-        features = [self.space_embedding(x), self.time_embedding(t.to(x.dtype))]
-        return self.net(torch.cat(features, dim=1)).squeeze(1)
+        return run_trunk(self, x, t).squeeze(1)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         r"""The velocity :math:`\nabla_x\varphi_\theta(x, t)`, shape ``(n, d)``.
