@@ -63,6 +63,10 @@ COLUMNS = [
 ]
 MAXMIN = ("maxmin-fourier", "maxmin-fourier-dim", "maxmin-neural")  # independent pairing
 NPE_TARGETS = {"global_ot+linear": 0.02, "maxmin": 0.05}
+OT_METHODS = ("exact_ot+linear", "global_ot+linear")
+SPEED = ("indep+linear", *OT_METHODS)  # rows the steps/s comparison needs
+VERDICT = ("indep+trig", *OT_METHODS, "maxmin-neural")  # rows the targets' verdicts need
+REFLOW = "reflow(indep+linear)"
 
 # few-step sampling: fixed budgets of velocity evaluations (ODEOptions.budget), compared with
 # dopri5 on the first NFE_SWEEP_N of the same draws (exact W2 at 5,000 takes ~14 s, at 2,000
@@ -186,9 +190,6 @@ def ot_speed(by: dict, tasks: list[str]) -> str:
     )
 
 
-OT_METHODS = ("exact_ot+linear", "global_ot+linear")
-
-
 def ot_verdicts(by: dict, tasks: list[str]) -> str:
     """Issue targets: global OT's NPE and NFE; max-min's NPE (independent pairing) and its
     W2 ratio against plain trig."""
@@ -209,10 +210,6 @@ def ot_verdicts(by: dict, tasks: list[str]) -> str:
         + f"Max-min with independent pairing, lowest npe per task (target <= "
         f"{NPE_TARGETS['maxmin']} with ratio no worse than trig): " + "; ".join(mm) + "."
     )
-
-
-SPEED = ("indep+linear", *OT_METHODS)
-VERDICT = ("indep+trig", *OT_METHODS, "maxmin-neural")
 
 
 def _covers(by: dict, tasks: list[str], methods: tuple[str, ...]) -> bool:
@@ -260,9 +257,6 @@ def training_record(flow: TransportFlow, steps: int) -> dict:
         solves = np.atleast_1d(solves)
         out.update({"ot_solve_s": float(solves[0]), "ot_plans": len(solves)})
     return out
-
-
-REFLOW = "reflow(indep+linear)"
 
 
 def run_task(
@@ -316,9 +310,9 @@ def main() -> None:
         "--combine", nargs="+", metavar="TAG", help="join runs split by task with --tag"
     )
     args = parser.parse_args()
+    torch.set_num_threads(1)  # recorded with the results (a combined file: as its parts ran)
     if args.combine:
         return combine(args.combine)
-    torch.set_num_threads(1)
     tasks, n_eval, repeats = args.tasks, args.n_eval, 3
     if args.quick:
         args.steps, tasks, n_eval, repeats = 300, args.tasks[:1], 1000, 1
