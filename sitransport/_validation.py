@@ -19,6 +19,7 @@ import torch
 __all__ = [
     "as_tensor",
     "check_choice",
+    "check_device",
     "check_finite",
     "check_fraction",
     "check_pixels",
@@ -26,6 +27,7 @@ __all__ = [
     "check_positive_int",
     "check_same_dim",
     "check_samples",
+    "check_seed",
     "check_times",
     "resolve",
 ]
@@ -234,6 +236,62 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}, got {value}")
     return v
+
+
+# Seeds are integers in ``[0, _SEED_MAX]``: the range of ``torch.Generator.manual_seed`` with
+# room left for the small offsets that seed a run's separate streams (``seed + 1``, ...).
+_SEED_MAX = 2**63 - 1
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """Return ``value`` as an ``int`` if it is an integer seed in ``[0, 2**63 - 1]``.
+
+    Example:
+        >>> check_seed(7)
+        7
+        >>> check_seed(2**70)
+        Traceback (most recent call last):
+        ...
+        ValueError: seed must be an integer in [0, 2**63 - 1], got 1180591620717411303424
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer in [0, 2**63 - 1], got {value!r}")
+    if not 0 <= value <= _SEED_MAX:
+        raise ValueError(f"{name} must be an integer in [0, 2**63 - 1], got {value}")
+    return int(value)
+
+
+def check_device(value: Any, name: str = "device") -> torch.device:
+    """Return ``value`` as a ``torch.device`` if it names a device the library runs on: the
+    CPU, an available CUDA device (``"cuda"``, ``"cuda:1"``) or an available Apple ``"mps"``.
+
+    Example:
+        >>> check_device("cpu")
+        device(type='cpu')
+        >>> check_device("meta")
+        Traceback (most recent call last):
+        ...
+        ValueError: device must be 'cpu', 'cuda[:index]' or 'mps' (where available), got 'meta'
+    """
+    expected = "'cpu', 'cuda[:index]' or 'mps' (where available)"
+    if not isinstance(value, (str, torch.device)):
+        raise TypeError(f"{name} must be a str or torch.device ({expected}), got {value!r}")
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        raise ValueError(f"{name} must be {expected}, got {value!r}") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}={value!r} asks for CUDA, which is not available here; use 'cpu'")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"{name}={value!r} asks for CUDA device {device.index}, but only "
+            f"{torch.cuda.device_count()} are available"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}={value!r} asks for MPS, which is not available here; use 'cpu'")
+    return device
 
 
 def check_fraction(value: Any, name: str, *, low: float = 0.0, high: float = 1.0) -> float:

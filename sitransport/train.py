@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import hashlib
 import itertools
 import math
 import os
+import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -33,14 +36,17 @@ from sitransport._io import atomic_save as _atomic_save
 from sitransport._io import plain
 from sitransport._validation import (
     check_choice,
+    check_device,
     check_fraction,
     check_pixels,
     check_positive,
     check_positive_int,
+    check_seed,
 )
 from sitransport.couplings import Coupling, GlobalOT, Independent, PlanSampler, get_coupling
 from sitransport.distributed import ShardedDataset
 from sitransport.distributed import _first as _image
+from sitransport.errors import CheckpointMismatchError, TrainingDivergedError
 from sitransport.flow import Normalization, TransportFlow
 from sitransport.images import DequantizedImages, ImageData
 from sitransport.interpolants import (
@@ -163,16 +169,33 @@ class _Record:
         return ds
 
 
-def _lr_lambda(settings: TrainSettings) -> Callable[[int], float]:
-    warm, total, floor = settings.warmup, settings.steps, settings.min_lr_ratio
+class _Schedule:
+    """Learning-rate factor at a step: linear warm-up over ``warmup`` steps, then cosine decay
+    to ``min_lr_ratio`` at step ``total``, and that floor after it.
 
-    def f(step: int) -> float:
+    ``total`` is the run's planned length (``steps``). A resumed run keeps the total of the
+    run that wrote the checkpoint, so a longer ``steps`` continues at the floor after it.
+    """
+
+    def __init__(self, settings: TrainSettings) -> None:
+        self.warm, self.total, self.floor = settings.warmup, settings.steps, settings.min_lr_ratio
+
+    def __call__(self, step: int) -> float:
+        warm, floor = self.warm, self.floor
         if step < warm:
             return (step + 1) / warm
-        progress = (step - warm) / max(1, total - warm)
+        progress = (step - warm) / max(1, self.total - warm)
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
-    return f
+
+def _lr_lambda(settings: TrainSettings) -> _Schedule:
+    return _Schedule(settings)
+
+
+def _generator(seed: int, stream: int = 0) -> torch.Generator:
+    """The ``torch.Generator`` of one random stream of a run: ``seed + stream`` (splits,
+    batches, validation times, path batches and reflow pairs each have their own stream)."""
+    return torch.Generator().manual_seed(seed + stream)
 
 
 def _ema_decay(decay: float, k: int) -> float:
@@ -244,6 +267,241 @@ def _step_seed(seed: int, rank: int, step: int) -> int:
     return ((seed * 1_000_003 + rank) * 1_000_033 + step) % (2**63 - 1)
 
 
+class _DivergenceGuard:
+    """Stops a run that diverged, with :class:`TrainingDivergedError` naming the step.
+
+    Checked on every step, before the optimiser moves the weights: a non-finite loss, a
+    non-finite gradient norm (before clipping), or a flow-matching loss grown by orders of
+    magnitude. Growth is measured on the running median of the last :attr:`window` batch
+    losses, so one noisy batch cannot trigger it. The reference is the lowest running median
+    seen so far, from the first step on (the untrained network's batch loss, so a run that
+    diverges from its first steps is caught too); once :attr:`window` steps are recorded, the
+    run stops when the running median exceeds :attr:`growth` times that reference *and* 10
+    times the first step's loss. The flow-matching loss
+    ``E|v - dI/dt|^2 >= 0`` is used because the quadratic loss ``G`` can be negative. The
+    state is rebuilt from the record's ``fm_loss``, so a resumed run checks the same way.
+    """
+
+    window = 5
+    growth = 1e4
+
+    def __init__(self, clip_grad: float | None, fm_losses: list[float]) -> None:
+        self.clip_grad = clip_grad
+        self.recent: list[float] = []
+        self.first = math.nan
+        self.lowest = math.inf
+        for value in fm_losses:
+            self._level(value)
+
+    def _level(self, fm: float) -> float | None:
+        """The running median after ``fm``; ``None`` until the window is full."""
+        self.recent = [*self.recent[1 - self.window :], fm]
+        level = statistics.median(self.recent)
+        if math.isnan(self.first):
+            self.first = level
+        self.lowest = min(self.lowest, level)
+        return level if len(self.recent) == self.window else None
+
+    def _advice(self, lr: float) -> str:
+        clip = (
+            f"lower clip_grad (now {self.clip_grad:.3g})"
+            if self.clip_grad is not None
+            else "turn on clip_grad (e.g. clip_grad=1.0)"
+        )
+        return f"lower lr (now {lr:.3g}), {clip}, or check the data scale"
+
+    def check(self, step: int, loss: float, fm: float, grad_norm: float, lr: float) -> None:
+        """Raise :class:`TrainingDivergedError` if step ``step`` (0-based) diverged."""
+        if not math.isfinite(loss):
+            raise TrainingDivergedError(
+                f"the loss became {loss} at step {step}; {self._advice(lr)}"
+            )
+        if not math.isfinite(grad_norm):
+            raise TrainingDivergedError(
+                f"the gradient norm became {grad_norm} at step {step} (loss {loss:.3g}); "
+                f"{self._advice(lr)}"
+            )
+        level = self._level(fm)
+        if level is not None and level > self.growth * self.lowest and level > 10 * self.first:
+            raise TrainingDivergedError(
+                f"training diverged at step {step}: the flow-matching loss (median of the "
+                f"last {self.window} steps) grew to {level:.3g}, {level / self.lowest:.3g} "
+                f"times its lowest {self.lowest:.3g}; {self._advice(lr)}"
+            )
+
+
+# fit settings that may change when a run is resumed: they do not change the trained model
+# (steps: a longer run continues on the checkpoint's lr schedule; a shorter one must not be
+# shorter than the steps already done)
+_RESUMABLE = frozenset(
+    {
+        "checkpoint_dir",
+        "checkpoint_every",
+        "device",
+        "lr_schedule_steps",
+        "num_workers",
+        "ode",
+        "progress",
+        "resume",
+        "steps",
+    }
+)
+
+
+def _spec(obj: Any) -> Any:
+    """``obj.spec()``, or its class where it has none (a default repr holds an address)."""
+    try:
+        return obj.spec()
+    except (AttributeError, NotImplementedError, TypeError):
+        return {"class": type(obj).__qualname__}
+
+
+def _path_fingerprint(interpolant: Interpolant) -> Any:
+    """The interpolant as the caller named it (without normalisation, learned weights or
+    callables, which do not compare across processes)."""
+    path = interpolant.base if isinstance(interpolant, Normalized) else interpolant
+    try:
+        spec = path.spec()
+    except TypeError:  # user callables: the class is all that compares
+        return {"class": type(path).__qualname__}
+    return {k: v for k, v in spec.items() if k != "state"}
+
+
+def _digest(x: Tensor) -> str:
+    """SHA-256 of a tensor's values (as float64) and shape."""
+    x = x.detach().cpu().to(torch.float64).contiguous()
+    return hashlib.sha256(repr(tuple(x.shape)).encode() + x.numpy().tobytes()).hexdigest()
+
+
+def _spread(n: int, m: int) -> Tensor:
+    """At most ``m`` indices spread evenly over ``range(n)`` (a fixed subsample)."""
+    return torch.linspace(0, n - 1, min(n, m)).round().long()
+
+
+def _network_fingerprint(net: nn.Module) -> dict[str, Any]:
+    shapes = ";".join(f"{k}:{tuple(v.shape)}" for k, v in net.state_dict().items())
+    return {
+        "class": type(net).__qualname__,
+        "config": getattr(net, "config", None),
+        "shapes": hashlib.sha256(shapes.encode()).hexdigest(),
+    }
+
+
+def _data_fingerprint(end: Density | ShardedDataset) -> dict[str, Any]:
+    """An end of ``fit`` as plain data: its spec and the SHA-256 of a fixed subsample (evenly
+    spread rows of a sample set; a fixed-seed draw of a distribution, which tells its
+    parameters apart)."""
+    if isinstance(end, ShardedDataset):
+        n = len(end.dataset)
+        x = torch.stack([_image(end.dataset[i]) for i in _spread(n, 64).tolist()])
+        return {"kind": "dataset", "n": n, "shape": list(end.shape), "sha256": _digest(x)}
+    if isinstance(end, EmpiricalDensity):
+        x = end.samples[_spread(end.samples.shape[0], 256)]
+    elif isinstance(end, DequantizedImages):
+        x = end.pixels[_spread(len(end), 64)]
+    else:
+        x = end.sample(64, _generator(0))
+    return {**end.spec(), "sha256": _digest(x)}
+
+
+def _fit_fingerprint(
+    config: dict[str, Any],
+    interpolant: Interpolant,
+    time_sampler: TimeSampler,
+    coupling: Coupling,
+    rho0: Density,
+    rho1: Density | ShardedDataset,
+) -> dict[str, Any]:
+    """What a resumed ``fit`` must share with the run that wrote the checkpoint: its
+    arguments (without those that may change) and both ends of the data."""
+    run = {k: v for k, v in config.items() if k not in _RESUMABLE}
+    run.update(interpolant=_path_fingerprint(interpolant), time_sampler=_spec(time_sampler))
+    run.update(coupling=_spec(coupling), rho0=_data_fingerprint(rho0))
+    run["rho1"] = _data_fingerprint(rho1)
+    return run
+
+
+def _fingerprint(
+    net: nn.Module,
+    interpolant: Interpolant,
+    settings: TrainSettings,
+    extra: dict[str, Any] | None,
+    time_sampler: TimeSampler,
+    coupling: Coupling,
+    **parts: Any,
+) -> dict[str, Any]:
+    """What identifies a run, as plain data: the settings (named as ``fit``'s arguments),
+    ``parts`` (seed, dtype, time sampler, coupling, path settings), the interpolant, the
+    network's architecture and ``extra`` (``fit``'s arguments and data)."""
+    fields = {k: v for k, v in dataclasses.asdict(settings).items()}
+    fields.update(parts)
+    fields.update(time_sampler=_spec(time_sampler), coupling=_spec(coupling))
+    fields["interpolant"] = _path_fingerprint(interpolant)
+    fields["network_architecture"] = _network_fingerprint(net)
+    fields.update(extra or {})
+    fields["lr_schedule_steps"] = settings.steps
+    return plain(fields)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+_ABSENT = object()
+
+
+def _show(value: Any) -> str:
+    text = "(absent)" if value is _ABSENT else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_resume(
+    state: dict[str, Any], fingerprint: dict[str, Any], path: Path, steps: int
+) -> int:
+    """Check that checkpoint ``state`` belongs to this run; return the lr schedule's total.
+
+    Raises:
+        CheckpointMismatchError: a setting or the data differ (every differing field is
+            listed), or ``steps`` is below the steps already done.
+    """
+    done = int(state["step"])
+    old = state.get("fingerprint")
+    if old is None:
+        warnings.warn(
+            f"checkpoint {path} has no fingerprint (written by an older sitransport): whether "
+            "it belongs to this call's settings and data cannot be checked; resuming it as is",
+            stacklevel=3,
+        )
+        total = steps
+    else:
+        before, now = _flatten(old), _flatten(fingerprint)
+        differ = [
+            f"  {key}: {_show(before.get(key, _ABSENT))} -> {_show(now.get(key, _ABSENT))}"
+            for key in sorted(before.keys() | now.keys())
+            if key.split(".")[0] not in _RESUMABLE
+            and before.get(key, _ABSENT) != now.get(key, _ABSENT)
+        ]
+        if differ:
+            raise CheckpointMismatchError(
+                f"checkpoint {path} was written by another run: {len(differ)} field(s) differ "
+                "(checkpoint -> this call):\n" + "\n".join(differ) + "\nResume with the "
+                "checkpoint's settings and data (only steps, progress and checkpoint_every may "
+                "change), or start a new run in another checkpoint_dir or with resume=False"
+            )
+        total = int(old["lr_schedule_steps"])
+    if steps < done:
+        raise CheckpointMismatchError(
+            f"steps={steps} is fewer than the {done} steps already done in checkpoint {path}; "
+            f"pass steps >= {done} to resume (or start a new run)"
+        )
+    return total
+
+
 def train(
     net: nn.Module,
     interpolant: Interpolant,
@@ -259,6 +517,7 @@ def train(
     resume: bool = False,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
+    fingerprint: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, xr.Dataset]:
     """Train ``net`` on the quadratic loss; optionally ascend on the interpolant (max–min).
 
@@ -285,20 +544,48 @@ def train(
             ``seed + 4``) unless it is a :class:`~sitransport.couplings.PlanSampler`.
         path: settings of the ascent on the interpolant's parameters (``None``: fixed path).
         seed: seeds every random draw of the run (one ``torch.Generator``; dropout masks from
-            the global RNG, reseeded from ``seed``, rank and step inside ``fork_rng``).
+            the global RNG, reseeded from ``seed``, rank and step inside ``fork_rng``); an
+            integer in ``[0, 2**63 - 1]``.
         validation: ``(x0, x1)`` held-out pairs evaluated every ``eval_every`` steps at
             fixed times.
         checkpoint: file written every ``checkpoint_every`` steps (atomically): model, EMA,
-            optimiser, scheduler, step, generator and data-position states.
-        resume: continue from ``checkpoint`` if it exists (bit-for-bit the same run).
+            optimiser, scheduler, step, generator and data-position states, and the run's
+            fingerprint (the settings, named as :func:`fit`'s arguments, ``seed``, ``dtype``,
+            the interpolant's, time sampler's, coupling's and path settings' specs, the
+            network's architecture, and ``fingerprint``).
+        resume: continue from ``checkpoint`` if it exists (bit-for-bit the same run). The
+            checkpoint's fingerprint must equal this call's, except ``steps``, ``progress``
+            and ``checkpoint_every``. A larger ``steps`` extends the run: the learning-rate
+            schedule stays the one of the run that wrote the checkpoint (warm-up and cosine
+            decay over its ``steps``; ``history.attrs["lr_schedule_steps"]``), so the extra
+            steps run at its floor ``min_lr_ratio * lr``, and the first steps are those of the
+            original run. ``steps`` must not be below the steps already done. A checkpoint
+            without a fingerprint (written by an older version) resumes with a warning.
+        device: ``"cpu"``, an available ``"cuda[:index]"`` or ``"mps"``.
+        fingerprint: plain data that also identifies the run (:func:`fit` passes its
+            arguments and a description of the data: spec and SHA-256 of a fixed subsample);
+            stored in checkpoints and compared on resume.
 
     Returns:
         ``(model, history)``: the EMA model (or ``net`` without EMA) and the record.
 
+    Training stops with :class:`~sitransport.errors.TrainingDivergedError` (before the
+    weights move) on a non-finite loss, a non-finite gradient norm, or a flow-matching loss
+    grown by orders of magnitude: once 5 steps are recorded, when the median of the last 5
+    batch values exceeds ``1e4`` times the lowest such running median since the first step
+    and 10 times the first step's value (the untrained level). The median makes single noisy
+    batches harmless; the flow-matching loss is used because ``G`` can be negative.
+
     Raises:
         ValueError: the global batch does not split into ``world size x accumulate`` equal
-            parts; path optimisation with several ranks or micro-batches.
-        FloatingPointError: the loss became NaN or infinite (the message names the step).
+            parts; path optimisation with several ranks or micro-batches; ``seed`` outside
+            ``[0, 2**63 - 1]``; an unsupported or unavailable ``device``.
+        TrainingDivergedError: the loss or gradient norm became NaN or infinite, or the loss
+            grew by orders of magnitude (a ``FloatingPointError``; the message names the
+            step, the value and what to try: a lower ``lr``, ``clip_grad``).
+        CheckpointMismatchError: on resume, the checkpoint was written by a run with other
+            settings or data (the message lists every differing field, checkpoint -> this
+            call), or ``steps`` is below the checkpoint's step (a ``ValueError``).
 
     Example:
         The low-level loop behind :func:`fit`, here from ``N(0, 1)`` to ``N(2, 1)``:
@@ -322,10 +609,22 @@ def train(
     from sitransport.distributed import rank_and_world
 
     settings = settings or TrainSettings()
+    seed = check_seed(seed)
+    device = check_device(device)
     time_sampler = time_sampler or get_time_sampler("uniform")
+    run = _fingerprint(
+        net,
+        interpolant,
+        settings,
+        fingerprint,
+        seed=seed,
+        dtype=str(dtype),
+        time_sampler=time_sampler,
+        coupling=coupling or Independent(),
+        path=dataclasses.asdict(path) if path is not None else None,
+    )
     draw, coupling = _plan_draw(draw, coupling or Independent(), seed)
     meter = _OTMeter(draw, coupling)
-    device = torch.device(device)
     rank, world = rank_and_world()
     k = settings.accumulate
     n_batch = settings.batch_size
@@ -361,8 +660,8 @@ def train(
     )
     lr_factor = _lr_lambda(settings)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    gen = torch.Generator().manual_seed(seed)
-    path_gen = torch.Generator().manual_seed(seed + 3)
+    gen = _generator(seed)
+    path_gen = _generator(seed, 3)
     record = _Record()
     start = 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
@@ -371,6 +670,9 @@ def train(
         raise ValueError("resume=True needs a checkpoint path")
     if resume and ckpt_path is not None and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        lr_factor.total = run["lr_schedule_steps"] = _check_resume(
+            state, run, ckpt_path, settings.steps
+        )
         net.load_state_dict(state["net"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
@@ -400,8 +702,8 @@ def train(
 
     val = None
     if validation is not None:
-        vgen = torch.Generator().manual_seed(seed + 1)
-        v0, v1 = (v.to(device=device, dtype=dtype) for v in validation)
+        vgen = _generator(seed, 1)
+        v0, v1 = (v.detach().to(device=device, dtype=dtype) for v in validation)
         vt = time_sampler.sample(v0.shape[0], generator=vgen, device=device, dtype=dtype)
         val = (v0, v1, vt)
         if interpolant.stochastic:
@@ -439,7 +741,7 @@ def train(
         ``(x0, x1, t, z)`` followed by ``(x0, x1, t, -z)`` (the ``gamma' z . v`` term of the
         loss then cancels to first order), otherwise times come in pairs ``u, 1 - u``.
         """
-        x0, x1 = (x.to(device=device, dtype=dtype) for x in draw(n, g))
+        x0, x1 = (x.detach().to(device=device, dtype=dtype) for x in draw(n, g))
         if not stochastic:
             t = time_sampler.sample(
                 n, generator=g, antithetic=settings.antithetic, device=device, dtype=dtype
@@ -475,6 +777,7 @@ def train(
         dynamic_ncols=True,
     )
     net.train()
+    guard = _DivergenceGuard(settings.clip_grad, record.fm_loss)
     max_norm = settings.clip_grad if settings.clip_grad is not None else float("inf")
     # one batch ahead: its pairing (e.g. exact OT in a worker process) overlaps this step;
     # checkpoints store the generator (and data position) as before that look-ahead draw
@@ -521,13 +824,9 @@ def train(
                 torch.distributed.all_reduce(stats)
                 stats /= world
             loss_value, fm_value, kinetic_value = (float(s) for s in stats)
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(
-                    f"the loss became {loss_value} at step {step}; lower lr (now "
-                    f"{sched.get_last_lr()[0]:.3g}), keep clip_grad on, or check the data scale"
-                )
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
             lr = sched.get_last_lr()[0]
+            guard.check(step, loss_value, fm_value, grad_norm, lr)  # before the weights move
             opt.step()
             sched.step()
             if update_ema is not None:
@@ -568,6 +867,7 @@ def train(
                         "draw": draw_state,
                         "record": {k: list(v) for k, v in vars(record).items()},
                         "step": done,
+                        "fingerprint": run,
                     },
                     ckpt_path,
                 )
@@ -575,7 +875,7 @@ def train(
     if settings.restore_best and best["state"] is not None:
         model.load_state_dict(best["state"])  # the weights with the lowest validation loss
     model.eval()
-    attrs = {"seed": seed, **meter.attrs()}
+    attrs = {"seed": seed, "lr_schedule_steps": lr_factor.total, **meter.attrs()}
     if settings.restore_best and best["state"] is not None:
         attrs["best_val_loss"] = best["loss"]
     return model, record.to_dataset(attrs)
@@ -759,9 +1059,11 @@ def fit(
         batch_size: pairs per step.
         lr: peak AdamW learning rate (linear warm-up over ``warmup`` steps, cosine decay
             to 1% of it).
-        seed: seeds the whole run (splits, batches, times, initial weights).
+        seed: seeds the whole run (splits, batches, times, initial weights); an integer in
+            ``[0, 2**63 - 1]``.
         progress: show a tqdm progress bar.
-        device: torch device for training and the returned flow.
+        device: torch device for training and the returned flow: ``"cpu"``, an available
+            ``"cuda[:index]"`` or ``"mps"``.
         dtype: network dtype (``torch.float32`` or ``torch.float64``).
         validation: fraction of each sample set held out for the validation loss.
         width: hidden width of the MLP; ``None`` picks 128 for ``d <= 16`` and 256 above.
@@ -785,8 +1087,17 @@ def fit(
             (:class:`~sitransport.interpolants.Normalized`), so velocities, scores and
             marginals are the same as with ``normalize=False``.
         eval_every: steps between validation evaluations.
-        checkpoint_dir: directory for ``checkpoint.pt`` (written every ``checkpoint_every``).
-        resume: continue from the checkpoint in ``checkpoint_dir`` if present.
+        checkpoint_dir: directory for ``checkpoint.pt`` (written every ``checkpoint_every``),
+            which also stores a fingerprint of the call: these arguments and, for each end,
+            its kind, shape, size and the SHA-256 of a fixed subsample (evenly spread rows of
+            samples; a fixed-seed draw of a distribution).
+        resume: continue from the checkpoint in ``checkpoint_dir`` if present. Every argument
+            and both ends must be the checkpoint's, except ``steps``, ``progress``,
+            ``checkpoint_every`` and where things run or are read from (``checkpoint_dir``,
+            ``device``, ``num_workers``, ``ode``). A larger ``steps`` extends the run on the
+            original learning-rate schedule (the extra steps run at its floor, 1% of ``lr``;
+            see :func:`train`); with ``optimize_path`` and ``path_freeze < 1`` it would also
+            move the path's freeze step (``path_freeze * steps``), which is refused.
         ode: default ODE settings of the returned flow.
         coupling: pairing of each batch: ``"independent"`` (the paper's), ``"exact_ot"``
             (exact minibatch OT, in blocks of 256), ``"global_ot"`` (batches drawn from the
@@ -830,9 +1141,17 @@ def fit(
         The fitted :class:`TransportFlow`; ``flow.config`` records these settings and
         ``flow.history`` the training record.
 
+    Training that diverges stops with an error rather than return a broken flow: a
+    non-finite loss or gradient norm, or a flow-matching loss whose 5-step running median
+    grew to ``1e4`` times its lowest (see :func:`train`).
+
     Raises:
-        ValueError, TypeError: bad input (the message names the argument).
-        FloatingPointError: the loss became non-finite.
+        ValueError, TypeError: bad input (the message names the argument), e.g. ``seed``
+            outside ``[0, 2**63 - 1]`` or an unsupported ``device``.
+        TrainingDivergedError: the loss or gradient became non-finite, or the loss grew by
+            orders of magnitude (a ``FloatingPointError``; the message names the step).
+        CheckpointMismatchError: ``resume=True`` with a checkpoint of another run (every
+            differing field is listed) or ``steps`` below the checkpoint's step.
 
     Example:
         >>> import sitransport as st
@@ -841,6 +1160,7 @@ def fit(
         >>> flow.sample(5, seed=0).shape
         (5, 2)
     """
+    seed = check_seed(seed)  # before the config records it
     kwargs = {k: v for k, v in locals().items() if k not in ("rho0", "rho1")}
     config = plain(kwargs)
     settings = TrainSettings(
@@ -859,8 +1179,7 @@ def fit(
         accumulate=accumulate,
         mixed_precision=mixed_precision,
     )
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+    check_device(device)
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     validation = check_fraction(validation, "validation", high=0.9)
@@ -927,7 +1246,7 @@ def fit(
                 stacklevel=2,
             )
 
-    gen = torch.Generator().manual_seed(seed + 2)
+    gen = _generator(seed, 2)
     train0, held0 = _split(d0, validation, gen, "rho0")
     if source is not None:
         train1, held1 = _split_dataset(source, validation, gen)
@@ -987,6 +1306,8 @@ def fit(
         draw = _DatasetDraw(train0, train1, norm)
     if isinstance(pairing, GlobalOT):  # batches from OT plans of the training sets
         draw = _plan_sampler(pairing, train0, train1, norm, seed)
+    end1 = source if source is not None else d1
+    run = _fit_fingerprint(config, interp, sampler, pairing, d0, end1) if ckpt else None
 
     model, history = train(
         net,
@@ -1002,6 +1323,7 @@ def fit(
         resume=resume,
         device=device,
         dtype=dtype,
+        fingerprint=run,
     )
     return TransportFlow(
         model,
@@ -1026,6 +1348,8 @@ def _end(rho: Any, name: str, shape: tuple[int, ...] | None = None) -> Density:
     """An end of ``fit``: integer images dequantised per draw, anything else as_density."""
     if isinstance(rho, ImageData):
         return DequantizedImages(rho.pixels, rho.levels)
+    if isinstance(rho, Tensor):  # data is data: no gradient flows into the caller's tensor
+        rho = rho.detach()
     return as_density(rho, name, shape=shape)
 
 
@@ -1100,7 +1424,7 @@ def _dataset_items(source: ShardedDataset, n: int, gen: torch.Generator) -> Tens
     """Up to ``n`` random items of a dataset, dequantised (float64)."""
     m = min(n, len(source.dataset))
     idx = torch.randperm(len(source.dataset), generator=gen)[:m].tolist()
-    x = torch.stack([_image(source.dataset[i]) for i in idx])
+    x = torch.stack([_image(source.dataset[i]) for i in idx]).detach()
     if torch.is_floating_point(x):
         return x.to(torch.float64)
     check_pixels(x, "dataset images", source.levels)
@@ -1203,6 +1527,9 @@ def reflow(
     Returns:
         A new :class:`TransportFlow` with the same ends and normalisation.
 
+    Raises:
+        ValueError: ``n < 2``, ``seed`` outside ``[0, 2**63 - 1]``, or no base to draw from.
+
     Example:
         >>> import sitransport as st
         >>> x1 = st.datasets.sample("moons", 1000, seed=0)
@@ -1214,6 +1541,7 @@ def reflow(
         (3, 2)
     """
     n = check_positive_int(n, "n", minimum=2)
+    seed = check_seed(seed)
     if flow.base is None:
         raise ValueError("reflow needs rho0: the flow has no base to draw from")
     config = dict(flow.config)
@@ -1225,7 +1553,7 @@ def reflow(
             "coupling": "paired",
         }
     )
-    gen = torch.Generator().manual_seed(seed + 7)
+    gen = _generator(seed, 7)
     x0 = flow.base.sample(n, gen)
     x1 = torch.as_tensor(flow.push_forward(x0.numpy(), ode=ode))
     norm = flow.normalization
