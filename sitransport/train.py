@@ -832,6 +832,9 @@ def fit(
 
     Raises:
         ValueError, TypeError: bad input (the message names the argument).
+        ValueError: the normalisation of the data overflows float64, or ``dtype`` cannot
+            resolve an end in it (the message names the end, and ``dtype=torch.float64``
+            when that resolves it).
         FloatingPointError: the loss became non-finite.
 
     Example:
@@ -944,7 +947,7 @@ def fit(
             else _dataset_items(train, n_stat, gen)
             for train in (train0, train1)
         ]
-        norm = Normalization.from_samples(*pool)
+        norm = Normalization.from_samples(*pool, names=("rho0", "rho1"), dtype=dtype)
     else:
         norm = Normalization.identity(d0.shape)
 
