@@ -44,9 +44,17 @@ _VERSION = 2
 _READABLE = (1, 2)
 
 
+#: The fewest distinct values per standard deviation of each end that the network's dtype
+#: must resolve, in the caller's and the normalised coordinates (``fit`` refuses fewer).
+_MIN_LEVELS = 100
+
+
 @dataclass(frozen=True)
 class Normalization:
     """Affine map ``z = (x - shift) / scale`` with a scalar ``scale`` (a similarity).
+
+    Raises:
+        ValueError: ``scale`` is not finite and positive, or ``shift`` is not finite.
 
     Example:
         >>> import torch
@@ -59,6 +67,14 @@ class Normalization:
     shift: Tensor
     scale: float
 
+    def __post_init__(self) -> None:
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)):
+            raise TypeError(f"normalization scale must be a float, got {type(self.scale).__name__}")
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"normalization scale must be finite and > 0, got {self.scale!r}")
+        if not isinstance(self.shift, Tensor) or not bool(torch.isfinite(self.shift).all()):
+            raise ValueError(f"normalization shift must be a finite tensor, got {self.shift!r}")
+
     @classmethod
     def identity(cls, shape: tuple[int, ...]) -> Normalization:
         """The identity map (zero shift, unit scale) for samples of shape ``shape``.
@@ -70,11 +86,29 @@ class Normalization:
         return cls(torch.zeros(shape, dtype=torch.float64), 1.0)
 
     @classmethod
-    def from_samples(cls, *samples: Tensor) -> Normalization:
+    def from_samples(
+        cls,
+        *samples: Tensor,
+        names: tuple[str, ...] | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Normalization:
         """Pooled mean and root-mean per-coordinate variance of all ``samples``.
 
+        With ``dtype`` (the network's), each sample set must also be resolvable in it: its
+        values' squares must not overflow, and it must keep at least 100 distinct values per
+        standard deviation both as given and in normalised coordinates (two ends far apart
+        relative to their spreads, or of very different spreads, collapse to a few points).
+
+        Args:
+            samples: sample sets, shape ``(n_i, ...)``, one per end.
+            names: their names in error messages (default ``samples[i]``).
+            dtype: the dtype the samples will be transported in (``None``: not checked).
+
         Raises:
-            ValueError: all samples are identical (zero variance).
+            ValueError: all samples are identical (zero variance); the pooled mean or
+                variance is not finite (it overflows float64); or ``dtype`` cannot resolve
+                a sample set (the message names it, and ``dtype=torch.float64`` when that
+                resolves it).
 
         Example:
             >>> import torch
@@ -84,14 +118,65 @@ class Normalization:
             >>> norm.shift.tolist(), round(norm.scale, 4)  # variance 4/3 in each coordinate
             ([1.0, 1.0], 1.1547)
         """
+        names = names or tuple(f"samples[{i}]" for i in range(len(samples)))
         pooled = torch.cat([s.to(torch.float64) for s in samples])
         shift = pooled.mean(0)
         scale = float(pooled.var(0).mean().sqrt())
+        what = f"the samples of {' and '.join(names)}"
+        if not (math.isfinite(scale) and bool(torch.isfinite(shift).all())):
+            top = float(pooled.abs().max())
+            raise ValueError(
+                f"cannot normalise {what}: their pooled mean or variance overflows float64 "
+                f"(scale={scale!r}, largest magnitude {top:.3g}); rescale the data"
+            )
         if not scale > 0:
             raise ValueError(
-                "cannot normalise: all samples are identical (zero variance); pass normalize=False"
+                f"cannot normalise {what}: all samples are identical (zero variance); pass "
+                "normalize=False"
             )
-        return cls(shift, scale)
+        norm = cls(shift, scale)
+        if dtype is not None:
+            for s, name in zip(samples, names, strict=True):
+                norm._check_resolution(s.to(torch.float64), name, dtype)
+        return norm
+
+    def _levels(self, x: Tensor, dtype: torch.dtype) -> float:
+        """Distinct values of ``dtype`` per standard deviation of ``x``, the fewer of those
+        in the caller's and the normalised coordinates."""
+        spread = float(x.var(0).mean().sqrt()) if x.shape[0] > 1 else 0.0
+        if spread == 0:
+            return math.inf  # a point mass: nothing to resolve
+        top = max(float(x.abs().max()), float((x - self.shift).abs().max()))
+        return spread / (torch.finfo(dtype).eps * top)
+
+    def _check_resolution(self, x: Tensor, name: str, dtype: torch.dtype) -> None:
+        """Refuse sample sets ``dtype`` cannot hold: squares overflow, or fewer than
+        ``_MIN_LEVELS`` values per standard deviation."""
+        top = float(x.abs().max())
+        fix = (
+            "fit with dtype=torch.float64"
+            if dtype != torch.float64 and self._fits(x, torch.float64)
+            else "no floating dtype resolves it: rescale the data so that both ends have "
+            "comparable spreads and offsets (e.g. standardise each end yourself)"
+        )
+        if top > math.sqrt(torch.finfo(dtype).max):
+            raise ValueError(
+                f"{name} has values up to {top:.3g}, whose squares overflow {dtype} (largest "
+                f"{torch.finfo(dtype).max:.3g}): {fix}"
+            )
+        levels = self._levels(x, dtype)
+        if levels < _MIN_LEVELS:
+            raise ValueError(
+                f"{name} cannot be resolved in {dtype} in the normalisation shared by both "
+                f"ends (shift up to {float(self.shift.abs().max()):.3g}, scale "
+                f"{self.scale:.3g}): {dtype} keeps only {levels:.3g} distinct values per "
+                f"standard deviation of {name} (needs >= {_MIN_LEVELS}), so its samples "
+                f"would collapse to a few points; {fix}"
+            )
+
+    def _fits(self, x: Tensor, dtype: torch.dtype) -> bool:
+        top = float(x.abs().max())
+        return top <= math.sqrt(torch.finfo(dtype).max) and self._levels(x, dtype) >= _MIN_LEVELS
 
     def encode(self, x: Tensor) -> Tensor:
         """Caller's coordinates to normalised ones, ``(x - shift) / scale``.
@@ -135,7 +220,8 @@ class TransportResult:
 @dataclass(frozen=True)
 class LogProbEstimate:
     """Log-density estimates (nats), their standard errors (zero for the exact divergence,
-    across-probe spread for Hutchinson) and the NFE of the augmented ODE.
+    from the across-probe spread for Hutchinson, see :func:`~sitransport.ode.probe_stderr`)
+    and the NFE of the augmented ODE.
 
     Example:
         >>> import numpy as np
@@ -383,6 +469,8 @@ class TransportFlow:
         Raises:
             TypeError: ``ode`` is not an :class:`ODEOptions` or ``nfe`` not an integer.
             ValueError: both ``ode`` and ``nfe`` given, or ``nfe < 1``.
+            TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
+                ``ode.max_steps``); the message names the time and what to try.
 
         Example:
             >>> import numpy as np
@@ -412,6 +500,10 @@ class TransportFlow:
             ``(x1, energy, nfe)``: end points, per-sample path energies (caller's
             coordinates, shape ``(n,)``) and the NFE. The mean energy over samples of
             ``rho0`` is the flow's kinetic energy.
+
+        Raises:
+            TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
+                ``ode.max_steps``); the message names the time and what to try.
 
         Example:
             >>> import numpy as np
@@ -475,6 +567,10 @@ class TransportFlow:
         Returns:
             Samples of ``rho1``, of the array type, dtype and device of ``x``.
 
+        Raises:
+            TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
+                ``ode.max_steps``); the message names the time and what to try.
+
         Example:
             >>> import numpy as np
             >>> import torch
@@ -499,6 +595,10 @@ class TransportFlow:
 
         Returns:
             Samples of ``rho0``, of the array type, dtype and device of ``y``.
+
+        Raises:
+            TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
+                ``ode.max_steps``); the message names the time and what to try.
 
         Example:
             >>> import numpy as np
@@ -531,6 +631,8 @@ class TransportFlow:
         Raises:
             ValueError: ``times`` not 1-D and strictly monotone; both ``ode`` and ``nfe``
                 given, or ``nfe < 1``.
+            TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
+                ``ode.max_steps``); the message names the time and what to try.
 
         Example:
             >>> import numpy as np
@@ -607,6 +709,9 @@ class TransportFlow:
         Raises:
             ValueError: no Gaussian base, or ``t`` too close to 1 (the estimate is singular
                 there; the message names the time).
+            ValueError: the interpolant's denominator :math:`\beta\dot\alpha - \dot\beta\alpha`
+                vanishes at ``t`` with :math:`\beta \neq 0` (named with the time; at ``t = 0``
+                its limit is used).
 
         Example:
             With ``rho1 = N(0, I)`` too, the velocity of ``trig`` is zero, every
@@ -749,6 +854,8 @@ class TransportFlow:
         Raises:
             ValueError: no base; bad ``method``, ``steps`` or ``eps``; both ``ode`` and
                 ``nfe`` given, ``nfe < 1``, or ``nfe`` with ``method="sde"``.
+            TransportError: the ODE or SDE solve failed (a non-finite state or velocity, or
+                the ODE's step limit); the message names the time and what to try.
 
         Example:
             The exact velocity of ``linear`` from ``N(0, I)`` to ``N(0, 4 I)``, where
@@ -819,7 +926,10 @@ class TransportFlow:
             method: ``"exact"`` (autograd trace, ``d`` backward passes per step),
                 ``"hutchinson"`` (``probes`` Rademacher probes held fixed along each path,
                 unbiased) or ``"auto"`` (exact for ``d <= 16``).
-            probes: Hutchinson probes; the standard error is their spread / sqrt(probes).
+            probes: Hutchinson probes; the standard error is their spread, shrunk toward the
+                spread pooled over the points of a batch
+                (:func:`~sitransport.ode.probe_stderr`), divided by ``sqrt(probes)``. One
+                probe measures no spread: its standard error is ``nan``, never zero.
             seed: seed of the probes (default 0: repeated calls agree).
             ode: ODE settings (default: the flow's :attr:`ode`).
             batch_size: points integrated at once (default: ``ode.batch_size``). With an
@@ -834,6 +944,8 @@ class TransportFlow:
         Raises:
             ValueError: the flow has no base density (``rho0`` given as samples); bad
                 ``method``, ``probes`` or ``batch_size``.
+            TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
+                ``ode.max_steps``); the message names the time and what to try.
 
         Example:
             >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))

@@ -25,6 +25,7 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 from sitransport._validation import check_choice, check_positive, check_positive_int
+from sitransport.errors import TransportError
 
 __all__ = [
     "EnergyResult",
@@ -36,6 +37,7 @@ __all__ = [
     "integrate",
     "integrate_energy",
     "integrate_logdet",
+    "probe_stderr",
 ]
 
 Velocity = Callable[[Tensor, Tensor], Tensor]
@@ -56,6 +58,20 @@ ORDERS: dict[str, int] = {"euler": 1, "midpoint": 2, "heun3": 3, "rk4": 4}
 
 #: The fixed-step scheme of :meth:`ODEOptions.budget` below four evaluations, by budget.
 _ONE_STEP = {1: "euler", 2: "midpoint", 3: "heun3"}
+
+#: Weight, in degrees of freedom, of the variance pooled over rows in :func:`probe_stderr`.
+_PRIOR_DOF = 8.0
+
+#: New velocity evaluations per adaptive step (dopri5 reuses its last stage), and the
+#: evaluations before the first step (the initial velocity and the step-size probe).
+_ADAPTIVE_STAGES, _ADAPTIVE_START = 6, 2
+
+#: What to try when a solve fails (every :class:`~sitransport.errors.TransportError` says it).
+_ADVICE = (
+    "Try: fit with dtype=torch.float64; looser rtol/atol or a larger max_steps in "
+    "ODEOptions; a fixed-step method (ODEOptions(method='rk4', steps=200)); or check the "
+    "network's weights for nan/inf (e.g. after training with too large an lr)"
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,11 @@ class ODEOptions:
     ``heun3``, ``midpoint``, ``euler``), tolerances for adaptive methods, ``steps`` for
     fixed-step methods (equal steps over the span of each solve, whatever its length) and
     ``batch_size``, the number of samples integrated at once (bounds memory for large ``n``).
+    ``max_steps`` bounds the steps of an adaptive solve: a field that diverges or is too stiff
+    for the tolerances stops with :class:`~sitransport.errors.TransportError` instead of
+    shrinking its steps forever (also under ``python -O``, where torchdiffeq's own checks are
+    off). Every solve also stops with that error when the state or the velocity becomes
+    non-finite, naming the time.
 
     A fixed-step solve costs exactly ``steps`` times the method's stages (1, 2, 3, 4)
     velocity evaluations: :attr:`nfe`. :meth:`budget` picks the scheme for a given cost.
@@ -97,6 +118,7 @@ class ODEOptions:
     rtol: float = 1e-5
     steps: int = 100
     batch_size: int = 10_000
+    max_steps: int = 10_000
 
     def __post_init__(self) -> None:
         check_choice(self.method, "ODE method", SOLVERS)
@@ -104,6 +126,7 @@ class ODEOptions:
         check_positive(self.rtol, "rtol")
         check_positive_int(self.steps, "steps")
         check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.max_steps, "max_steps")
 
     @classmethod
     def budget(cls, nfe: int, *, batch_size: int = 10_000) -> ODEOptions:
@@ -169,13 +192,19 @@ class ODEOptions:
             {'method': 'rk4', 'options': {'grid_constructor': _UniformGrid(steps=20)}}
             >>> sorted(ODEOptions().kwargs(torch.tensor([1.0, 0.0])))
             ['atol', 'method', 'options', 'rtol']
+            >>> options = ODEOptions(max_steps=500).kwargs(torch.tensor([0.0, 1.0]))["options"]
+            >>> options["max_num_steps"]  # adaptive steps per solve
+            500
         """
         if SOLVERS[self.method] == "adaptive":
             return {
                 "method": self.method,
                 "atol": self.atol,
                 "rtol": self.rtol,
-                "options": {"step_t": times[-1:].detach().clone()},
+                "options": {
+                    "step_t": times[-1:].detach().clone(),
+                    "max_num_steps": self.max_steps,
+                },
             }
         return {"method": self.method, "options": {"grid_constructor": _UniformGrid(self.steps)}}
 
@@ -238,14 +267,82 @@ class EnergyResult:
     nfe: float
 
 
-class _Counted(torch.nn.Module):
-    def __init__(self, f: Callable) -> None:
+def _all_finite(state: Tensor | tuple[Tensor, ...]) -> bool:
+    parts = state if isinstance(state, tuple) else (state,)
+    return all(bool(torch.isfinite(p).all()) for p in parts)
+
+
+class _Guarded(torch.nn.Module):
+    """The right-hand side as torchdiffeq calls it, counting evaluations (NFE), stopping a
+    solve whose state or velocity is non-finite or that exceeds its evaluation budget
+    (``limit``; ``None`` for fixed steps), and remembering the last time it was called at."""
+
+    def __init__(self, f: Callable, limit: int | None = None) -> None:
         super().__init__()
-        self.f, self.nfe = f, 0
+        self.f, self.nfe, self.limit = f, 0, limit
+        self.t: float | None = None
+        self.in_velocity = False  # an error raised now is the velocity's own
 
     def forward(self, t: Tensor, state):
+        self.t = float(t)
         self.nfe += 1
-        return self.f(t, state)
+        if self.limit is not None and self.nfe > self.limit:
+            raise _Failure("the adaptive solver exceeded its step limit", self.t)
+        if not _all_finite(state):
+            raise _Failure("the state became non-finite (nan or inf)", self.t)
+        self.in_velocity = True
+        out = self.f(t, state)
+        self.in_velocity = False
+        if not _all_finite(out):
+            raise _Failure("the velocity became non-finite (nan or inf)", self.t)
+        return out
+
+
+class _Failure(Exception):
+    """Raised inside a solve; :func:`_solve` turns it into a :class:`TransportError`."""
+
+    def __init__(self, what: str, t: float | None) -> None:
+        super().__init__(what)
+        self.what, self.t = what, t
+
+
+def _solve(
+    rhs: Callable, y0: Tensor | tuple[Tensor, ...], times: Tensor, options: ODEOptions
+) -> tuple[Tensor | tuple[Tensor, ...], float]:
+    """``torchdiffeq.odeint`` under :class:`_Guarded`: the trajectory and the NFE.
+
+    Raises:
+        TransportError: the state or velocity became non-finite, the adaptive solver exceeded
+            ``options.max_steps`` or torchdiffeq failed (step-size underflow); the message
+            names the span, the time of the failure and what to try.
+    """
+    adaptive = SOLVERS[options.method] == "adaptive"
+    limit = _ADAPTIVE_STAGES * options.max_steps + _ADAPTIVE_START if adaptive else None
+    f = _Guarded(rhs, limit)
+    try:
+        with torch.no_grad():
+            out = odeint(f, y0, times, **options.kwargs(times))
+    except _Failure as err:
+        raise TransportError(_failure_message(err.what, err.t, times, options)) from None
+    except (AssertionError, RuntimeError) as err:
+        if f.in_velocity or isinstance(err, TransportError):
+            raise  # the velocity's own error, not the solver's
+        what = f"the solver failed ({type(err).__name__}: {err})"
+        if "max_num_steps" in str(err):
+            what = "the adaptive solver exceeded its step limit"
+        elif "underflow" in str(err):
+            what = "the solver's step size underflowed (the field is too stiff or diverges)"
+        raise TransportError(_failure_message(what, f.t, times, options)) from err
+    return out, f.nfe
+
+
+def _failure_message(what: str, t: float | None, times: Tensor, options: ODEOptions) -> str:
+    at = "before the first evaluation" if t is None else f"at t={t:.6g}"
+    limit = f", max_steps={options.max_steps}" if SOLVERS[options.method] == "adaptive" else ""
+    return (
+        f"the ODE solve from t={float(times[0]):g} to t={float(times[-1]):g} "
+        f"(method={options.method!r}{limit}) failed: {what} {at}. {_ADVICE}"
+    )
 
 
 def integrate(
@@ -265,6 +362,12 @@ def integrate(
     Returns:
         :class:`ODEResult` with states of shape ``(len(times), n, ...)``.
 
+    Raises:
+        TransportError: the state or velocity became non-finite, or an adaptive solve
+            exceeded ``options.max_steps`` steps (or torchdiffeq's step size underflowed);
+            the message names the span, the time of the failure and what to try. Errors
+            raised by ``velocity`` itself propagate unchanged.
+
     Example:
         >>> import torch
         >>> x = torch.tensor([[1.0, 2.0]])
@@ -278,10 +381,9 @@ def integrate(
     times = times.to(dtype=x.dtype, device=x.device)
     outs, nfes = [], []
     for chunk in torch.split(x, options.batch_size):
-        f = _Counted(lambda t, y: velocity(y, t))
-        with torch.no_grad():
-            outs.append(odeint(f, chunk, times, **options.kwargs(times)))
-        nfes.append(f.nfe)
+        states, nfe = _solve(lambda t, y: velocity(y, t), chunk, times, options)
+        outs.append(states)
+        nfes.append(nfe)
     return ODEResult(torch.cat(outs, dim=1), sum(nfes) / len(nfes))
 
 
@@ -380,11 +482,18 @@ def integrate_logdet(
         options: solver settings (:class:`ODEOptions`).
         divergence: ``"exact"`` or ``"hutchinson"``.
         probes: number of Rademacher probes for Hutchinson; the reported standard error is
-            the spread across probes divided by ``sqrt(probes)`` (``nan`` for one probe).
+            the spread across probes, shrunk toward the spread pooled over the rows
+            (:func:`probe_stderr`), divided by ``sqrt(probes)`` (``nan`` for one probe).
         generator: random source of the probes.
 
     Returns:
         :class:`LogDetResult`.
+
+    Raises:
+        TransportError: the state or velocity became non-finite, or an adaptive solve
+            exceeded ``options.max_steps`` steps (or torchdiffeq's step size underflowed);
+            the message names the span, the time of the failure and what to try. Errors
+            raised by ``velocity`` itself propagate unchanged.
 
     Example:
         >>> import torch
@@ -416,22 +525,53 @@ def integrate_logdet(
             def rhs(t, state, _v=velocity, _e=eps):
                 return divergence_hutchinson(_v, state[0], t, _e)
 
-        f = _Counted(rhs)
         zero = torch.zeros(chunk.shape[0], k, dtype=x.dtype, device=x.device)
-        with torch.no_grad():
-            traj_x, traj_l = odeint(f, (chunk, zero), times, **options.kwargs(times))
+        (traj_x, traj_l), nfe = _solve(rhs, (chunk, zero), times, options)
         xs.append(traj_x[-1])
         deltas.append(traj_l[-1])
-        nfes.append(f.nfe)
+        nfes.append(nfe)
     delta = torch.cat(deltas)
     mean = delta.mean(1)
-    if divergence == "exact":
-        stderr = torch.zeros_like(mean)
-    elif k == 1:
-        stderr = torch.full_like(mean, float("nan"))
-    else:
-        stderr = delta.std(1) / k**0.5
+    stderr = torch.zeros_like(mean) if divergence == "exact" else probe_stderr(delta)
     return LogDetResult(torch.cat(xs), mean, stderr, sum(nfes) / len(nfes))
+
+
+def probe_stderr(estimates: Tensor, prior_dof: float = _PRIOR_DOF) -> Tensor:
+    r"""Standard errors of the per-row means of ``k`` probe estimates, shape ``(n, k)``.
+
+    Each row's sample variance :math:`s_i^2` (``k - 1`` degrees of freedom) is shrunk toward
+    the variance pooled over the rows, :math:`\bar s^2`, as if from ``prior_dof`` more:
+
+    .. math::
+
+        \hat\sigma_i^2 = \frac{(k - 1)\, s_i^2 + \nu_0\, \bar s^2}{k - 1 + \nu_0},
+        \qquad \mathrm{se}_i = \hat\sigma_i / \sqrt{k}.
+
+    With few probes a row's own spread is unreliable (with two Rademacher probes in
+    ``d = 2`` it is zero for about half the rows, whatever their error); pooling keeps the
+    error bar of every row honest, and many probes make it the row's own. It is zero only
+    when every probe of every row agrees (e.g. a divergence exact for every probe). One
+    probe has no spread to measure: ``nan``.
+
+    Args:
+        estimates: ``k`` probe estimates per row, shape ``(n, k)``.
+        prior_dof: :math:`\nu_0`, the weight of the pooled variance in degrees of freedom.
+
+    Returns:
+        The standard errors, shape ``(n,)``.
+
+    Example:
+        >>> import torch
+        >>> est = torch.tensor([[1.0, 1.0], [0.0, 2.0]], dtype=torch.float64)
+        >>> probe_stderr(est)  # the first row's probes agree by chance: not a zero error bar
+        tensor([0.6667, 0.7454], dtype=torch.float64)
+    """
+    n, k = estimates.shape
+    if k == 1:
+        return torch.full((n,), float("nan"), dtype=estimates.dtype, device=estimates.device)
+    row = estimates.var(1)
+    var = ((k - 1) * row + prior_dof * row.mean()) / (k - 1 + prior_dof)
+    return (var / k).sqrt()
 
 
 def integrate_energy(
@@ -452,6 +592,12 @@ def integrate_energy(
     Returns:
         :class:`EnergyResult`.
 
+    Raises:
+        TransportError: the state or velocity became non-finite, or an adaptive solve
+            exceeded ``options.max_steps`` steps (or torchdiffeq's step size underflowed);
+            the message names the span, the time of the failure and what to try. Errors
+            raised by ``velocity`` itself propagate unchanged.
+
     Example:
         >>> import torch
         >>> x = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
@@ -469,11 +615,9 @@ def integrate_energy(
 
     xs, energies, nfes = [], [], []
     for chunk in torch.split(x, options.batch_size):
-        f = _Counted(rhs)
         zero = torch.zeros(chunk.shape[0], dtype=x.dtype, device=x.device)
-        with torch.no_grad():
-            traj_x, traj_e = odeint(f, (chunk, zero), times, **options.kwargs(times))
+        (traj_x, traj_e), nfe = _solve(rhs, (chunk, zero), times, options)
         xs.append(traj_x[-1])
         energies.append(traj_e[-1])
-        nfes.append(f.nfe)
+        nfes.append(nfe)
     return EnergyResult(torch.cat(xs), torch.cat(energies), sum(nfes) / len(nfes))

@@ -32,9 +32,13 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from sitransport.errors import TransportError
 from sitransport.interpolants import Interpolant, _broadcast
 
 __all__ = ["denoiser_from_velocity", "score_from_velocity", "sde_integrate"]
+
+#: Relative size below which a difference of two products counts as zero (cancelled).
+_CANCEL = 1e-6
 
 
 def denoiser_from_velocity(
@@ -52,7 +56,14 @@ def denoiser_from_velocity(
             for the interpolant itself.
 
     Returns:
-        :math:`\eta_0`, shape ``(n, d)``.
+        :math:`\eta_0`, shape ``(n, d)``. Where :math:`\beta(t) = 0` (at ``t = 0``, where
+        :math:`x_t = \alpha x_0`) it is the limit :math:`x / \alpha`, also when the
+        denominator :math:`\beta\dot\alpha - \dot\beta\alpha` vanishes there (e.g.
+        ``Custom(lambda t: 1 - t**2, lambda t: t**2)``, whose denominator is :math:`-2t`).
+
+    Raises:
+        ValueError: the denominator vanishes (cancels to below ``1e-6`` of its terms) at a
+            time with :math:`\beta(t) \neq 0`; the message names the interpolant and the time.
 
     Example:
         For ``rho0 = rho1 = N(0, I)`` and ``trig`` the exact velocity is zero and
@@ -73,7 +84,33 @@ def denoiser_from_velocity(
         x = x - _broadcast(c, t, x) * shift
         v = v - _broadcast(dc, t, v) * shift
     wronskian = b * da - db * a
-    return (_broadcast(b, t, v) * v - _broadcast(db, t, x) * x) / _broadcast(wronskian, t, x)
+    # x_t = alpha x0 where beta = 0 (t = 0): there E[x0 | x_t = x] = x / alpha, the limit of
+    # the formula, whose denominator may vanish there (e.g. alpha = 1 - t^2, beta = t^2)
+    singular = wronskian.abs() <= _CANCEL * ((b * da).abs() + (db * a).abs())
+    limit = singular & (b.abs() <= _CANCEL * a.abs())
+    _check_denominator(singular & ~limit, t, interpolant)
+    safe = torch.where(singular, torch.ones_like(wronskian), wronskian)
+    eta0 = (_broadcast(b, t, v) * v - _broadcast(db, t, x) * x) / _broadcast(safe, t, x)
+    if bool(limit.any()):
+        eta0 = torch.where(_broadcast(limit, t, x), x / _broadcast(a, t, x), eta0)
+    return eta0
+
+
+def _check_denominator(bad: Tensor, t: Tensor, interpolant: Interpolant) -> None:
+    r"""Refuse times where :math:`\beta\dot\alpha - \dot\beta\alpha` vanishes with
+    :math:`\beta \neq 0`: :math:`\eta_0` is not determined by the velocity there."""
+    if not bool(bad.any()):
+        return
+    if t.ndim == 0:
+        where = float(t)
+    else:
+        where = float(t[bad.reshape(bad.shape[0], -1).any(1)][0])
+    raise ValueError(
+        f"the score/denoiser of interpolant {interpolant!r} divides by "
+        f"beta(t) alpha'(t) - beta'(t) alpha(t), which vanishes at t={where:.6g}: the velocity "
+        "does not determine E[x0 | x_t] there. Use other times, or an interpolant whose "
+        "denominator does not vanish on (0, 1]"
+    )
 
 
 def score_from_velocity(
@@ -100,7 +137,9 @@ def score_from_velocity(
 
     Raises:
         ValueError: some :math:`\alpha(t) <` ``alpha_min`` (the estimate is singular at
-            ``t = 1``); the message names the offending time.
+            ``t = 1``); the message names the offending time. Or the denominator of
+            :func:`denoiser_from_velocity` vanishes at a time with :math:`\beta(t) \neq 0`
+            (the message names the interpolant and the time).
 
     Example:
         For ``rho0 = rho1 = N(0, I)`` the velocity of ``trig`` is zero and every
@@ -154,6 +193,10 @@ def sde_integrate(
     Returns:
         The states at ``t1``, shape of ``x``.
 
+    Raises:
+        TransportError: the state became non-finite (the message names the time and what
+            to try).
+
     Example:
         The Ornstein–Uhlenbeck process :math:`dX = -X dt + \sqrt 2 dW` keeps ``N(0, 1)``:
 
@@ -181,4 +224,11 @@ def sde_integrate(
             b_next = drift(x_pred, t_next)
             sigma_next = (2.0 * eps(t_next)).clamp_min(0).sqrt()
             x = x + 0.5 * (b + b_next) * h + 0.5 * (sigma + sigma_next) * dw
+        if not bool(torch.isfinite(x).all()):
+            raise TransportError(
+                f"the SDE solve from t={t0:g} to t={t1:g} ({steps} {scheme} steps) failed: the "
+                f"state became non-finite (nan or inf) in the step to t={float(t_next):.6g}. Try: "
+                "more steps, a smaller eps, fit with dtype=torch.float64, or check the "
+                "network's weights for nan/inf (e.g. after training with too large an lr)"
+            )
     return x

@@ -1148,6 +1148,9 @@ def fit(
     Raises:
         ValueError, TypeError: bad input (the message names the argument), e.g. ``seed``
             outside ``[0, 2**63 - 1]`` or an unsupported ``device``.
+        ValueError: the normalisation of the data overflows float64, or ``dtype`` cannot
+            resolve an end in it (the message names the end, and ``dtype=torch.float64``
+            when that resolves it).
         TrainingDivergedError: the loss or gradient became non-finite, or the loss grew by
             orders of magnitude (a ``FloatingPointError``; the message names the step).
         CheckpointMismatchError: ``resume=True`` with a checkpoint of another run (every
@@ -1263,7 +1266,7 @@ def fit(
             else _dataset_items(train, n_stat, gen)
             for train in (train0, train1)
         ]
-        norm = Normalization.from_samples(*pool)
+        norm = Normalization.from_samples(*pool, names=("rho0", "rho1"), dtype=dtype)
     else:
         norm = Normalization.identity(d0.shape)
 
