@@ -29,8 +29,8 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from sitransport._bases import Density, EmpiricalDensity, as_density
-from sitransport._io import atomic_save as _atomic_save
-from sitransport._io import plain
+from sitransport._io import load_checkpoint, plain
+from sitransport._io import save_checkpoint as _atomic_save  # checksum, keeps <name>.prev
 from sitransport._validation import (
     check_choice,
     check_fraction,
@@ -370,7 +370,7 @@ def train(
     if resume and ckpt_path is None:
         raise ValueError("resume=True needs a checkpoint path")
     if resume and ckpt_path is not None and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        state = load_checkpoint(ckpt_path, map_location=device)  # verified; falls back to .prev
         net.load_state_dict(state["net"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
