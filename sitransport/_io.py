@@ -84,7 +84,7 @@ def check_map_location(map_location: Any) -> torch.device:
 
     Raises:
         TypeError: not a string or :class:`torch.device`.
-        ValueError: not a device name, or a device this machine does not have.
+        ValueError: not a device name, ``"meta"``, or a device this machine does not have.
 
     Example:
         >>> check_map_location("cpu")
@@ -100,11 +100,14 @@ def check_map_location(map_location: Any) -> torch.device:
         raise ValueError(
             f"map_location must be a device such as 'cpu' or 'cuda:0', got {map_location!r}"
         ) from None
+    if device.type == "meta":
+        raise ValueError("map_location must be a device that holds data, got 'meta'")
     try:
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as err:  # AssertionError: torch built without CUDA
+        first = (str(err).splitlines() or [""])[0][:200]  # torch lists every backend
         raise ValueError(
-            f"map_location={map_location!r} is not available on this machine: {err}"
+            f"map_location={map_location!r} is not available on this machine: {first}"
         ) from None
     return device
 

@@ -228,6 +228,8 @@ def test_map_location_is_validated_up_front(saved):
     with pytest.raises(ValueError, match=r"map_location must be a device .* got 'gpu'") as err:
         st.load(saved, map_location="gpu")
     assert not isinstance(err.value, CorruptFileError)
+    with pytest.raises(ValueError, match="map_location must be a device that holds data"):
+        st.load(saved, map_location="meta")
     with pytest.raises(TypeError, match="map_location must be a device name or torch.device"):
         st.load(saved, map_location=0.5)
 
