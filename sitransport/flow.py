@@ -24,7 +24,15 @@ import xarray as xr
 from torch import Tensor, nn
 
 from sitransport._bases import Density, EmpiricalDensity, StandardNormal, as_density
-from sitransport._io import atomic_save, plain
+from sitransport._io import (
+    atomic_save,
+    check_map_location,
+    check_save_path,
+    module_mismatch,
+    plain,
+    read_checked,
+    state_mismatch,
+)
 from sitransport._validation import (
     as_tensor,
     check_choice,
@@ -32,7 +40,8 @@ from sitransport._validation import (
     check_positive_int,
     check_times,
 )
-from sitransport.interpolants import Interpolant, Normalized, get_interpolant
+from sitransport.errors import CorruptFileError
+from sitransport.interpolants import Interpolant, Normalized, get_interpolant, interpolant_names
 from sitransport.ode import ODEOptions, integrate, integrate_energy, integrate_logdet
 
 __all__ = ["LogProbEstimate", "Normalization", "TransportFlow", "TransportResult", "load"]
@@ -1013,14 +1022,21 @@ class TransportFlow:
 
     # -------------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike) -> None:
-        """Write the flow to ``path`` atomically (temporary file, then rename).
+        """Write the flow to ``path`` atomically (temporary file, flushed, then renamed).
 
-        The file holds only tensors and plain data (loaded with ``weights_only=True``).
-        Only built-in networks can be saved; a torch Distribution base is recorded by name
-        only and must be passed again to :func:`load`.
+        The file holds only tensors and plain data (loaded with ``weights_only=True``) and
+        the SHA-256 of its content, checked by :func:`load`. Only what :func:`load` rebuilds
+        exactly can be saved: a built-in network and a built-in interpolant of exactly their
+        class (a subclass would load as its parent). A torch Distribution base is recorded by
+        name only and must be passed again to :func:`load`.
 
         Raises:
-            TypeError: the velocity is not a built-in sitransport network.
+            TypeError: the velocity is not a built-in sitransport network, or the interpolant
+                is made of user callables; ``path`` is not a path.
+            ValueError: the network or the interpolant is a subclass (or a modified copy) of
+                a built-in class, which the file would restore as the built-in one; ``path``
+                is empty or a folder.
+            FileNotFoundError: the folder of ``path`` does not exist.
 
         Example:
             >>> import tempfile
@@ -1035,7 +1051,8 @@ class TransportFlow:
             >>> np.array_equal(again.push_forward(x), flow.push_forward(x))
             True
         """
-        atomic_save(self._payload(), Path(path))
+        check_save_path(path)  # before any work: a bad path is named as such
+        atomic_save(self._payload(), path)
 
     def _payload(self) -> dict[str, Any]:
         """The flow as plain data and tensors (what :meth:`save` writes)."""
@@ -1045,6 +1062,7 @@ class TransportFlow:
                 "only flows with a built-in sitransport network can be saved, got velocity "
                 f"of type {type(net).__name__}; save its state_dict yourself"
             )
+        _check_restorable(net, self._interpolant)
         base, target = _density_spec(self._base), _density_spec(self._target)
         return {
             "format": _FORMAT,
@@ -1084,7 +1102,45 @@ def _density_from_spec(spec: dict[str, Any] | None, shape: tuple[int, ...]) -> D
         return None  # distributions, dequantised image sets: not stored with the flow
     if spec["kind"] == "gaussian":
         return StandardNormal(shape)
-    return EmpiricalDensity(spec["samples"])
+    samples = spec["samples"]
+    if not (isinstance(samples, Tensor) and samples.is_floating_point()):
+        raise TypeError(f"stored samples must be a float tensor, got {type(samples).__name__}")
+    if tuple(samples.shape[1:]) != shape or samples.shape[0] < 1:
+        raise ValueError(
+            f"stored samples have shape {tuple(samples.shape)}, expected (n, *{shape})"
+        )
+    return EmpiricalDensity(samples)
+
+
+def _check_restorable(net: nn.Module, path: Interpolant) -> None:
+    """Refuse to save what :func:`load` would rebuild as something else: a subclass or a
+    modified copy of a built-in network or interpolant is saved under its parent's name."""
+    from sitransport.nn import build_network
+
+    try:
+        with torch.device("meta"):  # no memory: the architecture only
+            rebuilt_net = build_network(dict(net.config))
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"only flows with a built-in sitransport network can be saved; the velocity "
+            f"{type(net).__qualname__} has a config that sitransport.nn cannot rebuild: {err}"
+        ) from None
+    problem = module_mismatch(net, rebuilt_net)
+    if problem is not None:
+        raise ValueError(
+            f"cannot save a flow whose network is {type(net).__qualname__}: {problem}, so the "
+            f"file would load it as a plain {type(rebuilt_net).__name__}. Only the built-in "
+            "networks of sitransport.nn, unmodified, can be saved; save the state_dict yourself"
+        )
+    rebuilt_path = get_interpolant(path.spec())  # TypeError for user callables
+    problem = module_mismatch(path, rebuilt_path)
+    if problem is not None:
+        raise ValueError(
+            f"cannot save a flow whose interpolant is {type(path).__qualname__}: {problem}, so "
+            f"the file would load it as {type(rebuilt_path).__name__} with its alpha and beta. "
+            f"Only the built-in interpolants ({', '.join(interpolant_names())}) can be saved "
+            "as they are; save the network's state_dict and rebuild the flow yourself"
+        )
 
 
 def _progress(chunks: tuple[Tensor, ...], show: bool, desc: str) -> Any:
@@ -1107,13 +1163,16 @@ def _history_to_plain(history: xr.Dataset | None) -> dict[str, Any] | None:
         return None
     out: dict[str, Any] = {"coords": {}, "vars": {}, "attrs": plain(dict(history.attrs))}
     for name, c in history.coords.items():
-        out["coords"][str(name)] = torch.from_numpy(np.asarray(c.values, dtype=np.float64))
+        out["coords"][str(name)] = _float64_copy(c.values)
     for name, v in history.data_vars.items():
-        out["vars"][str(name)] = {
-            "dims": list(v.dims),
-            "data": torch.from_numpy(np.asarray(v.values, dtype=np.float64)),
-        }
+        out["vars"][str(name)] = {"dims": list(v.dims), "data": _float64_copy(v.values)}
     return out
+
+
+def _float64_copy(values: Any) -> Tensor:
+    """A tensor owning a copy of ``values``: arrays of a loaded flow are read-only, and
+    ``torch.from_numpy`` warns on those."""
+    return torch.from_numpy(np.array(values, dtype=np.float64, copy=True))
 
 
 def _history_fromplain(plain: dict[str, Any] | None) -> xr.Dataset | None:
@@ -1133,18 +1192,29 @@ def load(
 ) -> TransportFlow:
     """Load a flow written by :meth:`TransportFlow.save`. No code from the file is executed.
 
+    The file's SHA-256 is verified (files written before checksums load unchecked), and
+    every stored part (shape, normalisation, network and interpolant descriptions) is
+    checked against the others before anything is allocated from it.
+
     Args:
         path: the file.
         base: ``rho0`` for flows saved with a torch Distribution base (not storable as data).
         interpolant: for flows trained with a custom interpolant (not storable as data).
-        map_location: device for the network.
+        map_location: device for the network, e.g. ``"cpu"`` or ``"cuda:0"``.
 
     Returns:
         The :class:`TransportFlow` (or :class:`~sitransport.latent.LatentFlow`) that was saved.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is truncated, corrupted or not a sitransport flow.
+        OSError: the file cannot be opened (e.g. no permission to read it).
+        TypeError: ``path``, ``map_location``, ``base`` or ``interpolant`` of a wrong type.
+        ValueError: ``map_location`` is not a device of this machine, or ``base`` or
+            ``interpolant`` is invalid.
+        CorruptFileError: (a :class:`ValueError`) the file is truncated or corrupted (its
+            checksum does not match), holds objects other than tensors and plain data, is of
+            another format or version, or its parts do not fit together. The message names
+            the file.
 
     Example:
         >>> import tempfile
@@ -1160,68 +1230,178 @@ def load(
         >>> bool((again.sample(3, seed=0) == flow.sample(3, seed=0)).all())
         True
     """
-
+    device = check_map_location(map_location)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no sitransport file at {str(path)!r}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for bad files
-        raise ValueError(
-            f"{str(path)!r} is not a readable sitransport file (truncated, corrupted or another "
-            f"format): {type(err).__name__}: {err}"
-        ) from None
+    path_given = get_interpolant(interpolant) if interpolant is not None else None
+    payload = read_checked(path, device)
     if isinstance(payload, dict) and payload.get("format") == "sitransport.LatentFlow":
         from sitransport.latent import LatentFlow
 
+        if payload.get("version") != 1:
+            raise CorruptFileError(
+                f"{str(path)!r} has latent format version {payload.get('version')}; this "
+                "sitransport reads version 1"
+            )
+        inner = _from_payload(payload.get("inner"), path, base, path_given, device)
         try:
-            inner = _from_payload(payload["inner"], path, base, interpolant, map_location)
             return LatentFlow.from_plain(inner, payload["encoder"])
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"{str(path)!r} is a damaged sitransport file: {err}") from None
-    return _from_payload(payload, path, base, interpolant, map_location)
+        except (KeyError, TypeError, ValueError) as err:
+            raise _damaged(path, err) from None
+    return _from_payload(payload, path, base, path_given, device)
+
+
+def _damaged(path: Path, err: BaseException) -> CorruptFileError:
+    return CorruptFileError(
+        f"{str(path)!r} is a damaged sitransport file: {type(err).__name__}: {err}"
+    )
 
 
 def _from_payload(
-    payload: Any, path: Path, base: Any, interpolant: Any, map_location: Any
+    payload: Any, path: Path, base: Any, interpolant: Interpolant | None, device: torch.device
 ) -> TransportFlow:
-    from sitransport.nn import build_network
-
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-        raise ValueError(f"{str(path)!r} is not a sitransport flow file (no {_FORMAT!r} header)")
+        raise CorruptFileError(
+            f"{str(path)!r} is not a sitransport flow file (no {_FORMAT!r} header)"
+        )
     if payload.get("version") not in _READABLE:
-        raise ValueError(
+        raise CorruptFileError(
             f"{str(path)!r} has format version {payload.get('version')}; this sitransport "
             f"reads versions {', '.join(map(str, _READABLE))}"
         )
     try:
-        net = build_network(payload["network"])
-        first = next(iter(payload["state_dict"].values()), None)
-        if first is not None:
-            net = net.to(dtype=first.dtype)
-        net.load_state_dict(payload["state_dict"])
-        net = net.to(map_location)
-        shape = tuple(payload["shape"])
-        if base is not None:
-            rho0 = as_density(base, "base", shape=shape)
-        else:
-            rho0 = _density_from_spec(payload["base"], shape)
-        norm = payload["normalization"]
-        flow = TransportFlow(
-            net,
-            interpolant if interpolant is not None else get_interpolant(payload["interpolant"]),
-            base=rho0,
-            target=_density_from_spec(payload.get("target"), shape),
-            shape=shape,
-            normalization=Normalization(norm["shift"], float(norm["scale"])),
-            ode=ODEOptions(**payload["ode"]),
-            config=payload["config"],
-            history=_history_fromplain(payload["history"]),
-        )
-        if payload["version"] == 1:
-            flow._use_version1_path()
-    except (KeyError, TypeError, RuntimeError) as err:
-        raise ValueError(
-            f"{str(path)!r} is a damaged sitransport file: {type(err).__name__}: {err}"
-        ) from None
+        shape = _stored_shape(payload["shape"])
+        net = _stored_network(payload["network"], payload["state_dict"], shape)
+        norm = _stored_normalization(payload["normalization"], shape)
+        path_stored = interpolant
+        if path_stored is None:
+            path_stored = _stored_interpolant(payload["interpolant"], shape)
+        stored_base = _density_from_spec(payload["base"], shape) if base is None else None
+        target = _density_from_spec(payload.get("target"), shape)
+        ode, history = ODEOptions(**payload["ode"]), _history_fromplain(payload["history"])
+        config = dict(payload["config"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+        raise _damaged(path, err) from None
+    rho0 = as_density(base, "base", shape=shape) if base is not None else stored_base
+    flow = TransportFlow(
+        net.to(device),  # outside the try: out of device memory is not a damaged file
+        path_stored,
+        base=rho0,
+        target=target,
+        shape=shape,
+        normalization=norm,
+        ode=ode,
+        config=config,
+        history=history,
+    )
+    if payload["version"] == 1:
+        flow._use_version1_path()
     return flow
+
+
+#: No stored size (a width, a dimension, a number of terms) is larger than this.
+_MAX_SIZE = 2**24
+#: Keys of network descriptions that count layers.
+_LAYER_COUNTS = ("depth", "num_res_blocks")
+
+
+def _stored_shape(shape: Any) -> tuple[int, ...]:
+    """The per-sample shape of a file: 1 (vectors) or 3 (images) positive integers."""
+    if not isinstance(shape, (list, tuple)) or len(shape) not in (1, 3):
+        raise ValueError(f"stored shape must be [d] or [c, h, w], got {shape!r}")
+    for s in shape:
+        if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= _MAX_SIZE:
+            raise ValueError(f"stored shape must hold integers in [1, {_MAX_SIZE}], got {shape!r}")
+    return tuple(shape)
+
+
+def _check_sizes(spec: Any, what: str) -> int:
+    """Every integer of a stored description is at most :data:`_MAX_SIZE`; returns the
+    number of layers the description asks for (layer counts times list lengths, summed over
+    nested descriptions), which the caller compares with the tensors stored."""
+    if isinstance(spec, (list, tuple)):
+        return sum(_check_sizes(v, what) for v in spec)
+    if isinstance(spec, int) and not isinstance(spec, bool) and abs(spec) > _MAX_SIZE:
+        raise ValueError(f"stored {what} holds the size {spec}, above {_MAX_SIZE}")
+    if not isinstance(spec, dict):
+        return 0
+    layers, nested = 1, 0
+    for key, value in spec.items():
+        nested += _check_sizes(value, what)
+        if key in _LAYER_COUNTS and isinstance(value, int):
+            layers *= max(value, 1)
+        elif isinstance(value, (list, tuple)):
+            layers *= max(len(value), 1)
+    return layers + nested
+
+
+def _stored_network(config: Any, state: Any, shape: tuple[int, ...]) -> nn.Module:
+    """The network of a file, built only once its description is known to match the stored
+    weights (so a crafted width cannot make it allocate more than the file holds)."""
+    from sitransport.nn import build_network
+
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise TypeError("the network record must be a description dict and a state dict")
+    layers = _check_sizes(config, "network description")
+    if layers > 4 * len(state) + 16:
+        raise ValueError(
+            f"the network description asks for ~{layers} layers but the file stores "
+            f"{len(state)} tensors"
+        )
+    with torch.device("meta"):
+        meta = build_network(config)
+    problem = state_mismatch(state, meta)
+    if problem is not None:
+        raise ValueError(f"the network's weights do not match its description: {problem}")
+    net_shape = getattr(meta, "shape", None) or ((config["dim"],) if "dim" in config else None)
+    if net_shape is not None and tuple(net_shape) != shape:
+        raise ValueError(f"the network takes samples of shape {tuple(net_shape)}, not {shape}")
+    net = build_network(config)
+    first = next(iter(state.values()), None)
+    if first is not None:
+        net = net.to(dtype=first.dtype)
+    net.load_state_dict(state)
+    return net
+
+
+def _stored_normalization(norm: Any, shape: tuple[int, ...]) -> Normalization:
+    """The file's normalisation: a finite float shift of the sample shape, a finite scale > 0."""
+    shift, scale = norm["shift"], norm["scale"]
+    if not (isinstance(shift, Tensor) and shift.is_floating_point()):
+        raise TypeError(f"normalisation shift must be a float tensor, got {shift!r:.80}")
+    if tuple(shift.shape) != shape or not torch.isfinite(shift).all():
+        raise ValueError(
+            f"normalisation shift must be finite, of shape {shape}; got shape {tuple(shift.shape)}"
+        )
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"normalisation scale must be a number, got {scale!r:.80}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"normalisation scale must be finite and > 0, got {scale!r}")
+    return Normalization(shift, float(scale))
+
+
+def _stored_interpolant(spec: Any, shape: tuple[int, ...]) -> Interpolant:
+    """The file's interpolant; learnable ones only once their stored coefficients or weights
+    match the sizes they claim."""
+    from sitransport.interpolants import NeuralPath
+
+    if not isinstance(spec, dict):
+        raise TypeError(f"interpolant record must be a dict, got {type(spec).__name__}")
+    _check_sizes({k: v for k, v in spec.items() if k != "state"}, "interpolant")
+    if spec.get("name") == "fourier":
+        K, dim = spec.get("K"), spec.get("dim")
+        for key in ("a", "b"):
+            got = tuple(torch.as_tensor(spec.get(key), dtype=torch.float64).shape)
+            if got != ((K,) if dim is None else (K, dim)):
+                raise ValueError(f"fourier coefficients {key} have shape {got}, K={K}, dim={dim}")
+    if spec.get("name") == "neural":
+        kwargs = {k: v for k, v in spec.items() if k not in ("name", "state")}
+        with torch.device("meta"):
+            meta = NeuralPath(**kwargs)
+        problem = state_mismatch(spec.get("state") or {}, meta.h)
+        if problem is not None or (meta.dim,) != shape:
+            raise ValueError(f"the neural path's weights do not match (dim {meta.dim}): {problem}")
+    return get_interpolant(spec)

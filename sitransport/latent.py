@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from sitransport._io import atomic_save
+from sitransport._io import atomic_save, check_save_path
 from sitransport._validation import as_tensor, check_fraction, check_positive_int
 from sitransport.flow import TransportFlow
 
@@ -279,7 +278,13 @@ class LatentFlow:
         return self.latent_log_prob(y, **kwargs)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write atomically; :func:`sitransport.load` reads it back (no code executed).
+        """Write atomically with a checksum; :func:`sitransport.load` reads it back (no code
+        executed) and verifies it.
+
+        Raises:
+            TypeError, ValueError: as :meth:`TransportFlow.save` (a network or interpolant
+                that cannot be restored exactly; a bad ``path``).
+            FileNotFoundError: the folder of ``path`` does not exist.
 
         Example:
             >>> import tempfile
@@ -294,6 +299,7 @@ class LatentFlow:
             >>> type(again).__name__, again.encoder.latent_dim, again.shape
             ('LatentFlow', 1, (3,))
         """
+        check_save_path(path)
         payload = {
             "format": "sitransport.LatentFlow",
             "version": 1,
@@ -305,7 +311,7 @@ class LatentFlow:
                 "source_is_latent": self._source_latent,
             },
         }
-        atomic_save(payload, Path(path))
+        atomic_save(payload, path)
 
     @classmethod
     def from_plain(cls, flow: TransportFlow, plain: dict[str, Any]) -> LatentFlow:
@@ -315,6 +321,13 @@ class LatentFlow:
             flow: the flow in latent coordinates.
             plain: a dict with tensors ``mean``, ``components``, ``explained`` and the bool
                 ``source_is_latent``.
+
+        Raises:
+            KeyError: a part of the record is missing.
+            TypeError: a part is not a float tensor (or ``source_is_latent`` not a bool).
+            ValueError: the shapes do not fit together (``mean`` ``(d,)``, ``components``
+                ``(d, k)``, ``explained`` ``(k,)`` with ``(k,)`` the flow's shape) or a value
+                is not finite.
 
         Example:
             >>> import torch
@@ -330,10 +343,31 @@ class LatentFlow:
             (2,)
         """
         enc = PCAEncoder(plain["mean"], plain["components"], plain["explained"])
-        return cls(flow, enc, bool(plain["source_is_latent"]))
+        _check_encoder(enc, flow.shape)
+        if not isinstance(plain["source_is_latent"], bool):
+            raise TypeError(f"source_is_latent must be a bool, got {plain['source_is_latent']!r}")
+        return cls(flow, enc, plain["source_is_latent"])
 
     def __repr__(self) -> str:
         return f"LatentFlow(d={self._enc.dim}, latent={self._enc.latent_dim}, flow={self._flow!r})"
+
+
+def _check_encoder(enc: PCAEncoder, latent_shape: tuple[int, ...]) -> None:
+    """A stored encoder: finite float tensors whose shapes fit the latent flow's ``(k,)``."""
+    for name in ("mean", "components", "explained"):
+        value = getattr(enc, name)
+        if not (isinstance(value, Tensor) and value.is_floating_point()):
+            raise TypeError(f"encoder {name} must be a float tensor, got {type(value).__name__}")
+        if not torch.isfinite(value).all():
+            raise ValueError(f"encoder {name} holds non-finite values")
+    k = latent_shape[0] if len(latent_shape) == 1 else -1
+    d = enc.mean.shape[0] if enc.mean.ndim == 1 else -1
+    shapes = (tuple(enc.mean.shape), tuple(enc.components.shape), tuple(enc.explained.shape))
+    if k < 1 or d < k or shapes != ((d,), (d, k), (k,)):
+        raise ValueError(
+            f"encoder shapes mean {shapes[0]}, components {shapes[1]}, explained {shapes[2]} "
+            f"do not fit a latent flow of shape {latent_shape}"
+        )
 
 
 def _like(ref: Any, out: Tensor) -> Any:

@@ -32,8 +32,8 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from sitransport._bases import Density, EmpiricalDensity, as_density
-from sitransport._io import atomic_save as _atomic_save
-from sitransport._io import plain
+from sitransport._io import load_checkpoint, plain, previous_checkpoint
+from sitransport._io import save_checkpoint as _atomic_save  # checksum, keeps <name>.prev
 from sitransport._validation import (
     check_choice,
     check_device,
@@ -259,6 +259,12 @@ class _Objective(nn.Module):
 
             loss = loss + denoiser_loss(denoiser, interpolant, *batch)
         return loss, out.quadratic, out.flow_matching, out.kinetic
+
+
+def _any_checkpoint(path: Path) -> bool:
+    """A checkpoint to resume from: ``path`` or the previous one kept beside it (a crash
+    between the two renames of :func:`~sitransport._io.save_checkpoint` leaves only that)."""
+    return path.is_file() or previous_checkpoint(path).is_file()
 
 
 def _step_seed(seed: int, rank: int, step: int) -> int:
@@ -668,8 +674,8 @@ def train(
     stateful_draw = hasattr(draw, "state_dict") and hasattr(draw, "load_state_dict")
     if resume and ckpt_path is None:
         raise ValueError("resume=True needs a checkpoint path")
-    if resume and ckpt_path is not None and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+    if resume and ckpt_path is not None and _any_checkpoint(ckpt_path):
+        state = load_checkpoint(ckpt_path, map_location=device)  # verified; falls back to .prev
         lr_factor.total = run["lr_schedule_steps"] = _check_resume(
             state, run, ckpt_path, settings.steps
         )

@@ -14,6 +14,7 @@ import torch.multiprocessing as mp
 import sitransport as st
 import sitransport.train as tr
 from sitransport._bases import StandardNormal
+from sitransport._io import load_checkpoint
 from sitransport.couplings import ExactOT
 from sitransport.distributed import ShardedDataset, rank_and_world
 from sitransport.flow import Normalization
@@ -141,7 +142,7 @@ def test_kill_and_resume_matches_the_uninterrupted_run(tmp_path, killed_after_ch
     (tmp_path / "ckpt.pt").unlink()
     with killed_after_checkpoint():
         run()
-    state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    state = load_checkpoint(tmp_path / "ckpt.pt", "cpu")
     assert state["step"] == 3 and state["draw"]["position"] > 0
     resumed, resumed_loss = run(resume=True)
     torch.testing.assert_close(resumed, full, rtol=0, atol=0)
@@ -227,6 +228,6 @@ def test_image_example_runs_under_torchrun(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["world_size"] == 2 and np.isfinite(report["bpd"])
     assert {p.name for p in out.iterdir()} >= {"checkpoint.pt", "flow.sit", "samples.png"}
-    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4
+    assert load_checkpoint(out / "checkpoint.pt", "cpu")["step"] == 4
     flow = st.load(out / "flow.sit")
     assert flow.shape == (3, 16, 16)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import sitransport as st
+from sitransport._io import load_checkpoint
 from sitransport.interpolants import Linear
 from sitransport.train import TrainSettings, train
 
@@ -68,7 +69,7 @@ def test_resume_continues_exactly(data, tmp_path, killed_after_checkpoint):
     full = st.fit(x0, x1, **dict(kw, checkpoint_dir=None))
     with killed_after_checkpoint():
         st.fit(x0, x1, **kw)
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 15
+    assert load_checkpoint(tmp_path / "checkpoint.pt", "cpu")["step"] == 15
     resumed = st.fit(x0, x1, **dict(kw, resume=True))
     x = x0[:10]
     np.testing.assert_array_equal(resumed.push_forward(x), full.push_forward(x))
