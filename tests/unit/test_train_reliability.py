@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import sitransport as st
+from sitransport._io import load_checkpoint, previous_checkpoint
 from sitransport.errors import CheckpointMismatchError, TrainingDivergedError
 from sitransport.interpolants import Linear
 from sitransport.train import TrainSettings, _DivergenceGuard, train
@@ -186,9 +187,10 @@ def test_longer_steps_extend_the_run_on_its_own_schedule(data, tmp_path, killed_
 
 def test_checkpoint_without_fingerprint_resumes_with_a_warning(checkpointed):
     _, again, path = checkpointed
-    state = torch.load(path, weights_only=True)
-    del state["fingerprint"]  # as written before fingerprints existed
+    state = load_checkpoint(path, "cpu")
+    del state["fingerprint"]  # as written before fingerprints (and checksums) existed
     torch.save(state, path)
+    previous_checkpoint(path).unlink()
     with pytest.warns(UserWarning, match="has no fingerprint.*cannot be checked"):
         resumed = again(lr=1e-3)  # not detectable without a fingerprint
     assert resumed.history.sizes["step"] == 20
