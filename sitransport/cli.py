@@ -233,7 +233,7 @@ def run(
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer ``>= minimum`` (argparse names the flag)."""
+    """An argparse ``type``: an integer ``>= minimum`` within int64 (argparse names the flag)."""
 
     def parse(text: str) -> int:
         try:
@@ -242,8 +242,10 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(
                 f"must be an integer >= {minimum}, got {text!r}"
             ) from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        if not minimum <= value < 2**63:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer >= {minimum} (and < 2**63), got {value}"
+            )
         return value
 
     parse.__name__ = f"integer >= {minimum}"
