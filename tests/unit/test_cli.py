@@ -169,6 +169,7 @@ def test_bad_csv_names_the_file(tmp_path, capsys, text, needle):
         ("--n", "1"),
         ("--steps", "0"),
         ("--seed", "-1"),
+        ("--seed", str(2**70)),
         ("--batch-size", "0"),
         ("--lr", "nan"),
         ("--lr", "-1"),
