@@ -18,6 +18,7 @@ import torch
 
 __all__ = [
     "as_tensor",
+    "check_bool",
     "check_choice",
     "check_device",
     "check_finite",
@@ -31,6 +32,8 @@ __all__ = [
     "check_times",
     "resolve",
 ]
+
+_INT64_MAX = 2**63 - 1
 
 
 def _describe(x: Any) -> str:
@@ -218,12 +221,22 @@ def check_times(t: Any, name: str = "t", *, n: int | None = None) -> torch.Tenso
 
 
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` if it is an integer ``>= minimum``; otherwise raise."""
+    """Return ``value`` if it is an integer ``>= minimum`` (and within int64, the range torch
+    sizes take); otherwise raise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    if value > _INT64_MAX:
+        raise ValueError(f"{name} must be an integer <= 2**63 - 1 (int64), got {value}")
     return int(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Return ``value`` if it is a bool (numpy's included); otherwise raise ``TypeError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
 
 
 def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:

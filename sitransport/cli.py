@@ -4,6 +4,12 @@
 (POT) of its samples against held-out target samples next to the noise floor, and writes a
 summary figure. ``sitransport fit SOURCE TARGET -o DIR`` does the same for any pair of
 built-in datasets, ``gaussian``, or ``.npy`` / ``.csv`` files of shape ``(n, d)``.
+
+A ``.csv`` file holds comma-separated numbers, one sample a row; a first row of names only
+(a header such as ``x,y``) is skipped, with a note on stderr. Every rejected input (a flag
+out of range, a missing or unreadable file, an output directory that cannot be written)
+ends the command with status 2 and a one-line message naming the flag or file, before
+anything is written; the output directory is created only once the outputs exist.
 """
 
 from __future__ import annotations
@@ -11,9 +17,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,34 +31,77 @@ import torch
 
 from sitransport import datasets
 from sitransport._validation import as_tensor
+from sitransport.errors import SitransportError
 from sitransport.metrics import sample_quality
 from sitransport.train import fit
 
 __all__ = ["main"]
 
+_OUT = "argument -o/--out"
 
-def _load_array(spec: str, n: int, seed: int) -> np.ndarray | str:
+
+def _read_csv(path: Path, role: str) -> np.ndarray:
+    """Numbers of a ``.csv`` file; a first row without any number (a header) is skipped."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            first = f.readline()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{role} {str(path)!r} cannot be read as text: {err}") from None
+    fields = [s.strip() for s in first.split(",")]
+    skip = int(bool(first.strip()) and not any(_is_number(s) for s in fields))
+    if skip:
+        print(f"sitransport: skipped the header row of {path}: {first.strip()!r}", file=sys.stderr)
+    try:
+        with warnings.catch_warnings():  # "input contained no data": an error below
+            warnings.simplefilter("ignore", UserWarning)
+            x = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=skip)
+    except ValueError as err:
+        raise ValueError(
+            f"{role} {str(path)!r} must hold comma-separated numbers (at most one header row "
+            f"of names, which is skipped): {err}"
+        ) from None
+    if x.size == 0:
+        raise ValueError(f"{role} {str(path)!r} holds no numbers")
+    return x
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_file(path: Path, role: str) -> np.ndarray:
+    """The array in a ``.npy`` or ``.csv`` file; errors name ``role`` and the file."""
+    if not path.is_file():
+        raise ValueError(f"{role}: no such file: {str(path)!r}")
+    if path.suffix == ".csv":
+        x = _read_csv(path, role)
+    else:
+        try:
+            x = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise ValueError(
+                f"{role} {str(path)!r} is not a readable .npy array: {type(err).__name__}: {err}"
+            ) from None
+    if x.ndim != 2:
+        raise ValueError(f"{role} {str(path)!r} must hold an array of shape (n, d), got {x.shape}")
+    as_tensor(x, str(path), min_samples=2)  # a clear error for non-float, NaN, too few rows
+    return x
+
+
+def _load_array(spec: str, n: int, seed: int, role: str) -> np.ndarray | str:
     """A dataset name, ``gaussian`` or a ``.npy``/``.csv`` file -> samples (or 'gaussian')."""
     if spec == "gaussian":
         return spec
-    path = Path(spec)
-    if path.suffix in (".npy", ".csv"):
-        if not path.is_file():
-            raise SystemExit(f"sitransport: no such file: {spec}")
-        if path.suffix == ".npy":
-            x = np.load(path, allow_pickle=False)
-        else:
-            x = np.loadtxt(path, delimiter=",", ndmin=2)
-        if x.ndim != 2:
-            raise SystemExit(
-                f"sitransport: {spec} must hold an array of shape (n, d), got {x.shape}"
-            )
-        as_tensor(x, spec, min_samples=2)  # a clear error for non-float, NaN, wrong rank
-        return x
+    if Path(spec).suffix in (".npy", ".csv"):
+        return _read_file(Path(spec), role)
     if spec in datasets.names():
         return datasets.sample(spec, n, seed=seed)
-    raise SystemExit(
-        f"sitransport: {spec!r} is neither a dataset ({', '.join(datasets.names())}), "
+    raise ValueError(
+        f"{role} {spec!r} is neither a dataset ({', '.join(datasets.names())}), "
         "'gaussian', nor a .npy/.csv file"
     )
 
@@ -61,7 +114,10 @@ def _split_target(x1: np.ndarray, spec: str, n_eval: int, seed: int):
     perm = rng.permutation(x1.shape[0])
     m = min(n_eval, x1.shape[0] // 10)
     if m < 10:
-        raise SystemExit(f"sitransport: {spec} has too few samples ({x1.shape[0]}) to evaluate")
+        raise ValueError(
+            f"TARGET {spec!r} has too few samples ({x1.shape[0]}) to evaluate: a tenth of them "
+            "(at least 10) is held out twice; --n-eval caps that tenth"
+        )
     return x1[perm[2 * m :]], x1[perm[: 2 * m]]
 
 
@@ -71,6 +127,35 @@ def _source_draws(rho0, spec: str, d: int, n: int, seed: int) -> np.ndarray:
     if spec in datasets.names():
         return datasets.sample(spec, n, seed=seed + 2000)
     return rho0[np.random.default_rng(seed + 2000).integers(0, rho0.shape[0], n)]
+
+
+def _check_out(out: Path) -> None:
+    """Raise ``ValueError`` naming ``-o`` unless ``out`` is, or can be made, a writable
+    directory. Nothing is left behind: the probe directory is removed."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{_OUT}: {str(out)!r} exists and is not a directory")
+    parent = out if out.exists() else next(p for p in out.absolute().parents if p.exists())
+    if not parent.is_dir():
+        raise ValueError(f"{_OUT}: cannot create {str(out)!r}: {str(parent)!r} is not a directory")
+    try:
+        probe = tempfile.mkdtemp(prefix=".sitransport-probe-", dir=parent)
+    except OSError as err:
+        raise ValueError(f"{_OUT}: cannot write to {str(out)!r}: {err.strerror or err}") from None
+    shutil.rmtree(probe, ignore_errors=True)
+
+
+def _write_outputs(out: Path, flow, report: dict, figure: Callable | None) -> list[str]:
+    """Create ``out`` and write the flow, the report and the figure; OS errors name ``-o``."""
+    written = ["flow.sit", "report.json"] + (["summary.png"] if figure is not None else [])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        flow.save(out / "flow.sit")
+        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        if figure is not None:
+            figure().savefig(out / "summary.png", dpi=110)
+    except OSError as err:
+        raise ValueError(f"{_OUT}: cannot write to {str(out)!r}: {err}") from None
+    return written
 
 
 def run(
@@ -86,15 +171,19 @@ def run(
     fit_kwargs: dict,
     threads: int | None = None,
 ) -> dict:
-    """Fit SOURCE -> TARGET, evaluate against held-out target samples, write outputs."""
+    """Fit SOURCE -> TARGET, evaluate against held-out target samples, write outputs.
+
+    Raises:
+        ValueError: a rejected input (the message names the flag or file); nothing is written.
+    """
+    _check_out(out)
+    rho0 = _load_array(source, n, seed + 1, "SOURCE")
+    rho1 = _load_array(target, n, seed, "TARGET")
+    if isinstance(rho1, str):
+        raise ValueError("TARGET must be samples (a dataset or a .npy/.csv file), got 'gaussian'")
+    x1, held = _split_target(rho1, target, n_eval, seed)
     if threads is not None:
         torch.set_num_threads(threads)
-    out.mkdir(parents=True, exist_ok=True)
-    rho0 = _load_array(source, n, seed + 1)
-    rho1 = _load_array(target, n, seed)
-    if isinstance(rho1, str):
-        raise SystemExit("sitransport: TARGET must be samples (a dataset or a file)")
-    x1, held = _split_target(rho1, target, n_eval, seed)
     m = held.shape[0] // 2
     kwargs = dict(fit_kwargs)
     if steps is not None:
@@ -121,13 +210,14 @@ def run(
     n_ot = min(m, 2000)
     ot_report = flow.transport_report(x0[:n_ot], held[:n_ot], seed=seed)
     report["transport"] = dataclasses.asdict(ot_report)
-    flow.save(out / "flow.sit")
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    figure = None
     if x1.shape[1] == 2:
         from sitransport.plot import summary_figure
 
-        fig = summary_figure(flow, held[:m], res.x, source=x0)
-        fig.savefig(out / "summary.png", dpi=110)
+        def figure():
+            return summary_figure(flow, held[:m], res.x, source=x0)
+
+    written = _write_outputs(out, flow, report, figure)
     print(
         f"exact W2 (POT, {m} vs {m}): generated vs held-out = {quality.w2:.4f}; "
         f"noise floor (held-out vs held-out) = {quality.noise_floor:.4f}; "
@@ -138,9 +228,39 @@ def run(
         print(f"held-out NLL = {report['heldout_nll']:.4f} nats")
     print(f"optimal-transport certificates ({n_ot} samples):")
     print("  " + str(ot_report).replace("\n", "\n  "))
-    written = ["flow.sit", "report.json"] + (["summary.png"] if x1.shape[1] == 2 else [])
     print(f"wrote {', '.join(str(out / w) for w in written)}")
     return report
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer ``>= minimum`` within int64 (argparse names the flag)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer >= {minimum}, got {text!r}"
+            ) from None
+        if not minimum <= value < 2**63:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer >= {minimum} (and < 2**63), got {value}"
+            )
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number ``> 0``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -149,21 +269,26 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(q: argparse.ArgumentParser, default_out: str) -> None:
         q.add_argument("-o", "--out", default=default_out, help="output directory")
-        q.add_argument("--steps", type=int, default=None, help="training steps")
-        q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--n", type=int, default=20_000, help="training samples per dataset")
-        q.add_argument("--n-eval", type=int, default=5_000, help="held-out samples for W2")
+        q.add_argument("--steps", type=_int_at_least(1), default=None, help="training steps")
+        q.add_argument("--seed", type=_int_at_least(0), default=0)
+        q.add_argument(
+            "--n", type=_int_at_least(2), default=20_000, help="training samples per dataset"
+        )
+        q.add_argument(
+            "--n-eval", type=_int_at_least(1), default=5_000, help="held-out samples for W2"
+        )
         q.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     demo = sub.add_parser("demo", help="fit N(0, I) -> checkerboard and report")
     common(demo, "sitransport-demo")
+    files = "a .npy/.csv file of shape (n, d) (a .csv header row of names is skipped)"
     f = sub.add_parser("fit", help="fit SOURCE -> TARGET and report")
-    f.add_argument("source", help="dataset name, 'gaussian', or a .npy/.csv file")
-    f.add_argument("target", help="dataset name or a .npy/.csv file")
+    f.add_argument("source", help=f"dataset name, 'gaussian', or {files}")
+    f.add_argument("target", help=f"dataset name or {files}")
     common(f, "sitransport-fit")
     f.add_argument("--interpolant", default="trig")
-    f.add_argument("--batch-size", type=int, default=None)
-    f.add_argument("--lr", type=float, default=None)
+    f.add_argument("--batch-size", type=_int_at_least(1), default=None)
+    f.add_argument("--lr", type=_positive_float, default=None)
     f.add_argument(
         "--coupling", default="independent", help="independent, exact_ot, global_ot, sinkhorn"
     )
@@ -174,7 +299,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``sitransport`` command with ``argv`` (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status: 0 on success, 2 when the input is rejected.
+        The exit status: 0 on success, 2 when the input is rejected (a one-line message on
+        stderr names the flag or file; nothing is written), 1 when the run fails with one of
+        the library's errors (:mod:`sitransport.errors`, e.g. training diverged; one line too).
+
+    Raises:
+        SystemExit: status 2, from argparse, for an unknown flag or a flag value out of
+            range (e.g. ``--n-eval 0``); status 0 for ``--help``.
 
     Example:
         A tiny fit of N(0, I) -> moons (the printed report is silenced here):
@@ -216,7 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             fit_kwargs=kwargs,
             threads=threads,
         )
-    except (ValueError, TypeError) as err:
-        print(f"sitransport: error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, TypeError, SitransportError) as err:
+        message = " ".join(str(err).split())  # one line
+        print(f"sitransport {args.command}: error: {message}", file=sys.stderr)
+        return 2 if isinstance(err, (ValueError, TypeError)) else 1
     return 0

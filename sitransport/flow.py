@@ -250,7 +250,17 @@ def _random_generator(seed: int | None) -> torch.Generator:
         seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
     elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int or None, got {seed!r}")
+    if not -(2**63) <= seed < 2**64:  # the range torch.Generator.manual_seed takes
+        raise ValueError(f"seed must be an int in [-2**63, 2**64), got {seed}")
     return torch.Generator().manual_seed(int(seed))
+
+
+def _scalar_time(value: Any, name: str) -> float:
+    """A single time in ``[0, 1]`` (``start``/``end`` of a solve), checked by ``check_times``."""
+    t = check_times(value, name)
+    if t.ndim != 0:
+        raise ValueError(f"{name} must be a single time in [0, 1], got shape {tuple(t.shape)}")
+    return float(t)
 
 
 class TransportFlow:
@@ -258,6 +268,11 @@ class TransportFlow:
 
     Usually made by :func:`sitransport.fit`; can be built directly from any velocity field,
     e.g. a closed-form one, to use the same machinery.
+
+    Every method checks its samples first: a ``TypeError`` or ``ValueError`` naming the
+    argument (``x``, ``y``, ``x0``, ``x1``) for a non-array, a non-float dtype, a wrong shape,
+    NaN or infinite values, or values beyond the range of the network's dtype (e.g. ``1e39``
+    for a float32 network).
 
     Args:
         velocity: ``v(z, t)`` in normalised coordinates: an ``nn.Module`` (saved with the flow
@@ -272,6 +287,11 @@ class TransportFlow:
         ode: default :class:`~sitransport.ode.ODEOptions` (dopri5, atol = rtol = 1e-5).
         config: the settings that made the flow (read-only :attr:`config`).
         history: the training record (:attr:`history`).
+
+    Raises:
+        TypeError: ``velocity`` is not callable, or ``ode`` is not an
+            :class:`~sitransport.ode.ODEOptions`.
+        ValueError: ``shape`` cannot be inferred, or ``base`` has another sample shape.
 
     Example:
         >>> import torch
@@ -320,6 +340,8 @@ class TransportFlow:
             self._target = as_density(target, "target", shape=self._shape)
         self._norm = normalization or Normalization.identity(self._shape)
         self._path: Interpolant = Normalized(self._interpolant, self._norm.shift, self._norm.scale)
+        if ode is not None and not isinstance(ode, ODEOptions):
+            raise TypeError(f"ode must be an ODEOptions or None, got {type(ode).__name__} {ode!r}")
         self._ode = ode or ODEOptions()
         self._config = types.MappingProxyType(dict(config or {}))
         self._history = history
@@ -402,7 +424,14 @@ class TransportFlow:
         p = self._param()
         dtype = p.dtype if p is not None else t.dtype
         device = p.device if p is not None else t.device
-        return t.to(device=device, dtype=dtype), back, t.dtype
+        out = t.to(device=device, dtype=dtype)
+        if out.dtype != t.dtype and not bool(torch.isfinite(out).all()):  # e.g. 1e39 in float32
+            raise ValueError(
+                f"{name} has values up to {float(t.abs().max()):.3g}, beyond the range of the "
+                f"flow's {dtype} network ({torch.finfo(dtype).max:.3g}); rescale the data, or "
+                "fit with dtype=torch.float64"
+            )
+        return out, back, t.dtype
 
     def _v(self, z: Tensor, t: Tensor) -> Tensor:
         return self._velocity(z, t)
@@ -476,8 +505,10 @@ class TransportFlow:
             :class:`TransportResult` with the end states and the NFE.
 
         Raises:
-            TypeError: ``ode`` is not an :class:`ODEOptions` or ``nfe`` not an integer.
-            ValueError: both ``ode`` and ``nfe`` given, or ``nfe < 1``.
+            TypeError: ``ode`` is not an :class:`ODEOptions` or ``nfe`` not an integer;
+                ``start`` or ``end`` not a number.
+            ValueError: both ``ode`` and ``nfe`` given, or ``nfe < 1``; ``start`` or ``end``
+                outside ``[0, 1]``, or equal.
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
                 ``ode.max_steps``); the message names the time and what to try.
 
@@ -491,9 +522,21 @@ class TransportFlow:
             >>> round(float(result.x[0, 0]), 4), result.nfe  # 1 + 1 + 1/2 + 1/6 + 1/24
             (2.7083, 4.0)
         """
-        ts = check_times(torch.tensor([float(start), float(end)]), "start/end")
+        return self._solve(x, "x", start, end, ode, nfe)
+
+    def _solve(
+        self, x: Any, name: str, start: Any, end: Any, ode: ODEOptions | None, nfe: int | None
+    ) -> TransportResult:
+        """:meth:`transport` of the argument called ``name`` (``y`` for :meth:`pull_back`)."""
+        start, end = _scalar_time(start, "start"), _scalar_time(end, "end")
+        ts = torch.tensor([start, end])  # float32: also what float32 flows solve with
+        if ts[0] == ts[1]:
+            raise ValueError(
+                f"start and end must differ (beyond float32 rounding), got start={start:g} "
+                f"and end={end:g}"
+            )
         options = self._options(ode, nfe)
-        xt, back, in_dtype = self._prepare(x, "x")
+        xt, back, in_dtype = self._prepare(x, name)
         self._eval_mode()
         res = integrate(self._v, self._norm.encode(xt), ts.to(xt), options)
         return TransportResult(back(self._norm.decode(res.states[-1]).to(in_dtype)), res.nfe)
@@ -619,7 +662,7 @@ class TransportFlow:
             >>> shift.pull_back(np.ones((1, 2)), nfe=1)  # a straight path: one step is exact
             array([[0., 0.]])
         """
-        return self.transport(y, start=1.0, end=0.0, ode=ode, nfe=nfe).x
+        return self._solve(y, "y", 1.0, 0.0, ode, nfe).x
 
     def trajectory(
         self, x: Any, times: Any, *, ode: ODEOptions | None = None, nfe: int | None = None
@@ -658,11 +701,14 @@ class TransportFlow:
         ts = check_times(times, "times")
         if ts.ndim != 1 or ts.shape[0] < 2:
             raise ValueError(f"times must be 1-D with at least 2 entries, got {tuple(ts.shape)}")
-        diffs = torch.diff(ts)
-        if not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
-            raise ValueError("times must be strictly increasing or strictly decreasing")
         options = self._options(ode, nfe)
         xt, _, _ = self._prepare(x, "x")
+        diffs = torch.diff(ts.to(xt))  # in the dtype of the solve
+        if not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
+            raise ValueError(
+                f"times must be strictly increasing or strictly decreasing in {xt.dtype}, got "
+                f"{ts.tolist()}"
+            )
         self._eval_mode()
         res = integrate(self._v, self._norm.encode(xt), ts.to(xt), options)
         states = self._norm.decode(res.states).detach().cpu().numpy().astype(np.float64)
@@ -717,10 +763,11 @@ class TransportFlow:
 
         Raises:
             ValueError: no Gaussian base, or ``t`` too close to 1 (the estimate is singular
-                there; the message names the time).
+                there; the message names the time); ``alpha_min`` not finite and ``> 0``.
             ValueError: the interpolant's denominator :math:`\beta\dot\alpha - \dot\beta\alpha`
                 vanishes at ``t`` with :math:`\beta \neq 0` (named with the time; at ``t = 0``
                 its limit is used).
+            TypeError: ``alpha_min`` not a real number.
 
         Example:
             With ``rho1 = N(0, I)`` too, the velocity of ``trig`` is zero, every
@@ -735,6 +782,7 @@ class TransportFlow:
         from sitransport.score import score_from_velocity
 
         self._require_gaussian_base("score")
+        alpha_min = check_positive(alpha_min, "alpha_min")
         xt, back, in_dtype = self._prepare(x, "x")
         tt = check_times(t, "t", n=xt.shape[0]).to(xt)
         self._eval_mode()
@@ -861,8 +909,9 @@ class TransportFlow:
             numpy array of shape ``(n, d)``, float64.
 
         Raises:
-            ValueError: no base; bad ``method``, ``steps`` or ``eps``; both ``ode`` and
-                ``nfe`` given, ``nfe < 1``, or ``nfe`` with ``method="sde"``.
+            ValueError: no base; bad ``method``, ``steps``, ``scheme``, ``eps`` or ``seed``
+                (outside the range of a torch seed); both ``ode`` and ``nfe`` given,
+                ``nfe < 1``, or ``nfe`` with ``method="sde"``.
             TransportError: the ODE or SDE solve failed (a non-finite state or velocity, or
                 the ODE's step limit); the message names the time and what to try.
 
@@ -902,6 +951,7 @@ class TransportFlow:
             return self.push_forward(x0.numpy(), ode=options)
         self._require_gaussian_base("sample(method='sde')")
         steps = check_positive_int(steps, "steps")
+        check_choice(scheme, "scheme", ("euler", "heun"))
         if eps is None:
             eps = 4.0 if self._denoiser() is not None else 1.0
         if not callable(eps):

@@ -982,7 +982,9 @@ def transport_report(
         :class:`TransportReport`.
 
     Raises:
-        ValueError: ``x0`` or ``x1`` missing and the flow does not know its ends.
+        ValueError: ``x0`` or ``x1`` missing and the flow does not know its ends; bad
+            samples (the message names them); ``n < 1`` or ``seed`` outside ``[0, 2**63)``.
+        TypeError: ``seed`` or ``n`` not an integer; samples not arrays of floats.
 
     Example:
         ``x -> e x`` (velocity ``z`` for one unit of time) maps ``N(0, I)`` optimally to
@@ -1005,7 +1007,11 @@ def transport_report(
     from sitransport.losses import quadratic_loss
 
     n = check_positive_int(n, "n")
-    gen = torch.Generator().manual_seed(seed)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int >= 0, got {type(seed).__name__} {seed!r}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an int in [0, 2**63), got {seed}")
+    gen = torch.Generator().manual_seed(int(seed))
     if x0 is None:
         if flow.base is None:
             raise ValueError("x0 is required: the flow has no base to draw rho0 from")
@@ -1036,10 +1042,10 @@ def transport_report(
     paired = spec == "paired"  # reflow: pairs come from a map; use the flow's own
     coupling = get_coupling("independent" if paired else spec)
     partner = torch.as_tensor(np.asarray(pushed)) if paired else tb
-    bs = int(flow.config.get("batch_size", 512))
+    bs = min(int(flow.config.get("batch_size", 512)), m)  # x0 and x1 may differ in size
     fm = []
     with torch.no_grad():
-        for start in range(0, m - bs + 1 if m >= bs else 1, bs):
+        for start in range(0, m - bs + 1, bs):
             z0 = norm.encode(ta[start : start + bs]).to(dtype)
             z1 = norm.encode(partner[start : start + bs]).to(dtype)
             z0, z1 = coupling.pair(z0, z1, gen)

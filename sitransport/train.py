@@ -35,6 +35,7 @@ from sitransport._bases import Density, EmpiricalDensity, as_density
 from sitransport._io import load_checkpoint, plain, previous_checkpoint
 from sitransport._io import save_checkpoint as _atomic_save  # checksum, keeps <name>.prev
 from sitransport._validation import (
+    check_bool,
     check_choice,
     check_device,
     check_fraction,
@@ -123,6 +124,8 @@ class TrainSettings:
         check_positive_int(self.accumulate, "accumulate")
         if self.mixed_precision is not None:
             check_choice(self.mixed_precision, "mixed_precision", ("bf16",))
+        for name in ("antithetic", "progress", "restore_best"):
+            check_bool(getattr(self, name), name)
 
 
 @dataclass
@@ -1191,6 +1194,7 @@ def fit(
     check_device(device)
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    _check_fit_arguments(normalize, time_frequencies, ode)
     validation = check_fraction(validation, "validation", high=0.9)
     interp = get_interpolant(interpolant)
     if optimize_path:  # trained in place: never mutate the caller's object
@@ -1346,6 +1350,14 @@ def fit(
     )
 
 
+def _check_fit_arguments(normalize: Any, time_frequencies: Any, ode: Any) -> None:
+    """Checks of ``fit``'s arguments that nothing downstream names as the caller did."""
+    check_bool(normalize, "normalize")
+    check_positive_int(time_frequencies, "time_frequencies")
+    if ode is not None and not isinstance(ode, ODEOptions):
+        raise TypeError(f"ode must be an ODEOptions or None, got {type(ode).__name__} {ode!r}")
+
+
 def _stop(freeze: Any, steps: int) -> int | None:
     """The last path step of a max–min fit frozen after a fraction ``freeze`` of ``steps``."""
     if isinstance(freeze, bool) or not isinstance(freeze, (int, float)) or not 0 <= freeze <= 1:
@@ -1393,7 +1405,10 @@ def _network_kind(network: str | dict, shape: tuple[int, ...]) -> str:
     else:
         raise TypeError(f"network must be a name or a dict, got {type(network).__name__}")
     if kind == "unet" and len(shape) != 3:
-        raise ValueError(f"a U-Net needs images (n, c, h, w), got sample shape {shape}")
+        raise ValueError(
+            f"network={network!r} is a U-Net, which needs images (n, c, h, w), got sample "
+            f"shape {shape}"
+        )
     if kind in ("mlp", "potential") and len(shape) != 1:
         raise ValueError(f"network={kind!r} needs vectors (n, d), got sample shape {shape}")
     return kind

@@ -1,0 +1,784 @@
+"""Fuzzing of every public entry point: a correct result or a documented error, nothing else.
+
+Each entry point (``fit``, the methods of one tiny fitted :class:`~sitransport.TransportFlow`,
+``save``/``load`` and the command line) gets hypothesis-drawn bad input: NaN/inf, wrong shapes,
+wrong dtypes (integers, complex, objects, strings, lists), empty arrays, sizes 0 and 1, huge and
+tiny magnitudes, wrong types for keyword arguments. The outcome must be either
+
+- a correct result: the input was valid, and the output has the right shape and is finite; or
+- a documented error: ``ValueError`` or ``TypeError`` whose message names the argument, or one
+  of the library's own errors (:mod:`sitransport.errors`, e.g. ``TransportError`` when a solve
+  fails for a reason no argument check can see).
+
+Anything else (``AssertionError`` from torchdiffeq, ``RuntimeError`` from torch, ``IndexError``,
+``KeyError``, ``OverflowError`` ...) fails the test. Sizes are tiny so that nothing can hang: one
+flow fitted with 5 steps per module, fits of at most 5 steps on at most 64 samples.
+
+Magnitudes are bounded in the hypothesis strategies (``|x| <= 1e4``); huge values get their
+own table of explicit cases, some of them marked ``xfail`` until the ODE / normalisation work
+of issue 14 lands (see the reasons).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, Phase, event, given, settings
+from hypothesis import strategies as hs
+from hypothesis.extra import numpy as hnp
+
+import sitransport as st
+import sitransport.cli as cli
+from sitransport.errors import SitransportError
+from sitransport.ode import ODEOptions
+
+D = 2  # dimension of the module's flow
+PENDING_ODE = "pending: ODE failures as TransportError (issue 14 item 1)"
+PENDING_F32 = "pending: float32 range / normalisation checks (issue 14 items 3, 4)"
+PENDING_DIVERGE = "pending: divergence stops training with TrainingDivergedError (item 2)"
+PENDING_DETACH = "pending: tensors with requires_grad are detached on the way in (item 5)"
+PENDING_FIT_ARGS = "pending: fit(seed=2**70) / fit(device=...) errors naming the argument"
+PENDING_IO = "pending: save/load argument checks and checksums (items 9, should-fix)"
+FEW = settings(max_examples=8)  # for cases that fit a flow each time
+NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)  # xfail cases: fail fast
+
+
+# ----------------------------------------------------------------------------- the oracle
+def outcome(call: Callable[[], Any], *names: str, forbid: tuple[str, ...] = ()) -> Any:
+    """Run ``call``; return its result, or ``None`` after a documented error.
+
+    A ``ValueError``/``TypeError`` must name one of ``names`` (as a word), and say none of
+    ``forbid``; the library's own runtime errors (:class:`SitransportError` that are not
+    bad-argument errors) are accepted as they are. Any other exception propagates and fails
+    the test.
+    """
+    try:
+        result = call()
+    except (ValueError, TypeError) as err:
+        _event(f"outcome: {type(err).__name__}")
+        message = str(err)
+        assert not any(word in message for word in forbid), message
+        named = any(re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)", message) for n in names)
+        assert named, f"{type(err).__name__} does not name any of {names}: {message}"
+        return None
+    except SitransportError as err:
+        _event(f"outcome: {type(err).__name__}")
+        assert str(err), f"{type(err).__name__} without a message"
+        return None
+    _event("outcome: result")
+    return result
+
+
+def _event(text: str) -> None:
+    """Label the example for ``--hypothesis-show-statistics`` (outside hypothesis: nothing)."""
+    with contextlib.suppress(Exception):
+        event(text)
+
+
+def valid_samples(x: Any, *, d: int = D, min_n: int = 1) -> bool:
+    """Would a flow method accept ``x`` as samples of shape ``(n, d)``?"""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().numpy() if x.dtype in (torch.float32, torch.float64) else None
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
+        return False
+    return x.ndim == 2 and x.shape[0] >= min_n and x.shape[1] == d and bool(np.isfinite(x).all())
+
+
+def finite_of_shape(out: Any, shape: tuple[int, ...]) -> None:
+    """A result: of ``shape`` and finite."""
+    arr = out.detach().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
+    assert arr.shape == shape, (arr.shape, shape)
+    assert np.isfinite(arr).all(), arr
+
+
+@contextlib.contextmanager
+def _chdir(path: str):
+    """``contextlib.chdir`` of Python >= 3.11."""
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+# ----------------------------------------------------------------------------- strategies
+SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, 1e4, -1e4]
+#: elements of magnitude <= 1e4 (subnormals included), and the special values
+ELEMENTS = {
+    np.float64: hs.floats(-1e4, 1e4) | hs.sampled_from([*SPECIALS, 5e-324, 1e-300]),
+    np.float32: hs.floats(-1e4, 1e4, width=32) | hs.sampled_from(SPECIALS),
+}
+
+
+def float_arrays(shape=None) -> hs.SearchStrategy[np.ndarray]:
+    """float32 / float64 arrays of any shape of rank <= 3 (or ``shape``), any values."""
+    shapes = (
+        shape
+        if shape is not None
+        else hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)
+    )
+    return hs.sampled_from([np.float64, np.float32]).flatmap(
+        lambda dtype: hnp.arrays(dtype, shapes, elements=ELEMENTS[dtype])
+    )
+
+
+#: samples of the right rank and width (n = 0 .. 5), with special values: deep code paths
+sample_arrays = float_arrays(hs.tuples(hs.integers(0, 5), hs.just(D)))
+odd_arrays = hs.sampled_from(
+    [
+        np.ones((3, D), dtype=np.int64),
+        np.ones((3, D), dtype=np.int8),
+        np.ones((3, D), dtype=bool),
+        np.ones((3, D), dtype=np.complex128),
+        np.ones((3, D), dtype=np.float16),
+        np.ones((3, D), dtype=object),
+        np.full((3, D), "a"),
+        np.ones((3, D + 1)),
+        np.ones((3, 0)),
+        np.ones((D,)),
+        np.float64(1.0),
+    ]
+)
+tensors = (sample_arrays | float_arrays()).map(torch.from_numpy) | hs.sampled_from(
+    [
+        torch.ones(3, D, dtype=torch.int64),
+        torch.ones(3, D, dtype=torch.complex64),
+        torch.ones(3, D, dtype=torch.bfloat16),
+        torch.ones(3, D, requires_grad=True),
+    ]
+)
+non_arrays = hs.sampled_from([None, "abc", "", 1.0, 3, True, [[1.0, 2.0]], [], {}, (1.0, 2.0)])
+any_samples = sample_arrays | float_arrays() | odd_arrays | tensors | non_arrays
+
+huge_ints = hs.sampled_from([2**63, 2**70, -(2**70)])
+anything = hs.one_of(
+    hs.none(),
+    hs.booleans(),
+    hs.integers(-3, 12),
+    huge_ints,
+    hs.floats(allow_nan=True, allow_infinity=True),
+    hs.complex_numbers(max_magnitude=2),
+    hs.text(max_size=4),
+    hs.sampled_from(["euler", "heun", "ode", "sde", "exact", "hutchinson", "auto", "rk4"]),
+    hs.lists(hs.floats(-2, 2), max_size=3),
+    float_arrays(),
+    hs.dictionaries(hs.text(max_size=2), hs.integers(), max_size=1),
+)
+#: ``anything`` with numbers bounded by 100 (a huge ``eps`` is a valid but ill-posed SDE)
+anything_bounded = anything.filter(
+    lambda v: isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) > 100
+)
+
+
+# ----------------------------------------------------------------------------- the flow
+@pytest.fixture(scope="module")
+def flow() -> st.TransportFlow:
+    x1 = st.datasets.sample("moons", 64, seed=0)
+    kw = dict(steps=5, width=16, depth=2, batch_size=32, progress=False, seed=0)
+    return st.fit("gaussian", x1, **kw)
+
+
+X = np.random.default_rng(1).standard_normal((4, D))
+
+
+def _shape_of(x: Any) -> tuple[int, ...]:
+    return tuple(x.shape)
+
+
+#: method name -> (call on samples, the argument's name, the result's shape from the input's)
+SAMPLE_METHODS: dict[str, tuple[Callable, str, Callable]] = {
+    "push_forward": (lambda f, x: f.push_forward(x), "x", _shape_of),
+    "pull_back": (lambda f, y: f.pull_back(y), "y", _shape_of),
+    "velocity": (lambda f, x: f.velocity(x, 0.5), "x", _shape_of),
+    "score": (lambda f, x: f.score(x, 0.5), "x", _shape_of),
+    "log_prob": (lambda f, y: f.log_prob(y, progress=False), "y", lambda x: x.shape[:1]),
+    "log_prob_estimate": (
+        lambda f, y: f.log_prob_estimate(y, method="hutchinson", probes=4, progress=False).stderr,
+        "y",
+        lambda x: x.shape[:1],
+    ),
+    "trajectory": (
+        lambda f, x: f.trajectory(x, [0.0, 0.5, 1.0]).values,
+        "x",
+        lambda x: (3, *x.shape),
+    ),
+}
+
+
+@pytest.mark.parametrize("method", sorted(SAMPLE_METHODS))
+@given(x=any_samples)
+def test_methods_on_any_samples(flow, method, x):
+    call, name, shape = SAMPLE_METHODS[method]
+    out = outcome(lambda: call(flow, x), name)
+    if out is not None:
+        assert valid_samples(x), f"{method} accepted invalid input {x!r}"
+        finite_of_shape(out, shape(x))
+
+
+@pytest.mark.parametrize("which", ["x0", "x1"])
+@given(x=any_samples)
+def test_transport_report_on_any_samples(flow, which, x):
+    other = np.random.default_rng(2).standard_normal((5, D))
+    args = (x, other) if which == "x0" else (other, x)
+    report = outcome(lambda: flow.transport_report(*args), which, "x0", "x1")
+    if report is not None:
+        assert valid_samples(x, min_n=2)
+        for value in (report.kinetic_energy, report.transport_cost, report.w2_squared):
+            assert math.isfinite(value)
+
+
+#: method name -> keyword -> (call with the value, result shape or None for "not an array")
+KEYWORD_CALLS: dict[str, Callable[[Any, Any], Any]] = {
+    "push_forward.nfe": lambda f, v: f.push_forward(X, nfe=v),
+    "push_forward.ode": lambda f, v: f.push_forward(X, ode=v),
+    "pull_back.nfe": lambda f, v: f.pull_back(X, nfe=v),
+    "transport.start": lambda f, v: f.transport(X, start=v).x,
+    "transport.end": lambda f, v: f.transport(X, end=v).x,
+    "velocity.t": lambda f, v: f.velocity(X, v),
+    "score.t": lambda f, v: f.score(X, v),
+    "score.alpha_min": lambda f, v: f.score(X, 0.5, alpha_min=v),
+    "trajectory.times": lambda f, v: f.trajectory(X, v).values[-1],
+    "trajectory.nfe": lambda f, v: f.trajectory(X, [0.0, 1.0], nfe=v).values[-1],
+    "sample.seed": lambda f, v: f.sample(4, seed=v),
+    "sample.method": lambda f, v: f.sample(4, method=v, steps=8),
+    "sample.eps": lambda f, v: f.sample(4, method="sde", eps=v, steps=8),
+    "sample.steps": lambda f, v: f.sample(4, method="sde", steps=v),
+    "sample.scheme": lambda f, v: f.sample(4, method="sde", steps=8, scheme=v),
+    "sample.nfe": lambda f, v: f.sample(4, nfe=v),
+    "sample.ode": lambda f, v: f.sample(4, ode=v),
+    "log_prob.method": lambda f, v: f.log_prob(X, method=v, progress=False),
+    "log_prob.probes": lambda f, v: f.log_prob(X, method="hutchinson", probes=v, progress=False),
+    "log_prob.seed": lambda f, v: f.log_prob(X, seed=v, progress=False),
+    "log_prob.batch_size": lambda f, v: f.log_prob(X, batch_size=v, progress=False),
+    "log_prob.progress": lambda f, v: f.log_prob(X, progress=v),
+    "log_prob.ode": lambda f, v: f.log_prob(X, ode=v, progress=False),
+    "log_prob_estimate.probes": lambda f, v: (
+        f.log_prob_estimate(X, method="hutchinson", probes=v, progress=False).stderr
+    ),
+    "transport_report.seed": lambda f, v: f.transport_report(X, X[::-1] + 1, seed=v).w2_squared,
+    "transport_report.n": lambda f, v: f.transport_report(X, X + 1, n=v).w2_squared,
+    "transport_report.held_out": lambda f, v: (
+        f.transport_report(X, X + 1, held_out=v).kinetic_energy
+    ),
+}
+
+
+unit = hs.floats(0.0, 1.0)
+#: valid values of some keywords, drawn next to ``anything`` so that results are checked too
+VALID_KEYWORDS: dict[str, hs.SearchStrategy] = {
+    "trajectory.times": hs.lists(unit, min_size=2, max_size=4, unique=True).map(sorted),
+    "transport.start": unit,
+    "transport.end": unit,
+    "velocity.t": unit | hnp.arrays(np.float64, len(X), elements=unit),
+    "score.t": hs.floats(0.0, 0.99),
+    "sample.scheme": hs.sampled_from(["euler", "heun"]),
+    "sample.method": hs.sampled_from(["ode", "sde"]),
+    "log_prob.method": hs.sampled_from(["exact", "hutchinson", "auto"]),
+}
+
+
+@pytest.mark.parametrize("key", sorted(KEYWORD_CALLS))
+@given(data=hs.data())
+def test_keywords_of_any_type(flow, key, data):
+    value = data.draw(VALID_KEYWORDS.get(key, hs.nothing()) | anything_bounded, label="value")
+    name = key.split(".")[1]
+    out = outcome(lambda: KEYWORD_CALLS[key](flow, value), name)
+    if out is not None:
+        assert np.isfinite(np.asarray(out, dtype=np.float64)).all(), (key, value, out)
+
+
+def test_unknown_keyword_is_named(flow):
+    with pytest.raises(TypeError, match="probez"):
+        flow.log_prob(X, probez=3)
+
+
+@given(n=hs.integers(-3, 6) | huge_ints | hs.floats() | hs.text(max_size=2) | hs.none())
+def test_sample_any_n(flow, n):
+    out = outcome(lambda: flow.sample(n, seed=0), "n")
+    if out is not None:
+        finite_of_shape(out, (n, D))
+
+
+# ----------------------------------------------------------------- magnitudes, explicitly
+SOLVES = ("log_prob", "log_prob_estimate", "pull_back", "push_forward", "trajectory")
+#: magnitude -> the methods that fail on it until other parts of issue 14 land
+MAGNITUDES = {
+    1e-300: (),
+    1e-30: (),
+    1e10: (),
+    1e30: (),
+    # finite in float32, but the ODE state overflows: inf, or torchdiffeq's assert
+    1e38: ("log_prob", "pull_back", "push_forward", "trajectory"),
+    3e38: ("log_prob", "pull_back", "push_forward", "trajectory"),
+    1e39: (),  # beyond float32: rejected on the way in, naming the argument
+    1e300: (),
+}
+
+
+def _magnitude_cases() -> list[Any]:
+    cases = []
+    for magnitude, pending in MAGNITUDES.items():
+        for method in sorted(SAMPLE_METHODS):
+            reason = PENDING_ODE if method in SOLVES else PENDING_F32
+            marks = [pytest.mark.xfail(reason=reason, strict=False)] if method in pending else []
+            cases.append(pytest.param(method, magnitude, marks=marks, id=f"{method}-{magnitude:g}"))
+    return cases
+
+
+@pytest.mark.parametrize(("method", "magnitude"), _magnitude_cases())
+def test_methods_at_any_magnitude(flow, method, magnitude):
+    call, name, shape = SAMPLE_METHODS[method]
+    x = np.full((3, D), magnitude) * np.array([1.0, -1.0])
+    out = outcome(lambda: call(flow, x), name)
+    if out is not None:
+        finite_of_shape(out, shape(x))
+
+
+@pytest.mark.xfail(reason=PENDING_ODE, strict=False)
+@pytest.mark.parametrize("magnitude", [1e38, 1e300])
+def test_transport_report_at_huge_magnitude(flow, magnitude):
+    report = outcome(lambda: flow.transport_report(np.full((3, D), magnitude), X), "x0")
+    if report is not None:
+        assert math.isfinite(report.kinetic_energy)
+
+
+@pytest.mark.xfail(reason=PENDING_ODE, strict=False)
+def test_sample_sde_with_huge_eps(flow):
+    out = outcome(lambda: flow.sample(4, method="sde", eps=1e300, steps=8), "eps")
+    if out is not None:
+        finite_of_shape(out, (4, D))
+
+
+# ----------------------------------------------------------------------------------- fit
+FIT = dict(steps=3, width=8, depth=1, batch_size=16, progress=False)
+MOONS = st.datasets.sample("moons", 64, seed=0)
+
+
+def _fit_outcome(rho0: Any, rho1: Any, names: tuple[str, ...], **kwargs: Any) -> None:
+    fitted = outcome(lambda: st.fit(rho0, rho1, **{**FIT, **kwargs}), *names)
+    if fitted is not None:
+        finite_of_shape(fitted.sample(3, seed=0), (3, fitted.shape[0]))
+
+
+@hs.composite
+def perturbed_moons(draw) -> np.ndarray:
+    """The first ``n`` moons samples, maybe float32, maybe with a special value planted."""
+    x = MOONS[: draw(hs.integers(0, 64))].copy()
+    if x.size and draw(hs.booleans()):
+        x.flat[draw(hs.integers(0, x.size - 1))] = draw(hs.sampled_from(SPECIALS))
+    return x.astype(draw(hs.sampled_from([np.float64, np.float32])))
+
+
+fit_data = hs.one_of(
+    perturbed_moons(),
+    float_arrays(hs.tuples(hs.integers(0, 64), hs.integers(1, 3))),
+    float_arrays(),
+    odd_arrays,
+    non_arrays,
+)
+
+
+@FEW
+@given(rho1=fit_data)
+def test_fit_any_target(rho1):
+    _fit_outcome("gaussian", rho1, ("rho1", "rho0", "validation"))
+
+
+@FEW
+@given(rho0=fit_data)
+def test_fit_any_source(rho0):
+    _fit_outcome(rho0, MOONS, ("rho0", "rho1", "validation"))
+
+
+small_int = hs.integers(-2, 5) | huge_ints
+FIT_KEYWORDS: dict[str, hs.SearchStrategy] = {
+    "steps": small_int,
+    "batch_size": small_int,
+    "width": small_int,
+    "depth": small_int,
+    "time_frequencies": small_int,
+    "warmup": small_int,
+    "eval_every": small_int,
+    "accumulate": small_int,
+    "lr": hs.floats(max_value=1.0) | anything,
+    "weight_decay": hs.floats(max_value=10.0) | anything,
+    "validation": hs.floats() | anything,
+    "ema": hs.floats() | hs.none() | anything,
+    "clip_grad": hs.floats() | hs.none() | anything,
+    "interpolant": hs.sampled_from(["trig", "linear", "nope"]) | anything,
+    "coupling": hs.sampled_from(["independent", "exact_ot", "nope"]) | anything,
+    "time_sampler": hs.sampled_from(["uniform", "beta", "nope"]) | anything,
+    "activation": hs.sampled_from(["silu", "tanh", "nope"]) | anything,
+    "network": hs.sampled_from(["mlp", "potential", "unet", "nope", {}]) | anything,
+    "dtype": hs.sampled_from([torch.float64, torch.float16, torch.int32, np.float64]) | anything,
+    "normalize": anything,
+    "progress": anything,
+    "antithetic": anything,
+    "restore_best": anything,
+    "ode": hs.sampled_from([ODEOptions(), 0, {}, "rk4"]) | anything,
+    "remedy": anything,
+    "latent": hs.integers(-1, 3) | anything,
+}
+fit_keyword = hs.sampled_from(sorted(FIT_KEYWORDS)).flatmap(
+    lambda k: hs.tuples(hs.just(k), FIT_KEYWORDS[k].filter(lambda v: not _big_size(k, v)))
+)
+
+
+def _big_size(key: str, value: Any) -> bool:
+    """Valid but expensive values a fit of a few steps must not try (e.g. 2**62 layers)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 12 < value < 2**63
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.filter_too_much])
+@given(item=fit_keyword)
+def test_fit_keywords_of_any_type(item):
+    key, value = item
+    _fit_outcome("gaussian", MOONS, (key,), **{key: value})
+
+
+def _pending(rho0: Any, rho1: Any, kwargs: dict, reason: str, name: str) -> Any:
+    mark = pytest.mark.xfail(reason=reason, strict=False)
+    return pytest.param(rho0, rho1, kwargs, marks=mark, id=name)
+
+
+@pytest.mark.parametrize(
+    ("rho0", "rho1", "kwargs"),
+    [
+        _pending("gaussian", MOONS * 1e30, {}, PENDING_F32, "1e30"),
+        _pending("gaussian", MOONS * 1e100, {}, PENDING_F32, "1e100"),
+        _pending("gaussian", MOONS * 1e300, {}, PENDING_F32, "1e300"),
+        _pending(MOONS, MOONS + 1e8, {}, PENDING_F32, "offset-1e8"),
+        _pending("gaussian", torch.tensor(MOONS, requires_grad=True), {}, PENDING_DETACH, "grad"),
+        _pending("gaussian", MOONS, {"lr": 1e6}, PENDING_DIVERGE, "lr-1e6"),
+        _pending("gaussian", MOONS, {"weight_decay": 1e30}, PENDING_DIVERGE, "weight-decay"),
+        _pending("gaussian", MOONS, {"seed": 2**70}, PENDING_FIT_ARGS, "seed-2**70"),
+        _pending("gaussian", MOONS, {"device": "meta"}, PENDING_FIT_ARGS, "device-meta"),
+        _pending("gaussian", MOONS, {"device": "gpu"}, PENDING_FIT_ARGS, "device-gpu"),
+        _pending("gaussian", MOONS, {"device": -1}, PENDING_FIT_ARGS, "device--1"),
+    ],
+)
+def test_fit_edges(rho0, rho1, kwargs):
+    """Cases other parts of issue 14 fix (xfail until then). A fitted flow must also not have
+    collapsed: its samples are distinct."""
+    names = ("rho0", "rho1", "dtype", *kwargs)
+    fitted = outcome(lambda: st.fit(rho0, rho1, **{**FIT, **kwargs}), *names)
+    if fitted is not None:
+        y = fitted.sample(16, seed=0)
+        finite_of_shape(y, (16, D))
+        assert len(np.unique(y, axis=0)) > 8, "samples collapsed to a few points"
+
+
+# ---------------------------------------------------------------------------- save / load
+@pytest.fixture(scope="module")
+def saved(flow, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("fuzz") / "flow.sit"
+    flow.save(path)
+    return path
+
+
+@given(data=hs.binary(max_size=300))
+def test_load_any_bytes(data):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bad.sit"
+        path.write_bytes(data)
+        assert outcome(lambda: st.load(path), str(path)) is None
+
+
+@given(cut=hs.floats(0.0, 0.999))
+def test_load_truncated(saved, cut):
+    data = saved.read_bytes()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cut.sit"
+        path.write_bytes(data[: int(cut * len(data))])
+        assert outcome(lambda: st.load(path), str(path)) is None
+
+
+@pytest.mark.xfail(reason=PENDING_IO, strict=False)
+@settings(max_examples=10, phases=NO_SHRINK)
+@given(where=hs.floats(0.05, 0.95))
+def test_load_flipped_byte_is_detected(saved, where):
+    """A flipped byte anywhere either fails to load, naming the file, or changes nothing."""
+    data = bytearray(saved.read_bytes())
+    data[int(where * len(data))] ^= 0x10
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "flipped.sit"
+        path.write_bytes(bytes(data))
+        again = outcome(lambda: st.load(path), str(path))
+        if again is not None:
+            original = st.load(saved)
+            np.testing.assert_array_equal(again.push_forward(X), original.push_forward(X))
+
+
+@pytest.mark.xfail(reason=PENDING_IO, strict=False)
+@settings(phases=NO_SHRINK)
+@given(path=anything.filter(lambda v: not isinstance(v, str)))
+def test_save_any_path(flow, path):
+    with tempfile.TemporaryDirectory() as tmp, _chdir(tmp):
+        outcome(lambda: flow.save(path), "path")
+
+
+@pytest.mark.xfail(reason=PENDING_IO, strict=False)
+@pytest.mark.parametrize("keyword", ["path", "map_location", "base", "interpolant"])
+@settings(phases=NO_SHRINK)
+@given(value=anything)
+def test_load_keywords_of_any_type(saved, keyword, value):
+    """Bad arguments for a good file: an error naming the argument, never "corrupted"."""
+    kwargs = {"path": saved, keyword: value}
+    loaded = outcome(lambda: st.load(**kwargs), keyword, forbid=("damaged", "corrupt"))
+    if loaded is not None:
+        finite_of_shape(loaded.push_forward(X), X.shape)
+
+
+# ---------------------------------------------------------------------------- command line
+class _Reached(Exception):
+    """Raised by the stub of ``fit``: the command line accepted its inputs."""
+
+
+def _run_cli(argv: list[str]) -> tuple[int, str]:
+    """``main(argv)`` with ``fit`` stubbed out: (status, stderr); 99 if inputs were accepted."""
+    err = io.StringIO()
+    real_fit = cli.fit
+
+    def stub(rho0, rho1, **kwargs):
+        assert isinstance(rho1, np.ndarray) and rho1.ndim == 2 and np.isfinite(rho1).all()
+        raise _Reached
+
+    cli.fit = stub
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            status = cli.main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    except _Reached:
+        status = 99
+    finally:
+        cli.fit = real_fit
+    return status, err.getvalue()
+
+
+def _one_line(stderr: str, *needles: str) -> None:
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1, stderr
+    assert any(n in lines[0] for n in needles), (needles, stderr)
+
+
+CLI_FLAGS = ["--steps", "--seed", "--n", "--n-eval", "--batch-size", "--lr"]
+flag_values = (
+    hs.text(max_size=6)
+    | hs.integers(-3, 3).map(str)
+    | hs.sampled_from(["nan", "inf", "-inf", "1e400", "2e-3", "0x10", "1_000", str(2**70)])
+)
+
+
+@given(flag=hs.sampled_from(CLI_FLAGS), value=flag_values)
+def test_cli_flags_of_any_value(flag, value):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        argv = ["fit", "gaussian", "moons", "-o", str(out), "--n", "100", f"{flag}={value}"]
+        status, stderr = _run_cli(argv)
+        assert status in (2, 99), (status, stderr)
+        if status == 2:
+            _one_line(stderr, f"argument {flag}", "TARGET")
+        assert not out.exists()
+
+
+csv_text = hs.lists(
+    hs.lists(
+        hs.floats(allow_nan=True, allow_infinity=True).map(repr) | hs.text("ab,;1.e- ", max_size=4),
+        min_size=1,
+        max_size=3,
+    ).map(",".join),
+    max_size=40,
+).map("\n".join)
+
+
+@given(text=csv_text)
+def test_cli_any_csv(text):
+    with tempfile.TemporaryDirectory() as tmp:
+        path, out = Path(tmp) / "data.csv", Path(tmp) / "out"
+        path.write_text(text)
+        status, stderr = _run_cli(["fit", "gaussian", str(path), "-o", str(out)])
+        assert status in (2, 99), (status, stderr)
+        if status == 2:
+            _one_line(stderr, str(path), "TARGET")
+        assert not out.exists()
+
+
+@given(data=hs.binary(max_size=200) | hs.sampled_from([b"\x93NUMPY"]))
+def test_cli_any_npy_bytes(data):
+    with tempfile.TemporaryDirectory() as tmp:
+        path, out = Path(tmp) / "data.npy", Path(tmp) / "out"
+        path.write_bytes(data)
+        status, stderr = _run_cli(["fit", str(path), "moons", "-o", str(out)])
+        assert status == 2, stderr
+        _one_line(stderr, str(path))
+        assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.ones((30, 2), dtype=np.int64),
+        np.ones((30, 2), dtype=np.complex128),
+        np.full((30, 2), np.nan),
+        np.ones(30),
+        np.ones((1, 2)),
+        np.array([["a", "b"]] * 30),
+    ],
+    ids=["int", "complex", "nan", "1-d", "one-row", "strings"],
+)
+def test_cli_bad_npy_arrays(array):
+    with tempfile.TemporaryDirectory() as tmp:
+        path, out = Path(tmp) / "data.npy", Path(tmp) / "out"
+        np.save(path, array)
+        status, stderr = _run_cli(["fit", "gaussian", str(path), "-o", str(out)])
+        assert status == 2, stderr
+        _one_line(stderr, str(path), "TARGET")
+        assert not out.exists()
+
+
+@given(where=hs.sampled_from(["file", "under-file", "proc", "dev-null", "empty"]))
+def test_cli_any_out(where):
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "f").write_text("")
+        out = {
+            "file": f"{tmp}/f",
+            "under-file": f"{tmp}/f/x",
+            "proc": "/proc/sitransport-fuzz",
+            "dev-null": "/dev/null",
+            "empty": "",
+        }[where]
+        with _chdir(tmp):
+            status, stderr = _run_cli(["fit", "gaussian", "moons", "-o", out, "--n", "100"])
+        if where == "empty":  # "" is the current directory: accepted
+            assert status == 99
+        else:
+            assert status == 2, stderr
+            _one_line(stderr, "argument -o/--out")
+
+
+# ------------------------------------------------------- fixes found by this suite, pinned
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda f: f.pull_back(np.ones((3, 3))), ValueError, r"^y must"),
+        (lambda f: f.transport(X, start=True), TypeError, "start must"),
+        (lambda f: f.transport(X, start=0.5, end=0.5), ValueError, "start and end must differ"),
+        (lambda f: f.transport(X, start="a"), TypeError, "start must"),
+        (lambda f: f.transport(X, end=1e-169), ValueError, "start and end must differ"),
+        (lambda f: f.trajectory(X, [0.0, 1e-169]), ValueError, "times must be strictly"),
+        (lambda f: f.transport(X, end=[0.0, 1.0]), ValueError, "end must be a single time"),
+        (lambda f: f.score(X, 0.5, alpha_min=float("inf")), ValueError, "alpha_min must"),
+        (lambda f: f.score(X, 0.5, alpha_min=1j), TypeError, "alpha_min must"),
+        (lambda f: f.score(X, 0.5, alpha_min=None), TypeError, "alpha_min must"),
+        (lambda f: f.score(X, 0.5, alpha_min=float("nan")), ValueError, "alpha_min must"),
+        (lambda f: f.sample(3, method="sde", scheme=np.ones(2)), ValueError, "unknown scheme"),
+        (lambda f: f.sample(3, seed=2**70), ValueError, "seed must be an int in"),
+        (lambda f: f.log_prob(X, seed=2**70, progress=False), ValueError, "seed must"),
+        (lambda f: f.sample(2**70), ValueError, r"n must be an integer <= 2\*\*63 - 1"),
+        (lambda f: f.push_forward(X, nfe=2**70), ValueError, "nfe must be an integer <="),
+        (lambda f: f.sample(3, method="sde", steps=2**70), ValueError, "steps must be"),
+        (lambda f: f.log_prob(X, method="hutchinson", probes=2**70), ValueError, "probes must"),
+        (lambda f: f.log_prob(X, batch_size=2**70), ValueError, "batch_size must"),
+        (lambda f: f.velocity(np.full((2, D), 1e39), 0.5), ValueError, r"^x has values up to"),
+        (lambda f: f.score(np.full((2, D), 1e300), 0.5), ValueError, r"^x has values up to"),
+        (lambda f: f.transport_report(X, X, seed=None), TypeError, "seed must"),
+        (lambda f: f.transport_report(X, X, seed=1.5), TypeError, "seed must"),
+        (lambda f: f.transport_report(X, X, seed=2**70), ValueError, "seed must"),
+        (lambda f: st.TransportFlow(f.network, ode=0, shape=(D,)), TypeError, "ode must be"),
+        (lambda f: st.TransportFlow(f.network, ode={}, shape=(D,)), TypeError, "ode must be"),
+    ],
+    ids=[
+        "pull_back-names-y",
+        "start-bool",
+        "start-equals-end",
+        "start-str",
+        "end-below-float32",
+        "times-below-float32",
+        "end-array",
+        "alpha_min-inf",
+        "alpha_min-complex",
+        "alpha_min-None",
+        "alpha_min-nan",
+        "scheme-array",
+        "sample-seed-2**70",
+        "log_prob-seed-2**70",
+        "sample-n-2**70",
+        "nfe-2**70",
+        "sde-steps-2**70",
+        "probes-2**70",
+        "batch_size-2**70",
+        "velocity-x-1e39",
+        "score-x-1e300",
+        "report-seed-None",
+        "report-seed-float",
+        "report-seed-2**70",
+        "flow-ode-0",
+        "flow-ode-dict",
+    ],
+)
+def test_fixed_argument_errors(flow, call, error, match):
+    with pytest.raises(error, match=match):
+        call(flow)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"normalize": "no"}, TypeError, "normalize must be True or False"),
+        ({"progress": None}, TypeError, "progress must be True or False"),
+        ({"antithetic": 1}, TypeError, "antithetic must be True or False"),
+        ({"restore_best": "yes"}, TypeError, "restore_best must be True or False"),
+        ({"ode": 0}, TypeError, "ode must be an ODEOptions"),
+        ({"ode": "rk4"}, TypeError, "ode must be an ODEOptions"),
+        ({"time_frequencies": 2**70}, ValueError, "time_frequencies must"),
+        ({"time_frequencies": 0}, ValueError, "time_frequencies must"),
+        ({"batch_size": 2**70}, ValueError, "batch_size must be an integer <="),
+        ({"width": 2**70}, ValueError, "width must be an integer <="),
+        ({"network": {}}, ValueError, r"network=\{\} is a U-Net"),
+    ],
+    ids=[
+        "normalize",
+        "progress",
+        "antithetic",
+        "restore_best",
+        "ode-0",
+        "ode-str",
+        "time_frequencies-2**70",
+        "time_frequencies-0",
+        "batch_size-2**70",
+        "width-2**70",
+        "network-dict",
+    ],
+)
+def test_fixed_fit_argument_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        st.fit("gaussian", MOONS, **{**FIT, **kwargs})
+
+
+def test_transport_report_takes_samples_of_different_sizes(flow):
+    """x0 and x1 of different sizes (and fewer rows than the batch size) used to fail in
+    torch's broadcasting inside the H estimate."""
+    x1 = np.random.default_rng(3).standard_normal((10, D))
+    report = flow.transport_report(X[:3], x1)
+    assert report.n == 3 and math.isfinite(report.h_upper) and report.h_upper > 0
+    assert math.isfinite(flow.transport_report(x1, X[:3]).w2_bound)
+
+
+def test_cli_stub_is_restored():
+    """The command-line cases stub ``fit`` out; the real one is back afterwards."""
+    _run_cli(["fit", "gaussian", "moons", "--n", "100", "-o", "/proc/sitransport-fuzz"])
+    assert cli.fit is st.fit
