@@ -34,6 +34,7 @@ from sitransport.errors import CorruptFileError
 __all__ = [
     "CHECKED_FORMAT",
     "atomic_save",
+    "check_load_path",
     "check_map_location",
     "check_save_path",
     "load_checkpoint",
@@ -53,6 +54,37 @@ _CHECKPOINT_KEYS = ("generator", "net", "opt", "path_generator", "record", "sche
 
 
 # --------------------------------------------------------------------------- arguments
+def check_load_path(path: Any) -> Path:
+    """``path`` as a :class:`~pathlib.Path` to an existing file.
+
+    Raises:
+        TypeError: ``path`` is not a string or path-like.
+        ValueError: ``path`` is empty or names a folder.
+        FileNotFoundError: no file at ``path`` (the message names it).
+
+    Example:
+        >>> check_load_path("")
+        Traceback (most recent call last):
+        ...
+        ValueError: path must name a file, got an empty path ''
+    """
+    out = _file_path(path)
+    if not out.is_file():
+        raise FileNotFoundError(f"path: no sitransport file at {str(out)!r}")
+    return out
+
+
+def _file_path(path: Any) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    if os.fspath(path) in ("", b""):
+        raise ValueError("path must name a file, got an empty path ''")
+    out = Path(os.fsdecode(path))
+    if out.is_dir():
+        raise ValueError(f"path must name a file, got the folder {str(out)!r}")
+    return out
+
+
 def check_save_path(path: Any) -> Path:
     """``path`` as a :class:`~pathlib.Path` to a file that can be written in an existing folder.
 
@@ -65,13 +97,7 @@ def check_save_path(path: Any) -> Path:
         >>> check_save_path("flow.sit").name
         'flow.sit'
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    if os.fspath(path) in ("", b""):
-        raise ValueError("path must name a file, got an empty path ''")
-    out = Path(os.fsdecode(path))
-    if out.is_dir():
-        raise ValueError(f"path must name a file, got the folder {str(out)!r}")
+    out = _file_path(path)
     folder = out.parent
     if not folder.is_dir():
         what = "does not exist" if not folder.exists() else "is not a folder"

@@ -23,6 +23,7 @@ __all__ = [
     "check_device",
     "check_finite",
     "check_fraction",
+    "check_in_range",
     "check_pixels",
     "check_positive",
     "check_positive_int",
@@ -91,6 +92,28 @@ def check_finite(x: torch.Tensor, name: str) -> None:
         n_inf = int(bad.sum()) - n_nan
         raise ValueError(
             f"{name} must be finite, got {n_nan} NaN and {n_inf} infinite values out of {x.numel()}"
+        )
+
+
+def check_in_range(x: torch.Tensor, name: str, dtype: torch.dtype) -> None:
+    """Raise ``ValueError`` if ``x`` holds values beyond what ``dtype`` can represent (e.g.
+    1e39 for a float32 network), naming ``name`` and the fix.
+
+    Example:
+        >>> big = torch.tensor([1e39], dtype=torch.float64)
+        >>> check_in_range(big, "x", torch.float32)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: x has values up to 1e+39, beyond the range of the flow's torch.float32 ...
+    """
+    if not dtype.is_floating_point or not x.dtype.is_floating_point:
+        return
+    peak = float(x.abs().max()) if x.numel() else 0.0
+    if peak > torch.finfo(dtype).max:
+        raise ValueError(
+            f"{name} has values up to {peak:.3g}, beyond the range of the flow's {dtype} "
+            f"network ({torch.finfo(dtype).max:.3g}); rescale the data, or fit with "
+            "dtype=torch.float64"
         )
 
 

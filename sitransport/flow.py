@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from sitransport._bases import Density, EmpiricalDensity, StandardNormal, as_density
 from sitransport._io import (
     atomic_save,
+    check_load_path,
     check_map_location,
     check_save_path,
     module_mismatch,
@@ -36,6 +37,7 @@ from sitransport._io import (
 from sitransport._validation import (
     as_tensor,
     check_choice,
+    check_in_range,
     check_positive,
     check_positive_int,
     check_times,
@@ -424,14 +426,8 @@ class TransportFlow:
         p = self._param()
         dtype = p.dtype if p is not None else t.dtype
         device = p.device if p is not None else t.device
-        out = t.to(device=device, dtype=dtype)
-        if out.dtype != t.dtype and not bool(torch.isfinite(out).all()):  # e.g. 1e39 in float32
-            raise ValueError(
-                f"{name} has values up to {float(t.abs().max()):.3g}, beyond the range of the "
-                f"flow's {dtype} network ({torch.finfo(dtype).max:.3g}); rescale the data, or "
-                "fit with dtype=torch.float64"
-            )
-        return out, back, t.dtype
+        check_in_range(t, name, dtype)  # e.g. 1e39 for a float32 network
+        return t.to(device=device, dtype=dtype), back, t.dtype
 
     def _v(self, z: Tensor, t: Tensor) -> Tensor:
         return self._velocity(z, t)
@@ -1259,8 +1255,8 @@ def load(
         FileNotFoundError: no such file.
         OSError: the file cannot be opened (e.g. no permission to read it).
         TypeError: ``path``, ``map_location``, ``base`` or ``interpolant`` of a wrong type.
-        ValueError: ``map_location`` is not a device of this machine, or ``base`` or
-            ``interpolant`` is invalid.
+        ValueError: ``path`` is empty or a folder; ``map_location`` is not a device of this
+            machine, or ``base`` or ``interpolant`` is invalid.
         CorruptFileError: (a :class:`ValueError`) the file is truncated or corrupted (its
             checksum does not match), holds objects other than tensors and plain data, is of
             another format or version, or its parts do not fit together. The message names
@@ -1281,11 +1277,7 @@ def load(
         True
     """
     device = check_map_location(map_location)
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no sitransport file at {str(path)!r}")
+    path = check_load_path(path)
     path_given = get_interpolant(interpolant) if interpolant is not None else None
     payload = read_checked(path, device)
     if isinstance(payload, dict) and payload.get("format") == "sitransport.LatentFlow":

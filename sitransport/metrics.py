@@ -38,9 +38,11 @@ import torch
 
 from sitransport._validation import (
     as_tensor,
+    check_in_range,
     check_positive,
     check_positive_int,
     check_same_dim,
+    check_seed,
 )
 
 __all__ = [
@@ -1007,11 +1009,7 @@ def transport_report(
     from sitransport.losses import quadratic_loss
 
     n = check_positive_int(n, "n")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int >= 0, got {type(seed).__name__} {seed!r}")
-    if not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be an int in [0, 2**63), got {seed}")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(check_seed(seed))
     if x0 is None:
         if flow.base is None:
             raise ValueError("x0 is required: the flow has no base to draw rho0 from")
@@ -1027,6 +1025,7 @@ def transport_report(
             x1 = target.sample(n, gen).numpy()
     a, b = _samples(x0, "x0", min_samples=2), _samples(x1, "x1", min_samples=2)
     check_same_dim(a, b, "x0", "x1")
+    check_in_range(torch.from_numpy(a), "x0", flow.dtype or torch.float64)
     pushed, energy, nfe = flow.path_energy(a)
     energy = np.asarray(energy, dtype=np.float64)
     ke, ke_se = float(energy.mean()), float(energy.std(ddof=1) / np.sqrt(len(energy)))

@@ -333,6 +333,9 @@ def _solve(
         elif "underflow" in str(err):
             what = "the solver's step size underflowed (the field is too stiff or diverges)"
         raise TransportError(_failure_message(what, f.t, times, options)) from err
+    if not _all_finite(out):  # the last step's combination is never fed back to the field
+        what = "the state became non-finite (nan or inf) in the last step"
+        raise TransportError(_failure_message(what, float(times[-1]), times, options))
     return out, f.nfe
 
 

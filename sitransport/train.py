@@ -286,9 +286,11 @@ class _DivergenceGuard:
     seen so far, from the first step on (the untrained network's batch loss, so a run that
     diverges from its first steps is caught too); once :attr:`window` steps are recorded, the
     run stops when the running median exceeds :attr:`growth` times that reference *and* 10
-    times the first step's loss. The flow-matching loss
-    ``E|v - dI/dt|^2 >= 0`` is used because the quadratic loss ``G`` can be negative. The
-    state is rebuilt from the record's ``fm_loss``, so a resumed run checks the same way.
+    times the first step's loss. A single batch loss above ``growth**2`` times the reference
+    stops it at once, so short runs that blow up in their first steps are caught too. The
+    flow-matching loss ``E|v - dI/dt|^2 >= 0`` is used because the quadratic loss ``G`` can
+    be negative. The state is rebuilt from the record's ``fm_loss``, so a resumed run checks
+    the same way.
     """
 
     window = 5
@@ -331,6 +333,11 @@ class _DivergenceGuard:
                 f"{self._advice(lr)}"
             )
         level = self._level(fm)
+        if fm > self.growth**2 * self.lowest:  # no noise explains 1e8 times in one step
+            raise TrainingDivergedError(
+                f"training diverged at step {step}: the flow-matching loss {fm:.3g} is "
+                f"{fm / self.lowest:.3g} times its lowest {self.lowest:.3g}; {self._advice(lr)}"
+            )
         if level is not None and level > self.growth * self.lowest and level > 10 * self.first:
             raise TrainingDivergedError(
                 f"training diverged at step {step}: the flow-matching loss (median of the "
@@ -582,8 +589,10 @@ def train(
     weights move) on a non-finite loss, a non-finite gradient norm, or a flow-matching loss
     grown by orders of magnitude: once 5 steps are recorded, when the median of the last 5
     batch values exceeds ``1e4`` times the lowest such running median since the first step
-    and 10 times the first step's value (the untrained level). The median makes single noisy
-    batches harmless; the flow-matching loss is used because ``G`` can be negative.
+    and 10 times the first step's value (the untrained level), or at once when one batch
+    value exceeds ``1e8`` times that lowest median (runs shorter than 5 steps). The median
+    makes single noisy batches harmless; the flow-matching loss is used because ``G`` can be
+    negative.
 
     Raises:
         ValueError: the global batch does not split into ``world size x accumulate`` equal
@@ -1152,7 +1161,7 @@ def fit(
 
     Training that diverges stops with an error rather than return a broken flow: a
     non-finite loss or gradient norm, or a flow-matching loss whose 5-step running median
-    grew to ``1e4`` times its lowest (see :func:`train`).
+    grew to ``1e4`` times its lowest, or one batch loss ``1e8`` times it (see :func:`train`).
 
     Raises:
         ValueError, TypeError: bad input (the message names the argument), e.g. ``seed``

@@ -122,6 +122,14 @@ def test_step_limit_stops_a_stiff_solve_with_the_time_reached():
         flow.push_forward(np.ones((3, 2)), ode=ODEOptions(max_steps=50))
 
 
+def test_a_state_that_overflows_in_the_last_step_is_a_transport_error():
+    # one Euler step of 1e38 from 3e38 overflows float32 without another field evaluation
+    x = torch.full((2, 2), 3e38)
+    velocity = lambda z, t: torch.full_like(z, 1e38)  # noqa: E731
+    with pytest.raises(TransportError, match=r"non-finite \(nan or inf\) in the last step at t=1"):
+        st.ode.integrate(velocity, x, torch.tensor([0.0, 1.0]), ODEOptions("euler", steps=1))
+
+
 def test_step_size_underflow_is_a_transport_error():
     flow = TransportFlow(lambda z, t: z**3, "linear", shape=(2,))
     with pytest.raises(TransportError, match=r"from t=0 to t=1 .*at t=0\.125"):

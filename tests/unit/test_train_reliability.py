@@ -60,9 +60,9 @@ def test_non_finite_gradient_stops_before_the_weights_move():
 
 def test_guard_ignores_one_noisy_batch_and_stops_sustained_growth():
     guard = _DivergenceGuard(1.0, [])
-    normal = [2.0, 1.9, 1.8, 1e9, 1.7, 1.6, 1.5, 1e9, 1.4, 1.3, 1.2, 1.1]
+    normal = [2.0, 1.9, 1.8, 1e6, 1.7, 1.6, 1.5, 1e6, 1.4, 1.3, 1.2, 1.1]
     for step, fm in enumerate(normal):
-        guard.check(step, fm, fm, 1.0, 1e-3)  # single spikes: the running median stays low
+        guard.check(step, fm, fm, 1.0, 1e-3)  # single spikes below 1e8x: the median stays low
     with pytest.raises(TrainingDivergedError, match="at step 14.*lower lr \\(now 0.001\\)"):
         for step, fm in enumerate([1e6, 1e7, 1e8], start=12):
             guard.check(step, fm, fm, 1.0, 1e-3)
@@ -226,3 +226,11 @@ def test_unavailable_cuda(data):
     x0, x1 = data
     with pytest.raises(ValueError, match="device='cuda' asks for CUDA, which is not available"):
         st.fit(x0, x1, **TINY, device="cuda")
+
+
+def test_a_run_shorter_than_the_window_that_blows_up_stops():
+    # lr=1e6 takes the batch loss from about 7 to 1e17 in one step; a 3-step run never fills
+    # the 5-step median window, so the one-step rule must catch it
+    x1 = st.datasets.sample("moons", 64, seed=0)
+    with pytest.raises(TrainingDivergedError, match="diverged at step 1"):
+        st.fit("gaussian", x1, steps=3, width=8, depth=1, batch_size=16, lr=1e6, progress=False)
