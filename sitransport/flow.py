@@ -40,6 +40,7 @@ from sitransport._validation import (
     check_in_range,
     check_positive,
     check_positive_int,
+    check_seed,
     check_times,
 )
 from sitransport.errors import CorruptFileError
@@ -250,11 +251,7 @@ class LogProbEstimate:
 def _random_generator(seed: int | None) -> torch.Generator:
     if seed is None:  # fresh entropy without touching the global RNG
         seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
-    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int or None, got {seed!r}")
-    if not -(2**63) <= seed < 2**64:  # the range torch.Generator.manual_seed takes
-        raise ValueError(f"seed must be an int in [-2**63, 2**64), got {seed}")
-    return torch.Generator().manual_seed(int(seed))
+    return torch.Generator().manual_seed(check_seed(seed))  # the range fit takes
 
 
 def _scalar_time(value: Any, name: str) -> float:
