@@ -16,6 +16,7 @@ is unreadable.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import io
 import os
@@ -139,8 +140,14 @@ def check_map_location(map_location: Any) -> torch.device:
 
 
 # ------------------------------------------------------------------------------ writing
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+def atomic_save(obj: Any, path: str | os.PathLike, *, keep_previous: bool = False) -> None:
     """Write ``obj`` (tensors and plain data) with its SHA-256, atomically, to ``path``.
+
+    The new file is written to a hidden temporary file beside ``path`` and flushed, then
+    renamed over ``path``. With ``keep_previous``, the file it replaces is kept as
+    :func:`previous_checkpoint` (a hard link where the file system allows, so ``path`` never
+    goes missing). Temporary files left by a process that was killed while saving to the
+    same ``path`` are removed.
 
     Raises:
         TypeError, ValueError, FileNotFoundError: a bad ``path`` (see :func:`check_save_path`).
@@ -153,18 +160,17 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
         {'w': tensor([1., 1.])}
     """
     path = check_save_path(path)
+    _remove_orphans(path)
     with _temporary(path) as tmp:
         _write_checked(obj, tmp)
+        if keep_previous and path.is_file():
+            _keep_previous(path)
         os.replace(tmp, path)
     _fsync_folder(path.parent)
 
 
 def save_checkpoint(obj: Any, path: str | os.PathLike) -> None:
-    """Like :func:`atomic_save`, keeping the file it replaces as :func:`previous_checkpoint`.
-
-    The new file is written and flushed first; the old one becomes ``<name>.prev`` (a hard
-    link where the file system allows, so ``path`` never goes missing), then the new one is
-    renamed over ``path``.
+    """:func:`atomic_save` keeping the file it replaces as :func:`previous_checkpoint`.
 
     Example:
         >>> import tempfile, torch
@@ -174,13 +180,7 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> None:
         ...     sorted(p.name for p in Path(tmp).iterdir())
         ['ckpt.pt', 'ckpt.pt.prev']
     """
-    path = check_save_path(path)
-    with _temporary(path) as tmp:
-        _write_checked(obj, tmp)
-        if path.is_file():
-            _keep_previous(path)
-        os.replace(tmp, path)
-    _fsync_folder(path.parent)
+    atomic_save(obj, path, keep_previous=True)
 
 
 def previous_checkpoint(path: str | os.PathLike) -> Path:
@@ -194,10 +194,38 @@ def previous_checkpoint(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".prev")
 
 
+def _temporary_prefix(path: Path, pid: int) -> str:
+    return f".{path.name}.{pid}."
+
+
+def _remove_orphans(path: Path) -> None:
+    """Remove the temporary files of saves to ``path`` whose process no longer exists (a save
+    killed by SIGKILL or a power cut cannot clean up after itself)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but not ours (EPERM), or no signals here: keep its file
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def _temporary(path: Path) -> Iterator[str]:
-    """A hidden temporary file beside ``path``, removed on any exception (also Ctrl-C)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """A hidden temporary file beside ``path`` named with this process id, removed on any
+    exception (also Ctrl-C)."""
+    prefix = _temporary_prefix(path, os.getpid())
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     try:
         os.close(fd)
         yield tmp

@@ -7,6 +7,10 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -281,6 +285,30 @@ def test_save_is_flushed_and_an_interrupted_save_leaves_nothing(flow, tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         flow.save(tmp_path / "killed.sit")
     assert [p.name for p in tmp_path.iterdir()] == ["ok.sit"]  # no hidden .tmp left
+
+
+def test_a_save_killed_by_sigkill_leaves_no_temporary_file_after_the_next_save(flow, tmp_path):
+    # a process killed mid-save (SIGKILL: no Python cleanup runs) leaves its hidden temporary
+    # file; the next save to the same path removes it, as its process no longer exists
+    code = textwrap.dedent(
+        f"""
+        import os, signal, torch
+        from pathlib import Path
+        import sitransport._io as io
+        def die(obj, tmp):
+            open(tmp, "wb").write(b"half")
+            os.kill(os.getpid(), signal.SIGKILL)
+        io._write_checked = die
+        io.atomic_save({{"w": torch.ones(1)}}, Path({str(tmp_path / "flow.sit")!r}))
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", code], timeout=120, capture_output=True)
+    assert run.returncode == -signal.SIGKILL, run.stderr.decode()
+    assert [p.name.endswith(".tmp") for p in tmp_path.iterdir()] == [True]
+    mine = tmp_path / f".flow.sit.{os.getpid()}.x.tmp"  # a live process's save in progress
+    mine.write_bytes(b"")
+    flow.save(tmp_path / "flow.sit")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [mine.name, "flow.sit"]
 
 
 def test_resaving_a_loaded_flow_warns_nothing(saved, tmp_path):
