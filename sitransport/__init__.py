@@ -21,6 +21,7 @@ from sitransport import (
     errors,
     images,
     interpolants,
+    io,
     latent,
     losses,
     metrics,
@@ -28,8 +29,9 @@ from sitransport import (
     ode,
     paths,
 )
-from sitransport.flow import TransportFlow, load
+from sitransport.flow import TransportFlow
 from sitransport.interpolants import Interpolant
+from sitransport.io import load
 from sitransport.ode import ODEOptions
 from sitransport.train import fit, reflow
 
@@ -44,6 +46,7 @@ __all__ = [
     "fit",
     "images",
     "interpolants",
+    "io",
     "latent",
     "load",
     "losses",

@@ -15,8 +15,7 @@ import os
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -26,12 +25,10 @@ from torch import Tensor, nn
 from sitransport._bases import Density, EmpiricalDensity, StandardNormal, as_density
 from sitransport._io import (
     atomic_save,
-    check_load_path,
     check_map_location,
     check_save_path,
     module_mismatch,
     plain,
-    read_checked,
     state_mismatch,
 )
 from sitransport._validation import (
@@ -47,13 +44,7 @@ from sitransport.errors import CorruptFileError
 from sitransport.interpolants import Interpolant, Normalized, get_interpolant, interpolant_names
 from sitransport.ode import ODEOptions, integrate, integrate_energy, integrate_logdet
 
-__all__ = ["LogProbEstimate", "Normalization", "TransportFlow", "TransportResult", "load"]
-
-_FORMAT = "sitransport.TransportFlow"
-_VERSION = 2
-#: Files of version 1 were trained on the path in normalised coordinates, which in the
-#: caller's coordinates is shifted by (1 - alpha - beta) m: loaded with that path kept.
-_READABLE = (1, 2)
+__all__ = ["LogProbEstimate", "Normalization", "TransportFlow", "TransportResult"]
 
 
 #: The fewest distinct values per standard deviation of each end that the network's dtype
@@ -298,6 +289,15 @@ class TransportFlow:
         >>> flow.push_forward(np.zeros((3, 2))).round(6).tolist()
         [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
     """
+
+    #: Format name of the payload (:meth:`to_payload`), the header of a saved flow's file.
+    FORMAT: ClassVar[str] = "sitransport.TransportFlow"
+    #: Version of the payload that :meth:`to_payload` writes.
+    VERSION: ClassVar[int] = 2
+    #: Versions :meth:`from_payload` reads. Version 1 flows were trained on the path in
+    #: normalised coordinates, which in the caller's is shifted by ``(1 - alpha - beta) m``:
+    #: they are read with that path kept (scores and SDE samplers follow it).
+    READABLE_VERSIONS: ClassVar[tuple[int, ...]] = (1, 2)
 
     def __init__(
         self,
@@ -584,21 +584,6 @@ class TransportFlow:
         from sitransport.metrics import transport_report
 
         return transport_report(self, x0, x1, **kwargs)
-
-    def reflow(self, n: int = 20_000, **kwargs: Any) -> TransportFlow:
-        """Retrain on the couplings of this flow's own map: see :func:`sitransport.reflow`.
-
-        Example:
-            >>> import sitransport as st
-            >>> x1 = st.datasets.sample("moons", 1000, seed=0)
-            >>> flow = st.fit("gaussian", x1, steps=50, width=32, progress=False, seed=0)
-            >>> straight = flow.reflow(500, steps=20, progress=False)
-            >>> straight.config["reflow_generation"], straight.interpolant
-            (1, Linear())
-        """
-        from sitransport.train import reflow
-
-        return reflow(self, n, **kwargs)
 
     def push_forward(self, x: Any, *, ode: ODEOptions | None = None, nfe: int | None = None) -> Any:
         """Map samples of ``rho0`` to samples of ``rho1`` (solve ``t: 0 -> 1``).
@@ -1067,11 +1052,12 @@ class TransportFlow:
     def save(self, path: str | os.PathLike) -> None:
         """Write the flow to ``path`` atomically (temporary file, flushed, then renamed).
 
-        The file holds only tensors and plain data (loaded with ``weights_only=True``) and
-        the SHA-256 of its content, checked by :func:`load`. Only what :func:`load` rebuilds
-        exactly can be saved: a built-in network and a built-in interpolant of exactly their
-        class (a subclass would load as its parent). A torch Distribution base is recorded by
-        name only and must be passed again to :func:`load`.
+        The file holds only :meth:`to_payload` (tensors and plain data, loaded with
+        ``weights_only=True``) and its SHA-256, checked by :func:`sitransport.load`. Only
+        what can be rebuilt exactly can be saved: a built-in network and a built-in
+        interpolant of exactly their class (a subclass would load as its parent). A torch
+        Distribution base is recorded by name only and must be passed again to
+        :func:`sitransport.load`.
 
         Raises:
             TypeError: the velocity is not a built-in sitransport network, or the interpolant
@@ -1085,20 +1071,40 @@ class TransportFlow:
             >>> import tempfile
             >>> from pathlib import Path
             >>> import numpy as np
+            >>> import sitransport as st
             >>> from sitransport.nn import MLPVelocity
             >>> flow = TransportFlow(MLPVelocity(2, width=8, depth=1), "trig", base="gaussian")
             >>> with tempfile.TemporaryDirectory() as tmp:
             ...     flow.save(Path(tmp) / "flow.sit")
-            ...     again = load(Path(tmp) / "flow.sit")
+            ...     again = st.load(Path(tmp) / "flow.sit")
             >>> x = np.zeros((2, 2))
             >>> np.array_equal(again.push_forward(x), flow.push_forward(x))
             True
         """
         check_save_path(path)  # before any work: a bad path is named as such
-        atomic_save(self._payload(), path)
+        atomic_save(self.to_payload(), path)
 
-    def _payload(self) -> dict[str, Any]:
-        """The flow as plain data and tensors (what :meth:`save` writes)."""
+    def to_payload(self) -> dict[str, Any]:
+        """The flow as tensors and plain data: what :meth:`save` writes and
+        :meth:`from_payload` reads.
+
+        A dict headed by ``"format"`` (:attr:`FORMAT`) and ``"version"`` (:attr:`VERSION`),
+        then ``shape``, ``network`` (the network's description) and ``state_dict``,
+        ``interpolant`` (its spec), ``base`` and ``target`` (specs, samples included for
+        empirical ends), ``normalization``, ``ode``, ``config`` and ``history``. Tensors are
+        detached copies on the CPU.
+
+        Raises:
+            TypeError, ValueError: as :meth:`save`, for a network or an interpolant that
+                cannot be rebuilt exactly.
+
+        Example:
+            >>> from sitransport.nn import MLPVelocity
+            >>> flow = TransportFlow(MLPVelocity(2, width=8, depth=1), "trig", base="gaussian")
+            >>> payload = flow.to_payload()
+            >>> payload["format"], payload["version"], payload["shape"], payload["base"]
+            ('sitransport.TransportFlow', 2, [2], {'kind': 'gaussian', 'shape': [2]})
+        """
         net = self._velocity
         if not (isinstance(net, nn.Module) and isinstance(getattr(net, "config", None), dict)):
             raise TypeError(
@@ -1108,8 +1114,8 @@ class TransportFlow:
         _check_restorable(net, self._interpolant)
         base, target = _density_spec(self._base), _density_spec(self._target)
         return {
-            "format": _FORMAT,
-            "version": _VERSION,
+            "format": self.FORMAT,
+            "version": self.VERSION,
             "shape": list(self._shape),
             "network": dict(net.config),
             "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
@@ -1121,6 +1127,67 @@ class TransportFlow:
             "config": plain(dict(self._config)),
             "history": _history_to_plain(self._history),
         }
+
+    @classmethod
+    def from_payload(
+        cls,
+        payload: Any,
+        *,
+        base: Any = None,
+        interpolant: str | Interpolant | None = None,
+        map_location: str | torch.device = "cpu",
+        source: str | os.PathLike | None = None,
+    ) -> TransportFlow:
+        """Rebuild a flow from :meth:`to_payload` (read by :func:`sitransport.load`).
+
+        Every part (shape, normalisation, network and interpolant descriptions) is checked
+        against the others before anything is allocated from it, so a crafted payload cannot
+        make it allocate more than the payload holds. No code is run.
+
+        Args:
+            payload: the dict written by :meth:`to_payload`, of a version in
+                :attr:`READABLE_VERSIONS`.
+            base: ``rho0`` for flows saved with a torch Distribution base (not storable as
+                data); it replaces the stored base.
+            interpolant: for flows trained with a custom interpolant (not storable as data).
+            map_location: device for the network, e.g. ``"cpu"`` or ``"cuda:0"``.
+            source: where the payload was read from, named in error messages (the file's
+                path for :func:`sitransport.load`).
+
+        Returns:
+            The :class:`TransportFlow`.
+
+        Raises:
+            TypeError: ``map_location``, ``base`` or ``interpolant`` of a wrong type.
+            ValueError: ``map_location`` is not a device of this machine, or ``base`` or
+                ``interpolant`` is invalid.
+            CorruptFileError: (a :class:`ValueError`) the payload is not a flow's, of another
+                version, or its parts do not fit together; the message names ``source``.
+
+        Example:
+            >>> import numpy as np
+            >>> from sitransport.nn import MLPVelocity
+            >>> flow = TransportFlow(MLPVelocity(2, width=8, depth=1), "trig", base="gaussian")
+            >>> again = TransportFlow.from_payload(flow.to_payload())
+            >>> x = np.zeros((2, 2))
+            >>> again.shape, np.array_equal(again.push_forward(x), flow.push_forward(x))
+            ((2,), True)
+        """
+        device = check_map_location(map_location)
+        given = get_interpolant(interpolant) if interpolant is not None else None
+        where = "the payload" if source is None else repr(os.fspath(source))
+        _check_header(payload, cls.FORMAT, cls.READABLE_VERSIONS, where)
+        try:
+            parts = _stored_parts(payload, given, stored_base=base is None)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+            raise _damaged(where, err) from None
+        net, shape = parts.pop("network"), parts["shape"]
+        if base is not None:
+            parts["base"] = as_density(base, "base", shape=shape)
+        flow = cls(net.to(device), **parts)  # outside the try: out of memory is no damage
+        if payload["version"] == 1:
+            flow._use_version1_path()
+        return flow
 
     def __repr__(self) -> str:
         base = "none" if self._base is None else self._base.kind
@@ -1156,8 +1223,9 @@ def _density_from_spec(spec: dict[str, Any] | None, shape: tuple[int, ...]) -> D
 
 
 def _check_restorable(net: nn.Module, path: Interpolant) -> None:
-    """Refuse to save what :func:`load` would rebuild as something else: a subclass or a
-    modified copy of a built-in network or interpolant is saved under its parent's name."""
+    """Refuse to save what :meth:`TransportFlow.from_payload` would rebuild as something
+    else: a subclass or a modified copy of a built-in network or interpolant is saved under
+    its parent's name."""
     from sitransport.nn import build_network
 
     try:
@@ -1226,119 +1294,42 @@ def _history_fromplain(plain: dict[str, Any] | None) -> xr.Dataset | None:
     return xr.Dataset(data, coords=coords, attrs=plain.get("attrs", {}))
 
 
-def load(
-    path: str | os.PathLike,
-    *,
-    base: Any = None,
-    interpolant: Interpolant | None = None,
-    map_location: str | torch.device = "cpu",
-) -> TransportFlow:
-    """Load a flow written by :meth:`TransportFlow.save`. No code from the file is executed.
-
-    The file's SHA-256 is verified (files written before checksums load unchecked), and
-    every stored part (shape, normalisation, network and interpolant descriptions) is
-    checked against the others before anything is allocated from it.
-
-    Args:
-        path: the file.
-        base: ``rho0`` for flows saved with a torch Distribution base (not storable as data).
-        interpolant: for flows trained with a custom interpolant (not storable as data).
-        map_location: device for the network, e.g. ``"cpu"`` or ``"cuda:0"``.
-
-    Returns:
-        The :class:`TransportFlow` (or :class:`~sitransport.latent.LatentFlow`) that was saved.
-
-    Raises:
-        FileNotFoundError: no such file.
-        OSError: the file cannot be opened (e.g. no permission to read it).
-        TypeError: ``path``, ``map_location``, ``base`` or ``interpolant`` of a wrong type.
-        ValueError: ``path`` is empty or a folder; ``map_location`` is not a device of this
-            machine, or ``base`` or ``interpolant`` is invalid.
-        CorruptFileError: (a :class:`ValueError`) the file is truncated or corrupted (its
-            checksum does not match), holds objects other than tensors and plain data, is of
-            another format or version, or its parts do not fit together. The message names
-            the file.
-
-    Example:
-        >>> import tempfile
-        >>> from pathlib import Path
-        >>> import sitransport as st
-        >>> x1 = st.datasets.sample("moons", 500, seed=0)
-        >>> flow = st.fit("gaussian", x1, steps=20, width=16, progress=False, seed=0)
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     flow.save(Path(tmp) / "moons.sit")
-        ...     again = st.load(Path(tmp) / "moons.sit")
-        >>> again.shape, again.config["steps"], len(again.history.step)
-        ((2,), 20, 20)
-        >>> bool((again.sample(3, seed=0) == flow.sample(3, seed=0)).all())
-        True
-    """
-    device = check_map_location(map_location)
-    path = check_load_path(path)
-    path_given = get_interpolant(interpolant) if interpolant is not None else None
-    payload = read_checked(path, device)
-    if isinstance(payload, dict) and payload.get("format") == "sitransport.LatentFlow":
-        from sitransport.latent import LatentFlow
-
-        if payload.get("version") != 1:
-            raise CorruptFileError(
-                f"{str(path)!r} has latent format version {payload.get('version')}; this "
-                "sitransport reads version 1"
-            )
-        inner = _from_payload(payload.get("inner"), path, base, path_given, device)
-        try:
-            return LatentFlow.from_plain(inner, payload["encoder"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise _damaged(path, err) from None
-    return _from_payload(payload, path, base, path_given, device)
+def _damaged(where: str, err: BaseException) -> CorruptFileError:
+    return CorruptFileError(f"{where} is a damaged sitransport file: {type(err).__name__}: {err}")
 
 
-def _damaged(path: Path, err: BaseException) -> CorruptFileError:
-    return CorruptFileError(
-        f"{str(path)!r} is a damaged sitransport file: {type(err).__name__}: {err}"
-    )
-
-
-def _from_payload(
-    payload: Any, path: Path, base: Any, interpolant: Interpolant | None, device: torch.device
-) -> TransportFlow:
-    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+def _check_header(payload: Any, name: str, versions: tuple[int, ...], where: str) -> None:
+    """A payload headed by the format ``name`` in one of the ``versions``."""
+    if not isinstance(payload, dict) or payload.get("format") != name:
+        raise CorruptFileError(f"{where} is not a sitransport flow file (no {name!r} header)")
+    if payload.get("version") not in versions:
         raise CorruptFileError(
-            f"{str(path)!r} is not a sitransport flow file (no {_FORMAT!r} header)"
+            f"{where} has format version {payload.get('version')}; this sitransport reads "
+            f"versions {', '.join(map(str, versions))}"
         )
-    if payload.get("version") not in _READABLE:
-        raise CorruptFileError(
-            f"{str(path)!r} has format version {payload.get('version')}; this sitransport "
-            f"reads versions {', '.join(map(str, _READABLE))}"
-        )
-    try:
-        shape = _stored_shape(payload["shape"])
-        net = _stored_network(payload["network"], payload["state_dict"], shape)
-        norm = _stored_normalization(payload["normalization"], shape)
-        path_stored = interpolant
-        if path_stored is None:
-            path_stored = _stored_interpolant(payload["interpolant"], shape)
-        stored_base = _density_from_spec(payload["base"], shape) if base is None else None
-        target = _density_from_spec(payload.get("target"), shape)
-        ode, history = ODEOptions(**payload["ode"]), _history_fromplain(payload["history"])
-        config = dict(payload["config"])
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
-        raise _damaged(path, err) from None
-    rho0 = as_density(base, "base", shape=shape) if base is not None else stored_base
-    flow = TransportFlow(
-        net.to(device),  # outside the try: out of device memory is not a damaged file
-        path_stored,
-        base=rho0,
-        target=target,
-        shape=shape,
-        normalization=norm,
-        ode=ode,
-        config=config,
-        history=history,
-    )
-    if payload["version"] == 1:
-        flow._use_version1_path()
-    return flow
+
+
+def _stored_parts(
+    payload: dict[str, Any], interpolant: Interpolant | None, stored_base: bool
+) -> dict[str, Any]:
+    """The checked parts of a payload, as arguments of :class:`TransportFlow` (the network
+    on the CPU; the stored base only if ``stored_base``)."""
+    shape = _stored_shape(payload["shape"])
+    net = _stored_network(payload["network"], payload["state_dict"], shape)
+    path = interpolant
+    if path is None:
+        path = _stored_interpolant(payload["interpolant"], shape)
+    return {
+        "network": net,
+        "interpolant": path,
+        "shape": shape,
+        "normalization": _stored_normalization(payload["normalization"], shape),
+        "base": _density_from_spec(payload["base"], shape) if stored_base else None,
+        "target": _density_from_spec(payload.get("target"), shape),
+        "ode": ODEOptions(**payload["ode"]),
+        "config": dict(payload["config"]),
+        "history": _history_fromplain(payload["history"]),
+    }
 
 
 #: No stored size (a width, a dimension, a number of terms) is larger than this.

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,7 +31,9 @@ from torch import Tensor
 
 from sitransport._io import atomic_save, check_save_path
 from sitransport._validation import as_tensor, check_fraction, check_positive_int
+from sitransport.errors import CorruptFileError
 from sitransport.flow import TransportFlow
+from sitransport.interpolants import Interpolant
 
 __all__ = ["LatentFlow", "PCAEncoder"]
 
@@ -133,6 +135,13 @@ class LatentFlow:
         >>> flow.encoder.latent_dim, flow.sample(4, seed=0).shape  # rank 2 in R^3
         (2, (4, 3))
     """
+
+    #: Format name of the payload (:meth:`to_payload`), the header of a saved latent flow.
+    FORMAT: ClassVar[str] = "sitransport.LatentFlow"
+    #: Version of the payload that :meth:`to_payload` writes.
+    VERSION: ClassVar[int] = 1
+    #: Versions :meth:`from_payload` reads.
+    READABLE_VERSIONS: ClassVar[tuple[int, ...]] = (1,)
 
     def __init__(self, flow: TransportFlow, encoder: PCAEncoder, source_is_latent: bool) -> None:
         self._flow, self._enc, self._source_latent = flow, encoder, bool(source_is_latent)
@@ -300,10 +309,34 @@ class LatentFlow:
             ('LatentFlow', 1, (3,))
         """
         check_save_path(path)
-        payload = {
-            "format": "sitransport.LatentFlow",
-            "version": 1,
-            "inner": self._flow._payload(),
+        atomic_save(self.to_payload(), path)
+
+    def to_payload(self) -> dict[str, Any]:
+        """The latent flow as tensors and plain data: what :meth:`save` writes and
+        :meth:`from_payload` reads.
+
+        A dict headed by ``"format"`` (:attr:`FORMAT`) and ``"version"`` (:attr:`VERSION`),
+        with the flow in latent coordinates (``"inner"``, its
+        :meth:`~sitransport.TransportFlow.to_payload`) and the encoder (``"encoder"``, the
+        record :meth:`from_plain` reads).
+
+        Raises:
+            TypeError, ValueError: as :meth:`~sitransport.TransportFlow.to_payload`.
+
+        Example:
+            >>> import torch
+            >>> from sitransport import TransportFlow
+            >>> from sitransport.nn import MLPVelocity
+            >>> x = torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 1.0], [4.0, 0.0, 1.0]]).double()
+            >>> inner = TransportFlow(MLPVelocity(1, width=8, depth=1), "trig", base="gaussian")
+            >>> payload = LatentFlow(inner, PCAEncoder.fit(x), source_is_latent=True).to_payload()
+            >>> payload["format"], payload["inner"]["format"], payload["encoder"]["mean"].shape
+            ('sitransport.LatentFlow', 'sitransport.TransportFlow', torch.Size([3]))
+        """
+        return {
+            "format": self.FORMAT,
+            "version": self.VERSION,
+            "inner": self._flow.to_payload(),
             "encoder": {
                 "mean": self._enc.mean.cpu(),
                 "components": self._enc.components.cpu(),
@@ -311,11 +344,72 @@ class LatentFlow:
                 "source_is_latent": self._source_latent,
             },
         }
-        atomic_save(payload, path)
+
+    @classmethod
+    def from_payload(
+        cls,
+        payload: Any,
+        *,
+        base: Any = None,
+        interpolant: str | Interpolant | None = None,
+        map_location: str | torch.device = "cpu",
+        source: str | os.PathLike | None = None,
+    ) -> LatentFlow:
+        """Rebuild a latent flow from :meth:`to_payload` (read by :func:`sitransport.load`).
+
+        Args:
+            payload: the dict written by :meth:`to_payload`, of a version in
+                :attr:`READABLE_VERSIONS`.
+            base, interpolant, map_location, source: as in
+                :meth:`TransportFlow.from_payload <sitransport.TransportFlow.from_payload>`,
+                for the flow in latent coordinates.
+
+        Returns:
+            The :class:`LatentFlow`.
+
+        Raises:
+            TypeError, ValueError: a bad ``base``, ``interpolant`` or ``map_location``.
+            CorruptFileError: (a :class:`ValueError`) the payload is not a latent flow's, of
+                another version, or its parts (the inner flow, the encoder) are damaged or do
+                not fit together; the message names ``source``.
+
+        Example:
+            >>> import torch
+            >>> from sitransport import TransportFlow
+            >>> from sitransport.nn import MLPVelocity
+            >>> x = torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 1.0], [4.0, 0.0, 1.0]]).double()
+            >>> inner = TransportFlow(MLPVelocity(1, width=8, depth=1), "trig", base="gaussian")
+            >>> flow = LatentFlow(inner, PCAEncoder.fit(x), source_is_latent=True)
+            >>> again = LatentFlow.from_payload(flow.to_payload())
+            >>> again.shape, again.encoder.latent_dim
+            ((3,), 1)
+        """
+        where = "the payload" if source is None else repr(os.fspath(source))
+        version = payload.get("version") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict) or payload.get("format") != cls.FORMAT:
+            raise CorruptFileError(f"{where} is not a latent flow file (no {cls.FORMAT!r} header)")
+        if version not in cls.READABLE_VERSIONS:
+            raise CorruptFileError(
+                f"{where} has latent format version {version}; this sitransport reads version "
+                f"{', '.join(map(str, cls.READABLE_VERSIONS))}"
+            )
+        inner = TransportFlow.from_payload(
+            payload.get("inner"),
+            base=base,
+            interpolant=interpolant,
+            map_location=map_location,
+            source=source,
+        )
+        try:
+            return cls.from_plain(inner, payload["encoder"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CorruptFileError(
+                f"{where} is a damaged sitransport file: {type(err).__name__}: {err}"
+            ) from None
 
     @classmethod
     def from_plain(cls, flow: TransportFlow, plain: dict[str, Any]) -> LatentFlow:
-        """Rebuild from the latent flow and the encoder record written by :meth:`save`.
+        """Rebuild from the latent flow and the encoder record of :meth:`to_payload`.
 
         Args:
             flow: the flow in latent coordinates.

@@ -20,6 +20,7 @@ MODULES = [
     "sitransport.flow",
     "sitransport.images",
     "sitransport.interpolants",
+    "sitransport.io",
     "sitransport.latent",
     "sitransport.losses",
     "sitransport.metrics",

@@ -55,7 +55,7 @@ def test_version1_files_keep_the_shifted_path(tmp_path):
     flow = st.fit("gaussian", x1, steps=30, width=16, progress=False, seed=0)
     path = tmp_path / "flow.sit"
     flow.save(path)
-    payload = flow._payload()  # an unchecksummed file, as written before
+    payload = flow.to_payload()  # an unchecksummed file, as written before
     payload["version"] = 1
     old_path = tmp_path / "v1.sit"
     torch.save(payload, old_path)
@@ -76,7 +76,7 @@ def test_other_versions_are_refused(tmp_path):
         "gaussian", st.datasets.sample("moons", 500, seed=0), steps=5, width=8, progress=False
     )
     flow.save(tmp_path / "flow.sit")
-    payload = flow._payload()
+    payload = flow.to_payload()
     payload["version"] = 3
     torch.save(payload, tmp_path / "v3.sit")
     with pytest.raises(

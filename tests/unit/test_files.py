@@ -21,6 +21,7 @@ import torch
 import sitransport as st
 from sitransport.errors import CorruptFileError
 from sitransport.interpolants import Fourier, Linear, NeuralPath, Stochastic
+from sitransport.latent import LatentFlow
 from sitransport.nn import MLPVelocity
 
 TINY = {"steps": 20, "width": 8, "depth": 1, "progress": False}
@@ -134,7 +135,7 @@ def test_latent_encoder_is_validated(tmp_path):
     payload = {
         "format": "sitransport.LatentFlow",
         "version": 1,
-        "inner": latent.flow._payload(),
+        "inner": latent.flow.to_payload(),
         "encoder": {
             "mean": torch.zeros(3, dtype=torch.float64),
             "components": torch.zeros(3, 2, dtype=torch.float64),  # k = 2, the flow has 1
@@ -147,7 +148,7 @@ def test_latent_encoder_is_validated(tmp_path):
 
 
 def test_files_without_checksum_still_load(flow, tmp_path):
-    old = st.load(legacy_file(flow._payload(), tmp_path / "old.sit"))
+    old = st.load(legacy_file(flow.to_payload(), tmp_path / "old.sit"))
     x = np.zeros((3, 2))
     np.testing.assert_array_equal(old.push_forward(x), flow.push_forward(x))
 
@@ -162,7 +163,7 @@ def test_files_without_checksum_still_load(flow, tmp_path):
     ],
 )
 def test_stored_normalisation_is_validated(flow, tmp_path, field, value, match):
-    payload = flow._payload()
+    payload = flow.to_payload()
     payload["normalization"][field] = value
     with pytest.raises(CorruptFileError, match=rf"bad\.sit' is a damaged .*{match}"):
         st.load(legacy_file(payload, tmp_path / "bad.sit"))
@@ -194,7 +195,7 @@ def no_big_allocation(monkeypatch):
 
 
 def test_crafted_network_width_is_refused_before_allocation(flow, tmp_path, no_big_allocation):
-    payload = flow._payload()
+    payload = flow.to_payload()
     payload["network"]["width"] = 200_000  # 160 GB with depth 2
     payload["network"]["depth"] = 2
     with pytest.raises(CorruptFileError, match=r"weights do not match its description"):
@@ -202,7 +203,7 @@ def test_crafted_network_width_is_refused_before_allocation(flow, tmp_path, no_b
 
 
 def test_crafted_network_sizes_are_refused(flow, tmp_path, no_big_allocation):
-    payload = flow._payload()
+    payload = flow.to_payload()
     payload["network"]["depth"] = 10**9
     with pytest.raises(CorruptFileError, match=r"holds the size 1000000000"):
         st.load(legacy_file(payload, tmp_path / "deep.sit"))
@@ -215,16 +216,67 @@ def test_crafted_neural_path_width_is_refused_before_allocation(tmp_path, no_big
     flow = st.TransportFlow(
         MLPVelocity(2, width=8, depth=1), NeuralPath(2, K=1, width=4), base="gaussian"
     )
-    payload = flow._payload()
+    payload = flow.to_payload()
     payload["interpolant"]["width"] = 200_000
     with pytest.raises(CorruptFileError, match=r"neural path's weights do not match"):
         st.load(legacy_file(payload, tmp_path / "wide.sit"))
 
 
 def test_other_versions_are_a_corrupt_file_error(flow, tmp_path):
-    payload = dict(flow._payload(), version=3)
+    payload = dict(flow.to_payload(), version=3)
     with pytest.raises(CorruptFileError, match=r"v3\.sit' has format version 3"):
         st.load(legacy_file(payload, tmp_path / "v3.sit"))
+
+
+# ------------------------------------------------------------ payloads and io's dispatch
+def test_a_payload_round_trips_without_a_file(flow):
+    again = st.TransportFlow.from_payload(flow.to_payload())
+    x = np.zeros((3, 2))
+    np.testing.assert_array_equal(again.push_forward(x), flow.push_forward(x))
+    assert again.config == flow.config and again.base.kind == "gaussian"
+    assert again.history.equals(flow.history)
+
+
+def test_a_latent_payload_round_trips_without_a_file():
+    x1 = np.random.default_rng(0).normal(size=(200, 2)) @ np.ones((2, 3))
+    latent = st.fit("gaussian", x1, latent=1, steps=5, width=8, depth=1, progress=False)
+    payload = latent.to_payload()
+    assert payload["inner"]["format"] == st.TransportFlow.FORMAT
+    again = LatentFlow.from_payload(payload)
+    assert type(again) is LatentFlow and again.shape == (3,)
+    np.testing.assert_array_equal(again.sample(4, seed=0), latent.sample(4, seed=0))
+
+
+def test_a_bad_payload_is_named_by_its_source(flow):
+    with pytest.raises(CorruptFileError, match="the payload has format version 3; .* 1, 2"):
+        st.TransportFlow.from_payload(dict(flow.to_payload(), version=3))
+    payload = flow.to_payload()
+    del payload["shape"]
+    with pytest.raises(CorruptFileError, match="'mem.sit' is a damaged .*KeyError: 'shape'"):
+        st.TransportFlow.from_payload(payload, source="mem.sit")
+    with pytest.raises(CorruptFileError, match="not a latent flow file .*LatentFlow' header"):
+        LatentFlow.from_payload(flow.to_payload())
+    with pytest.raises(CorruptFileError, match="the payload has latent format version 2"):
+        LatentFlow.from_payload({"format": LatentFlow.FORMAT, "version": 2})
+
+
+def test_a_bad_base_for_a_payload_is_a_bad_argument_not_a_damaged_file(flow):
+    with pytest.raises(ValueError, match="base") as err:
+        st.TransportFlow.from_payload(flow.to_payload(), base="nonsense")
+    assert not isinstance(err.value, CorruptFileError)
+
+
+def test_load_picks_the_flow_kind_from_the_header(flow, tmp_path):
+    assert st.load is st.io.load
+    assert [kind.FORMAT for kind in st.io.FLOW_KINDS] == [
+        "sitransport.TransportFlow",
+        "sitransport.LatentFlow",
+    ]
+    payload = dict(flow.to_payload(), format="sitransport.Other")
+    with pytest.raises(
+        CorruptFileError, match=r"other\.sit' is not a sitransport flow file \(no 'sitransport"
+    ):
+        st.load(legacy_file(payload, tmp_path / "other.sit"))
 
 
 # --------------------------------------------------------------- should-fix: loading errors
