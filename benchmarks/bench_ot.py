@@ -280,7 +280,7 @@ def run_task(
         record(method, flows[method], t0)
     if REFLOW in methods:
         t0 = time.perf_counter()
-        rf = flows["indep+linear"].reflow(20_000, steps=kw["steps"], seed=seed, progress=False)
+        rf = st.reflow(flows["indep+linear"], 20_000, steps=kw["steps"], seed=seed, progress=False)
         record(REFLOW, rf, t0)
     for name, matcher in peers.items():
         t0 = time.perf_counter()

@@ -130,8 +130,8 @@ class Problem:
             if key not in self.flows:  # reflow2 continues from the cached reflow1
                 t0 = time.perf_counter()
                 a = self.args
-                self.flows[key] = flow.reflow(
-                    a.n_train, steps=a.steps, seed=a.seed + k, progress=False
+                self.flows[key] = st.reflow(
+                    flow, a.n_train, steps=a.steps, seed=a.seed + k, progress=False
                 )
                 self.seconds[key] = time.perf_counter() - t0
             flow, seconds = self.flows[key], seconds + self.seconds[key]

@@ -42,7 +42,7 @@ x1 = st.datasets.sample("8gaussians", 10_000, seed=SEED)
 common = dict(steps=1500, width=64, batch_size=256, seed=SEED, progress=False)
 independent = st.fit("gaussian", x1, interpolant="linear", **common)
 exact_ot = st.fit("gaussian", x1, interpolant="linear", coupling="exact_ot", **common)
-reflow = independent.reflow(5000, steps=1500, seed=SEED, progress=False)
+reflow = st.reflow(independent, 5000, steps=1500, seed=SEED, progress=False)
 flows = {"independent": independent, "exact_ot": exact_ot, "reflow": reflow}
 
 # %%

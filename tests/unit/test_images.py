@@ -241,7 +241,7 @@ def test_fit_float_images_and_datasets():
     y = np.random.default_rng(0).normal(size=(2, 1, 4, 4))
     ode = st.ODEOptions(method="euler", steps=2)
     np.testing.assert_array_equal(again.push_forward(y, ode=ode), flow.push_forward(y, ode=ode))
-    straight = flow.reflow(16, steps=2, progress=False, ode=ode)  # a fresh U-Net, same size
+    straight = st.reflow(flow, 16, steps=2, progress=False, ode=ode)  # a fresh U-Net, same size
     assert straight.network.config == flow.network.config
 
 

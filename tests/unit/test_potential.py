@@ -70,7 +70,7 @@ def test_fit_with_a_potential_network_saves_loads_and_reflows(tmp_path):
     assert type(again.network) is PotentialVelocity
     x = pair.source.sample(20, seed=2)
     np.testing.assert_array_equal(again.push_forward(x), flow.push_forward(x))
-    straight = flow.reflow(200, steps=3, progress=False)
+    straight = st.reflow(flow, 200, steps=3, progress=False)
     assert straight.network.config == flow.network.config
 
 
