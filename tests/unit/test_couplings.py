@@ -123,7 +123,7 @@ def test_sinkhorn_pairs_keep_every_x0(replace, monkeypatch):
         expected, n = plan / plan.sum(), draws * len(x0)
     else:  # one law per row, N = draws partners of each x0
         expected, n = plan / plan.sum(1, keepdim=True), draws
-    freq = counts / n if replace else counts / draws
+    freq = counts / n
     sd = (expected * (1 - expected) / n).sqrt() + 1 / n
     assert float(((freq - expected).abs() / sd).max()) < 5
     if replace:  # every x0 is drawn about n / 8 times, some twice in a batch
