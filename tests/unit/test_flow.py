@@ -59,7 +59,8 @@ def test_velocity_never_evaluated_outside_unit_interval(method):
     assert min(seen) >= 0.0 and max(seen) <= 1.0 and len(seen) > 10
 
 
-# the convergence order of each fixed-step solver: tests/known_answer/test_integrator_order.py
+# solver convergence (the order of each fixed-step solver, the error of each adaptive one
+# against its tolerance): tests/known_answer/test_integrator_order.py
 
 
 @pytest.mark.parametrize(
