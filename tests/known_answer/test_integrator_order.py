@@ -14,16 +14,8 @@ from sitransport import ODEOptions
 from sitransport.flow import TransportFlow
 from sitransport.metrics import gaussian_ot_map
 from sitransport.ode import ORDERS, SOLVERS
-from tests.known_answer.test_ot import displacement_velocity
+from tests.helpers import J, displacement_velocity, rotation
 from tests.strategies import spd_matrices
-
-J = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
-
-
-def rotation(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s], [s, c]])
-
 
 # (velocity, exact map x0 -> x1): a non-autonomous rotation by t + t^2 (speed 1 + 2t) and
 # exponential growth x e^t. Both are generic for every scheme: no order is exceeded by

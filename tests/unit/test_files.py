@@ -22,8 +22,7 @@ import sitransport as st
 from sitransport.errors import CorruptFileError
 from sitransport.interpolants import Fourier, Linear, NeuralPath, Stochastic
 from sitransport.nn import MLPVelocity
-
-TINY = {"steps": 20, "width": 8, "depth": 1, "progress": False}
+from tests.helpers import TINY
 
 
 @pytest.fixture(scope="module")

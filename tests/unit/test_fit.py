@@ -11,8 +11,7 @@ from sitransport._io import load_checkpoint
 from sitransport.flow import TransportFlow
 from sitransport.interpolants import Linear
 from sitransport.train import TrainSettings, train
-
-TINY = {"steps": 20, "width": 8, "depth": 1, "progress": False, "eval_every": 10}
+from tests.helpers import TINY
 
 
 @pytest.fixture(scope="module")
