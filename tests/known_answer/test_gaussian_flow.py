@@ -10,21 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from sitransport import ODEOptions
 from sitransport.exact import GaussianMixtureInterpolation
 from sitransport.flow import TransportFlow
+from tests.helpers import TIGHT, gaussian_flow
 from tests.strategies import spd_matrices
-
-TIGHT = ODEOptions(atol=1e-7, rtol=1e-7)
 
 
 def gaussian_problem(d, S0, S1, seed, interpolant):
     rng = np.random.default_rng(seed)
     m0, m1 = rng.normal(size=d), 2.0 * rng.normal(size=d)
-    gmi = GaussianMixtureInterpolation.from_gaussians(m0, S0, m1, S1, interpolant)
-    base = torch.distributions.MultivariateNormal(torch.from_numpy(m0), torch.from_numpy(S0))
-    flow = TransportFlow(gmi, interpolant, base=base, ode=TIGHT)
-    return flow, (m0, S0, m1, S1)
+    return gaussian_flow(m0, S0, m1, S1, interpolant), (m0, S0, m1, S1)
 
 
 @settings(max_examples=6)

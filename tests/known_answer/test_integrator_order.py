@@ -1,5 +1,6 @@
-"""Fixed-step solvers against closed forms: the convergence order of each scheme, fitted by a
-regression of log error on log step, and exactness of few steps along straight paths."""
+"""Solvers against closed forms: the convergence order of each fixed-step scheme, fitted by a
+regression of log error on log step; the error of each adaptive solver, in proportion to its
+tolerance; and exactness of few steps along straight paths."""
 
 from __future__ import annotations
 
@@ -12,17 +13,9 @@ from hypothesis import strategies as st
 from sitransport import ODEOptions
 from sitransport.flow import TransportFlow
 from sitransport.metrics import gaussian_ot_map
-from sitransport.ode import ORDERS
-from tests.known_answer.test_ot import displacement_velocity
+from sitransport.ode import ORDERS, SOLVERS
+from tests.helpers import J, displacement_velocity, rotation
 from tests.strategies import spd_matrices
-
-J = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
-
-
-def rotation(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s], [s, c]])
-
 
 # (velocity, exact map x0 -> x1): a non-autonomous rotation by t + t^2 (speed 1 + 2t) and
 # exponential growth x e^t. Both are generic for every scheme: no order is exceeded by
@@ -61,6 +54,38 @@ def test_fixed_step_convergence_order(method, problem):
     assert np.polyfit(np.log(1.0 / steps), np.log(back), 1)[0] == pytest.approx(
         ORDERS[method], abs=0.3
     )
+
+
+ADAPTIVE = sorted(m for m, kind in SOLVERS.items() if kind == "adaptive")
+
+
+def test_every_solver_is_checked_for_convergence():
+    """Each solver is checked above (fixed-step: its order) or below (adaptive: its error
+    against the tolerance): a new solver must join one of the two."""
+    assert set(SOLVERS) == set(ORDERS) | set(ADAPTIVE) and ADAPTIVE
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+@pytest.mark.parametrize("method", ADAPTIVE)
+def test_adaptive_error_scales_with_the_tolerance(method, problem):
+    """With ``atol = rtol = tol`` the global error, forward and backward, is at most
+    ``10 tol`` times the size of the solution, and shrinks in proportion to ``tol``: the
+    slope of log(error) against log(tol), fitted over tol = 1e-5 .. 1e-10, is 1 (+-0.25)."""
+    velocity, exact = PROBLEMS[problem]
+    flow = TransportFlow(velocity, "linear", shape=(2,))
+    x = np.random.default_rng(0).standard_normal((10, 2))
+    y = exact(x)
+    tols = 10.0 ** -np.arange(5, 11)
+    for start, end in ((x, y), (y, x)):
+        errors = []
+        for tol in tols:
+            ode = ODEOptions(method=method, atol=float(tol), rtol=float(tol))
+            out = flow.push_forward(x, ode=ode) if start is x else flow.pull_back(y, ode=ode)
+            errors.append(np.abs(out - end).max())
+        size = 1 + np.abs(end).max()
+        assert max(e / (t * size) for e, t in zip(errors, tols, strict=True)) < 10
+        slope = np.polyfit(np.log(tols), np.log(errors), 1)[0]
+        assert slope == pytest.approx(1.0, abs=0.25)
 
 
 @pytest.mark.parametrize("nfe", [1, 2, 3, 4, 8])

@@ -13,21 +13,8 @@ import sitransport as st_
 from sitransport import ODEOptions
 from sitransport.flow import TransportFlow
 from sitransport.metrics import gaussian_ot_map, gaussian_w2, transport_report
+from tests.helpers import displacement_velocity
 from tests.strategies import spd_matrices
-
-
-def displacement_velocity(A: np.ndarray, b: np.ndarray):
-    """Velocity of X_t = (1 - t) X + t (A X + b): v_t(y) = (A - I) M_t^{-1} (y - t b) + b."""
-    A_t, b_t = torch.from_numpy(A), torch.from_numpy(b)
-    eye = torch.eye(A.shape[0], dtype=torch.float64)
-
-    def v(y, t):
-        t = t.to(y).expand(y.shape[0])[:, None]  # scalar or per-sample times
-        M = (1 - t[:, :, None]) * eye + t[:, :, None] * A_t  # (n, d, d)
-        z = torch.linalg.solve(M, (y - t * b_t)[:, :, None])[:, :, 0]
-        return z @ (A_t - eye).T + b_t
-
-    return v
 
 
 def gaussian_pair(d, S0, S1, seed):

@@ -91,14 +91,45 @@ def test_sinkhorn_is_stable_at_small_regularisation():
     assert not np.isfinite(naive).all() or marginal_error > 1e-3
 
 
-def test_sinkhorn_pairs_keep_every_x0():
+def _indices(points, rows):
+    """The index in ``rows`` of each point; fails unless every point is one of the rows."""
+    match = (points[:, None, :] == rows[None, :, :]).all(-1)
+    assert bool((match.sum(1) == 1).all()), "a paired point is not one of the batch's rows"
+    return match.int().argmax(1)
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_sinkhorn_pairs_keep_every_x0(replace, monkeypatch):
+    """Pairs are drawn from the entropic plan. ``replace=False``: every ``x0`` once, in
+    order, its partner drawn from its row (law ``plan[i] / plan[i].sum()``);
+    ``replace=True``: ``n`` pairs ``(i, j) ~ plan``. Over ``N`` pairs the frequencies
+    match the plan within 5 binomial standard errors per cell (c / sqrt(N)); pairing at
+    random (a uniform plan) misses by more than 10."""
     g = torch.Generator().manual_seed(1)
-    x0 = torch.randn(64, 2, generator=g)
-    x1 = torch.randn(64, 2, generator=g)
-    a, b = Sinkhorn(reg=0.01).pair(x0, x1, g)
-    assert torch.equal(a, x0) and b.shape == x1.shape
-    a2, b2 = Sinkhorn(reg=0.01, replace=True).pair(x0, x1, g)
-    assert a2.shape == x0.shape
+    x0, x1 = torch.randn(8, 2, generator=g), torch.randn(8, 2, generator=g) + 1
+    coupling = Sinkhorn(reg=0.1, replace=replace)
+    plan = coupling.plan(x0, x1)
+    monkeypatch.setattr(Sinkhorn, "plan", lambda self, a, b: plan)  # solved once, not per draw
+    draws = 500
+    counts = torch.zeros_like(plan)
+    for _ in range(draws):
+        a, b = coupling.pair(x0, x1, g)
+        assert a.shape == x0.shape and b.shape == x1.shape
+        i, j = _indices(a, x0), _indices(b, x1)
+        if not replace:
+            assert torch.equal(a, x0)
+        counts.index_put_((i, j), torch.ones(len(i), dtype=plan.dtype), accumulate=True)
+    if replace:  # one law over all cells, N = draws * n pairs
+        expected, n = plan / plan.sum(), draws * len(x0)
+    else:  # one law per row, N = draws partners of each x0
+        expected, n = plan / plan.sum(1, keepdim=True), draws
+    freq = counts / n
+    sd = (expected * (1 - expected) / n).sqrt() + 1 / n
+    assert float(((freq - expected).abs() / sd).max()) < 5
+    if replace:  # every x0 is drawn about n / 8 times, some twice in a batch
+        assert float((counts.sum(1) / n - 1 / 8).abs().max()) < 5 * (7 / 64 / n) ** 0.5
+    uniform = torch.full_like(expected, float(expected.sum(1).mean()) / expected.shape[1])
+    assert float(((uniform - expected).abs() / sd).max()) > 10
 
 
 def test_registry_and_errors():

@@ -246,20 +246,34 @@ def test_toy_distribution_errors_and_repr() -> None:
     assert repr(ds.ToyDistribution("moons")) == "ToyDistribution('moons')"
 
 
+class _CountingToy(ds.ToyDistribution):
+    """A ToyDistribution that keeps every draw it hands out."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.draws: list[torch.Tensor] = []
+
+    def sample(self, sample_shape=()) -> torch.Tensor:
+        x = super().sample(sample_shape)
+        self.draws.append(x.reshape(-1, 2))
+        return x
+
+
 def test_fit_streams_a_toy_distribution() -> None:
+    """A distribution end is a stream: every training batch is a fresh draw of it (one draw
+    of ``batch_size`` points per step, no point seen twice), not a resample of a fixed set."""
     from sitransport import fit
 
-    flow = fit(
-        "gaussian",
-        ds.ToyDistribution("checkerboard"),
-        steps=30,
-        width=16,
-        depth=2,
-        progress=False,
-        seed=0,
-    )
+    target = _CountingToy("checkerboard")
+    flow = fit("gaussian", target, steps=30, width=16, depth=2, progress=False, seed=0)
     y = flow.push_forward(np.zeros((5, 2)))
     assert y.shape == (5, 2) and np.all(np.isfinite(y))
+    batch = flow.config["batch_size"]
+    batches = [x for x in target.draws if len(x) == batch]
+    assert len(batches) >= 30  # one draw per step (at most one more, drawn ahead)
+    seen = torch.cat(target.draws)
+    assert len(torch.unique(seen, dim=0)) == len(seen) > 30 * batch  # all distinct points
+    assert bool(torch.isfinite(ds.log_prob("checkerboard", seen)).all())  # the target law
 
 
 # --------------------------------------------------------------------------------------

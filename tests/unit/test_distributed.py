@@ -154,14 +154,25 @@ def test_kill_and_resume_matches_the_uninterrupted_run(tmp_path, killed_after_ch
 
 
 def test_bf16_autocast_trains():
+    """mixed_precision="bf16" runs the network's training forwards under autocast: their
+    convolutions compute in bfloat16 (seen by forward hooks) while the weights stay float32
+    and the losses finite."""
+    net = _net()
+    seen = []  # (training forward?, output dtype) of every convolution
+
+    def hook(module, args, out):
+        seen.append((torch.is_grad_enabled(), torch.is_autocast_enabled("cpu"), out.dtype))
+
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(hook)
     model, history = train(
-        _net(),
-        Linear(),
-        _draw(_images()),
-        settings=_settings(steps=3, mixed_precision="bf16"),
+        net, Linear(), _draw(_images()), settings=_settings(steps=3, mixed_precision="bf16")
     )
     assert np.isfinite(history["loss"].values).all()
     assert next(model.parameters()).dtype == torch.float32
+    training = [(autocast, dtype) for grad, autocast, dtype in seen if grad]
+    assert training and set(training) == {(True, torch.bfloat16)}
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,7 @@ from sitransport.errors import CorruptFileError
 from sitransport.interpolants import Fourier, Linear, NeuralPath, Stochastic
 from sitransport.latent import LatentFlow
 from sitransport.nn import MLPVelocity
-
-TINY = {"steps": 20, "width": 8, "depth": 1, "progress": False}
+from tests.helpers import TINY
 
 
 @pytest.fixture(scope="module")

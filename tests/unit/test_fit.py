@@ -8,10 +8,10 @@ import torch
 
 import sitransport as st
 from sitransport._io import load_checkpoint
+from sitransport.flow import TransportFlow
 from sitransport.interpolants import Linear
 from sitransport.train import TrainSettings, train
-
-TINY = {"steps": 20, "width": 8, "depth": 1, "progress": False, "eval_every": 10}
+from tests.helpers import TINY
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +50,56 @@ def test_global_rng_untouched(data):
 
 
 def test_distribution_ends(data):
+    """The laws of the ends are the ones given, whatever the training quality.
+
+    A torch Distribution base N(0, 2 I): ``log_prob`` uses its density (against the same
+    velocity with a standard normal base the gap is exactly ``|x0|^2 / 4 - log 2`` at the
+    pulled-back point) and ``sample`` draws from it (pulled back, the samples have its mean
+    and covariance within 5 c / sqrt(n)). A mixture target: training draws from it (the
+    normalisation's pooled mean and scale are those of N(0, I) and the mixture, within
+    c / sqrt(4096)). Data -> noise: samples start from the data; the target is N(0, I).
+    """
     _, x1 = data
     base = torch.distributions.MultivariateNormal(torch.zeros(2), 2.0 * torch.eye(2))
     flow = st.fit(base, x1, **TINY)
-    assert flow.log_prob(x1[:3]).shape == (3,)
-    mix = st.datasets.GaussianMixture.random(3, 2, seed=0)
+    twin = TransportFlow(
+        flow.network,
+        flow.interpolant,
+        base="gaussian",
+        shape=flow.shape,
+        normalization=flow.normalization,
+        ode=flow.ode,
+    )
+    y = x1[:20]
+    x0 = flow.pull_back(y)
+    gap = flow.log_prob(y, progress=False) - twin.log_prob(y, progress=False)
+    np.testing.assert_allclose(gap, (x0**2).sum(1) / 4 - np.log(2.0), rtol=0, atol=1e-4)
+    n = 2000
+    z = flow.pull_back(flow.sample(n, seed=0))
+    assert np.abs(z.mean(0)).max() < 5 * np.sqrt(2.0 / n)
+    assert np.abs(np.cov(z.T) - 2.0 * np.eye(2)).max() < 5 * np.sqrt(8.0 / n)  # Var s^2 = 2s^4/n
+
+    mix = st.datasets.GaussianMixture(
+        [0.3, 0.7], [[2.0, 1.0], [4.0, -1.0]], [0.5 * np.eye(2), np.diag([0.3, 1.0])]
+    )
     flow = st.fit("gaussian", mix, **TINY)
+    pooled_var = (1.0 + np.diag(mix.cov)) / 2 + mix.mean**2 / 4  # N(0, I) and mix, 1:1
+    tol = 5 * np.sqrt(pooled_var.max() / 4096)
+    np.testing.assert_allclose(flow.normalization.shift.numpy(), mix.mean / 2, atol=tol)
+    assert flow.normalization.scale == pytest.approx(np.sqrt(pooled_var.mean()), abs=tol)
     assert flow.sample(4, seed=0).shape == (4, 2)
+
     flow = st.fit(x1, "gaussian", **TINY)  # data -> noise
     assert flow.push_forward(x1[:4]).shape == (4, 2)
+    starts = flow.pull_back(flow.sample(50, seed=0))
+    nearest = np.sqrt(((starts[:, None, :] - x1[None, :, :]) ** 2).sum(-1)).min(1)
+    assert nearest.max() < 1e-3  # every sample is a data point pushed forward
+    z = np.random.default_rng(0).standard_normal((5, 2))
+    np.testing.assert_allclose(
+        flow.target.log_prob(torch.from_numpy(z)).numpy(),
+        -0.5 * (z**2).sum(1) - np.log(2 * np.pi),
+        rtol=1e-6,
+    )
 
 
 def test_resume_continues_exactly(data, tmp_path, killed_after_checkpoint):

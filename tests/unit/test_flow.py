@@ -15,17 +15,7 @@ import sitransport as st
 from sitransport.flow import Normalization, TransportFlow
 from sitransport.nn import MLPVelocity
 from sitransport.ode import STAGES, integrate
-
-
-def rotation_flow(**kwargs) -> TransportFlow:
-    """v(x) = J x rotates by an angle of 1 radian over t in [0, 1]: push_forward is exact."""
-    J = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
-    return TransportFlow(lambda x, t: x @ J.T.to(x), "linear", shape=(2,), **kwargs)
-
-
-def rotate(x: np.ndarray, angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return x @ np.array([[c, -s], [s, c]]).T
+from tests.helpers import rotate, rotation_flow
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +49,8 @@ def test_velocity_never_evaluated_outside_unit_interval(method):
     assert min(seen) >= 0.0 and max(seen) <= 1.0 and len(seen) > 10
 
 
-# the convergence order of each fixed-step solver: tests/known_answer/test_integrator_order.py
+# solver convergence (the order of each fixed-step solver, the error of each adaptive one
+# against its tolerance): tests/known_answer/test_integrator_order.py
 
 
 @pytest.mark.parametrize(

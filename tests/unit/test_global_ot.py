@@ -14,8 +14,9 @@ from sitransport.interpolants import Linear
 from sitransport.metrics import gaussian_w2
 from sitransport.nn import MLPVelocity
 from sitransport.train import TrainSettings, train
+from tests.helpers import TINY
 
-TINY = {"steps": 30, "width": 8, "depth": 1, "progress": False, "eval_every": 10}
+TINY = dict(TINY, steps=30)
 # a plan of 64 points re-solved every 2 x 64 pairs: every other step at batch 64
 REFRESHING = {"name": "global_ot", "n": 64, "reuse": 2}
 

@@ -8,9 +8,8 @@ import torch
 from scipy import stats
 
 import sitransport as st
-from sitransport.exact import GaussianMixtureInterpolation
-from sitransport.flow import TransportFlow
 from sitransport.latent import LatentFlow, PCAEncoder
+from tests.helpers import gaussian_flow
 
 
 def subspace_data(n=2000, d=6, k=3, seed=0):
@@ -38,10 +37,8 @@ def test_full_rank_latent_flow_density_is_exact():
     W, _ = np.linalg.qr(rng.normal(size=(d, d)))
     mu = rng.normal(size=d)
     m, S = rng.normal(size=d), np.diag([0.5, 1.0, 2.0])
-    gmi = GaussianMixtureInterpolation.from_gaussians(np.zeros(d), np.eye(d), m, S, "trig")
-    inner = TransportFlow(
-        gmi.velocity, "trig", base="gaussian", shape=(d,), ode=st.ODEOptions(atol=1e-8, rtol=1e-8)
-    )
+    ode = st.ODEOptions(atol=1e-8, rtol=1e-8)
+    inner = gaussian_flow(np.zeros(d), np.eye(d), m, S, "trig", base="gaussian", ode=ode)
     enc = PCAEncoder(torch.from_numpy(mu), torch.from_numpy(W), torch.ones(d) / d)
     flow = LatentFlow(inner, enc, source_is_latent=True)
     y = rng.multivariate_normal(mu + W @ m, W @ S @ W.T, size=20)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import sitransport as st_
 from sitransport.interpolants import Stochastic, get_interpolant
 from sitransport.train import effective_rank
+from tests.helpers import TINY
 
 
 @given(
@@ -48,7 +49,7 @@ def test_effective_rank():
     assert effective_rank(plane) == 2
 
 
-TINY = dict(steps=30, width=16, depth=1, progress=False)
+TINY = dict(TINY, steps=30, width=16)
 
 
 def test_rank_diagnostic_fires_for_a_line_source():

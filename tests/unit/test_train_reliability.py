@@ -14,8 +14,7 @@ from sitransport._io import load_checkpoint, previous_checkpoint
 from sitransport.errors import CheckpointMismatchError, TrainingDivergedError
 from sitransport.interpolants import Linear
 from sitransport.train import TrainSettings, _DivergenceGuard, train
-
-TINY = {"steps": 20, "width": 8, "depth": 1, "progress": False, "eval_every": 10}
+from tests.helpers import TINY
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,104 @@
+"""Shared test settings and closed-form flows, defined once for every test file.
+
+- Quick-fit settings: keyword dicts for :func:`sitransport.fit` that train a tiny network
+  for a few steps (``dict(TINY, steps=30)`` for a variant). A change of ``fit``'s keywords
+  is made here, not in each test file.
+- Closed-form flows: velocity fields whose transport map is known exactly (a rotation, the
+  Gaussian optimal-transport displacement, the exact Gaussian -> Gaussian interpolant
+  velocity), to test solvers, densities and metrics against the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from sitransport.exact import GaussianMixtureInterpolation
+from sitransport.flow import TransportFlow
+from sitransport.ode import ODEOptions
+
+__all__ = [
+    "J",
+    "TIGHT",
+    "TINY",
+    "displacement_velocity",
+    "gaussian_flow",
+    "rotate",
+    "rotation",
+    "rotation_flow",
+]
+
+#: A tiny fit: 20 steps of a width-8, depth-1 MLP, validated twice, no progress bar.
+TINY: dict[str, Any] = {"steps": 20, "width": 8, "depth": 1, "progress": False, "eval_every": 10}
+
+#: Adaptive ODE tolerances tight enough for closed-form comparisons at ~1e-5.
+TIGHT = ODEOptions(atol=1e-7, rtol=1e-7)
+
+#: The generator of plane rotations: ``v(x) = J x`` turns by one radian per unit time.
+J = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
+
+
+def rotation(angle: float) -> np.ndarray:
+    """The 2x2 matrix of the rotation by ``angle`` radians."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s], [s, c]])
+
+
+def rotate(x: np.ndarray, angle: float) -> np.ndarray:
+    """Points ``x`` of shape ``(n, 2)`` rotated by ``angle`` radians."""
+    return x @ rotation(angle).T
+
+
+def rotation_flow(**kwargs: Any) -> TransportFlow:
+    """``v(x) = J x`` on the linear path: push_forward rotates by exactly one radian.
+
+    Keyword arguments go to :class:`~sitransport.flow.TransportFlow` (``normalization=``,
+    ``base=``, ``ode=``).
+    """
+    return TransportFlow(lambda x, t: x @ J.T.to(x), "linear", shape=(2,), **kwargs)
+
+
+def displacement_velocity(A: np.ndarray, b: np.ndarray) -> Callable:
+    """Velocity of ``X_t = (1 - t) X + t (A X + b)``: ``v_t(y) = (A - I) M_t^{-1} (y - t b) + b``.
+
+    With ``A, b`` the Gaussian OT map (:func:`~sitransport.metrics.gaussian_ot_map`) this is
+    the displacement interpolation between two Gaussians: straight paths at constant speed.
+    """
+    A_t, b_t = torch.from_numpy(A), torch.from_numpy(b)
+    eye = torch.eye(A.shape[0], dtype=torch.float64)
+
+    def v(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = t.to(y).expand(y.shape[0])[:, None]  # scalar or per-sample times
+        M = (1 - t[:, :, None]) * eye + t[:, :, None] * A_t  # (n, d, d)
+        z = torch.linalg.solve(M, (y - t * b_t)[:, :, None])[:, :, 0]
+        return z @ (A_t - eye).T + b_t
+
+    return v
+
+
+def gaussian_flow(
+    m0: np.ndarray,
+    S0: np.ndarray,
+    m1: np.ndarray,
+    S1: np.ndarray,
+    interpolant: str,
+    *,
+    base: Any = "exact",
+    ode: ODEOptions = TIGHT,
+) -> TransportFlow:
+    """The exact interpolant velocity from ``N(m0, S0)`` to ``N(m1, S1)`` as a TransportFlow.
+
+    Args:
+        m0, S0, m1, S1: means ``(d,)`` and covariances ``(d, d)`` of the two ends.
+        interpolant: the path (``"linear"``, ``"trig"``, ...).
+        base: ``"exact"`` (``N(m0, S0)`` as a torch distribution, so ``log_prob`` is exact),
+            or anything :class:`~sitransport.flow.TransportFlow` takes as ``base``.
+        ode: ODE settings (default :data:`TIGHT`).
+    """
+    gmi = GaussianMixtureInterpolation.from_gaussians(m0, S0, m1, S1, interpolant)
+    if isinstance(base, str) and base == "exact":
+        base = torch.distributions.MultivariateNormal(torch.from_numpy(m0), torch.from_numpy(S0))
+    return TransportFlow(gmi, interpolant, base=base, shape=(len(m0),), ode=ode)
