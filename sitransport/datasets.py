@@ -252,7 +252,7 @@ class GaussianMixture:
 
         Raises:
             TypeError: ``n`` is not an integer, or ``seed`` has the wrong type.
-            ValueError: ``n < 1`` or a negative ``seed``.
+            ValueError: ``n < 1`` or a ``seed`` outside ``[0, 2**63 - 1]``.
 
         Example:
             >>> print(Gaussian([0.0, 1.0], np.eye(2)).sample(3, seed=0).shape)
