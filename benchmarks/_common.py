@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-import sitransport as st
 from sitransport.flow import Normalization, TransportFlow
 from sitransport.nn import MLPVelocity
 from sitransport.train import TrainSettings, _ema_decay, _lr_lambda
@@ -113,13 +112,6 @@ OT_TASKS = {
     "moons->8gaussians": ("moons", "8gaussians"),
     "N->2spirals": ("gaussian", "2spirals"),
 }
-
-
-def draw(name: str, n: int, seed: int) -> np.ndarray:
-    """``n`` samples of a 2D toy set, or of N(0, I) for ``"gaussian"``."""
-    if name == "gaussian":
-        return np.random.default_rng(seed).standard_normal((n, 2))
-    return st.datasets.sample(name, n, seed=seed)
 
 
 def peer_matchers() -> dict:

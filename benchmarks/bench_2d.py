@@ -19,6 +19,7 @@ import torch
 from _common import write_results
 
 import sitransport as st
+from sitransport.datasets import draw
 
 TASKS = {
     "N->checkerboard": ("gaussian", "checkerboard"),
@@ -28,12 +29,6 @@ TASKS = {
     "moons->8gaussians": ("moons", "8gaussians"),
 }
 COLUMNS = ["task", "w2", "noise_floor", "ratio", "ratio_spread", "train_s", "nfe", "nll", "steps"]
-
-
-def draw(name: str, n: int, seed: int) -> np.ndarray:
-    if name == "gaussian":
-        return np.random.default_rng(seed).standard_normal((n, 2))
-    return st.datasets.sample(name, n, seed=seed)
 
 
 def run_task(

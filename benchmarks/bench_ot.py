@@ -25,9 +25,10 @@ import time
 import numpy as np
 import torch
 from _common import OT_TASKS as TASKS
-from _common import RESULTS, draw, fit_peer, peer_matchers, write_results
+from _common import RESULTS, fit_peer, peer_matchers, write_results
 
 import sitransport as st
+from sitransport.datasets import draw
 from sitransport.flow import TransportFlow
 
 # the nonlinear path's ascent: gentle (the velocity must stay near its minimiser, or the

@@ -30,9 +30,10 @@ import time
 import numpy as np
 import torch
 from _common import OT_TASKS as TASKS
-from _common import draw, fit_peer, peer_matchers, write_results
+from _common import fit_peer, peer_matchers, write_results
 
 import sitransport as st
+from sitransport.datasets import draw
 
 OURS = {
     "ours indep+trig (default)": {"interpolant": "trig"},

@@ -19,7 +19,9 @@ import argparse
 import numpy as np
 import ot
 import torch
-from _common import OT_TASKS, draw, write_results
+from _common import OT_TASKS, write_results
+
+from sitransport.datasets import draw
 
 COLUMNS = ("task", "n", "draws", "w2sq_mean", "w2sq_std", "rel_std", "rel_to_largest")
 

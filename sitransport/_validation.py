@@ -17,24 +17,35 @@ import numpy as np
 import torch
 
 __all__ = [
+    "EIGEN_RTOL",
+    "SYMMETRY_RTOL",
+    "WEIGHT_TOL",
+    "Seed",
     "as_tensor",
     "check_bool",
     "check_choice",
+    "check_covariance",
     "check_device",
     "check_finite",
     "check_fraction",
     "check_in_range",
+    "check_mixture_weights",
     "check_pixels",
     "check_positive",
     "check_positive_int",
     "check_same_dim",
-    "check_samples",
     "check_seed",
     "check_times",
+    "numpy_generator",
     "resolve",
+    "torch_generator",
 ]
 
 _INT64_MAX = 2**63 - 1
+
+#: A seed of a numpy random stream: an integer in ``[0, 2**63 - 1]``, a
+#: :class:`numpy.random.Generator` (used as is, so it advances) or ``None`` (fresh entropy).
+Seed = int | np.random.Generator | None
 
 
 def _describe(x: Any) -> str:
@@ -198,11 +209,6 @@ def _dims(dim: int | tuple[int, ...]) -> tuple[int, ...]:
     return (dim,) if isinstance(dim, int) else tuple(dim)
 
 
-def check_samples(x: Any, name: str, *, min_samples: int = 2, ndim: int = 2) -> torch.Tensor:
-    """Validate samples of shape ``(n, d)`` with ``n >= min_samples``; return them as a tensor."""
-    return as_tensor(x, name, ndim=ndim, min_samples=min_samples)[0]
-
-
 def check_same_dim(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
     """Raise ``ValueError`` unless ``a`` and ``b`` have the same per-sample shape."""
     if tuple(a.shape[1:]) != tuple(b.shape[1:]):
@@ -295,6 +301,134 @@ def check_seed(value: Any, name: str = "seed") -> int:
     if not 0 <= value <= _SEED_MAX:
         raise ValueError(f"{name} must be an integer in [0, 2**63 - 1], got {value}")
     return int(value)
+
+
+_SEED_RANGE = "an integer in [0, 2**63 - 1]"
+
+
+def numpy_generator(seed: Seed, name: str = "seed") -> np.random.Generator:
+    """The numpy random stream of ``seed``: a new ``numpy.random.default_rng(seed)`` for an
+    integer (see :func:`check_seed`), fresh entropy for ``None``, and a
+    :class:`numpy.random.Generator` itself (it advances). The global random state is never
+    touched.
+
+    Example:
+        >>> numpy_generator(0).integers(10, size=3).tolist() == np.random.default_rng(0).integers(
+        ...     10, size=3).tolist()
+        True
+        >>> numpy_generator(1.5)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: seed must be None, a numpy.random.Generator or an integer ..., got float 1.5
+    """
+    if seed is None or isinstance(seed, np.random.Generator):
+        return np.random.default_rng(seed)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(
+            f"{name} must be None, a numpy.random.Generator or {_SEED_RANGE}, got "
+            f"{type(seed).__name__} {seed!r}"
+        )
+    return np.random.default_rng(check_seed(seed, name))
+
+
+def torch_generator(seed: int | torch.Generator | None, name: str = "seed") -> torch.Generator:
+    """The CPU ``torch.Generator`` of ``seed``: ``torch.Generator().manual_seed(seed)`` for an
+    integer (see :func:`check_seed`), one seeded from fresh entropy for ``None``, and a
+    ``torch.Generator`` itself (it advances). The global random state is never touched.
+
+    Example:
+        >>> a = torch.rand(2, generator=torch_generator(3))
+        >>> bool((a == torch.rand(2, generator=torch.Generator().manual_seed(3))).all())
+        True
+    """
+    if isinstance(seed, torch.Generator):
+        return seed
+    if seed is None:  # fresh entropy, within the range check_seed accepts
+        seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
+    elif isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(
+            f"{name} must be None, a torch.Generator or {_SEED_RANGE}, got "
+            f"{type(seed).__name__} {seed!r}"
+        )
+    return torch.Generator().manual_seed(check_seed(seed, name))
+
+
+# Tolerances of the Gaussian (mixture) parameter checks, the same everywhere (datasets,
+# metrics, exact). A covariance ``C`` (float64) is accepted as symmetric when
+# ``max|C - C.T| <= SYMMETRY_RTOL * max|C|`` (then symmetrised: float32 rounding passes);
+# positive definite when its smallest eigenvalue is ``> EIGEN_RTOL * max|eigenvalue|``, and
+# semi-definite when it is ``>= -EIGEN_RTOL * max|eigenvalue|`` (both well above the
+# rounding of an eigensolver, ``d * 2.2e-16``). Mixture weights must sum to 1 within
+# ``WEIGHT_TOL`` (float32 rounding passes).
+SYMMETRY_RTOL = 1e-6
+EIGEN_RTOL = 1e-12
+WEIGHT_TOL = 1e-6
+
+
+def check_covariance(c: np.ndarray, name: str, *, definite: bool = True) -> np.ndarray:
+    """Check that the float64 ``(d, d)`` matrix ``c`` is symmetric positive definite (or
+    semi-definite) within :data:`SYMMETRY_RTOL` and :data:`EIGEN_RTOL`; return it
+    symmetrised, ``(c + c.T) / 2``.
+
+    Raises:
+        ValueError: an asymmetric matrix, or an eigenvalue below the bound; the message
+            names ``name`` and gives the offending value.
+
+    Example:
+        >>> check_covariance(np.array([[2.0, 1.0], [1.0, 1.0]]), "cov").tolist()
+        [[2.0, 1.0], [1.0, 1.0]]
+        >>> check_covariance(np.diag([1.0, -0.5]), "cov")
+        Traceback (most recent call last):
+        ...
+        ValueError: cov must be symmetric positive definite, got smallest eigenvalue -0.5 \
+(largest |eigenvalue| 1)
+    """
+    what = "symmetric positive " + ("definite" if definite else "semi-definite")
+    scale = float(np.abs(c).max()) if c.size else 0.0
+    asym = float(np.abs(c - c.T).max()) if c.size else 0.0
+    if asym > SYMMETRY_RTOL * max(scale, np.finfo(np.float64).tiny):
+        raise ValueError(
+            f"{name} must be {what}, got an asymmetric matrix: max|{name} - {name}.T|="
+            f"{asym:.3g} (max|{name}|={scale:.3g})"
+        )
+    c = 0.5 * (c + c.T)  # removes rounding-level asymmetry only
+    lam = np.linalg.eigvalsh(c)
+    lam_min, lam_max = float(lam[0]), float(np.abs(lam).max())
+    bound = EIGEN_RTOL * lam_max
+    if (lam_min <= bound) if definite else (lam_min < -bound):
+        raise ValueError(
+            f"{name} must be {what}, got smallest eigenvalue {lam_min:.6g} "
+            f"(largest |eigenvalue| {lam_max:.3g})"
+        )
+    return c
+
+
+def check_mixture_weights(w: np.ndarray, name: str) -> float:
+    """Check that mixture weights (a float64 vector) are all ``> 0`` and sum to 1 within
+    :data:`WEIGHT_TOL`; return their sum.
+
+    Example:
+        >>> check_mixture_weights(np.array([0.25, 0.75]), "weights")
+        1.0
+        >>> check_mixture_weights(np.array([0.5, 0.6]), "weights")
+        Traceback (most recent call last):
+        ...
+        ValueError: weights must sum to 1 within 1e-06, got sum(weights)=1.1; normalise them \
+explicitly (weights / weights.sum())
+    """
+    if np.any(w <= 0.0):
+        bad = int(np.argmin(w))
+        raise ValueError(
+            f"{name} must all be > 0 (drop zero-weight components), got {name}[{bad}] = "
+            f"{w[bad]:.6g}"
+        )
+    total = float(np.sum(w))
+    if abs(total - 1.0) > WEIGHT_TOL:
+        raise ValueError(
+            f"{name} must sum to 1 within {WEIGHT_TOL:g}, got sum({name})={total!r}; "
+            f"normalise them explicitly ({name} / {name}.sum())"
+        )
+    return total
 
 
 def check_device(value: Any, name: str = "device") -> torch.device:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from sitransport import datasets
-from sitransport._validation import as_tensor
+from sitransport._validation import as_tensor, numpy_generator
 from sitransport.errors import SitransportError
 from sitransport.metrics import sample_quality
 from sitransport.train import fit
@@ -110,8 +110,7 @@ def _split_target(x1: np.ndarray, spec: str, n_eval: int, seed: int):
     """Training samples and 2 * m held-out samples of the target (m <= n_eval)."""
     if spec in datasets.names():
         return x1, datasets.sample(spec, 2 * n_eval, seed=seed + 1000)
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(x1.shape[0])
+    perm = numpy_generator(seed).permutation(x1.shape[0])
     m = min(n_eval, x1.shape[0] // 10)
     if m < 10:
         raise ValueError(
@@ -122,11 +121,9 @@ def _split_target(x1: np.ndarray, spec: str, n_eval: int, seed: int):
 
 
 def _source_draws(rho0, spec: str, d: int, n: int, seed: int) -> np.ndarray:
-    if isinstance(rho0, str):
-        return np.random.default_rng(seed + 2000).standard_normal((n, d))
-    if spec in datasets.names():
-        return datasets.sample(spec, n, seed=seed + 2000)
-    return rho0[np.random.default_rng(seed + 2000).integers(0, rho0.shape[0], n)]
+    if isinstance(rho0, str) or spec in datasets.names():  # "gaussian" or a toy data set
+        return datasets.draw(spec, n, seed + 2000, dim=d)
+    return rho0[numpy_generator(seed + 2000).integers(0, rho0.shape[0], n)]
 
 
 def _check_out(out: Path) -> None:

@@ -43,7 +43,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from sitransport._validation import check_positive, check_positive_int, resolve
+from sitransport._validation import check_positive, check_positive_int, resolve, torch_generator
 
 __all__ = [
     "Coupling",
@@ -542,7 +542,7 @@ class PlanSampler:
         self.fixed = all(isinstance(e, Tensor) and e.shape[0] <= coupling.n for e in (x0, x1))
         self.solve_seconds: list[float] = []
         self._ends = (x0, x1)
-        self._gen = torch.Generator().manual_seed(seed)
+        self._gen = torch_generator(seed)
         self._mark = self._gen.get_state()  # generator state before the pending subsample
         self._pairs: tuple[Tensor, Tensor, Tensor | None] | None = None
         self._drawn = 0

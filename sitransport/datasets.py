@@ -7,7 +7,8 @@ Two families live here:
   ``checkerboard`` (uniform on eight 2 x 2 squares) and ``8gaussians`` (a mixture of eight
   isotropic Gaussians); it is written from the same definition the sampler uses.
   :class:`ToyDistribution` is any of them as a torch distribution: fresh draws for every
-  batch of a fit.
+  batch of a fit. :func:`draw` also accepts ``"gaussian"`` (the standard normal, any
+  dimension), the ends the command line and the benchmarks name.
 * **Gaussians in any dimension**: the function :func:`gaussian` and the classes
   :class:`Gaussian` and :class:`GaussianMixture`, with exact ``log_prob``, ``score``
   (:math:`\\nabla_x \\log \\rho(x)`, in closed form), exact first two moments and a
@@ -33,7 +34,6 @@ References:
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +43,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from sitransport._validation import as_tensor, check_choice, check_positive, check_positive_int
+from sitransport._unpickle import restricted_load
+from sitransport._validation import (
+    Seed,
+    as_tensor,
+    check_choice,
+    check_covariance,
+    check_mixture_weights,
+    check_positive,
+    check_positive_int,
+    numpy_generator,
+)
 
 __all__ = [
     "Gaussian",
@@ -51,6 +61,7 @@ __all__ = [
     "KnownOTPair",
     "TabularSplits",
     "ToyDistribution",
+    "draw",
     "gaussian",
     "known_ot_pair",
     "load_tabular",
@@ -59,29 +70,14 @@ __all__ = [
     "sample",
 ]
 
-SeedLike = int | np.random.Generator | None
 ArrayLike = Any
 
 _LOG_2PI = math.log(2.0 * math.pi)
-_WEIGHT_TOL = 1e-8
 
 
 # --------------------------------------------------------------------------------------
 # Shared helpers
 # --------------------------------------------------------------------------------------
-
-
-def _rng(seed: SeedLike) -> np.random.Generator:
-    """Return a numpy Generator from ``seed`` without touching the global random state."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None:
-        return np.random.default_rng()
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int >= 0, a numpy.random.Generator or None, got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed}")
-    return np.random.default_rng(int(seed))
 
 
 def _float_array(value: Any, name: str) -> np.ndarray:
@@ -105,27 +101,9 @@ def _float_array(value: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _check_symmetric(m: np.ndarray, name: str, *, definite: bool) -> np.ndarray:
-    """Check that ``m`` is symmetric positive definite (or semi-definite, up to rounding);
-    return it symmetrised."""
-    what = "symmetric positive " + ("definite" if definite else "semi-definite")
-    scale = max(1.0, float(np.max(np.abs(m))))
-    asym = float(np.max(np.abs(m - m.T)))
-    if asym > 1e-10 * scale:
-        raise ValueError(
-            f"{name} must be {what}, got an asymmetric matrix "
-            f"(max |{name} - {name}.T| = {asym:.3g})"
-        )
-    m = 0.5 * (m + m.T)  # removes rounding-level asymmetry only
-    smallest = float(np.linalg.eigvalsh(m)[0])
-    if not (smallest > 0.0 if definite else smallest >= -1e-10 * scale):
-        raise ValueError(f"{name} must be {what}, got smallest eigenvalue {smallest:.6g}")
-    return m
-
-
 def _check_spd(cov: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Check one ``(d, d)`` covariance; return it symmetrised and its Cholesky factor."""
-    cov = _check_symmetric(cov, name, definite=True)
+    cov = check_covariance(cov, name, definite=True)
     try:
         chol = np.linalg.cholesky(cov)
     except np.linalg.LinAlgError as err:
@@ -160,7 +138,7 @@ class GaussianMixture:
     result has its dtype and device and is differentiable with respect to it.
 
     Args:
-        weights: mixture weights, shape ``(k,)``, all ``> 0`` and summing to 1 within ``1e-8``
+        weights: mixture weights, shape ``(k,)``, all ``> 0`` and summing to 1 within ``1e-6``
             (they are not renormalised).
         means: component means, shape ``(k, d)``.
         covs: component covariances, shape ``(k, d, d)``, each symmetric positive definite.
@@ -201,15 +179,7 @@ class GaussianMixture:
         self, w: np.ndarray, mu: np.ndarray, sig: np.ndarray, *, cov_names: list[str]
     ) -> None:
         """Finish construction from shape-checked arrays: check weights and SPD, precompute."""
-        if np.any(w <= 0.0):
-            bad = int(np.argmin(w))
-            raise ValueError(f"weights must all be > 0, got weights[{bad}] = {w[bad]:.6g}")
-        total = float(np.sum(w))
-        if abs(total - 1.0) > _WEIGHT_TOL:
-            raise ValueError(
-                f"weights must sum to 1 within {_WEIGHT_TOL:g}, got sum {total!r}; "
-                "normalise them explicitly (weights / weights.sum())"
-            )
+        check_mixture_weights(w, "weights")
         chols = np.empty_like(sig)
         for c in range(sig.shape[0]):
             sig[c], chols[c] = _check_spd(sig[c], cov_names[c])
@@ -270,7 +240,7 @@ class GaussianMixture:
 
     # -- sampling ----------------------------------------------------------------------
 
-    def sample(self, n: int, *, seed: SeedLike = None) -> np.ndarray:
+    def sample(self, n: int, *, seed: Seed = None) -> np.ndarray:
         """Draw ``n`` independent samples.
 
         Args:
@@ -282,14 +252,14 @@ class GaussianMixture:
 
         Raises:
             TypeError: ``n`` is not an integer, or ``seed`` has the wrong type.
-            ValueError: ``n < 1`` or a negative ``seed``.
+            ValueError: ``n < 1`` or a ``seed`` outside ``[0, 2**63 - 1]``.
 
         Example:
             >>> print(Gaussian([0.0, 1.0], np.eye(2)).sample(3, seed=0).shape)
             (3, 2)
         """
         n = check_positive_int(n, "n")
-        rng = _rng(seed)
+        rng = numpy_generator(seed)
         labels = rng.choice(self.n_components, size=n, p=self._weights)
         z = rng.standard_normal((n, self.dim))
         x = np.empty((n, self.dim), dtype=np.float64)
@@ -411,9 +381,7 @@ class GaussianMixture:
     # -- constructors ------------------------------------------------------------------
 
     @classmethod
-    def random(
-        cls, k: int, d: int, *, seed: SeedLike = None, scale: float = 2.0
-    ) -> GaussianMixture:
+    def random(cls, k: int, d: int, *, seed: Seed = None, scale: float = 2.0) -> GaussianMixture:
         """A random, well-conditioned mixture for tests and examples.
 
         Means are drawn from :math:`\\mathcal N(0, \\text{scale}^2 I)`; each covariance is
@@ -443,7 +411,7 @@ class GaussianMixture:
         k = check_positive_int(k, "k")
         d = check_positive_int(d, "d")
         scale = check_positive(scale, "scale")
-        rng = _rng(seed)
+        rng = numpy_generator(seed)
         weights = 0.5 / k + 0.5 * rng.dirichlet(np.full(k, 5.0))
         weights = weights / weights.sum()
         means = scale * rng.standard_normal((k, d))
@@ -508,7 +476,7 @@ class Gaussian(GaussianMixture):
         return torch.distributions.MultivariateNormal(loc=means[0], scale_tril=chols[0])
 
     @classmethod
-    def random(cls, k: int, d: int, *, seed: SeedLike = None, scale: float = 2.0) -> Gaussian:
+    def random(cls, k: int, d: int, *, seed: Seed = None, scale: float = 2.0) -> Gaussian:
         """A random, well-conditioned Gaussian; see :meth:`GaussianMixture.random`.
 
         Args:
@@ -547,7 +515,7 @@ def _check_mean_cov(mean: ArrayLike, cov: ArrayLike) -> tuple[np.ndarray, np.nda
     return mu, sig
 
 
-def gaussian(n: int, mean: ArrayLike, cov: ArrayLike, *, seed: SeedLike = None) -> np.ndarray:
+def gaussian(n: int, mean: ArrayLike, cov: ArrayLike, *, seed: Seed = None) -> np.ndarray:
     r"""Draw ``n`` samples of :math:`\mathcal N(\text{mean}, \text{cov})` in any dimension.
 
     Args:
@@ -649,7 +617,7 @@ class KnownOTPair:
                 f"directions and offsets must have shapes (m, {d}) and (m,), got {w.shape} "
                 f"and {c.shape}"
             )
-        a = _check_symmetric(a, "quadratic", definite=False)
+        a = check_covariance(a, "quadratic", definite=False)
         self._source = source
         self._a, self._b = _readonly(a), _readonly(b)
         self._w, self._c = _readonly(w), _readonly(c)
@@ -717,7 +685,7 @@ class KnownOTPair:
         push = self._amplitude * torch.sigmoid(self._ridges(xt)) @ w
         return back(xt @ a + b + push)
 
-    def sample(self, n: int, *, seed: SeedLike = None) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, n: int, *, seed: Seed = None) -> tuple[np.ndarray, np.ndarray]:
         """``n`` draws of :math:`\\rho_0` and ``n`` *independent* draws of :math:`\\rho_1`
         (the push-forward of a second, independent source sample): what a solver sees.
 
@@ -730,7 +698,7 @@ class KnownOTPair:
             ((10, 4), (10, 4))
         """
         n = check_positive_int(n, "n")
-        rng = _rng(seed)
+        rng = numpy_generator(seed)
         x0 = self._source.sample(n, seed=rng)
         return x0, self.ot_map(self._source.sample(n, seed=rng))
 
@@ -751,7 +719,7 @@ class KnownOTPair:
         return self._variance
 
 
-def known_ot_pair(kind: str, dim: int, *, seed: SeedLike = 0) -> KnownOTPair:
+def known_ot_pair(kind: str, dim: int, *, seed: Seed = 0) -> KnownOTPair:
     r"""A random pair of densities with a known optimal-transport map (a benchmark problem).
 
     - ``"gaussian"``: :math:`\mathcal N(m_0, \Sigma_0) \to \mathcal N(m_1, \Sigma_1)` with
@@ -797,7 +765,7 @@ def known_ot_pair(kind: str, dim: int, *, seed: SeedLike = 0) -> KnownOTPair:
     """
     check_choice(kind, "kind", ("gaussian", "mixture"))
     d = check_positive_int(dim, "dim")
-    rng = _rng(seed)
+    rng = numpy_generator(seed)
     if kind == "gaussian":
         from sitransport.metrics import gaussian_ot_map
 
@@ -947,7 +915,7 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def sample(name: str, n: int, *, seed: SeedLike = None) -> np.ndarray:
+def sample(name: str, n: int, *, seed: Seed = None) -> np.ndarray:
     """Draw ``n`` points of a 2D toy data set.
 
     The data sets (FFJORD / torchcfm definitions, roughly within ``[-4, 4]^2``):
@@ -973,8 +941,45 @@ def sample(name: str, n: int, *, seed: SeedLike = None) -> np.ndarray:
     """
     name = check_choice(name, "dataset name", _REGISTRY)
     n = check_positive_int(n, "n")
-    x = _REGISTRY[name](n, _rng(seed))
+    x = _REGISTRY[name](n, numpy_generator(seed))
     return np.ascontiguousarray(x, dtype=np.float64)
+
+
+def draw(name: str, n: int, seed: Seed = None, *, dim: int = 2) -> np.ndarray:
+    """Draw ``n`` points of ``"gaussian"`` (the standard normal :math:`N(0, I_d)`, ``d = dim``)
+    or of a 2D toy data set (as :func:`sample`): the ends the command line, the benchmarks
+    and the quality tests name.
+
+    For the same ``seed``, ``"gaussian"`` gives ``numpy.random.default_rng(seed)
+    .standard_normal((n, dim))`` and a toy name gives ``sample(name, n, seed=seed)``.
+
+    Args:
+        name: ``"gaussian"`` or one of :func:`names`.
+        n: number of samples, an integer ``>= 1``.
+        seed: an ``int``, a :class:`numpy.random.Generator` or ``None``.
+        dim: the dimension of ``"gaussian"``; a toy data set is 2D, so 2 is the only value
+            accepted with one.
+
+    Returns:
+        A ``float64`` numpy array of shape ``(n, dim)``.
+
+    Raises:
+        ValueError: unknown ``name`` (the message lists the valid names), ``n < 1``,
+            ``dim < 1``, or ``dim != 2`` with a toy data set.
+        TypeError: ``n`` or ``dim`` not an integer, bad ``seed`` type.
+
+    Example:
+        >>> draw("gaussian", 4, 0, dim=3).shape, draw("moons", 4, 0).shape
+        ((4, 3), (4, 2))
+    """
+    dim = check_positive_int(dim, "dim")
+    if name != "gaussian":
+        check_choice(name, "dataset name", {"gaussian": None, **_REGISTRY})
+        if dim != 2:
+            raise ValueError(f"dataset {name!r} is 2D, got dim={dim}")
+        return sample(name, n, seed=seed)
+    n = check_positive_int(n, "n")
+    return numpy_generator(seed).standard_normal((n, dim))
 
 
 def log_prob(name: str, x: ArrayLike) -> ArrayLike:
@@ -1054,7 +1059,7 @@ class ToyDistribution(torch.distributions.Distribution):
         shape = torch.Size(sample_shape)
         n = shape.numel()
         seed = int(torch.randint(0, 2**62, (1,)))
-        x = _REGISTRY[self.name](n, np.random.default_rng(seed)) if n else np.zeros((0, 2))
+        x = _REGISTRY[self.name](n, numpy_generator(seed)) if n else np.zeros((0, 2))
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)).reshape(*shape, 2)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
@@ -1385,27 +1390,20 @@ _PICKLE_RENAMES = {  # pandas < 1.0 module paths
 
 def _restricted_unpickle(path: Path) -> Any:
     """Unpickle a pandas DataFrame, refusing every global outside :data:`_PICKLE_ALLOWED`."""
-    import _compat_pickle
     import pickle
 
     from pandas.compat.pickle_compat import Unpickler
 
-    class _Restricted(Unpickler):
-        def find_class(self, module: str, name: str) -> Any:
-            if (module, name) in _compat_pickle.NAME_MAPPING:  # Python 2 names
-                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-            module, name = _PICKLE_RENAMES.get((module, name), (module, name))
-            if (module, name) not in _PICKLE_ALLOWED:
-                raise pickle.UnpicklingError(
-                    f"refusing to unpickle {module}.{name}: {str(path)!r} should hold only a "
-                    "pandas DataFrame of numbers, and loading never runs other code"
-                )
-            return super().find_class(module, name)
-
     with open(path, "rb") as f:
         try:
-            return _Restricted(f, encoding="latin1").load()
+            return restricted_load(
+                f,
+                _PICKLE_ALLOWED,
+                what="a pandas DataFrame of numbers",
+                renames=_PICKLE_RENAMES,
+                unpickler=Unpickler,
+                encoding="latin1",
+            )
         except pickle.UnpicklingError:
             raise
         except Exception as err:  # truncated or foreign files raise many types

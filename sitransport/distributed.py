@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from sitransport._validation import check_pixels, check_positive_int
+from sitransport._validation import check_pixels, check_positive_int, check_seed
 
 __all__ = [
     "ShardedDataset",
@@ -179,7 +179,7 @@ class ShardedDataset:
             )
         self.dataset = dataset
         self.levels = check_positive_int(levels, "levels", minimum=2)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.num_workers = check_positive_int(num_workers, "num_workers", minimum=0)
         self.epoch, self.position = 0, 0
         self._batches: Any = None
@@ -188,6 +188,17 @@ class ShardedDataset:
     def shape(self) -> tuple[int, ...]:
         """Per-image shape, from the first item."""
         return tuple(_first(self.dataset[0]).shape)
+
+    def images(self, indices: Sequence[int]) -> Tensor:
+        """The images at ``indices`` of the dataset, stacked as stored (not dequantised);
+        the image of an ``(image, label)`` item is its first entry.
+
+        Example:
+            >>> data = torch.utils.data.TensorDataset(torch.arange(12).reshape(3, 1, 2, 2))
+            >>> ShardedDataset(data).images([2, 0])[:, 0, 0, 0].tolist()
+            [8, 0]
+        """
+        return _collate([self.dataset[i] for i in indices])
 
     def state_dict(self) -> dict[str, int]:
         """The position in the data: epoch and batches read in it.

@@ -63,17 +63,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sitransport._validation import as_tensor, check_positive_int, check_times
+from sitransport._validation import (
+    as_tensor,
+    check_covariance,
+    check_mixture_weights,
+    check_positive_int,
+    check_times,
+)
 from sitransport.interpolants import Interpolant, get_interpolant
 
 __all__ = ["GaussianMixtureInterpolation"]
-
-#: Relative tolerance for ``|sum(weights) - 1|``.
-_WEIGHT_TOL = 1e-6
-#: Relative asymmetry ``max|C - C^T| / max|C|`` accepted (and then symmetrised) in a covariance.
-_SYM_RTOL = 1e-6
-#: Smallest accepted ratio of the smallest to the largest eigenvalue of a covariance.
-_SPD_RTOL = 1e-12
 
 
 def _to_array(x: Any, name: str, ndim: int, shape_hint: str) -> Tensor:
@@ -94,24 +93,10 @@ def _to_array(x: Any, name: str, ndim: int, shape_hint: str) -> Tensor:
 
 
 def _check_cov(c: Tensor, label: str) -> Tensor:
-    """Check that ``c`` (float64, shape (d, d)) is symmetric positive definite; symmetrise it."""
-    scale = float(c.abs().max())
-    asym = float((c - c.mT).abs().max())
-    if asym > _SYM_RTOL * max(scale, torch.finfo(torch.float64).tiny):
-        raise ValueError(
-            f"{label} must be symmetric, got max|{label} - {label}.T|={asym:.3g} "
-            f"(max|{label}|={scale:.3g})"
-        )
-    c = 0.5 * (c + c.mT)
-    lam = torch.linalg.eigvalsh(c)
-    lam_min, lam_max = float(lam[0]), float(lam.abs().max())
-    if not lam_min > _SPD_RTOL * lam_max:
-        raise ValueError(
-            f"{label} must be symmetric positive definite, got smallest eigenvalue "
-            f"{lam_min:.3g} (largest |eigenvalue| {lam_max:.3g}); a singular covariance has "
-            "no density"
-        )
-    return c
+    """Check that ``c`` (float64, shape (d, d)) is symmetric positive definite (a singular
+    covariance has no density); return it symmetrised, on its device."""
+    checked = check_covariance(c.detach().cpu().numpy(), label, definite=True)
+    return torch.from_numpy(checked).to(c.device)
 
 
 def _mixture(weights: Any, means: Any, covs: Any, k: str) -> tuple[Tensor, Tensor, Tensor]:
@@ -133,14 +118,8 @@ def _mixture(weights: Any, means: Any, covs: Any, k: str) -> tuple[Tensor, Tenso
             f"{cn} must have shape (K, d, d) = ({n_comp}, {d}, {d}) to match {mn} of shape "
             f"{tuple(m.shape)}, got {cn} of shape {tuple(c.shape)}"
         )
-    if bool((w <= 0).any()):
-        raise ValueError(
-            f"{wn} must be positive (drop zero-weight components), got min({wn})="
-            f"{float(w.min()):.6g}"
-        )
+    check_mixture_weights(w.cpu().numpy(), wn)
     total = float(w.sum())
-    if abs(total - 1.0) > _WEIGHT_TOL:
-        raise ValueError(f"{wn} must sum to 1, got sum({wn})={total:.10g}")
     c = torch.stack([_check_cov(c[i], f"{cn}[{i}]") for i in range(n_comp)])
     return w / total, m.clone(), c
 

@@ -35,7 +35,8 @@ import torch
 from torch import Tensor
 
 from sitransport._bases import Density
-from sitransport._validation import as_tensor, check_pixels, check_positive_int
+from sitransport._unpickle import restricted_load
+from sitransport._validation import as_tensor, check_pixels, check_positive_int, torch_generator
 
 __all__ = [
     "BitsPerDim",
@@ -96,20 +97,21 @@ class ImageData:
         return dequantize(self.pixels, levels=self.levels, seed=seed)
 
 
-def dequantize(pixels: Any, *, levels: int = 256, seed: int | torch.Generator = 0) -> Any:
+def dequantize(pixels: Any, *, levels: int = 256, seed: int | torch.Generator | None = 0) -> Any:
     r"""Uniform dequantisation :math:`x = (k + u) / L`, ``u ~ U[0, 1)``, into ``[0, 1)``.
 
     Args:
         pixels: integer images (numpy or torch), values in ``{0, ..., levels - 1}``.
         levels: number of grid levels ``L`` (256 for 8-bit images).
-        seed: seed or ``torch.Generator`` of the noise.
+        seed: seed (an integer in ``[0, 2**63 - 1]``, or ``None`` for fresh entropy) or
+            ``torch.Generator`` of the noise.
 
     Returns:
         float64 numpy for numpy input; for a torch tensor, a float32 tensor on its device.
 
     Raises:
-        TypeError: not an integer array.
-        ValueError: values outside ``{0, ..., levels - 1}``.
+        TypeError: not an integer array, or a ``seed`` of another type.
+        ValueError: values outside ``{0, ..., levels - 1}``, or a ``seed`` out of range.
 
     Example:
         >>> x = dequantize(np.array([[0, 255]], dtype=np.uint8), seed=0)
@@ -118,7 +120,7 @@ def dequantize(pixels: Any, *, levels: int = 256, seed: int | torch.Generator = 
     """
     levels = check_positive_int(levels, "levels", minimum=2)
     check_pixels(pixels, "pixels", levels)
-    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+    gen = torch_generator(seed)
     k = torch.as_tensor(np.asarray(pixels)) if isinstance(pixels, np.ndarray) else pixels
     u = torch.rand(k.shape, generator=gen, dtype=torch.float64)
     x = (k.cpu().to(torch.float64) + u) / levels
@@ -227,24 +229,16 @@ def _check_root(root: Any) -> Path:
     return path
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists and numpy arrays only: any other global is refused, so a
-    malicious file cannot run code."""
-
-    _ALLOWED = {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("_codecs", "encode"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not a plain array")
+# Globals a CIFAR-10 batch (a dict of numpy arrays and lists) may name.
+_ARRAY_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+}
 
 
 _CIFAR_HINT = (
@@ -294,7 +288,9 @@ def load_cifar10(root: str | Path, split: str = "train") -> ImageData:
         path = _find(root, name, "CIFAR-10", _CIFAR_HINT, "cifar-10-batches-py")
         try:
             with open(path, "rb") as f:
-                batch = _ArrayUnpickler(f, encoding="bytes").load()
+                batch = restricted_load(
+                    f, _ARRAY_GLOBALS, what="dicts, lists and numpy arrays", encoding="bytes"
+                )
             x, y = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"], dtype=np.int64)
         except (pickle.UnpicklingError, KeyError, TypeError, EOFError) as err:
             raise ValueError(f"{str(path)!r} is not a CIFAR-10 python batch: {err}") from None

@@ -40,20 +40,38 @@ __all__ = [
     "Normalized",
     "Stochastic",
     "Trig",
+    "broadcast_coefficient",
     "get_interpolant",
     "interpolant_names",
 ]
 
 
-def _broadcast(c: Tensor, t: Tensor, x: Tensor) -> Tensor:
-    """Make a coefficient broadcast against samples ``x`` of shape ``(n, ...)``.
+def broadcast_coefficient(c: Tensor, t: Tensor, x: Tensor) -> Tensor:
+    """Make a path coefficient (``alpha(t)``, ``beta(t)``, ...) broadcast against samples
+    ``x`` of shape ``(n, ...)``.
 
-    ``c`` is either one value per time (shape of ``t``: ``()`` or ``(n,)``) or one value per
-    time and coordinate (shape ``t.shape + x.shape[1:]``, per-dimension paths).
+    Args:
+        c: one value per time (the shape of ``t``: ``()`` or ``(n,)``) or one value per time
+            and coordinate (shape ``t.shape + x.shape[1:]``, per-dimension paths).
+        t: the times ``c`` was evaluated at, shape ``()`` or ``(n,)``.
+        x: the samples, shape ``(n, ...)``.
+
+    Returns:
+        ``c`` reshaped to ``(n, 1, ..., 1)`` when it holds one value per sample, else ``c``.
+
+    Example:
+        >>> t, x = torch.rand(5), torch.zeros(5, 3, 8, 8)
+        >>> tuple(broadcast_coefficient(torch.cos(t), t, x).shape)
+        (5, 1, 1, 1)
     """
     if c.ndim == t.ndim and t.ndim == 1:
         return c.reshape(c.shape[0], *([1] * (x.ndim - 1)))
     return c
+
+
+def _combine(a: Tensor, b: Tensor, t: Tensor, x0: Tensor, x1: Tensor) -> Tensor:
+    """``a x0 + b x1`` with coefficients ``a, b`` evaluated at ``t``."""
+    return broadcast_coefficient(a, t, x0) * x0 + broadcast_coefficient(b, t, x1) * x1
 
 
 def _as_time(t: Tensor | float, like: Tensor) -> Tensor:
@@ -185,7 +203,7 @@ class Interpolant(nn.Module):
                     [4., 8.]])
         """
         t = _as_time(t, x0)
-        xt = _broadcast(self.alpha(t), t, x0) * x0 + _broadcast(self.beta(t), t, x1) * x1
+        xt = _combine(self.alpha(t), self.beta(t), t, x0, x1)
         return xt + self._noise_term(self.gamma, t, z, x0)
 
     def velocity_target(
@@ -204,7 +222,7 @@ class Interpolant(nn.Module):
                     [2., 2.]])
         """
         t = _as_time(t, x0)
-        dxt = _broadcast(self.dalpha(t), t, x0) * x0 + _broadcast(self.dbeta(t), t, x1) * x1
+        dxt = _combine(self.dalpha(t), self.dbeta(t), t, x0, x1)
         return dxt + self._noise_term(self.dgamma, t, z, x0)
 
     def _noise_term(
@@ -216,7 +234,7 @@ class Interpolant(nn.Module):
             return 0.0
         if z is None:
             raise ValueError(f"z (standard normal noise) is required by {self!r}")
-        return _broadcast(coef(t), t, z) * z
+        return broadcast_coefficient(coef(t), t, z) * z
 
     def spec(self) -> dict[str, Any]:
         """A plain-data description from which :func:`get_interpolant` rebuilds this object.

@@ -37,12 +37,17 @@ import numpy as np
 import torch
 
 from sitransport._validation import (
+    Seed,
     as_tensor,
+    check_bool,
+    check_covariance,
     check_in_range,
     check_positive,
     check_positive_int,
     check_same_dim,
     check_seed,
+    numpy_generator,
+    torch_generator,
 )
 
 __all__ = [
@@ -61,32 +66,12 @@ __all__ = [
     "w2",
 ]
 
-Seed = int | np.random.Generator | None
-
 # POT's network simplex returns this code when it has certified optimality.
 _EMD_OPTIMAL = 1
 _EMD_MIN_ITER = 10_000_000
 
-# Relative tolerances for the matrix checks of the Gaussian closed forms.
-_SYM_RTOL = 1e-8
-_PSD_RTOL = 1e-10
-
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _rng(seed: Any, name: str = "seed") -> np.random.Generator:
-    """Return a numpy Generator from ``None``, a non-negative int or a Generator."""
-    if seed is None or isinstance(seed, np.random.Generator):
-        return np.random.default_rng(seed)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(
-            f"{name} must be None, a non-negative int or a numpy.random.Generator, "
-            f"got {type(seed).__name__} {seed!r}"
-        )
-    if seed < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {seed}")
-    return np.random.default_rng(int(seed))
 
 
 def _samples(x: Any, name: str, *, min_samples: int = 1) -> np.ndarray:
@@ -122,12 +107,6 @@ def _renormalise(w: np.ndarray, name: str) -> np.ndarray:
     return w / total
 
 
-def _check_bool(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return bool(value)
-
-
 def _sqrtm_psd(s: np.ndarray) -> np.ndarray:
     """Symmetric square root of a symmetric PSD matrix; tiny negative eigenvalues clipped."""
     from scipy.linalg import eigh
@@ -154,30 +133,7 @@ def _gaussian(
         )
     m = m_t.detach().cpu().to(torch.float64).numpy()
     c = c_t.detach().cpu().to(torch.float64).numpy()
-    scale = float(np.abs(c).max())
-    asym = float(np.abs(c - c.T).max())
-    if asym > _SYM_RTOL * max(scale, np.finfo(np.float64).tiny):
-        raise ValueError(
-            f"{cov_name} must be symmetric, got max|{cov_name} - {cov_name}.T|={asym:.3g} "
-            f"(max|{cov_name}|={scale:.3g})"
-        )
-    c = 0.5 * (c + c.T)
-    from scipy.linalg import eigvalsh
-
-    lam = eigvalsh(c)
-    lam_min, lam_max = float(lam[0]), float(np.abs(lam).max())
-    if definite:
-        if not lam_min > _PSD_RTOL * lam_max:
-            raise ValueError(
-                f"{cov_name} must be symmetric positive definite, got smallest eigenvalue "
-                f"{lam_min:.3g} (largest |eigenvalue| {lam_max:.3g})"
-            )
-    elif lam_min < -_PSD_RTOL * lam_max:
-        raise ValueError(
-            f"{cov_name} must be symmetric positive semi-definite, got smallest eigenvalue "
-            f"{lam_min:.3g} (largest |eigenvalue| {lam_max:.3g})"
-        )
-    return m, c, c_t, back
+    return m, check_covariance(c, cov_name, definite=definite), c_t, back
 
 
 # --------------------------------------------------------------------------- exact W2
@@ -260,7 +216,7 @@ def w2(
     from scipy.spatial.distance import cdist
 
     max_samples = check_positive_int(max_samples, "max_samples")
-    subsample = _check_bool(subsample, "subsample")
+    subsample = check_bool(subsample, "subsample")
     xa = _samples(x, "x")
     ya = _samples(y, "y")
     check_same_dim(xa, ya, "x", "y")
@@ -280,7 +236,7 @@ def w2(
             f"samples"
         )
     if too_big:
-        rng = _rng(seed)
+        rng = numpy_generator(seed)
         if xa.shape[0] > max_samples:
             idx = rng.choice(xa.shape[0], size=max_samples, replace=False)
             xa = xa[idx]
@@ -290,7 +246,7 @@ def w2(
             ya = ya[idx]
             b = None if b is None else _renormalise(b[idx], "weights_y")
     else:
-        _rng(seed)  # validate the argument even when it is not needed
+        numpy_generator(seed)  # validate the argument even when it is not needed
 
     n, m = xa.shape[0], ya.shape[0]
     a = np.full(n, 1.0 / n) if a is None else a
@@ -607,7 +563,7 @@ def noise_floor(
             f"n must be at most {max_exact} (the exact-W2 limit of w2), got n={n}; "
             f"exact optimal transport needs O(n^2) memory and O(n^3) time"
         )
-    rng = _rng(seed)
+    rng = numpy_generator(seed)
     values = []
     if callable(target):
         for _ in range(repeats):
@@ -1009,7 +965,7 @@ def transport_report(
     from sitransport.losses import quadratic_loss
 
     n = check_positive_int(n, "n")
-    gen = torch.Generator().manual_seed(check_seed(seed))
+    gen = torch_generator(check_seed(seed))  # an integer: the report is reproducible
     if x0 is None:
         if flow.base is None:
             raise ValueError("x0 is required: the flow has no base to draw rho0 from")

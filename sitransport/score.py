@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from sitransport.errors import TransportError
-from sitransport.interpolants import Interpolant, _broadcast
+from sitransport.interpolants import Interpolant, broadcast_coefficient
 
 __all__ = ["denoiser_from_velocity", "score_from_velocity", "sde_integrate"]
 
@@ -81,8 +81,8 @@ def denoiser_from_velocity(
     if shift is not None:  # remove the deterministic part c(t) m, c = 1 - alpha - beta
         c, dc = 1.0 - a, -da
         c, dc = c - b, dc - db
-        x = x - _broadcast(c, t, x) * shift
-        v = v - _broadcast(dc, t, v) * shift
+        x = x - broadcast_coefficient(c, t, x) * shift
+        v = v - broadcast_coefficient(dc, t, v) * shift
     wronskian = b * da - db * a
     # x_t = alpha x0 where beta = 0 (t = 0): there E[x0 | x_t = x] = x / alpha, the limit of
     # the formula, whose denominator may vanish there (e.g. alpha = 1 - t^2, beta = t^2)
@@ -90,9 +90,13 @@ def denoiser_from_velocity(
     limit = singular & (b.abs() <= _CANCEL * a.abs())
     _check_denominator(singular & ~limit, t, interpolant)
     safe = torch.where(singular, torch.ones_like(wronskian), wronskian)
-    eta0 = (_broadcast(b, t, v) * v - _broadcast(db, t, x) * x) / _broadcast(safe, t, x)
+    eta0 = (
+        broadcast_coefficient(b, t, v) * v - broadcast_coefficient(db, t, x) * x
+    ) / broadcast_coefficient(safe, t, x)
     if bool(limit.any()):
-        eta0 = torch.where(_broadcast(limit, t, x), x / _broadcast(a, t, x), eta0)
+        eta0 = torch.where(
+            broadcast_coefficient(limit, t, x), x / broadcast_coefficient(a, t, x), eta0
+        )
     return eta0
 
 
@@ -162,7 +166,7 @@ def score_from_velocity(
             "with alpha(t) >= alpha_min (e.g. t <= 0.999 for 'trig' and 'linear')"
         )
     eta0 = denoiser_from_velocity(v, x, t, interpolant, shift)
-    return -eta0 / _broadcast(a, t, x)
+    return -eta0 / broadcast_coefficient(a, t, x)
 
 
 def sde_integrate(

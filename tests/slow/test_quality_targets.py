@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import sitransport as st
+from sitransport.datasets import draw
 
 pytestmark = pytest.mark.slow
 
@@ -48,23 +49,17 @@ def test_ratio_and_se_matches_a_direct_simulation():
     assert abs(np.mean(ses) / ratios.std() - 1) < 0.2  # the estimate is biased low at k=5
 
 
-def _draw(name: str, n: int, seed: int) -> np.ndarray:
-    if name == "gaussian":
-        return np.random.default_rng(seed).standard_normal((n, 2))
-    return st.datasets.sample(name, n, seed=seed)
-
-
 @pytest.mark.parametrize(("source", "target"), TASKS)
 def test_default_fit_reaches_noise_floor(source, target):
     n = 5000
-    x1 = _draw(target, 20_000, 0)
-    rho0 = "gaussian" if source == "gaussian" else _draw(source, 20_000, 1)
+    x1 = draw(target, 20_000, 0)
+    rho0 = "gaussian" if source == "gaussian" else draw(source, 20_000, 1)
     flow = st.fit(rho0, x1, seed=0, progress=False)
     # single W2 draws of multimodal targets are noisy (mode counts fluctuate): average 10
     w2s, floors = [], []
     for r in range(10):
-        generated = flow.push_forward(_draw(source, n, 2000 + r))
-        quality = st.metrics.sample_quality(generated, _draw(target, 2 * n, 1000 + r))
+        generated = flow.push_forward(draw(source, n, 2000 + r))
+        quality = st.metrics.sample_quality(generated, draw(target, 2 * n, 1000 + r))
         w2s.append(quality.w2)
         floors.append(quality.noise_floor)
     ratio, se = _ratio_and_se(np.array(w2s), np.array(floors))

@@ -87,7 +87,7 @@ class _Exploit:
 
 def test_cifar10_pickle_cannot_run_code(tmp_path, capsys):
     (tmp_path / "test_batch").write_bytes(pickle.dumps({b"data": _Exploit(), b"labels": []}))
-    with pytest.raises(ValueError, match="refusing to load builtins.print"):
+    with pytest.raises(ValueError, match="refusing to unpickle builtins.print"):
         images.load_cifar10(tmp_path, "test")
     assert "code ran" not in capsys.readouterr().out
 
