@@ -37,8 +37,8 @@ from sitransport._validation import (
     check_in_range,
     check_positive,
     check_positive_int,
-    check_seed,
     check_times,
+    torch_generator,
 )
 from sitransport.errors import CorruptFileError
 from sitransport.interpolants import Interpolant, Normalized, get_interpolant, interpolant_names
@@ -237,12 +237,6 @@ class LogProbEstimate:
     log_prob: Any
     stderr: Any
     nfe: float
-
-
-def _random_generator(seed: int | None) -> torch.Generator:
-    if seed is None:  # fresh entropy without touching the global RNG
-        seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
-    return torch.Generator().manual_seed(check_seed(seed))  # the range fit takes
 
 
 def _scalar_time(value: Any, name: str) -> float:
@@ -923,7 +917,7 @@ class TransportFlow:
                 "sample needs rho0, but this flow has no base: pass base= to TransportFlow, or "
                 "to sitransport.load for flows saved with a torch Distribution base"
             )
-        gen = _random_generator(seed)
+        gen = torch_generator(seed)
         x0 = self._base.sample(n, gen)
         if method == "ode":
             return self.push_forward(x0.numpy(), ode=options)
@@ -1009,7 +1003,7 @@ class TransportFlow:
             raise TypeError(f"progress must be a bool, got {type(progress).__name__} {progress!r}")
         yt, back, in_dtype = self._prepare(y, "y")
         self._eval_mode()
-        generator = _random_generator(0 if seed is None else seed)
+        generator = torch_generator(0 if seed is None else seed)
         lps, errs, nfes = [], [], []
         chunks = torch.split(yt, options.batch_size)
         for chunk in _progress(chunks, progress and len(chunks) > 1, "log_prob"):
