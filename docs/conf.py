@@ -40,9 +40,15 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    "matplotlib.sphinxext.plot_directive",
     "sphinx_gallery.gen_gallery",
     "sitransport_docs",
 ]
+
+# matplotlib's plot directive (the architecture figure): the figure only, no links
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 110)]
 
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "auto_examples/**/*.ipynb"]
 templates_path = ["_templates"]

@@ -249,7 +249,13 @@ def test_fit_float_images_and_datasets():
     ("rho0", "rho1", "kwargs", "exc", "match"),
     [
         ("gaussian", "images", {"network": "mlp"}, ValueError, "network='mlp' needs vectors"),
-        ("gaussian", "vectors", {"network": "unet"}, ValueError, "network=.unet. is a U-Net, which needs images"),
+        (
+            "gaussian",
+            "vectors",
+            {"network": "unet"},
+            ValueError,
+            "network=.unet. is a U-Net, which needs images",
+        ),
         ("gaussian", "images", {"network": "huge"}, ValueError, "unknown network 'huge'"),
         ("gaussian", "images", {"network": {"channels": 3}}, ValueError, "set by the data"),
         ("dataset", "gaussian", {}, TypeError, "rho0 cannot be a torch Dataset"),
