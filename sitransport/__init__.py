@@ -28,10 +28,10 @@ from sitransport import (
     ode,
     paths,
 )
+from sitransport.fit import fit, reflow
 from sitransport.flow import TransportFlow, load
 from sitransport.interpolants import Interpolant
 from sitransport.ode import ODEOptions
-from sitransport.train import fit, reflow
 
 __all__ = [
     "Interpolant",

@@ -596,7 +596,7 @@ class TransportFlow:
             >>> straight.config["reflow_generation"], straight.interpolant
             (1, Linear())
         """
-        from sitransport.train import reflow
+        from sitransport.fit import reflow
 
         return reflow(self, n, **kwargs)
 
