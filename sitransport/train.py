@@ -59,7 +59,7 @@ DrawPairs = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Optimisation settings of :func:`train` (see :func:`fit` for their meaning).
+    """Optimisation settings of :func:`train` (see :func:`~sitransport.fit` for their meaning).
 
     Example:
         >>> settings = TrainSettings(steps=2000, batch_size=256, ema=None, progress=False)
@@ -991,9 +991,9 @@ def train(
             fixed times.
         checkpoint: file written every ``checkpoint_every`` steps (atomically): model, EMA,
             optimiser, scheduler, step, generator and data-position states, and the run's
-            fingerprint (the settings, named as :func:`fit`'s arguments, ``seed``, ``dtype``,
-            the interpolant's, time sampler's, coupling's and path settings' specs, the
-            network's architecture, and ``fingerprint``).
+            fingerprint (the settings, named as :func:`~sitransport.fit`'s arguments,
+            ``seed``, ``dtype``, the interpolant's, time sampler's, coupling's and path
+            settings' specs, the network's architecture, and ``fingerprint``).
         resume: continue from ``checkpoint`` if it exists (bit-for-bit the same run). The
             checkpoint's fingerprint must equal this call's, except ``steps``, ``progress``
             and ``checkpoint_every``. A larger ``steps`` extends the run: the learning-rate
@@ -1003,7 +1003,7 @@ def train(
             original run. ``steps`` must not be below the steps already done. A checkpoint
             without a fingerprint (written by an older version) resumes with a warning.
         device: ``"cpu"``, an available ``"cuda[:index]"`` or ``"mps"``.
-        fingerprint: plain data that also identifies the run (:func:`fit` passes its
+        fingerprint: plain data that also identifies the run (:func:`~sitransport.fit` passes its
             arguments and a description of the data: spec and SHA-256 of a fixed subsample);
             stored in checkpoints and compared on resume.
 
@@ -1031,7 +1031,7 @@ def train(
             call), or ``steps`` is below the checkpoint's step (a ``ValueError``).
 
     Example:
-        The low-level loop behind :func:`fit`, here from ``N(0, 1)`` to ``N(2, 1)``:
+        The low-level loop behind :func:`~sitransport.fit`, here from ``N(0, 1)`` to ``N(2, 1)``:
 
         >>> import torch
         >>> from sitransport.interpolants import Linear
