@@ -29,11 +29,11 @@ from sitransport import (
     ode,
     paths,
 )
+from sitransport.fit import fit, reflow
 from sitransport.flow import TransportFlow
 from sitransport.interpolants import Interpolant
 from sitransport.io import load
 from sitransport.ode import ODEOptions
-from sitransport.train import fit, reflow
 
 __all__ = [
     "Interpolant",

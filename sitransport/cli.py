@@ -32,8 +32,8 @@ import torch
 from sitransport import datasets
 from sitransport._validation import as_tensor, numpy_generator
 from sitransport.errors import SitransportError
+from sitransport.fit import fit
 from sitransport.metrics import sample_quality
-from sitransport.train import fit
 
 __all__ = ["main"]
 

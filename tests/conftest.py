@@ -61,27 +61,23 @@ def generator() -> torch.Generator:
 @pytest.fixture
 def killed_after_checkpoint(monkeypatch: pytest.MonkeyPatch):
     """A context manager: inside it, training is killed (``KeyboardInterrupt``) right after
-    its first checkpoint is written, as a crash would leave it.
+    its first checkpoint is written, as a crash would leave it, through the documented hook
+    :meth:`sitransport.train.Trainer.on_checkpoint`.
 
     Usage: ``with killed_after_checkpoint(): fit(..., checkpoint_dir=d)``.
     """
     import contextlib
 
-    import sitransport.train as tr
+    from sitransport.train import Trainer
 
-    save = tr._atomic_save
-
-    def save_then_die(obj, path):
-        save(obj, path)
+    def die(trainer, step, path):
         raise KeyboardInterrupt
 
     @contextlib.contextmanager
     def killed():
-        monkeypatch.setattr(tr, "_atomic_save", save_then_die)
-        try:
+        with monkeypatch.context() as patch:
+            patch.setattr(Trainer, "on_checkpoint", die)
             with pytest.raises(KeyboardInterrupt):
                 yield
-        finally:
-            monkeypatch.setattr(tr, "_atomic_save", save)
 
     return killed

@@ -17,6 +17,7 @@ MODULES = [
     "sitransport.datasets",
     "sitransport.distributed",
     "sitransport.exact",
+    "sitransport.fit",
     "sitransport.flow",
     "sitransport.images",
     "sitransport.interpolants",

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import sitransport as st_
+from sitransport.fit import effective_rank
 from sitransport.interpolants import Stochastic, get_interpolant
-from sitransport.train import effective_rank
 from tests.helpers import TINY
 
 

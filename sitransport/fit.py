@@ -1,0 +1,824 @@
+r"""The entry point: learn a transport flow between two densities.
+
+:func:`fit` resolves both ends (samples, images, ``"gaussian"``, a torch Distribution or a
+torch ``Dataset``), holds out a validation fraction, normalises, builds the network and hands
+the run to :func:`~sitransport.train.train`; :func:`reflow` retrains a fitted flow on the
+coupling of its own map. ``latent=`` fits in principal coordinates. No ODE is solved during
+training.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sitransport._bases import Density, EmpiricalDensity, as_density
+from sitransport._io import plain
+from sitransport._validation import (
+    check_bool,
+    check_choice,
+    check_device,
+    check_fraction,
+    check_pixels,
+    check_positive_int,
+    check_seed,
+)
+from sitransport.couplings import Coupling, GlobalOT, PlanSampler, get_coupling
+from sitransport.distributed import ShardedDataset
+from sitransport.distributed import _first as _image
+from sitransport.flow import Normalization, TransportFlow
+from sitransport.images import DequantizedImages, ImageData
+from sitransport.interpolants import (
+    Interpolant,
+    Linear,
+    Normalized,
+    Stochastic,
+    Trig,
+    get_interpolant,
+)
+from sitransport.losses import TimeSampler, get_time_sampler
+from sitransport.nn import (
+    UNET_PRESETS,
+    MLPVelocity,
+    PotentialVelocity,
+    UNetVelocity,
+    VelocityDenoiser,
+    unet_config,
+)
+from sitransport.ode import ODEOptions
+from sitransport.paths import PathSettings
+from sitransport.train import RESUMABLE, TrainSettings, run_generator, train
+
+__all__ = [
+    "effective_rank",
+    "fit",
+    "reflow",
+]
+
+# held-out pairs of the validation loss: at most this many (of each end) are kept
+MAX_HELD_OUT = 4096
+
+# fit's arguments that are TrainSettings fields, passed on as they are
+_SETTINGS = tuple(f.name for f in dataclasses.fields(TrainSettings) if f.name != "min_lr_ratio")
+
+
+def fit(
+    rho0: Any,
+    rho1: Any,
+    *,
+    interpolant: str | Interpolant = "trig",
+    steps: int = 20_000,
+    batch_size: int = 512,
+    lr: float = 2e-3,
+    seed: int = 0,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    validation: float = 0.1,
+    width: int | None = None,
+    depth: int = 4,
+    activation: str = "silu",
+    time_frequencies: int = 8,
+    space_frequencies: int = 0,
+    time_sampler: str | dict | TimeSampler = "uniform",
+    antithetic: bool = True,
+    ema: float | None = 0.999,
+    weight_decay: float = 0.0,
+    warmup: int = 200,
+    clip_grad: float | None = 1.0,
+    normalize: bool = True,
+    eval_every: int = 500,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 1000,
+    resume: bool = False,
+    ode: ODEOptions | None = None,
+    coupling: str | dict | Coupling = "independent",
+    optimize_path: bool = False,
+    path_lr: float = 5e-3,
+    path_every: int = 1,
+    path_start: int = 1000,
+    path_mode: str = "alternating",
+    path_freeze: float = 0.5,
+    remedy: str | None = None,
+    latent: int | str | None = None,
+    latent_variance: float = 0.999,
+    restore_best: bool = False,
+    network: str | dict = "auto",
+    accumulate: int = 1,
+    mixed_precision: str | None = None,
+    num_workers: int = 0,
+) -> TransportFlow:
+    r"""Learn a transport map from ``rho0`` to ``rho1`` by minimising the quadratic loss.
+
+    .. math::
+
+        \min_v\; \mathbb{E}_{t, x_0, x_1}\big[|v_t(x_t)|^2 - 2\,\partial_t x_t\cdot v_t(x_t)\big],
+        \qquad x_t = \alpha(t) x_0 + \beta(t) x_1,
+
+    with ``x0 ~ rho0`` and ``x1 ~ rho1`` drawn independently. Simulation-free: no ODE is
+    solved during training.
+
+    Args:
+        rho0: source at ``t = 0``: samples ``(n, d)`` or images ``(n, c, h, w)`` (numpy,
+            torch or xarray), integer images as :class:`~sitransport.images.ImageData`
+            (dequantised afresh each batch, in ``[0, 1]``), ``"gaussian"`` (``N(0, I)``) or a
+            torch Distribution.
+        rho1: target at ``t = 1``, same kinds, or a map-style torch ``Dataset`` of images
+            (read through :class:`~sitransport.distributed.ShardedDataset`: one shard per rank
+            under ``torch.distributed``; integer images are dequantised with 256 levels), or a
+            ``DataLoader`` over one (its dataset and ``num_workers`` are used; batches and
+            shuffling are fit's own, so runs are reproducible and resumable).
+        interpolant: ``"trig"`` (default), ``"linear"`` or an :class:`Interpolant`.
+        steps: optimisation steps.
+        batch_size: pairs per step.
+        lr: peak AdamW learning rate (linear warm-up over ``warmup`` steps, cosine decay
+            to 1% of it).
+        seed: seeds the whole run (splits, batches, times, initial weights); an integer in
+            ``[0, 2**63 - 1]``.
+        progress: show a tqdm progress bar.
+        device: torch device for training and the returned flow: ``"cpu"``, an available
+            ``"cuda[:index]"`` or ``"mps"``.
+        dtype: network dtype (``torch.float32`` or ``torch.float64``).
+        validation: fraction of each sample set held out for the validation loss.
+        width: hidden width of the MLP; ``None`` picks 128 for ``d <= 16`` and 256 above.
+        depth, activation, time_frequencies: the MLP (:class:`~sitransport.nn.MLPVelocity`,
+            or the potential's MLP with ``network="potential"``).
+        space_frequencies: octaves of positional features of ``x`` in the MLP
+            (:class:`~sitransport.nn.SpaceEmbedding`); 0 feeds ``x`` as it is. 5, with
+            ``time_sampler={"name": "beta", "a": 1, "b": 0.5}``, sharpens the edges of
+            densities with jumps (see the failure-modes guide).
+        time_sampler: ``"uniform"``, ``"beta"`` / ``{"name": "beta", "a": .., "b": ..}``.
+        antithetic: draw times in pairs ``u, 1 - u`` (lower-variance batches).
+        ema: decay of the exponential moving average of the weights (``None``: off); the
+            flow uses the averaged weights.
+        weight_decay: AdamW weight decay.
+        warmup: learning-rate warm-up steps.
+        clip_grad: max gradient norm (``None``: off).
+        normalize: learn in coordinates ``(x - m) / s`` (pooled mean ``m`` and scalar scale
+            ``s`` of both ends); a similarity, so optimal-transport couplings are kept. A
+            change of coordinates only: the network learns the named path
+            :math:`\alpha x_0 + \beta x_1` itself, written in those coordinates
+            (:class:`~sitransport.interpolants.Normalized`), so velocities, scores and
+            marginals are the same as with ``normalize=False``.
+        eval_every: steps between validation evaluations.
+        checkpoint_dir: directory for ``checkpoint.pt`` (written every ``checkpoint_every``),
+            which also stores a fingerprint of the call: these arguments and, for each end,
+            its kind, shape, size and the SHA-256 of a fixed subsample (evenly spread rows of
+            samples; a fixed-seed draw of a distribution).
+        resume: continue from the checkpoint in ``checkpoint_dir`` if present. Every argument
+            and both ends must be the checkpoint's, except ``steps``, ``progress``,
+            ``checkpoint_every`` and where things run or are read from (``checkpoint_dir``,
+            ``device``, ``num_workers``, ``ode``). A larger ``steps`` extends the run on the
+            original learning-rate schedule (the extra steps run at its floor, 1% of ``lr``;
+            see :func:`~sitransport.train.train`); with ``optimize_path`` and
+            ``path_freeze < 1`` it would also move the path's freeze step
+            (``path_freeze * steps``), which is refused.
+        ode: default ODE settings of the returned flow.
+        coupling: pairing of each batch: ``"independent"`` (the paper's), ``"exact_ot"``
+            (exact minibatch OT, in blocks of 256), ``"global_ot"`` (batches drawn from the
+            exact OT plan of 4096-point subsamples of the training sets, re-solved
+            periodically: OT pairs at about the cost of independent ones; the solve times are
+            in ``flow.history.attrs["ot_plan_solve_s"]``) or ``"sinkhorn"`` (entropic); see
+            :mod:`sitransport.couplings`.
+        optimize_path: max–min training: ascend on the interpolant's parameters (needs a
+            learnable interpolant, e.g. ``"fourier"``); see :mod:`sitransport.paths`.
+        path_lr, path_every, path_start: the ascent's Adam learning rate, velocity steps per
+            path step, and velocity steps before the first path step.
+        path_mode: ``"alternating"`` (an ascent step on a fresh batch after each due velocity
+            step) or ``"simultaneous"`` (gradient descent–ascent on the same batch).
+        path_freeze: fraction of ``steps`` after which the path is frozen and the velocity
+            finishes on the fixed path (1: ascend to the end).
+        remedy: ``None`` (default) or ``"auto"``. ``fit`` compares the effective ranks
+            (covariance spectrum) of the two sample sets and warns, naming both, when
+            ``rho0``'s is lower: a deterministic flow maps a lower-dimensional source onto a
+            lower-dimensional set and cannot fill ``rho1``. With ``"auto"`` it then trains a
+            stochastic interpolant (:class:`~sitransport.interpolants.Stochastic` on the
+            chosen base path, with a denoiser) and the flow samples with the SDE by default.
+
+        restore_best: keep the weights with the lowest validation loss.
+        network: ``"auto"`` (an MLP for vectors, a U-Net for images), ``"mlp"``,
+            ``"potential"`` (vectors: the velocity is the gradient of an MLP potential,
+            :class:`~sitransport.nn.PotentialVelocity`, a curl-free field like the
+            optimal-transport velocity; about 2-2.5 times the cost per step), ``"unet"``
+            (the ``"tiny"`` preset up to 16x16 images, ``"small"`` above), a U-Net preset
+            name (:data:`~sitransport.nn.UNET_PRESETS`, e.g. ``"cifar10"``) or a dict of
+            :class:`~sitransport.nn.UNetVelocity` arguments with an optional ``"preset"``.
+        accumulate: micro-batches per step (gradient accumulation: the same step as one
+            batch of ``batch_size``, in ``1 / accumulate`` of the memory).
+        mixed_precision: ``None`` or ``"bf16"`` (autocast of the network; for GPUs).
+        num_workers: ``DataLoader`` workers when ``rho1`` is a torch ``Dataset``.
+
+    Under ``torch.distributed`` (launch with ``torchrun``, call
+    :func:`sitransport.distributed.setup`), ``batch_size`` is the global batch: see
+    :func:`~sitransport.train.train`.
+
+    Returns:
+        The fitted :class:`TransportFlow`; ``flow.config`` records these settings and
+        ``flow.history`` the training record.
+
+    Training that diverges stops with an error rather than return a broken flow: a
+    non-finite loss or gradient norm, or a flow-matching loss whose 5-step running median
+    grew to ``1e4`` times its lowest, or one batch loss ``1e8`` times it (see
+    :func:`~sitransport.train.train`).
+
+    Raises:
+        ValueError, TypeError: bad input (the message names the argument), e.g. ``seed``
+            outside ``[0, 2**63 - 1]`` or an unsupported ``device``.
+        ValueError: the normalisation of the data overflows float64, or ``dtype`` cannot
+            resolve an end in it (the message names the end, and ``dtype=torch.float64``
+            when that resolves it).
+        TrainingDivergedError: the loss or gradient became non-finite, or the loss grew by
+            orders of magnitude (a ``FloatingPointError``; the message names the step).
+        CheckpointMismatchError: ``resume=True`` with a checkpoint of another run (every
+            differing field is listed) or ``steps`` below the checkpoint's step.
+
+    Example:
+        >>> import sitransport as st
+        >>> x1 = st.datasets.sample("moons", 2000, seed=0)
+        >>> flow = st.fit("gaussian", x1, steps=200, progress=False)
+        >>> flow.sample(5, seed=0).shape
+        (5, 2)
+    """
+    seed = check_seed(seed)  # before the config records it
+    kwargs = {k: v for k, v in locals().items() if k not in ("rho0", "rho1")}
+    config = plain(kwargs)
+    settings = TrainSettings(**{name: kwargs[name] for name in _SETTINGS})
+    _check_fit_arguments(device, dtype, normalize, time_frequencies, ode)
+    validation = check_fraction(validation, "validation", high=0.9)
+    interp = get_interpolant(interpolant)
+    if optimize_path:  # trained in place: never mutate the caller's object
+        interp = copy.deepcopy(interp)
+    sampler = get_time_sampler(time_sampler)
+    pairing = get_coupling(coupling)
+    path = None
+    if optimize_path:
+        path = PathSettings(path_lr, path_every, path_start, path_mode, _stop(path_freeze, steps))
+    d0, d1, source = _ends(rho0, rho1, seed, num_workers)
+    images = len(d0.shape) == 3
+    if latent is not None:
+        if images or source is not None:
+            raise ValueError("latent= works on vectors (n, d); flatten images first")
+        return _fit_latent(d0, d1, kwargs)
+    interp = _check_ranks(d0, d1, interp, remedy, config)
+
+    gen = run_generator(seed, 2)
+    train0, held0 = _split(d0, validation, gen, "rho0")
+    train1, held1 = _split(source if source is not None else d1, validation, gen, "rho1")
+    norm = _normalization(train0, train1, normalize, dtype, gen)
+    val = None
+    if validation > 0:
+        val = _validation_pairs(train0, held0, train1, held1, norm, gen)
+    mlp = (width, depth, activation, time_frequencies, space_frequencies)
+    net = _network(network, d0.shape, mlp, interp.stochastic, seed)
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = Path(checkpoint_dir) / "checkpoint.pt"
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+    draw = _pair_draw(train0, train1, norm, pairing, seed)
+    end1 = source if source is not None else d1
+    run = _fit_fingerprint(config, d0, end1) if ckpt else None
+
+    model, history = train(
+        net,
+        Normalized(interp, norm.shift, norm.scale),  # the caller's path, in the network's u
+        draw,
+        settings=settings,
+        time_sampler=sampler,
+        coupling=pairing,
+        path=path,
+        seed=seed,
+        validation=val,
+        checkpoint=ckpt,
+        resume=resume,
+        device=device,
+        dtype=dtype,
+        fingerprint=run,
+    )
+    return TransportFlow(
+        model,
+        interp,
+        base=d0,
+        target=d1 if not isinstance(d1, DequantizedImages) else None,  # not kept in the flow
+        normalization=norm,
+        ode=ode,
+        config=config,
+        history=history,
+    )
+
+
+def _check_fit_arguments(
+    device: Any, dtype: Any, normalize: Any, time_frequencies: Any, ode: Any
+) -> None:
+    """Checks of ``fit``'s arguments that nothing downstream names as the caller did."""
+    check_device(device)
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    check_bool(normalize, "normalize")
+    check_positive_int(time_frequencies, "time_frequencies")
+    if ode is not None and not isinstance(ode, ODEOptions):
+        raise TypeError(f"ode must be an ODEOptions or None, got {type(ode).__name__} {ode!r}")
+
+
+def _stop(freeze: Any, steps: int) -> int | None:
+    """The last path step of a max–min fit frozen after a fraction ``freeze`` of ``steps``."""
+    if isinstance(freeze, bool) or not isinstance(freeze, (int, float)) or not 0 <= freeze <= 1:
+        raise ValueError(f"path_freeze must be a number in [0, 1], got {freeze!r}")
+    return None if freeze == 1 else int(freeze * steps)
+
+
+def _end(rho: Any, name: str, shape: tuple[int, ...] | None = None) -> Density:
+    """An end of ``fit``: integer images dequantised per draw, anything else as_density."""
+    if isinstance(rho, ImageData):
+        return DequantizedImages(rho.pixels, rho.levels)
+    if isinstance(rho, Tensor):  # data is data: no gradient flows into the caller's tensor
+        rho = rho.detach()
+    return as_density(rho, name, shape=shape)
+
+
+def _ends(
+    rho0: Any, rho1: Any, seed: int, num_workers: int
+) -> tuple[Density, Density | None, ShardedDataset | None]:
+    """``(rho0, rho1, source)`` of ``fit``: both ends as densities, except a torch ``Dataset``
+    (or a ``DataLoader`` over one) at ``rho1``, which is read through ``source`` (``rho1`` is
+    then ``None``); the two are checked to have the same sample shape."""
+    source = None
+    if isinstance(rho1, torch.utils.data.DataLoader):  # its dataset and workers; fit batches
+        rho1, num_workers = rho1.dataset, max(num_workers, rho1.num_workers)
+    if isinstance(rho0, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
+        raise TypeError("rho0 cannot be a torch Dataset; pass it as rho1 (data at t = 1)")
+    if isinstance(rho1, torch.utils.data.Dataset):
+        source = ShardedDataset(rho1, seed=seed, num_workers=num_workers)
+        d1 = None
+        d0 = _end(rho0, "rho0", source.shape)
+        shape1 = source.shape
+    elif isinstance(rho1, str):  # "gaussian" takes its dimension from the other end
+        d0 = _end(rho0, "rho0")
+        d1 = _end(rho1, "rho1", d0.shape)
+        shape1 = d1.shape
+    else:
+        d1 = _end(rho1, "rho1")
+        d0 = _end(rho0, "rho0", d1.shape)
+        shape1 = d1.shape
+    if d0.shape != shape1:
+        raise ValueError(
+            f"rho0 and rho1 must have the same dimension, got samples of shape {d0.shape} "
+            f"and {shape1}"
+        )
+    if len(d0.shape) not in (1, 3):
+        raise ValueError(
+            f"fit takes vectors (n, d) or images (n, c, h, w), got sample shape {d0.shape}"
+        )
+    return d0, d1, source
+
+
+def _check_ranks(
+    d0: Density, d1: Density | None, interp: Interpolant, remedy: Any, config: dict[str, Any]
+) -> Interpolant:
+    """The interpolant to train, after comparing the effective ranks of two vector ends
+    (recorded in ``config``): with ``rho0`` of lower rank, a warning, or with
+    ``remedy="auto"`` a stochastic interpolant sampled by the SDE."""
+    if remedy is not None:
+        check_choice(remedy, "remedy", ("auto",))
+    if len(d0.shape) == 3:  # images: a covariance of d x d is not computed
+        return interp
+    rank0, rank1 = _rank_of(d0), _rank_of(d1)
+    config["rank0"], config["rank1"] = rank0, rank1
+    if rank0 >= rank1:
+        return interp
+    if remedy == "auto" and not interp.stochastic:
+        base_name = interp.spec().get("name") if isinstance(interp, (Linear, Trig)) else None
+        interp = Stochastic(base_name or "linear", "sin2", 1.0)
+        config["interpolant"] = plain(interp.spec())
+        config["sample_method"] = "sde"
+        return interp
+    warnings.warn(
+        f"rho0 has effective rank {rank0} but rho1 has {rank1}: a deterministic flow "
+        "maps rho0's support onto a set of dimension at most "
+        f"{rank0} and cannot fill rho1. Remedies: fit(..., remedy='auto') (stochastic "
+        "interpolant + SDE sampling), a stochastic interpolant, or a latent flow",
+        stacklevel=3,
+    )
+    return interp
+
+
+def _split(end: Any, fraction: float, gen: torch.Generator, name: str) -> tuple[Any, Any]:
+    """Hold out ``fraction`` of a finite end: ``(training end, held-out samples or None)``.
+
+    Sample sets, integer images (dequantised with ``gen``) and datasets (items loaded and
+    dequantised) are split by one random permutation from ``gen``; at most
+    :data:`MAX_HELD_OUT` held-out samples are kept. Other ends (distributions) are returned
+    whole, with ``None``.
+    """
+    if fraction == 0.0:
+        return end, None
+    if isinstance(end, ShardedDataset):
+        perm, n_val = _hold_out(len(end.dataset), fraction, gen, f"items of the {name} dataset")
+        held = torch.utils.data.Subset(end.dataset, perm[:n_val].tolist())
+        train_set = ShardedDataset(
+            torch.utils.data.Subset(end.dataset, perm[n_val:].tolist()),
+            levels=end.levels,
+            seed=end.seed,
+            num_workers=end.num_workers,
+        )
+        held_source = ShardedDataset(held, levels=end.levels)
+        return train_set, _dataset_items(held_source, MAX_HELD_OUT, gen)
+    if isinstance(end, DequantizedImages):
+        perm, n_val = _hold_out(len(end), fraction, gen, f"images of {name}")
+        return end.subset(perm[n_val:]), end.take(perm[:n_val][:MAX_HELD_OUT], gen)
+    if isinstance(end, EmpiricalDensity):
+        x = end.samples
+        perm, n_val = _hold_out(x.shape[0], fraction, gen, f"samples of {name}")
+        return EmpiricalDensity(x[perm[n_val:]]), x[perm[:n_val][:MAX_HELD_OUT]]
+    return end, None
+
+
+def _hold_out(n: int, fraction: float, gen: torch.Generator, what: str) -> tuple[Tensor, int]:
+    """A random permutation of ``range(n)`` (from ``gen``) whose first ``n_val`` entries,
+    ``fraction`` of ``n``, are held out; ``(permutation, n_val)``.
+
+    Raises:
+        ValueError: fewer than 1 held-out or 2 training items would be left.
+    """
+    n_val = int(round(fraction * n))
+    if n_val < 1 or n - n_val < 2:
+        raise ValueError(
+            f"validation={fraction} leaves {n - n_val} training and {n_val} held-out {what} "
+            f"(n={n}); need at least 2 and 1: use more data or validation=0"
+        )
+    return torch.randperm(n, generator=gen), n_val
+
+
+def _normalization(
+    train0: Any, train1: Any, normalize: bool, dtype: torch.dtype, gen: torch.Generator
+) -> Normalization:
+    """The coordinates ``(x - m) / s`` of ``fit``, from the training ends (sample sets as
+    they are; other ends, and images, through a bounded draw from ``gen``)."""
+    if not normalize:
+        return Normalization.identity(train0.shape)
+    images = len(train0.shape) == 3
+    n_stat = 20_000 if not images else 2048  # images: a bounded pool for the statistics
+    pool = [
+        train.samples
+        if isinstance(train, EmpiricalDensity) and not images
+        else train.sample(n_stat, gen)
+        if isinstance(train, Density)
+        else _dataset_items(train, n_stat, gen)
+        for train in (train0, train1)
+    ]
+    return Normalization.from_samples(*pool, names=("rho0", "rho1"), dtype=dtype)
+
+
+def _validation_pairs(
+    train0: Density,
+    held0: Tensor | None,
+    train1: Any,
+    held1: Tensor | None,
+    norm: Normalization,
+    gen: torch.Generator,
+) -> tuple[Tensor, Tensor]:
+    """Held-out ``(x0, x1)`` in normalised coordinates, as many of each: the held-out
+    samples of an end, or :data:`MAX_HELD_OUT` fresh draws from ``gen`` of a distribution."""
+    v0 = held0 if held0 is not None else train0.sample(MAX_HELD_OUT, gen)
+    v1 = held1 if held1 is not None else train1.sample(MAX_HELD_OUT, gen)
+    m = min(v0.shape[0], v1.shape[0])
+    return norm.encode(v0[:m]), norm.encode(v1[:m])
+
+
+def _network(
+    network: str | dict, shape: tuple[int, ...], mlp: tuple, stochastic: bool, seed: int
+) -> nn.Module:
+    """The velocity network of ``fit``, initialised from ``seed`` (the global RNG is left as
+    it was), with a second one for the denoiser of a stochastic interpolant."""
+    width, depth, activation, time_frequencies, space_frequencies = mlp
+
+    def make() -> nn.Module:
+        kind = _network_kind(network, shape)
+        if kind == "unet":
+            return UNetVelocity(**_unet_arguments(network, shape))
+        d = shape[0]
+        return (PotentialVelocity if kind == "potential" else MLPVelocity)(
+            d,
+            width if width is not None else _default_width(d),
+            depth,
+            activation,
+            time_frequencies,
+            space_frequencies,
+        )
+
+    with torch.random.fork_rng(devices=[]):  # seeded weight init, global RNG untouched
+        torch.manual_seed(seed)
+        net = make()
+        if stochastic:  # a second network for the denoiser eta_z (score = -eta_z / gamma)
+            net = VelocityDenoiser(net, make())
+    return net
+
+
+def _pair_draw(
+    train0: Density, train1: Any, norm: Normalization, coupling: Coupling, seed: int
+) -> Any:
+    """``draw(n, generator)`` of normalised training pairs for
+    :func:`~sitransport.train.train`: independent draws, a dataset's items (stateful), or the
+    plans of a :class:`GlobalOT` coupling."""
+    if isinstance(coupling, GlobalOT):  # batches from OT plans of the training sets
+        return _plan_sampler(coupling, train0, train1, norm, seed)
+    if isinstance(train1, ShardedDataset):  # its position in the epoch is checkpointed too
+        return _DatasetDraw(train0, train1, norm)
+
+    def draw(n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        return norm.encode(train0.sample(n, g)), norm.encode(train1.sample(n, g))
+
+    return draw
+
+
+def _plan_sampler(
+    coupling: GlobalOT, train0: Density, train1: Any, norm: Normalization, seed: int
+) -> PlanSampler:
+    """The :class:`PlanSampler` of ``fit``'s training ends in normalised coordinates: sample
+    sets as finite ends, other densities as streams."""
+    if isinstance(train1, ShardedDataset):
+        raise ValueError(
+            "coupling='global_ot' needs rho1 as samples, ImageData or a distribution, not a "
+            "torch Dataset; use coupling='exact_ot' for datasets"
+        )
+
+    def end(density: Density) -> Any:
+        if isinstance(density, EmpiricalDensity):
+            return norm.encode(density.samples)
+        return lambda m, g: norm.encode(density.sample(m, g))
+
+    return coupling.sampler(end(train0), end(train1), seed=seed + 4)
+
+
+def _network_kind(network: str | dict, shape: tuple[int, ...]) -> str:
+    """``"mlp"``, ``"potential"`` or ``"unet"`` from fit's ``network`` argument, checked
+    against the data."""
+    if isinstance(network, dict):
+        kind = "unet"
+    elif isinstance(network, str):
+        check_choice(network, "network", ("auto", "mlp", "potential", "unet", *UNET_PRESETS))
+        auto = "unet" if len(shape) == 3 else "mlp"
+        kind = {"auto": auto, "mlp": "mlp", "potential": "potential"}.get(network, "unet")
+    else:
+        raise TypeError(f"network must be a name or a dict, got {type(network).__name__}")
+    if kind == "unet" and len(shape) != 3:
+        raise ValueError(
+            f"network={network!r} is a U-Net, which needs images (n, c, h, w), got sample "
+            f"shape {shape}"
+        )
+    if kind in ("mlp", "potential") and len(shape) != 1:
+        raise ValueError(f"network={kind!r} needs vectors (n, d), got sample shape {shape}")
+    return kind
+
+
+def _unet_arguments(network: str | dict, shape: tuple[int, ...]) -> dict[str, Any]:
+    c, h, w = shape
+    if isinstance(network, dict):
+        overrides = dict(network)
+        overrides.pop("kind", None)
+        preset = overrides.pop("preset", "tiny" if max(h, w) <= 16 else "small")
+        for key in ("channels", "image_size"):
+            if key in overrides:
+                raise ValueError(f"network[{key!r}] is set by the data (shape {shape})")
+        return unet_config(preset, c, (h, w), **overrides)
+    preset = network if network in UNET_PRESETS else ("tiny" if max(h, w) <= 16 else "small")
+    return unet_config(preset, c, (h, w))
+
+
+class _DatasetDraw:
+    """``draw(n, g)`` over a base density and a :class:`ShardedDataset` (stateful)."""
+
+    def __init__(self, base: Density, source: ShardedDataset, norm: Normalization) -> None:
+        self.base, self.source, self.norm = base, source, norm
+
+    def __call__(self, n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        return self.norm.encode(self.base.sample(n, g)), self.norm.encode(self.source(n, g))
+
+    def state_dict(self) -> dict[str, int]:
+        return self.source.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.source.load_state_dict(state)
+
+
+def _dataset_items(source: ShardedDataset, n: int, gen: torch.Generator) -> Tensor:
+    """Up to ``n`` random items of a dataset, dequantised (float64)."""
+    m = min(n, len(source.dataset))
+    idx = torch.randperm(len(source.dataset), generator=gen)[:m].tolist()
+    x = torch.stack([_image(source.dataset[i]) for i in idx]).detach()
+    if torch.is_floating_point(x):
+        return x.to(torch.float64)
+    check_pixels(x, "dataset images", source.levels)
+    return (x.to(torch.float64) + torch.rand(x.shape, generator=gen, dtype=torch.float64)) / (
+        source.levels
+    )
+
+
+def effective_rank(x: Tensor, rtol: float = 1e-6) -> int:
+    """Number of covariance eigenvalues above ``rtol`` times the largest: the dimension of
+    the affine span the samples fill (a line in the plane has rank 1).
+
+    Example:
+        >>> import sitransport as st
+        >>> effective_rank(torch.from_numpy(st.datasets.sample("line", 500, seed=0)))
+        1
+    """
+    flat = x.flatten(1).to(torch.float64)
+    if flat.shape[0] < 2:
+        return 0
+    eig = torch.linalg.eigvalsh(torch.cov(flat.T).reshape(flat.shape[1], flat.shape[1]))
+    top = float(eig.max())
+    return int((eig > rtol * top).sum()) if top > 0 else 0
+
+
+def _default_width(d: int) -> int:
+    """MLP width when none is given: 128 up to 16 dimensions, 256 above."""
+    return 128 if d <= 16 else 256
+
+
+def _rank_of(density: Density) -> int:
+    if isinstance(density, EmpiricalDensity):
+        return effective_rank(density.samples)
+    return math.prod(density.shape)  # Gaussian / distribution ends: full rank
+
+
+def _digest(x: Tensor) -> str:
+    """SHA-256 of a tensor's values (as float64) and shape."""
+    x = x.detach().cpu().to(torch.float64).contiguous()
+    return hashlib.sha256(repr(tuple(x.shape)).encode() + x.numpy().tobytes()).hexdigest()
+
+
+def _spread(n: int, m: int) -> Tensor:
+    """At most ``m`` indices spread evenly over ``range(n)`` (a fixed subsample)."""
+    return torch.linspace(0, n - 1, min(n, m)).round().long()
+
+
+def _data_fingerprint(end: Density | ShardedDataset) -> dict[str, Any]:
+    """An end of ``fit`` as plain data: its spec and the SHA-256 of a fixed subsample (evenly
+    spread rows of a sample set; a fixed-seed draw of a distribution, which tells its
+    parameters apart)."""
+    if isinstance(end, ShardedDataset):
+        n = len(end.dataset)
+        x = torch.stack([_image(end.dataset[i]) for i in _spread(n, 64).tolist()])
+        return {"kind": "dataset", "n": n, "shape": list(end.shape), "sha256": _digest(x)}
+    if isinstance(end, EmpiricalDensity):
+        x = end.samples[_spread(end.samples.shape[0], 256)]
+    elif isinstance(end, DequantizedImages):
+        x = end.pixels[_spread(len(end), 64)]
+    else:
+        x = end.sample(64, run_generator(0))
+    return {**end.spec(), "sha256": _digest(x)}
+
+
+# described by train's own fingerprint (the same objects, as specs)
+_DESCRIBED_BY_TRAIN = frozenset({"coupling", "interpolant", "time_sampler"})
+
+
+def _fit_fingerprint(
+    config: dict[str, Any], rho0: Density, rho1: Density | ShardedDataset
+) -> dict[str, Any]:
+    """What a resumed ``fit`` must share with the run that wrote the checkpoint, beyond what
+    :func:`~sitransport.train.train` records (settings, interpolant, time sampler, coupling,
+    network): ``fit``'s other arguments (without those that may change) and both ends of the
+    data."""
+    skip = RESUMABLE | _DESCRIBED_BY_TRAIN
+    run = {k: v for k, v in config.items() if k not in skip}
+    run.update(rho0=_data_fingerprint(rho0), rho1=_data_fingerprint(rho1))
+    return run
+
+
+def _fit_latent(d0: Density, d1: Density, kwargs: dict[str, Any]) -> Any:
+    """``fit`` in the principal coordinates of the empirical ends (see ``latent=``)."""
+    from sitransport._bases import StandardNormal
+    from sitransport.latent import LatentFlow, PCAEncoder
+
+    latent = kwargs.pop("latent")
+    if isinstance(latent, str):
+        check_choice(latent, "latent", ("pca",))
+        k = None
+    else:
+        k = check_positive_int(latent, "latent")
+    pool = [d.samples for d in (d0, d1) if isinstance(d, EmpiricalDensity)]
+    if not pool:
+        raise ValueError("latent= needs samples at one end at least to find principal axes")
+    enc = PCAEncoder.fit(torch.cat(pool), k, kwargs.pop("latent_variance"))
+
+    def to_latent(d: Density, name: str) -> Any:
+        if isinstance(d, EmpiricalDensity):
+            return enc.encode(d.samples).numpy()
+        if isinstance(d, StandardNormal):
+            return "gaussian"
+        raise ValueError(f"latent= supports samples or 'gaussian' for {name}, got a {d.kind}")
+
+    inner = fit(to_latent(d0, "rho0"), to_latent(d1, "rho1"), **kwargs)
+    return LatentFlow(inner, enc, source_is_latent=not isinstance(d0, EmpiricalDensity))
+
+
+def _fresh_network(network: Any, shape: tuple[int, ...], config: dict) -> nn.Module:
+    """A newly initialised velocity network of the same architecture as ``network`` (the
+    velocity part of a velocity-denoiser pair); an MLP of the configured width and depth when
+    ``network`` is not one of ours."""
+    network = getattr(network, "velocity", network)
+    if isinstance(network, (MLPVelocity, PotentialVelocity, UNetVelocity)):
+        kind = type(network)
+        return kind(**{k: v for k, v in network.config.items() if k != "kind"})
+    width = int(config.get("width") or _default_width(shape[0]))
+    return MLPVelocity(shape[0], width, int(config.get("depth", 4)))
+
+
+def reflow(
+    flow: TransportFlow,
+    n: int = 20_000,
+    *,
+    steps: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    interpolant: str | Interpolant = "linear",
+    ode: ODEOptions | None = None,
+) -> TransportFlow:
+    r"""Rectify a flow: retrain on the coupling ``(x0, T(x0))`` of its own map ``T``.
+
+    Pairs a fresh draw of ``rho0`` with its push-forward and fits a new velocity to them
+    with the (default linear) interpolant. Pairs that come from a deterministic map do not
+    cross, so the new flow's paths are straighter: lower kinetic energy and fewer ODE steps
+    (Liu et al., Flow Straight and Fast, arXiv:2209.03003). Compare ``straightness`` and
+    ``nfe`` of :meth:`TransportFlow.transport_report` before and after.
+
+    Args:
+        flow: a fitted :class:`TransportFlow` with a base to draw ``rho0`` from.
+        n: number of pairs generated.
+        steps: training steps (default: those of ``flow``).
+        seed: seed of the pairs and the training run.
+        progress: show progress bars.
+        interpolant: the new flow's interpolant (rectified flow uses ``"linear"``).
+        ode: ODE settings for generating the pairs (default: the flow's).
+
+    Returns:
+        A new :class:`TransportFlow` with the same ends and normalisation.
+
+    Raises:
+        ValueError: ``n < 2``, ``seed`` outside ``[0, 2**63 - 1]``, or no base to draw from.
+
+    Example:
+        >>> import sitransport as st
+        >>> x1 = st.datasets.sample("moons", 1000, seed=0)
+        >>> flow = st.fit("gaussian", x1, steps=50, width=32, progress=False, seed=0)
+        >>> straight = st.reflow(flow, 1000, steps=50, progress=False)
+        >>> straight.config["reflow_generation"], straight.config["coupling"]
+        (1, 'paired')
+        >>> straight.sample(3, seed=0).shape
+        (3, 2)
+    """
+    n = check_positive_int(n, "n", minimum=2)
+    seed = check_seed(seed)
+    if flow.base is None:
+        raise ValueError("reflow needs rho0: the flow has no base to draw from")
+    config = dict(flow.config)
+    config.update(
+        {
+            "reflow_generation": int(config.get("reflow_generation", 0)) + 1,
+            "reflow_pairs": n,
+            "interpolant": interpolant if isinstance(interpolant, str) else repr(interpolant),
+            "coupling": "paired",
+        }
+    )
+    gen = run_generator(seed, 7)
+    x0 = flow.base.sample(n, gen)
+    x1 = torch.as_tensor(flow.push_forward(x0.numpy(), ode=ode))
+    norm = flow.normalization
+    z0, z1 = norm.encode(x0), norm.encode(x1)
+
+    def draw(m: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        idx = torch.randint(0, n, (m,), generator=g)
+        return z0[idx], z1[idx]
+
+    settings = TrainSettings(
+        steps=steps if steps is not None else int(config.get("steps", 20_000)),
+        batch_size=int(config.get("batch_size", 512)),
+        lr=float(config.get("lr", 2e-3)),
+        progress=progress,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = _fresh_network(flow.network, flow.shape, config)
+    interp = get_interpolant(interpolant)
+    path = Normalized(interp, norm.shift, norm.scale)
+    model, history = train(net, path, draw, settings=settings, seed=seed)
+    return TransportFlow(
+        model,
+        interp,
+        base=flow.base,
+        target=flow.target,
+        normalization=norm,
+        ode=flow.ode,
+        config=config,
+        history=history,
+    )
