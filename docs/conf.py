@@ -115,7 +115,7 @@ def write_api_index() -> None:
 autosummary_generate = True
 autosummary_context = {"api_homes": api_homes()}  # read by _templates/autosummary/module.rst
 autosummary_ignore_module_all = False  # a module's members are its __all__
-autosummary_imported_members = True  # __all__ may re-export (sitransport.fit lives in train)
+autosummary_imported_members = True  # __all__ may re-export (sitransport.fit lives in fitting)
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented_params"
 autodoc_member_order = "bysource"

@@ -29,7 +29,7 @@ from sitransport import (
     ode,
     paths,
 )
-from sitransport.fit import fit, reflow
+from sitransport.fitting import fit, reflow
 from sitransport.flow import TransportFlow
 from sitransport.interpolants import Interpolant
 from sitransport.io import load

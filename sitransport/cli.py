@@ -32,7 +32,7 @@ import torch
 from sitransport import datasets
 from sitransport._validation import as_tensor, numpy_generator
 from sitransport.errors import SitransportError
-from sitransport.fit import fit
+from sitransport.fitting import fit
 from sitransport.metrics import sample_quality
 
 __all__ = ["main"]

@@ -17,7 +17,7 @@ MODULES = [
     "sitransport.datasets",
     "sitransport.distributed",
     "sitransport.exact",
-    "sitransport.fit",
+    "sitransport.fitting",
     "sitransport.flow",
     "sitransport.images",
     "sitransport.interpolants",

@@ -16,8 +16,6 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "sitransport"
 
 
@@ -225,34 +223,9 @@ def test_persistence_layers():
     assert "sitransport.io" not in targets["sitransport.latent"]
 
 
-#: Imports of private names that other parts of issue 15 remove (a module and what it
-#: imports, without line numbers). When the last is gone the xfail below passes, which
-#: fails it (strict): then delete this set, the xfail and ``test_no_new_private_imports``.
-KNOWN_PRIVATE_IMPORTS = {
-    "sitransport.score: from sitransport.interpolants import _broadcast",
-    "sitransport.train: from sitransport._io import save_checkpoint as _atomic_save",
-    "sitransport.train: from sitransport.distributed import _first as _image",
-}
-
-
-def _without_lines(found: list[str]) -> set[str]:
-    return {f"{e.source}: {text}" for e, text in found}
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="private names imported across modules, removed by other parts of issue 15: "
-    + "; ".join(sorted(KNOWN_PRIVATE_IMPORTS)),
-)
 def test_no_private_names_imported_across_modules():
     found = private_imports(import_edges())
     assert not found, "\n".join(f"{e.where}: {text}" for e, text in found)
-
-
-def test_no_new_private_imports():
-    """While the xfail above stands, no import of a private name may be added."""
-    new = _without_lines(private_imports(import_edges())) - KNOWN_PRIVATE_IMPORTS
-    assert not new, f"new imports of private names: {sorted(new)}"
 
 
 # ------------------------------------------------------------------------------ the checker

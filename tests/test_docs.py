@@ -71,7 +71,7 @@ def test_api_reference_covers_every_public_module():
     documented = set(conf.public_modules())
     assert set(MODULES) <= documented, sorted(set(MODULES) - documented)
     homes = conf.api_homes()
-    assert homes["sitransport.fit.fit"] == "sitransport.fit"  # one page per object
+    assert homes["sitransport.fitting.fit"] == "sitransport.fit"  # one page per object
     assert homes["sitransport.flow.TransportFlow"] == "sitransport.TransportFlow"
 
 

@@ -16,7 +16,7 @@ from sitransport._bases import StandardNormal
 from sitransport._io import load_checkpoint
 from sitransport.couplings import ExactOT
 from sitransport.distributed import ShardedDataset, rank_and_world
-from sitransport.fit import _DatasetDraw
+from sitransport.fitting import _DatasetDraw
 from sitransport.flow import Normalization
 from sitransport.interpolants import Linear
 from sitransport.nn import UNetVelocity, unet_config

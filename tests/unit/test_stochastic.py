@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import sitransport as st_
-from sitransport.fit import effective_rank
+from sitransport.fitting import effective_rank
 from sitransport.interpolants import Stochastic, get_interpolant
 from tests.helpers import TINY
 

@@ -34,7 +34,6 @@ from sitransport._validation import (
 )
 from sitransport.couplings import Coupling, GlobalOT, PlanSampler, get_coupling
 from sitransport.distributed import ShardedDataset
-from sitransport.distributed import _first as _image
 from sitransport.flow import Normalization, TransportFlow
 from sitransport.images import DequantizedImages, ImageData
 from sitransport.interpolants import (
@@ -613,7 +612,7 @@ def _dataset_items(source: ShardedDataset, n: int, gen: torch.Generator) -> Tens
     """Up to ``n`` random items of a dataset, dequantised (float64)."""
     m = min(n, len(source.dataset))
     idx = torch.randperm(len(source.dataset), generator=gen)[:m].tolist()
-    x = torch.stack([_image(source.dataset[i]) for i in idx]).detach()
+    x = source.images(idx).detach()
     if torch.is_floating_point(x):
         return x.to(torch.float64)
     check_pixels(x, "dataset images", source.levels)
@@ -667,7 +666,7 @@ def _data_fingerprint(end: Density | ShardedDataset) -> dict[str, Any]:
     parameters apart)."""
     if isinstance(end, ShardedDataset):
         n = len(end.dataset)
-        x = torch.stack([_image(end.dataset[i]) for i in _spread(n, 64).tolist()])
+        x = end.images(_spread(n, 64).tolist())
         return {"kind": "dataset", "n": n, "shape": list(end.shape), "sha256": _digest(x)}
     if isinstance(end, EmpiricalDensity):
         x = end.samples[_spread(end.samples.shape[0], 256)]
