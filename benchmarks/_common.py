@@ -19,7 +19,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from sitransport.flow import Normalization, TransportFlow
 from sitransport.nn import MLPVelocity
-from sitransport.train import TrainSettings, _ema_decay, _lr_lambda
+from sitransport.train import LRSchedule, TrainSettings, ema_decay
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -154,7 +154,7 @@ def _ema_with_warmup(decay: float):
 
     @torch.no_grad()
     def update(ema_params: list, params: list, n_averaged: torch.Tensor) -> None:
-        torch._foreach_lerp_(ema_params, params, 1.0 - _ema_decay(decay, int(n_averaged)))
+        torch._foreach_lerp_(ema_params, params, 1.0 - ema_decay(decay, int(n_averaged)))
 
     return update
 
@@ -172,7 +172,7 @@ def fit_peer(matcher, rho0, x1: np.ndarray, kw: dict, seed: int) -> TransportFlo
         g = torch.Generator().manual_seed(seed)
         ema = AveragedModel(net, multi_avg_fn=_ema_with_warmup(settings.ema), use_buffers=True)
         opt = torch.optim.AdamW(net.parameters(), lr=settings.lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(settings))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, LRSchedule(settings))
         bs = settings.batch_size
         for _ in range(settings.steps):
             idx = torch.randint(0, len(x1t), (bs,), generator=g)

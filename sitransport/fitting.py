@@ -58,6 +58,7 @@ from sitransport.paths import PathSettings
 from sitransport.train import RESUMABLE, TrainSettings, run_generator, train
 
 __all__ = [
+    "DatasetDraw",
     "effective_rank",
     "fit",
     "reflow",
@@ -530,7 +531,7 @@ def _pair_draw(
     if isinstance(coupling, GlobalOT):  # batches from OT plans of the training sets
         return _plan_sampler(coupling, train0, train1, norm, seed)
     if isinstance(train1, ShardedDataset):  # its position in the epoch is checkpointed too
-        return _DatasetDraw(train0, train1, norm)
+        return DatasetDraw(train0, train1, norm)
 
     def draw(n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
         return norm.encode(train0.sample(n, g)), norm.encode(train1.sample(n, g))
@@ -592,8 +593,22 @@ def _unet_arguments(network: str | dict, shape: tuple[int, ...]) -> dict[str, An
     return unet_config(preset, c, (h, w))
 
 
-class _DatasetDraw:
-    """``draw(n, g)`` over a base density and a :class:`ShardedDataset` (stateful)."""
+class DatasetDraw:
+    """``draw(n, g)`` for :func:`~sitransport.train.train`: ``n`` base samples and the next
+    ``n`` items of a :class:`~sitransport.distributed.ShardedDataset`, both normalised. It is
+    stateful (the dataset's position), and its ``state_dict`` goes into checkpoints.
+
+    Example:
+        >>> import torch
+        >>> from sitransport._bases import StandardNormal
+        >>> from sitransport.distributed import ShardedDataset
+        >>> from sitransport.flow import Normalization
+        >>> data = torch.utils.data.TensorDataset(torch.rand(8, 1, 2, 2))
+        >>> draw = DatasetDraw(StandardNormal((1, 2, 2)), ShardedDataset(data, seed=0),
+        ...                    Normalization.identity((1, 2, 2)))
+        >>> [x.shape for x in draw(4, torch.Generator().manual_seed(0))]
+        [torch.Size([4, 1, 2, 2]), torch.Size([4, 1, 2, 2])]
+    """
 
     def __init__(self, base: Density, source: ShardedDataset, norm: Normalization) -> None:
         self.base, self.source, self.norm = base, source, norm
@@ -602,9 +617,37 @@ class _DatasetDraw:
         return self.norm.encode(self.base.sample(n, g)), self.norm.encode(self.source(n, g))
 
     def state_dict(self) -> dict[str, int]:
+        """The dataset's position (see :meth:`ShardedDataset.state_dict`).
+
+        Example:
+            >>> import torch
+            >>> from sitransport._bases import StandardNormal
+            >>> from sitransport.distributed import ShardedDataset
+            >>> from sitransport.flow import Normalization
+            >>> data = torch.utils.data.TensorDataset(torch.rand(8, 2))
+            >>> draw = DatasetDraw(StandardNormal((2,)), ShardedDataset(data, seed=0),
+            ...                    Normalization.identity((2,)))
+            >>> _ = draw(4, torch.Generator().manual_seed(0))
+            >>> draw.state_dict()
+            {'epoch': 0, 'position': 1}
+        """
         return self.source.state_dict()
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a position returned by :meth:`state_dict`.
+
+        Example:
+            >>> import torch
+            >>> from sitransport._bases import StandardNormal
+            >>> from sitransport.distributed import ShardedDataset
+            >>> from sitransport.flow import Normalization
+            >>> data = torch.utils.data.TensorDataset(torch.rand(8, 2))
+            >>> draw = DatasetDraw(StandardNormal((2,)), ShardedDataset(data, seed=0),
+            ...                    Normalization.identity((2,)))
+            >>> draw.load_state_dict({"epoch": 1, "position": 0})
+            >>> draw.state_dict()
+            {'epoch': 1, 'position': 0}
+        """
         self.source.load_state_dict(state)
 
 

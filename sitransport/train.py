@@ -49,8 +49,11 @@ from sitransport.losses import TimeSampler, denoiser_loss, get_time_sampler, qua
 from sitransport.paths import PathOptimizer, PathSettings
 
 __all__ = [
+    "DivergenceGuard",
+    "LRSchedule",
     "TrainSettings",
     "Trainer",
+    "ema_decay",
     "train",
 ]
 
@@ -147,12 +150,18 @@ class _Record:
         return ds
 
 
-class _Schedule:
+class LRSchedule:
     """Learning-rate factor at a step: linear warm-up over ``warmup`` steps, then cosine decay
     to ``min_lr_ratio`` at step ``total``, and that floor after it.
 
     ``total`` is the run's planned length (``steps``). A resumed run keeps the total of the
     run that wrote the checkpoint, so a longer ``steps`` continues at the floor after it.
+    Benchmarks train peers on the same schedule (``LambdaLR(optimizer, LRSchedule(s))``).
+
+    Example:
+        >>> factor = LRSchedule(TrainSettings(steps=110, warmup=10, min_lr_ratio=0.01))
+        >>> [round(factor(k), 3) for k in (0, 9, 10, 60, 110, 500)]
+        [0.1, 1.0, 1.0, 0.505, 0.01, 0.01]
     """
 
     def __init__(self, settings: TrainSettings) -> None:
@@ -166,19 +175,20 @@ class _Schedule:
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def _lr_lambda(settings: TrainSettings) -> _Schedule:
-    return _Schedule(settings)
-
-
 def run_generator(seed: int, stream: int = 0) -> torch.Generator:
     """The ``torch.Generator`` of one random stream of a run: ``seed + stream`` (splits,
     batches, validation times, path batches and reflow pairs each have their own stream)."""
     return torch.Generator().manual_seed(seed + stream)
 
 
-def _ema_decay(decay: float, k: int) -> float:
+def ema_decay(decay: float, k: int) -> float:
     """EMA decay ``min(decay, (1 + k) / (10 + k))`` after ``k`` updates, so early weights are
-    forgotten quickly and short runs are not dragged back to initialisation."""
+    forgotten quickly and short runs are not dragged back to initialisation.
+
+    Example:
+        >>> [round(ema_decay(0.999, k), 4) for k in (0, 10, 10_000)]
+        [0.1, 0.55, 0.999]
+    """
     return min(decay, (1.0 + k) / (10.0 + k))
 
 
@@ -200,7 +210,7 @@ def _ema_updater(ema: AveragedModel, net: nn.Module, decay: float) -> Callable[[
         if count == 0:
             torch._foreach_copy_(avg, cur)
         else:
-            torch._foreach_lerp_(avg, cur, 1.0 - _ema_decay(decay, count))
+            torch._foreach_lerp_(avg, cur, 1.0 - ema_decay(decay, count))
         for a, c in others:
             a.copy_(c)
         ema.n_averaged += 1
@@ -251,7 +261,7 @@ def _step_seed(seed: int, rank: int, step: int) -> int:
     return ((seed * 1_000_003 + rank) * 1_000_033 + step) % (2**63 - 1)
 
 
-class _DivergenceGuard:
+class DivergenceGuard:
     """Stops a run that diverged, with :class:`TrainingDivergedError` naming the step.
 
     Checked on every step, before the optimiser moves the weights: a non-finite loss, a
@@ -266,6 +276,10 @@ class _DivergenceGuard:
     flow-matching loss ``E|v - dI/dt|^2 >= 0`` is used because the quadratic loss ``G`` can
     be negative. The state is rebuilt from the record's ``fm_loss``, so a resumed run checks
     the same way.
+
+    Example:
+        >>> DivergenceGuard(clip_grad=None, fm_losses=[1.0, 0.9]).lowest
+        0.9
     """
 
     window = 5
@@ -297,7 +311,17 @@ class _DivergenceGuard:
         return f"lower lr (now {lr:.3g}), {clip}, or check the data scale"
 
     def check(self, step: int, loss: float, fm: float, grad_norm: float, lr: float) -> None:
-        """Raise :class:`TrainingDivergedError` if step ``step`` (0-based) diverged."""
+        """Raise :class:`TrainingDivergedError` if step ``step`` (0-based) diverged.
+
+        Example:
+            >>> guard = DivergenceGuard(clip_grad=1.0, fm_losses=[])
+            >>> for step, fm in enumerate([2.0, 1.5, 1.2]):
+            ...     guard.check(step, fm, fm, grad_norm=1.0, lr=1e-3)
+            >>> guard.check(3, 1e9, 1e9, grad_norm=1.0, lr=1e-3)
+            Traceback (most recent call last):
+            ...
+            sitransport.errors.TrainingDivergedError: training diverged at step 3: ...
+        """
         if not math.isfinite(loss):
             raise TrainingDivergedError(
                 f"the loss became {loss} at step {step}; {self._advice(lr)}"
@@ -585,7 +609,7 @@ class Trainer:
             weight_decay=settings.weight_decay,
             fused=True if device.type in ("cpu", "cuda") else None,
         )
-        self.lr_factor = _lr_lambda(settings)
+        self.lr_factor = LRSchedule(settings)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self.lr_factor)
 
     def _objective(self) -> nn.Module:
@@ -681,7 +705,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         self.net.train()
-        self.guard = _DivergenceGuard(settings.clip_grad, record.fm_loss)
+        self.guard = DivergenceGuard(settings.clip_grad, record.fm_loss)
         # one batch ahead: its pairing (e.g. exact OT in a worker process) overlaps this
         # step; checkpoints store the generator (and data position) as before that draw
         self._gen_state = self.gen.get_state()

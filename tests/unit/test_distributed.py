@@ -16,7 +16,7 @@ from sitransport._bases import StandardNormal
 from sitransport._io import load_checkpoint
 from sitransport.couplings import ExactOT
 from sitransport.distributed import ShardedDataset, rank_and_world
-from sitransport.fitting import _DatasetDraw
+from sitransport.fitting import DatasetDraw
 from sitransport.flow import Normalization
 from sitransport.interpolants import Linear
 from sitransport.nn import UNetVelocity, unet_config
@@ -123,7 +123,7 @@ def test_kill_and_resume_matches_the_uninterrupted_run(tmp_path, killed_after_ch
     dataset = torch.utils.data.TensorDataset(pixels.to(torch.uint8))
 
     def run(**kwargs):
-        draw = _DatasetDraw(
+        draw = DatasetDraw(
             StandardNormal(SHAPE),
             ShardedDataset(dataset, seed=0),
             Normalization.identity(SHAPE),

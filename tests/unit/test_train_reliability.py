@@ -13,7 +13,7 @@ import sitransport as st
 from sitransport._io import load_checkpoint, previous_checkpoint
 from sitransport.errors import CheckpointMismatchError, TrainingDivergedError
 from sitransport.interpolants import Linear
-from sitransport.train import TrainSettings, _DivergenceGuard, train
+from sitransport.train import DivergenceGuard, TrainSettings, train
 from tests.helpers import TINY
 
 
@@ -58,7 +58,7 @@ def test_non_finite_gradient_stops_before_the_weights_move():
 
 
 def test_guard_ignores_one_noisy_batch_and_stops_sustained_growth():
-    guard = _DivergenceGuard(1.0, [])
+    guard = DivergenceGuard(1.0, [])
     normal = [2.0, 1.9, 1.8, 1e6, 1.7, 1.6, 1.5, 1e6, 1.4, 1.3, 1.2, 1.1]
     for step, fm in enumerate(normal):
         guard.check(step, fm, fm, 1.0, 1e-3)  # single spikes below 1e8x: the median stays low
@@ -69,7 +69,7 @@ def test_guard_ignores_one_noisy_batch_and_stops_sustained_growth():
 
 def test_guard_state_is_rebuilt_from_the_record():
     """A resumed run compares with the lowest level of the whole run, not of its tail."""
-    guard = _DivergenceGuard(None, [1.0] * 5 + [1e5] * 2)
+    guard = DivergenceGuard(None, [1.0] * 5 + [1e5] * 2)
     with pytest.raises(TrainingDivergedError, match="turn on clip_grad"):
         guard.check(7, 1e5, 1e5, 1.0, 1e-3)
 
