@@ -54,7 +54,6 @@ __all__ = [
     "FitConfig",
     "LatentSpec",
     "MLPSpec",
-    "NetworkSpec",
     "UNetSpec",
     "freeze_step",
     "network_from_spec",
@@ -124,12 +123,23 @@ class MLPSpec:
         check_positive_int(self.space_frequencies, "space_frequencies", minimum=0)
 
     def spec(self) -> dict[str, Any]:
-        """Plain data: the fields, headed by ``kind``."""
+        """Plain data: the fields, headed by ``kind``.
+
+        Example:
+            >>> MLPSpec(width=32).spec()["width"]
+            32
+        """
         return dataclasses.asdict(self)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> MLPSpec:
-        """The inverse of :meth:`spec`."""
+        """The inverse of :meth:`spec`.
+
+        Example:
+            >>> spec = MLPSpec.from_spec({"kind": "potential", "depth": 2})
+            >>> spec.kind, spec.width, spec.depth
+            ('potential', None, 2)
+        """
         return cls(**spec)
 
 
@@ -165,12 +175,22 @@ class UNetSpec:
         object.__setattr__(self, "options", plain(dict(self.options)))  # tuples -> lists
 
     def spec(self) -> dict[str, Any]:
-        """Plain data: ``{"kind": "unet", "preset": .., "options": {..}}``."""
+        """Plain data: ``{"kind": "unet", "preset": .., "options": {..}}``.
+
+        Example:
+            >>> UNetSpec("small", {"channel_mult": (1, 2)}).spec()["options"]  # lists, not tuples
+            {'channel_mult': [1, 2]}
+        """
         return {"kind": "unet", "preset": self.preset, "options": dict(self.options)}
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> UNetSpec:
-        """The inverse of :meth:`spec`."""
+        """The inverse of :meth:`spec`.
+
+        Example:
+            >>> UNetSpec.from_spec({"kind": "unet", "preset": "tiny", "options": {}})
+            UNetSpec(preset='tiny', options={})
+        """
         fields = dict(spec)
         if fields.pop("kind", "unet") != "unet":
             raise ValueError(f"not a U-Net spec: {dict(spec)!r}")
@@ -235,7 +255,16 @@ class CouplingSpec:
 
     @classmethod
     def of(cls, coupling: Coupling) -> CouplingSpec:
-        """The spec of a coupling object (``custom`` if it cannot be rebuilt as itself)."""
+        """The spec of a coupling object (``custom`` if it cannot be rebuilt as itself).
+
+        Example:
+            >>> from sitransport.couplings import ExactOT, Sinkhorn
+            >>> CouplingSpec.of(Sinkhorn(reg=0.1))
+            CouplingSpec(name='sinkhorn', options={'reg': 0.1, 'replace': False})
+            >>> class Mine(ExactOT): ...
+            >>> CouplingSpec.of(Mine()).name  # a subclass: kept as the user's object
+            'Mine'
+        """
         try:
             spec = dict(coupling.spec())
             rebuilt = get_coupling(spec)
@@ -251,6 +280,10 @@ class CouplingSpec:
 
         Raises:
             TypeError: a user's coupling (``custom``), which a file cannot rebuild.
+
+        Example:
+            >>> CouplingSpec("exact_ot", {"processes": 0}).spec()
+            {'name': 'exact_ot', 'processes': 0}
         """
         if self.custom is not None:
             raise TypeError(
@@ -263,7 +296,12 @@ class CouplingSpec:
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any] | str) -> CouplingSpec:
-        """The inverse of :meth:`spec`; a name alone is its default options."""
+        """The inverse of :meth:`spec`; a name alone is its default options.
+
+        Example:
+            >>> CouplingSpec.from_spec("sinkhorn")
+            CouplingSpec(name='sinkhorn', options={'reg': 0.05, 'replace': False})
+        """
         if isinstance(spec, str):
             spec = {"name": spec}
         fields = dict(spec)
@@ -277,6 +315,10 @@ class CouplingSpec:
 
         Raises:
             ValueError: the spec is reflow's ``"paired"``, which is no coupling object.
+
+        Example:
+            >>> CouplingSpec("global_ot", {"n": 512}).build()
+            GlobalOT(n=512, reuse=250, processes=1)
         """
         if self.custom is not None:
             return self.custom
@@ -311,12 +353,22 @@ class Checkpointing:
         check_bool(self.resume, "resume")
 
     def spec(self) -> dict[str, Any]:
-        """Plain data: the fields."""
+        """Plain data: the fields.
+
+        Example:
+            >>> Checkpointing("runs/b", 100, resume=True).spec()["resume"]
+            True
+        """
         return dataclasses.asdict(self)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> Checkpointing:
-        """The inverse of :meth:`spec`."""
+        """The inverse of :meth:`spec`.
+
+        Example:
+            >>> Checkpointing.from_spec({"dir": "runs/a", "every": 500, "resume": False})
+            Checkpointing(dir='runs/a', every=500, resume=False)
+        """
         return cls(**spec)
 
 
@@ -339,12 +391,22 @@ class LatentSpec:
         check_positive(self.variance, "latent_variance")
 
     def spec(self) -> dict[str, Any]:
-        """Plain data: the fields."""
+        """Plain data: the fields.
+
+        Example:
+            >>> LatentSpec(3).spec()
+            {'components': 3, 'variance': 0.999}
+        """
         return dataclasses.asdict(self)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> LatentSpec:
-        """The inverse of :meth:`spec`."""
+        """The inverse of :meth:`spec`.
+
+        Example:
+            >>> LatentSpec.from_spec({"components": 2, "variance": 0.9})
+            LatentSpec(components=2, variance=0.9)
+        """
         return cls(**spec)
 
 
@@ -509,6 +571,11 @@ class FitConfig:
         Raises:
             TypeError: a part a file cannot describe (a user's coupling: see
                 :class:`CouplingSpec`); the message names it.
+
+        Example:
+            >>> spec = FitConfig(seed=1).spec()
+            >>> spec["format"], spec["version"], spec["seed"], spec["network"]["kind"]
+            ('sitransport.FitConfig', 1, 1, 'mlp')
         """
         out: dict[str, Any] = {"format": self.FORMAT, "version": self.VERSION}
         for f in dataclasses.fields(self):
@@ -518,7 +585,12 @@ class FitConfig:
 
     @classmethod
     def is_spec(cls, data: Any) -> bool:
-        """Whether ``data`` is headed as a :meth:`spec` (and not a legacy flat dict)."""
+        """Whether ``data`` is headed as a :meth:`spec` (and not a legacy flat dict).
+
+        Example:
+            >>> FitConfig.is_spec(FitConfig().spec()), FitConfig.is_spec({"steps": 10})
+            (True, False)
+        """
         return isinstance(data, Mapping) and data.get("format") == cls.FORMAT
 
     @classmethod
@@ -527,6 +599,12 @@ class FitConfig:
 
         Raises:
             ValueError: not a spec of this version, or unknown or missing fields (named).
+
+        Example:
+            >>> config = FitConfig(dtype=torch.float64, sample_method="sde")
+            >>> again = FitConfig.from_spec(config.spec())
+            >>> again == config, again.dtype
+            (True, torch.float64)
         """
         if not cls.is_spec(spec) or spec.get("version") != cls.VERSION:
             raise ValueError(
