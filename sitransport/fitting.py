@@ -17,7 +17,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -831,12 +831,13 @@ def _network_spec_of(network: Any, shape: tuple[int, ...]) -> NetworkSpec:
     """The spec of a built-in velocity network (its velocity part), from its description;
     the default MLP for any other."""
     network = getattr(network, "velocity", network)
+    description = cast("dict[str, Any]", getattr(network, "config", {}))
     if isinstance(network, UNetVelocity):
         skip = ("kind", "channels", "image_size")
-        return UNetSpec(None, {k: v for k, v in network.config.items() if k not in skip})
+        return UNetSpec(None, {k: v for k, v in description.items() if k not in skip})
     if isinstance(network, (MLPVelocity, PotentialVelocity)):
         fields = [f.name for f in dataclasses.fields(MLPSpec)]
-        return MLPSpec(**{k: network.config[k] for k in fields})
+        return MLPSpec(**{k: description[k] for k in fields})
     return MLPSpec(width=_default_width(math.prod(shape)))
 
 
