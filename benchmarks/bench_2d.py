@@ -62,7 +62,7 @@ def run_task(
         "train_s": train_s,
         "nfe": float(np.mean(nfes)),
         "nll": nll,
-        "steps": flow.config["steps"],
+        "steps": flow.config.training.steps,
         "final_val_loss": float(flow.history["val_loss"][-1]),
     }
 

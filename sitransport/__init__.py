@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from sitransport import (
+    config,
     couplings,
     datasets,
     distributed,
@@ -39,6 +40,7 @@ __all__ = [
     "Interpolant",
     "ODEOptions",
     "TransportFlow",
+    "config",
     "couplings",
     "datasets",
     "distributed",

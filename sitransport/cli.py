@@ -200,7 +200,7 @@ def run(
         "n_eval": m,
         "train_seconds": train_s,
         "nfe": res.nfe,
-        "steps": flow.config["steps"],
+        "steps": flow.config.training.steps if flow.config is not None else None,
     }
     if flow.base is not None and flow.base.has_density:
         report["heldout_nll"] = float(-np.mean(flow.log_prob(held[: min(m, 1000)])))

@@ -12,11 +12,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import inspect
 import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +32,16 @@ from sitransport._validation import (
     check_pixels,
     check_positive_int,
     check_seed,
+)
+from sitransport.config import (
+    Checkpointing,
+    CouplingSpec,
+    FitConfig,
+    LatentSpec,
+    MLPSpec,
+    NetworkSpec,
+    UNetSpec,
+    freeze_step,
 )
 from sitransport.couplings import Coupling, GlobalOT, PlanSampler, get_coupling
 from sitransport.distributed import ShardedDataset
@@ -222,8 +233,8 @@ def fit(
     :func:`~sitransport.train.train`.
 
     Returns:
-        The fitted :class:`TransportFlow`; ``flow.config`` records these settings and
-        ``flow.history`` the training record.
+        The fitted :class:`TransportFlow`; ``flow.config`` records these settings (a
+        :class:`~sitransport.config.FitConfig`) and ``flow.history`` the training record.
 
     Training that diverges stops with an error rather than return a broken flow: a
     non-finite loss or gradient norm, or a flow-matching loss whose 5-step running median
@@ -250,7 +261,7 @@ def fit(
     """
     seed = check_seed(seed)  # before the config records it
     kwargs = {k: v for k, v in locals().items() if k not in ("rho0", "rho1")}
-    config = plain(kwargs)
+    record = plain(kwargs)  # the call as plain data: the checkpoint's fingerprint
     settings = TrainSettings(**{name: kwargs[name] for name in _SETTINGS})
     _check_fit_arguments(device, dtype, normalize, time_frequencies, ode)
     validation = check_fraction(validation, "validation", high=0.9)
@@ -261,14 +272,16 @@ def fit(
     pairing = get_coupling(coupling)
     path = None
     if optimize_path:
-        path = PathSettings(path_lr, path_every, path_start, path_mode, _stop(path_freeze, steps))
+        path = PathSettings(
+            path_lr, path_every, path_start, path_mode, freeze_step(path_freeze, steps)
+        )
     d0, d1, source = _ends(rho0, rho1, seed, num_workers)
     images = len(d0.shape) == 3
     if latent is not None:
         if images or source is not None:
             raise ValueError("latent= works on vectors (n, d); flatten images first")
         return _fit_latent(d0, d1, kwargs)
-    interp = _check_ranks(d0, d1, interp, remedy, config)
+    interp, ranks, sde = _check_ranks(d0, d1, interp, remedy, record)
 
     gen = run_generator(seed, 2)
     train0, held0 = _split(d0, validation, gen, "rho0")
@@ -277,15 +290,42 @@ def fit(
     val = None
     if validation > 0:
         val = _validation_pairs(train0, held0, train1, held1, norm, gen)
-    mlp = (width, depth, activation, time_frequencies, space_frequencies)
-    net = _network(network, d0.shape, mlp, interp.stochastic, seed)
+    mlp = {
+        "width": width,
+        "depth": depth,
+        "activation": activation,
+        "time_frequencies": time_frequencies,
+        "space_frequencies": space_frequencies,
+    }
+    net_spec = _network_spec(network, d0.shape, mlp)
+    net = _network(net_spec, d0.shape, interp.stochastic, seed)
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = Path(checkpoint_dir) / "checkpoint.pt"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
     draw = _pair_draw(train0, train1, norm, pairing, seed)
     end1 = source if source is not None else d1
-    run = _fit_fingerprint(config, d0, end1) if ckpt else None
+    run = _fit_fingerprint(record, d0, end1) if ckpt else None
+    config = FitConfig(
+        training=settings,
+        network=net_spec,
+        coupling=CouplingSpec.of(pairing),
+        interpolant=_interpolant_record(interp),
+        time_sampler=sampler.spec(),
+        path=path,
+        ode=ode or ODEOptions(),
+        checkpoint=Checkpointing(str(ckpt.parent), checkpoint_every, resume) if ckpt else None,
+        seed=seed,
+        device=str(check_device(device)),
+        dtype=dtype,
+        validation=validation,
+        normalize=normalize,
+        remedy=remedy,
+        num_workers=num_workers,
+        rank0=ranks[0] if ranks else None,
+        rank1=ranks[1] if ranks else None,
+        sample_method="sde" if sde else "ode",
+    )
 
     model, history = train(
         net,
@@ -320,19 +360,16 @@ def _check_fit_arguments(
 ) -> None:
     """Checks of ``fit``'s arguments that nothing downstream names as the caller did."""
     check_device(device)
-    if dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    _check_dtype(dtype)
     check_bool(normalize, "normalize")
     check_positive_int(time_frequencies, "time_frequencies")
     if ode is not None and not isinstance(ode, ODEOptions):
         raise TypeError(f"ode must be an ODEOptions or None, got {type(ode).__name__} {ode!r}")
 
 
-def _stop(freeze: Any, steps: int) -> int | None:
-    """The last path step of a max–min fit frozen after a fraction ``freeze`` of ``steps``."""
-    if isinstance(freeze, bool) or not isinstance(freeze, (int, float)) or not 0 <= freeze <= 1:
-        raise ValueError(f"path_freeze must be a number in [0, 1], got {freeze!r}")
-    return None if freeze == 1 else int(freeze * steps)
+def _check_dtype(dtype: Any) -> None:
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
 
 
 def _end(rho: Any, name: str, shape: tuple[int, ...] | None = None) -> Density:
@@ -381,25 +418,26 @@ def _ends(
 
 
 def _check_ranks(
-    d0: Density, d1: Density | None, interp: Interpolant, remedy: Any, config: dict[str, Any]
-) -> Interpolant:
-    """The interpolant to train, after comparing the effective ranks of two vector ends
-    (recorded in ``config``): with ``rho0`` of lower rank, a warning, or with
-    ``remedy="auto"`` a stochastic interpolant sampled by the SDE."""
+    d0: Density, d1: Density | None, interp: Interpolant, remedy: Any, record: dict[str, Any]
+) -> tuple[Interpolant, tuple[int, int] | None, bool]:
+    """``(interpolant to train, (rank0, rank1) or None for images, sample by the SDE)``,
+    after comparing the effective ranks of two vector ends (also written to the fingerprint
+    ``record``): with ``rho0`` of lower rank, a warning, or with ``remedy="auto"`` a
+    stochastic interpolant sampled by the SDE."""
     if remedy is not None:
         check_choice(remedy, "remedy", ("auto",))
     if len(d0.shape) == 3:  # images: a covariance of d x d is not computed
-        return interp
+        return interp, None, False
     rank0, rank1 = _rank_of(d0), _rank_of(d1)
-    config["rank0"], config["rank1"] = rank0, rank1
+    record["rank0"], record["rank1"] = rank0, rank1
     if rank0 >= rank1:
-        return interp
+        return interp, (rank0, rank1), False
     if remedy == "auto" and not interp.stochastic:
         base_name = interp.spec().get("name") if isinstance(interp, (Linear, Trig)) else None
         interp = Stochastic(base_name or "linear", "sin2", 1.0)
-        config["interpolant"] = plain(interp.spec())
-        config["sample_method"] = "sde"
-        return interp
+        record["interpolant"] = plain(interp.spec())
+        record["sample_method"] = "sde"
+        return interp, (rank0, rank1), True
     warnings.warn(
         f"rho0 has effective rank {rank0} but rho1 has {rank1}: a deterministic flow "
         "maps rho0's support onto a set of dimension at most "
@@ -407,7 +445,7 @@ def _check_ranks(
         "interpolant + SDE sampling), a stochastic interpolant, or a latent flow",
         stacklevel=3,
     )
-    return interp
+    return interp, (rank0, rank1), False
 
 
 def _split(end: Any, fraction: float, gen: torch.Generator, name: str) -> tuple[Any, Any]:
@@ -493,33 +531,76 @@ def _validation_pairs(
     return norm.encode(v0[:m]), norm.encode(v1[:m])
 
 
-def _network(
-    network: str | dict, shape: tuple[int, ...], mlp: tuple, stochastic: bool, seed: int
-) -> nn.Module:
+def _network_spec(network: str | dict, shape: tuple[int, ...], mlp: dict[str, Any]) -> NetworkSpec:
+    """The network of ``fit`` from its ``network`` argument and MLP settings ``mlp``, checked
+    against the data: an :class:`MLPSpec` of resolved width, or a :class:`UNetSpec` of
+    resolved preset.
+
+    Raises:
+        ValueError: MLP settings given away from their defaults with a U-Net (named).
+    """
+    kind = _network_kind(network, shape)
+    if kind != "unet":
+        width = mlp["width"] if mlp["width"] is not None else _default_width(shape[0])
+        return MLPSpec(kind, **{**mlp, "width": width})
+    defaults = inspect.signature(fit).parameters
+    given = [f"{k}={v!r}" for k, v in mlp.items() if v != defaults[k].default]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} set{'s' if len(given) == 1 else ''} the MLP, but "
+            f"network={network!r} is a U-Net, which would ignore "
+            f"{'it' if len(given) == 1 else 'them'}: leave {'it' if len(given) == 1 else 'them'} "
+            "out, or pass U-Net arguments as network={'preset': .., 'base_channels': .., "
+            "'time_frequencies': ..}"
+        )
+    c, h, w = shape
+    auto = "tiny" if max(h, w) <= 16 else "small"
+    if isinstance(network, dict):
+        options = dict(network)
+        options.pop("kind", None)
+        preset = options.pop("preset", auto)
+        for key in ("channels", "image_size"):
+            if key in options:
+                raise ValueError(f"network[{key!r}] is set by the data (shape {shape})")
+        unet_config(preset, c, (h, w), **options)  # checks the preset and the arguments
+        return UNetSpec(preset, options)
+    return UNetSpec(network if network in UNET_PRESETS else auto, {})
+
+
+def _build_network(spec: NetworkSpec, shape: tuple[int, ...]) -> nn.Module:
+    """A freshly initialised network of ``spec`` for samples of ``shape``."""
+    if isinstance(spec, UNetSpec):
+        return UNetVelocity(**_unet_arguments(spec, shape))
+    d = shape[0]
+    return (PotentialVelocity if spec.kind == "potential" else MLPVelocity)(
+        d,
+        spec.width if spec.width is not None else _default_width(d),
+        spec.depth,
+        spec.activation,
+        spec.time_frequencies,
+        spec.space_frequencies,
+    )
+
+
+def _network(spec: NetworkSpec, shape: tuple[int, ...], stochastic: bool, seed: int) -> nn.Module:
     """The velocity network of ``fit``, initialised from ``seed`` (the global RNG is left as
     it was), with a second one for the denoiser of a stochastic interpolant."""
-    width, depth, activation, time_frequencies, space_frequencies = mlp
-
-    def make() -> nn.Module:
-        kind = _network_kind(network, shape)
-        if kind == "unet":
-            return UNetVelocity(**_unet_arguments(network, shape))
-        d = shape[0]
-        return (PotentialVelocity if kind == "potential" else MLPVelocity)(
-            d,
-            width if width is not None else _default_width(d),
-            depth,
-            activation,
-            time_frequencies,
-            space_frequencies,
-        )
-
     with torch.random.fork_rng(devices=[]):  # seeded weight init, global RNG untouched
         torch.manual_seed(seed)
-        net = make()
+        net = _build_network(spec, shape)
         if stochastic:  # a second network for the denoiser eta_z (score = -eta_z / gamma)
-            net = VelocityDenoiser(net, make())
+            net = VelocityDenoiser(net, _build_network(spec, shape))
     return net
+
+
+def _interpolant_record(interp: Interpolant) -> dict[str, Any] | None:
+    """The spec of a built-in interpolant that rebuilds as itself (``None`` for a user's)."""
+    try:
+        spec = interp.spec()
+        same = type(get_interpolant(spec)) is type(interp)
+    except (TypeError, ValueError, KeyError):
+        return None
+    return spec if same else None
 
 
 def _pair_draw(
@@ -579,18 +660,12 @@ def _network_kind(network: str | dict, shape: tuple[int, ...]) -> str:
     return kind
 
 
-def _unet_arguments(network: str | dict, shape: tuple[int, ...]) -> dict[str, Any]:
+def _unet_arguments(spec: UNetSpec, shape: tuple[int, ...]) -> dict[str, Any]:
+    """The :class:`UNetVelocity` arguments of ``spec`` for images of ``shape``."""
     c, h, w = shape
-    if isinstance(network, dict):
-        overrides = dict(network)
-        overrides.pop("kind", None)
-        preset = overrides.pop("preset", "tiny" if max(h, w) <= 16 else "small")
-        for key in ("channels", "image_size"):
-            if key in overrides:
-                raise ValueError(f"network[{key!r}] is set by the data (shape {shape})")
-        return unet_config(preset, c, (h, w), **overrides)
-    preset = network if network in UNET_PRESETS else ("tiny" if max(h, w) <= 16 else "small")
-    return unet_config(preset, c, (h, w))
+    if spec.preset is None:
+        return {"channels": c, "image_size": [h, w], **spec.options}
+    return unet_config(spec.preset, c, (h, w), **spec.options)
 
 
 class DatasetDraw:
@@ -751,7 +826,8 @@ def _fit_latent(d0: Density, d1: Density, kwargs: dict[str, Any]) -> Any:
     pool = [d.samples for d in (d0, d1) if isinstance(d, EmpiricalDensity)]
     if not pool:
         raise ValueError("latent= needs samples at one end at least to find principal axes")
-    enc = PCAEncoder.fit(torch.cat(pool), k, kwargs.pop("latent_variance"))
+    variance = kwargs.pop("latent_variance")
+    enc = PCAEncoder.fit(torch.cat(pool), k, variance)
 
     def to_latent(d: Density, name: str) -> Any:
         if isinstance(d, EmpiricalDensity):
@@ -761,19 +837,79 @@ def _fit_latent(d0: Density, d1: Density, kwargs: dict[str, Any]) -> Any:
         raise ValueError(f"latent= supports samples or 'gaussian' for {name}, got a {d.kind}")
 
     inner = fit(to_latent(d0, "rho0"), to_latent(d1, "rho1"), **kwargs)
-    return LatentFlow(inner, enc, source_is_latent=not isinstance(d0, EmpiricalDensity))
+    assert inner.config is not None  # fit records one
+    config = dataclasses.replace(inner.config, latent=LatentSpec(k, float(variance)))
+    return LatentFlow(
+        _with_config(inner, config), enc, source_is_latent=not isinstance(d0, EmpiricalDensity)
+    )
 
 
-def _fresh_network(network: Any, shape: tuple[int, ...], config: dict) -> nn.Module:
+def _with_config(flow: TransportFlow, config: FitConfig) -> TransportFlow:
+    """``flow`` with another ``config`` (the same network, path, ends and record)."""
+    return TransportFlow(
+        flow.network,
+        flow.interpolant,
+        base=flow.base,
+        target=flow.target,
+        shape=flow.shape,
+        normalization=flow.normalization,
+        ode=flow.ode,
+        config=config,
+        history=flow.history,
+    )
+
+
+def _fresh_network(network: Any, shape: tuple[int, ...], spec: NetworkSpec) -> nn.Module:
     """A newly initialised velocity network of the same architecture as ``network`` (the
-    velocity part of a velocity-denoiser pair); an MLP of the configured width and depth when
-    ``network`` is not one of ours."""
+    velocity part of a velocity-denoiser pair); one of ``spec`` when ``network`` is not one
+    of ours."""
     network = getattr(network, "velocity", network)
     if isinstance(network, (MLPVelocity, PotentialVelocity, UNetVelocity)):
         kind = type(network)
         return kind(**{k: v for k, v in network.config.items() if k != "kind"})
-    width = int(config.get("width") or _default_width(shape[0]))
-    return MLPVelocity(shape[0], width, int(config.get("depth", 4)))
+    return _build_network(spec, shape)
+
+
+def _network_spec_of(network: Any, shape: tuple[int, ...]) -> NetworkSpec:
+    """The spec of a built-in velocity network (its velocity part), from its description;
+    the default MLP for any other."""
+    network = getattr(network, "velocity", network)
+    description = cast("dict[str, Any]", getattr(network, "config", {}))
+    if isinstance(network, UNetVelocity):
+        skip = ("kind", "channels", "image_size")
+        return UNetSpec(None, {k: v for k, v in description.items() if k not in skip})
+    if isinstance(network, (MLPVelocity, PotentialVelocity)):
+        fields = [f.name for f in dataclasses.fields(MLPSpec)]
+        return MLPSpec(**{k: description[k] for k in fields})
+    return MLPSpec(width=_default_width(math.prod(shape)))
+
+
+def _device_of(network: Any) -> torch.device:
+    """Where a network's parameters are (the CPU for a parameter-free callable)."""
+    params = network.parameters() if isinstance(network, nn.Module) else iter(())
+    first = next(iter(params), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def _reflow_settings(
+    training: TrainSettings, steps: int | None, progress: bool, overrides: dict[str, Any]
+) -> TrainSettings:
+    """``training`` with reflow's ``steps``, ``progress`` and keyword overrides.
+
+    Raises:
+        TypeError: an override that is no :class:`TrainSettings` field (named).
+    """
+    names = {f.name for f in dataclasses.fields(TrainSettings)} - {"steps", "progress"}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(
+            f"reflow got unexpected keyword argument(s) {unknown}; the training settings it "
+            f"takes are: {', '.join(sorted(names))}"
+        )
+    changes = dict(overrides, progress=progress)
+    if steps is not None:
+        changes["steps"] = steps
+    return dataclasses.replace(training, **changes)
 
 
 def reflow(
@@ -785,6 +921,10 @@ def reflow(
     progress: bool = True,
     interpolant: str | Interpolant = "linear",
     ode: ODEOptions | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    time_sampler: str | dict | TimeSampler | None = None,
+    **settings: Any,
 ) -> TransportFlow:
     r"""Rectify a flow: retrain on the coupling ``(x0, T(x0))`` of its own map ``T``.
 
@@ -794,6 +934,12 @@ def reflow(
     (Liu et al., Flow Straight and Fast, arXiv:2209.03003). Compare ``straightness`` and
     ``nfe`` of :meth:`TransportFlow.transport_report` before and after.
 
+    The new network has the flow's architecture and trains as the flow did: with its
+    ``flow.config.training`` settings (learning rate and schedule, EMA, clipping, batch
+    size, ...), time sampler and dtype, on the device the flow's network is on. Each can be
+    overridden by keyword. A flow built by hand (``flow.config is None``) trains with the
+    defaults of :class:`~sitransport.train.TrainSettings` in its network's dtype.
+
     Args:
         flow: a fitted :class:`TransportFlow` with a base to draw ``rho0`` from.
         n: number of pairs generated.
@@ -802,19 +948,27 @@ def reflow(
         progress: show progress bars.
         interpolant: the new flow's interpolant (rectified flow uses ``"linear"``).
         ode: ODE settings for generating the pairs (default: the flow's).
+        device: where to train (default: where the flow's network is).
+        dtype: the new network's dtype (default: the flow's, ``flow.config.dtype``).
+        time_sampler: distribution of training times (default: the flow's).
+        **settings: other :class:`~sitransport.train.TrainSettings` fields to change, e.g.
+            ``lr=1e-3, ema=None``.
 
     Returns:
-        A new :class:`TransportFlow` with the same ends and normalisation.
+        A new :class:`TransportFlow` with the same ends and normalisation; its ``config``
+        is the flow's with the settings used, ``coupling.name == "paired"`` and
+        ``reflow_generation`` one higher.
 
     Raises:
         ValueError: ``n < 2``, ``seed`` outside ``[0, 2**63 - 1]``, or no base to draw from.
+        TypeError: a keyword that is no training setting (named), or a bad ``dtype``.
 
     Example:
         >>> import sitransport as st
         >>> x1 = st.datasets.sample("moons", 1000, seed=0)
         >>> flow = st.fit("gaussian", x1, steps=50, width=32, progress=False, seed=0)
         >>> straight = st.reflow(flow, 1000, steps=50, progress=False)
-        >>> straight.config["reflow_generation"], straight.config["coupling"]
+        >>> straight.config.reflow_generation, straight.config.coupling.name
         (1, 'paired')
         >>> straight.sample(3, seed=0).shape
         (3, 2)
@@ -823,15 +977,15 @@ def reflow(
     seed = check_seed(seed)
     if flow.base is None:
         raise ValueError("reflow needs rho0: the flow has no base to draw from")
-    config = dict(flow.config)
-    config.update(
-        {
-            "reflow_generation": int(config.get("reflow_generation", 0)) + 1,
-            "reflow_pairs": n,
-            "interpolant": interpolant if isinstance(interpolant, str) else repr(interpolant),
-            "coupling": "paired",
-        }
-    )
+    base = flow.config
+    if base is None:  # built by hand: the defaults, in the network's dtype
+        spec = _network_spec_of(flow.network, flow.shape)
+        base = FitConfig(network=spec, interpolant=None, dtype=flow.dtype or torch.float32)
+    training = _reflow_settings(base.training, steps, progress, settings)
+    where = check_device(device) if device is not None else _device_of(flow.network)
+    dtype = dtype if dtype is not None else base.dtype
+    _check_dtype(dtype)
+    sampler = get_time_sampler(time_sampler if time_sampler is not None else base.time_sampler)
     gen = run_generator(seed, 7)
     x0 = flow.base.sample(n, gen)
     x1 = torch.as_tensor(flow.push_forward(x0.numpy(), ode=ode))
@@ -842,18 +996,35 @@ def reflow(
         idx = torch.randint(0, n, (m,), generator=g)
         return z0[idx], z1[idx]
 
-    settings = TrainSettings(
-        steps=steps if steps is not None else int(config.get("steps", 20_000)),
-        batch_size=int(config.get("batch_size", 512)),
-        lr=float(config.get("lr", 2e-3)),
-        progress=progress,
-    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = _fresh_network(flow.network, flow.shape, config)
+        net = _fresh_network(flow.network, flow.shape, base.network)
     interp = get_interpolant(interpolant)
     path = Normalized(interp, norm.shift, norm.scale)
-    model, history = train(net, path, draw, settings=settings, seed=seed)
+    model, history = train(
+        net,
+        path,
+        draw,
+        settings=training,
+        time_sampler=sampler,
+        seed=seed,
+        device=where,
+        dtype=dtype,
+    )
+    config = dataclasses.replace(
+        base,
+        training=training,
+        coupling=CouplingSpec(CouplingSpec.PAIRED),
+        interpolant=_interpolant_record(interp),
+        time_sampler=sampler.spec(),
+        path=None,
+        checkpoint=None,
+        seed=seed,
+        device=str(where),
+        dtype=dtype,
+        reflow_generation=base.reflow_generation + 1,
+        reflow_pairs=n,
+    )
     return TransportFlow(
         model,
         interp,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import os
-import types
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar
 
@@ -40,6 +40,7 @@ from sitransport._validation import (
     check_times,
     torch_generator,
 )
+from sitransport.config import FitConfig
 from sitransport.errors import CorruptFileError
 from sitransport.interpolants import Interpolant, Normalized, get_interpolant, interpolant_names
 from sitransport.ode import ODEOptions, integrate, integrate_energy, integrate_logdet
@@ -269,7 +270,8 @@ class TransportFlow:
         shape: per-sample shape ``(d,)``; inferred from ``base`` or the network when possible.
         normalization: the map to normalised coordinates (identity if ``None``).
         ode: default :class:`~sitransport.ode.ODEOptions` (dopri5, atol = rtol = 1e-5).
-        config: the settings that made the flow (read-only :attr:`config`).
+        config: how the flow was fitted, a :class:`~sitransport.config.FitConfig` (read-only
+            :attr:`config`; ``None``: built by hand).
         history: the training record (:attr:`history`).
 
     Raises:
@@ -303,7 +305,7 @@ class TransportFlow:
         shape: tuple[int, ...] | None = None,
         normalization: Normalization | None = None,
         ode: ODEOptions | None = None,
-        config: Mapping[str, Any] | None = None,
+        config: FitConfig | None = None,
         history: xr.Dataset | None = None,
     ) -> None:
         if not callable(velocity):
@@ -336,13 +338,19 @@ class TransportFlow:
         if ode is not None and not isinstance(ode, ODEOptions):
             raise TypeError(f"ode must be an ODEOptions or None, got {type(ode).__name__} {ode!r}")
         self._ode = ode or ODEOptions()
-        self._config = types.MappingProxyType(dict(config or {}))
+        if config is not None and not isinstance(config, FitConfig):
+            raise TypeError(
+                f"config must be a sitransport.config.FitConfig or None, got "
+                f"{type(config).__name__} (convert an old dict with FitConfig.from_legacy)"
+            )
+        self._config = config
         self._history = history
 
     # ----------------------------------------------------------------- read-only attributes
     @property
-    def config(self) -> Mapping[str, Any]:
-        """The settings the flow was made with (read-only)."""
+    def config(self) -> FitConfig | None:
+        """How the flow was fitted (a frozen :class:`~sitransport.config.FitConfig`), or
+        ``None`` for a flow built by hand."""
         return self._config
 
     @property
@@ -904,7 +912,8 @@ class TransportFlow:
             (3, 2)
         """
         n = check_positive_int(n, "n")
-        method = method if method is not None else self._config.get("sample_method", "ode")
+        if method is None:
+            method = self._config.sample_method if self._config is not None else "ode"
         check_choice(method, "method", ("ode", "sde"))
         if method == "sde" and nfe is not None:
             raise ValueError(
@@ -1085,7 +1094,8 @@ class TransportFlow:
         A dict headed by ``"format"`` (:attr:`FORMAT`) and ``"version"`` (:attr:`VERSION`),
         then ``shape``, ``network`` (the network's description) and ``state_dict``,
         ``interpolant`` (its spec), ``base`` and ``target`` (specs, samples included for
-        empirical ends), ``normalization``, ``ode``, ``config`` and ``history``. Tensors are
+        empirical ends), ``normalization``, ``ode``, ``config`` (the
+        :meth:`~sitransport.config.FitConfig.spec`, ``{}`` for none) and ``history``. Tensors are
         detached copies on the CPU.
 
         Raises:
@@ -1118,7 +1128,7 @@ class TransportFlow:
             "target": target,
             "normalization": {"shift": self._norm.shift.cpu(), "scale": self._norm.scale},
             "ode": asdict(self._ode),
-            "config": plain(dict(self._config)),
+            "config": self._config.spec() if self._config is not None else {},
             "history": _history_to_plain(self._history),
         }
 
@@ -1321,9 +1331,30 @@ def _stored_parts(
         "base": _density_from_spec(payload["base"], shape) if stored_base else None,
         "target": _density_from_spec(payload.get("target"), shape),
         "ode": ODEOptions(**payload["ode"]),
-        "config": dict(payload["config"]),
+        "config": _stored_config(payload["config"], shape),
         "history": _history_fromplain(payload["history"]),
     }
+
+
+def _stored_config(stored: Any, shape: tuple[int, ...]) -> FitConfig | None:
+    """The file's :class:`FitConfig`: from its spec, or converted from the flat dict of
+    files written before it (:meth:`FitConfig.from_legacy`; one that names no built-in
+    object warns and gives ``None``); ``None`` for a flow built by hand (``{}``)."""
+    if not isinstance(stored, dict):
+        raise TypeError(f"the config record must be a dict, got {type(stored).__name__}")
+    if not stored:
+        return None
+    if FitConfig.is_spec(stored):
+        return FitConfig.from_spec(stored)
+    try:
+        return FitConfig.from_legacy(stored, shape=shape)
+    except (TypeError, ValueError) as err:
+        warnings.warn(
+            f"the flow's config, written by an older sitransport, could not be converted "
+            f"({err}); flow.config is None",
+            stacklevel=2,
+        )
+        return None
 
 
 #: No stored size (a width, a dimension, a number of terms) is larger than this.

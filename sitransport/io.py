@@ -81,7 +81,7 @@ def load(
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     flow.save(Path(tmp) / "moons.sit")
         ...     again = st.load(Path(tmp) / "moons.sit")
-        >>> again.shape, again.config["steps"], len(again.history.step)
+        >>> again.shape, again.config.training.steps, len(again.history.step)
         ((2,), 20, 20)
         >>> bool((again.sample(3, seed=0) == flow.sample(3, seed=0)).all())
         True

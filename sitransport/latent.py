@@ -31,6 +31,7 @@ from torch import Tensor
 
 from sitransport._io import atomic_save, check_save_path
 from sitransport._validation import as_tensor, check_fraction, check_positive_int
+from sitransport.config import FitConfig
 from sitransport.errors import CorruptFileError
 from sitransport.flow import TransportFlow
 from sitransport.interpolants import Interpolant
@@ -156,7 +157,8 @@ class LatentFlow:
         return self._enc
 
     @property
-    def config(self):
+    def config(self) -> FitConfig | None:
+        """How the flow was fitted (the latent flow's, with ``config.latent`` set)."""
         return self._flow.config
 
     @property

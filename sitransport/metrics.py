@@ -927,6 +927,10 @@ def transport_report(
       with two *estimates* plugged in: ``K`` is a lower estimate of the Lipschitz constant
       (maximum over sampled points), ``H`` is upper-bounded by the flow-matching loss. It is
       therefore not a certified bound; the measured ``w2_generated`` shows how it compares.
+      The loss pairs ``x0`` and ``x1`` with the flow's training coupling
+      (``flow.config.coupling``; a reflowed flow's own map pairs) in batches of
+      ``flow.config.training.batch_size`` (independent pairs in batches of 512 for a flow
+      built by hand).
 
     Args:
         flow: a :class:`~sitransport.TransportFlow`.
@@ -961,7 +965,7 @@ def transport_report(
         True
     """
     from sitransport._bases import EmpiricalDensity
-    from sitransport.couplings import get_coupling
+    from sitransport.couplings import Independent
     from sitransport.losses import quadratic_loss
 
     n = check_positive_int(n, "n")
@@ -993,11 +997,12 @@ def transport_report(
     # H upper estimate: flow-matching loss on fresh pairs, with the training coupling
     net, norm = flow.network, flow.normalization
     dtype = flow.dtype or torch.float64
-    spec = flow.config.get("coupling", "independent")
-    paired = spec == "paired"  # reflow: pairs come from a map; use the flow's own
-    coupling = get_coupling("independent" if paired else spec)
+    config = flow.config  # None for a flow built by hand: independent pairs, batches of 512
+    paired = config is not None and config.coupling.name == "paired"  # reflow: map's pairs
+    coupling = Independent() if config is None or paired else config.coupling.build()
     partner = torch.as_tensor(np.asarray(pushed)) if paired else tb
-    bs = min(int(flow.config.get("batch_size", 512)), m)  # x0 and x1 may differ in size
+    batch = config.training.batch_size if config is not None else 512
+    bs = min(batch, m)  # x0 and x1 may differ in size
     fm = []
     with torch.no_grad():
         for start in range(0, m - bs + 1, bs):

@@ -13,6 +13,7 @@ import sitransport as st
 MODULES = [
     "sitransport",
     "sitransport.cli",
+    "sitransport.config",
     "sitransport.couplings",
     "sitransport.datasets",
     "sitransport.distributed",

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 import sitransport as st_
 from sitransport import ODEOptions
+from sitransport.config import FitConfig
 from sitransport.flow import TransportFlow
 from sitransport.metrics import gaussian_ot_map, gaussian_w2, transport_report
+from sitransport.train import TrainSettings
 from tests.helpers import displacement_velocity
 from tests.strategies import spd_matrices
 
@@ -67,7 +69,7 @@ def test_w2_bound_holds_for_a_perturbed_gaussian_flow():
         "linear",
         base="gaussian",
         shape=(d,),
-        config={"batch_size": 500},
+        config=FitConfig(training=TrainSettings(batch_size=500)),
     )
     rng = np.random.default_rng(0)
     x0 = rng.standard_normal((4000, d))

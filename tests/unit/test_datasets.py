@@ -268,7 +268,7 @@ def test_fit_streams_a_toy_distribution() -> None:
     flow = fit("gaussian", target, steps=30, width=16, depth=2, progress=False, seed=0)
     y = flow.push_forward(np.zeros((5, 2)))
     assert y.shape == (5, 2) and np.all(np.isfinite(y))
-    batch = flow.config["batch_size"]
+    batch = flow.config.training.batch_size
     batches = [x for x in target.draws if len(x) == batch]
     assert len(batches) >= 30  # one draw per step (at most one more, drawn ahead)
     seen = torch.cat(target.draws)

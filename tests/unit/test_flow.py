@@ -227,8 +227,8 @@ def test_save_load_identical(small_flow, tmp_path):
     np.testing.assert_array_equal(loaded.push_forward(x), small_flow.push_forward(x))
     np.testing.assert_array_equal(loaded.log_prob(x), small_flow.log_prob(x))
     np.testing.assert_array_equal(loaded.sample(5, seed=1), small_flow.sample(5, seed=1))
-    assert dict(loaded.config) == dict(small_flow.config)
-    assert loaded.config["dtype"] == "torch.float32"
+    assert loaded.config == small_flow.config
+    assert loaded.config.dtype == torch.float32
     xr.testing.assert_equal(loaded.history, small_flow.history)
 
 

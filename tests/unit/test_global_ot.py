@@ -32,7 +32,7 @@ def test_fit_global_ot_runs_with_validation_and_records_solves(data):
     h = flow.history
     assert h.attrs["ot_plan_n"] == 4096 and len(h.attrs["ot_plan_solve_s"]) == 1
     assert h.sizes["eval_step"] == 3 and bool(np.isfinite(h["val_loss"]).all())
-    assert flow.config["coupling"] == "global_ot"
+    assert flow.config.coupling.name == "global_ot"
     streamed = st.fit("gaussian", x1, **TINY, batch_size=64, coupling=REFRESHING)
     assert len(streamed.history.attrs["ot_plan_solve_s"]) == 15  # 30 steps, a plan per 2
     assert flow.push_forward(x0[:3]).shape == (3, 2)

@@ -64,7 +64,7 @@ def test_fit_with_a_potential_network_saves_loads_and_reflows(tmp_path):
     pair = st.datasets.known_ot_pair("mixture", 2, seed=0)
     x0, x1 = pair.sample(600, seed=1)
     flow = st.fit(x0, x1, network="potential", steps=10, width=16, depth=2, progress=False)
-    assert type(flow.network) is PotentialVelocity and flow.config["network"] == "potential"
+    assert type(flow.network) is PotentialVelocity and flow.config.network.kind == "potential"
     flow.save(tmp_path / "f.sit")
     again = st.load(tmp_path / "f.sit")
     assert type(again.network) is PotentialVelocity

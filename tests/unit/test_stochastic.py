@@ -57,7 +57,7 @@ def test_rank_diagnostic_fires_for_a_line_source():
     x1 = st_.datasets.sample("8gaussians", 500, seed=0)
     with pytest.warns(UserWarning, match="rho0 has effective rank 1 but rho1 has 2"):
         flow = st_.fit(x0, x1, **TINY)
-    assert (flow.config["rank0"], flow.config["rank1"]) == (1, 2)
+    assert (flow.config.rank0, flow.config.rank1) == (1, 2)
 
 
 def test_rank_diagnostic_is_silent_for_full_rank_sources():
@@ -75,7 +75,7 @@ def test_remedy_auto_switches_to_a_stochastic_interpolant(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         flow = st_.fit(x0, x1, remedy="auto", **TINY)
-    assert flow.interpolant.stochastic and flow.config["sample_method"] == "sde"
+    assert flow.interpolant.stochastic and flow.config.sample_method == "sde"
     y = flow.sample(50, seed=0)
     assert y.shape == (50, 2) and np.linalg.matrix_rank(np.cov(y.T)) == 2  # noise spreads it
     flow.save(tmp_path / "s.sit")

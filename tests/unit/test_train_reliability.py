@@ -180,7 +180,7 @@ def test_longer_steps_extend_the_run_on_its_own_schedule(data, tmp_path, killed_
     h = longer.history
     np.testing.assert_array_equal(h["loss"].values[:20], full.history["loss"].values)
     np.testing.assert_allclose(h["lr"].values[20:], 0.01 * 2e-3, rtol=1e-12)
-    assert h.sizes["step"] == 30 and longer.config["steps"] == 30
+    assert h.sizes["step"] == 30 and longer.config.training.steps == 30
     assert h.attrs["lr_schedule_steps"] == 20 and full.history.attrs["lr_schedule_steps"] == 20
 
 
