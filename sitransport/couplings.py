@@ -28,6 +28,7 @@ they can run on the all-gathered global batch.
 
 from __future__ import annotations
 
+import abc
 import multiprocessing as mp
 import os
 import time
@@ -65,8 +66,11 @@ def _sq_cost(x0: Tensor, x1: Tensor) -> Tensor:
     return torch.cdist(a, b).pow(2)
 
 
-class Coupling:
+class Coupling(abc.ABC):
     """Abstract coupling: ``pair(x0, x1, generator)`` returns the paired batches.
+
+    Subclasses implement :meth:`pair` (abstract); :meth:`spec` is needed only to save or
+    checkpoint the coupling by name, and :meth:`submit` only to overlap pairing with a step.
 
     Example:
         >>> import torch
@@ -77,6 +81,7 @@ class Coupling:
         ExactOT [0.5, 1.5]
     """
 
+    @abc.abstractmethod
     def pair(
         self, x0: Tensor, x1: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:

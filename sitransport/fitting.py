@@ -16,7 +16,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -55,7 +55,11 @@ from sitransport.nn import (
 )
 from sitransport.ode import ODEOptions
 from sitransport.paths import PathSettings
+from sitransport.protocols import Flow
 from sitransport.train import RESUMABLE, TrainSettings, run_generator, train
+
+if TYPE_CHECKING:
+    from sitransport.latent import LatentFlow
 
 __all__ = [
     "effective_rank",
@@ -115,7 +119,7 @@ def fit(
     accumulate: int = 1,
     mixed_precision: str | None = None,
     num_workers: int = 0,
-) -> TransportFlow:
+) -> Flow:
     r"""Learn a transport map from ``rho0`` to ``rho1`` by minimising the quadratic loss.
 
     .. math::
@@ -221,7 +225,8 @@ def fit(
     :func:`~sitransport.train.train`.
 
     Returns:
-        The fitted :class:`TransportFlow`; ``flow.config`` records these settings and
+        The fitted :class:`~sitransport.Flow`: a :class:`TransportFlow`, or with ``latent=`` a
+        :class:`~sitransport.latent.LatentFlow`; ``flow.config`` records these settings and
         ``flow.history`` the training record.
 
     Training that diverges stops with an error rather than return a broken flow: a
@@ -286,7 +291,7 @@ def fit(
     end1 = source if source is not None else d1
     run = _fit_fingerprint(config, d0, end1) if ckpt else None
 
-    model, history = train(
+    trained = train(
         net,
         Normalized(interp, norm.shift, norm.scale),  # the caller's path, in the network's u
         draw,
@@ -303,14 +308,14 @@ def fit(
         fingerprint=run,
     )
     return TransportFlow(
-        model,
+        trained.model,
         interp,
         base=d0,
         target=d1 if not isinstance(d1, DequantizedImages) else None,  # not kept in the flow
         normalization=norm,
         ode=ode,
         config=config,
-        history=history,
+        history=trained.history,
     )
 
 
@@ -694,7 +699,7 @@ def _fit_fingerprint(
     return run
 
 
-def _fit_latent(d0: Density, d1: Density, kwargs: dict[str, Any]) -> Any:
+def _fit_latent(d0: Density, d1: Density, kwargs: dict[str, Any]) -> LatentFlow:
     """``fit`` in the principal coordinates of the empirical ends (see ``latent=``)."""
     from sitransport._bases import StandardNormal
     from sitransport.latent import LatentFlow, PCAEncoder
@@ -717,7 +722,8 @@ def _fit_latent(d0: Density, d1: Density, kwargs: dict[str, Any]) -> Any:
             return "gaussian"
         raise ValueError(f"latent= supports samples or 'gaussian' for {name}, got a {d.kind}")
 
-    inner = fit(to_latent(d0, "rho0"), to_latent(d1, "rho1"), **kwargs)
+    # without latent= (popped above) fit returns a TransportFlow
+    inner = cast(TransportFlow, fit(to_latent(d0, "rho0"), to_latent(d1, "rho1"), **kwargs))
     return LatentFlow(inner, enc, source_is_latent=not isinstance(d0, EmpiricalDensity))
 
 
@@ -810,14 +816,14 @@ def reflow(
         net = _fresh_network(flow.network, flow.shape, config)
     interp = get_interpolant(interpolant)
     path = Normalized(interp, norm.shift, norm.scale)
-    model, history = train(net, path, draw, settings=settings, seed=seed)
+    trained = train(net, path, draw, settings=settings, seed=seed)
     return TransportFlow(
-        model,
+        trained.model,
         interp,
         base=flow.base,
         target=flow.target,
         normalization=norm,
         ode=flow.ode,
         config=config,
-        history=history,
+        history=trained.history,
     )

@@ -44,7 +44,7 @@ from sitransport.errors import CorruptFileError
 from sitransport.interpolants import Interpolant, Normalized, get_interpolant, interpolant_names
 from sitransport.ode import ODEOptions, integrate, integrate_energy, integrate_logdet
 
-__all__ = ["LogProbEstimate", "Normalization", "TransportFlow", "TransportResult"]
+__all__ = ["LogProbEstimate", "Normalization", "PathEnergy", "TransportFlow", "TransportResult"]
 
 
 #: The fewest distinct values per standard deviation of each end that the network's dtype
@@ -217,6 +217,25 @@ class TransportResult:
     """
 
     x: Any
+    nfe: float
+
+
+@dataclass(frozen=True)
+class PathEnergy:
+    r"""What :meth:`TransportFlow.path_energy` returns: end points ``x`` (caller's array type),
+    per-sample path energies :math:`\int_0^1 |v_t(X_t)|^2 dt` (caller's coordinates, shape
+    ``(n,)``) and the ODE's function evaluations.
+
+    Example:
+        >>> import numpy as np
+        >>> flow = TransportFlow(lambda z, t: torch.ones_like(z), "linear", shape=(2,))
+        >>> result = flow.path_energy(np.zeros((3, 2)))  # constant speed sqrt(2)
+        >>> result.x[0], result.energy, result.nfe > 0
+        (array([1., 1.]), array([2., 2., 2.]), True)
+    """
+
+    x: Any
+    energy: Any
     nfe: float
 
 
@@ -528,7 +547,7 @@ class TransportFlow:
         res = integrate(self._v, self._norm.encode(xt), ts.to(xt), options)
         return TransportResult(back(self._norm.decode(res.states[-1]).to(in_dtype)), res.nfe)
 
-    def path_energy(self, x: Any, *, ode: ODEOptions | None = None) -> tuple[Any, Any, float]:
+    def path_energy(self, x: Any, *, ode: ODEOptions | None = None) -> PathEnergy:
         r"""Push ``x`` forward and integrate :math:`\int_0^1 |v_t(X_t)|^2 dt` along each path.
 
         Args:
@@ -536,9 +555,9 @@ class TransportFlow:
             ode: ODE settings (default: the flow's :attr:`ode`).
 
         Returns:
-            ``(x1, energy, nfe)``: end points, per-sample path energies (caller's
-            coordinates, shape ``(n,)``) and the NFE. The mean energy over samples of
-            ``rho0`` is the flow's kinetic energy.
+            A :class:`PathEnergy`: end points ``x``, per-sample path energies ``energy``
+            (caller's coordinates, shape ``(n,)``) and ``nfe``. The mean energy over samples
+            of ``rho0`` is the flow's kinetic energy.
 
         Raises:
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
@@ -547,8 +566,8 @@ class TransportFlow:
         Example:
             >>> import numpy as np
             >>> flow = TransportFlow(lambda z, t: torch.ones_like(z), "linear", shape=(2,))
-            >>> x1, energy, nfe = flow.path_energy(np.zeros((3, 2)))  # constant speed sqrt(2)
-            >>> x1[0], energy
+            >>> result = flow.path_energy(np.zeros((3, 2)))  # constant speed sqrt(2)
+            >>> result.x[0], result.energy
             (array([1., 1.]), array([2., 2., 2.]))
         """
         xt, back, in_dtype = self._prepare(x, "x")
@@ -556,7 +575,7 @@ class TransportFlow:
         res = integrate_energy(self._v, self._norm.encode(xt), 0.0, 1.0, self._options(ode))
         energy = res.energy * self._norm.scale**2
         x1 = back(self._norm.decode(res.x).to(in_dtype))
-        return x1, _back_1d(back, energy.to(in_dtype)), res.nfe
+        return PathEnergy(x1, _back_1d(back, energy.to(in_dtype)), res.nfe)
 
     def transport_report(self, x0: Any = None, x1: Any = None, **kwargs: Any) -> Any:
         """Optimal-transport certificates of this flow: see

@@ -22,6 +22,7 @@ References:
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable
 from typing import Any
@@ -80,13 +81,15 @@ def _as_time(t: Tensor | float, like: Tensor) -> Tensor:
     return torch.tensor(float(t), dtype=like.dtype, device=like.device)
 
 
-class Interpolant(nn.Module):
+class Interpolant(nn.Module, abc.ABC):
     r"""Abstract spatially linear interpolant :math:`x_t = \alpha x_0 + \beta x_1 + \gamma z`.
 
     Subclasses implement :meth:`alpha` and :meth:`beta` (tensors of times in, same shape
-    out) and, when known in closed form, :meth:`dalpha` and :meth:`dbeta`; otherwise the
-    derivatives come from forward-mode autodiff. Stochastic subclasses override
-    :meth:`gamma` and :meth:`dgamma`.
+    out; both abstract: a class without them cannot be instantiated) and, when known in
+    closed form, :meth:`dalpha` and :meth:`dbeta`; otherwise the derivatives come from
+    forward-mode autodiff. Stochastic subclasses override :meth:`gamma` and :meth:`dgamma`.
+    A ``torch.nn.Module`` (so learnable paths carry parameters) and an :class:`abc.ABC`:
+    ``nn.Module``'s metaclass is ``type``, so the two combine.
 
     Times ``t`` are a scalar or a tensor of shape ``(n,)``; samples have shape ``(n, ...)``.
 
@@ -107,6 +110,7 @@ class Interpolant(nn.Module):
     #: velocity of a Gaussian base need it); ``False`` for :class:`NeuralPath`.
     spatially_linear: bool = True
 
+    @abc.abstractmethod
     def alpha(self, t: Tensor) -> Tensor:
         """Coefficient of ``x0``, elementwise in ``t`` (1 at ``t = 0``, 0 at ``t = 1``).
 
@@ -118,6 +122,7 @@ class Interpolant(nn.Module):
         """
         raise NotImplementedError
 
+    @abc.abstractmethod
     def beta(self, t: Tensor) -> Tensor:
         """Coefficient of ``x1``, elementwise in ``t`` (0 at ``t = 0``, 1 at ``t = 1``).
 

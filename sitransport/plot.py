@@ -6,12 +6,17 @@ they work under any backend and in scripts without a display).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from sitransport.protocols import Flow
+
+if TYPE_CHECKING:
+    from sitransport.flow import TransportFlow
 
 __all__ = ["plot_density", "plot_samples", "plot_trajectories", "summary_figure"]
 
@@ -105,7 +110,7 @@ def plot_trajectories(
 
 def plot_density(
     ax: Axes,
-    flow: Any,
+    flow: Flow,
     extent: tuple[float, float, float, float],
     *,
     resolution: int = 80,
@@ -152,7 +157,7 @@ def plot_density(
 
 
 def summary_figure(
-    flow: Any,
+    flow: TransportFlow,
     target: np.ndarray,
     generated: np.ndarray,
     *,

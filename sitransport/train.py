@@ -49,12 +49,34 @@ from sitransport.losses import TimeSampler, denoiser_loss, get_time_sampler, qua
 from sitransport.paths import PathOptimizer, PathSettings
 
 __all__ = [
+    "TrainResult",
     "TrainSettings",
     "Trainer",
     "train",
 ]
 
 DrawPairs = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` (and :meth:`Trainer.run`) return: the trained ``model`` (the EMA
+    model, or the network without EMA, in eval mode) and ``history``, the record of the run.
+
+    Example:
+        >>> import torch
+        >>> from sitransport.interpolants import Linear
+        >>> from sitransport.nn import MLPVelocity
+        >>> def draw(n, g):
+        ...     return torch.randn(n, 1, generator=g), torch.randn(n, 1, generator=g) + 2
+        >>> settings = TrainSettings(steps=3, batch_size=8, progress=False)
+        >>> result = train(MLPVelocity(1, width=8, depth=1), Linear(), draw, settings=settings)
+        >>> type(result.model).__name__, result.history.sizes["step"]
+        ('MLPVelocity', 3)
+    """
+
+    model: nn.Module
+    history: xr.Dataset
 
 
 @dataclass(frozen=True)
@@ -453,7 +475,7 @@ class Trainer:
     checkpoints and record of a velocity network, as short named steps.
 
     The constructor checks the settings, moves the network, builds the optimiser and restores
-    a checkpoint when resuming; :meth:`run` trains and returns ``(model, history)``. Each part
+    a checkpoint when resuming; :meth:`run` trains and returns a :class:`TrainResult`. Each part
     of the loop is a short method: one optimisation step (``_step``: the batch drawn one step
     ahead, its micro-batches, the backward passes, the divergence guard, AdamW, the schedule,
     EMA and the path's ascent, the record), :meth:`evaluate`, :meth:`checkpoint` and
@@ -474,8 +496,8 @@ class Trainer:
         ...     return x0, torch.randn(n, 1, generator=generator) + 2.0
         >>> settings = TrainSettings(steps=5, batch_size=8, progress=False)
         >>> trainer = Trainer(MLPVelocity(1, width=8, depth=1), Linear(), draw, settings=settings)
-        >>> model, history = trainer.run()
-        >>> trainer.done, history.sizes["step"]
+        >>> result = trainer.run()
+        >>> trainer.done, result.history.sizes["step"]
         (5, 5)
     """
 
@@ -654,8 +676,8 @@ class Trainer:
         if path.is_file() and state.get("best"):
             self.best = state["best"]
 
-    def run(self) -> tuple[nn.Module, xr.Dataset]:
-        """Train from the current step to ``settings.steps``; ``(model, history)``: the EMA
+    def run(self) -> TrainResult:
+        """Train from the current step to ``settings.steps``; a :class:`TrainResult`: the EMA
         model (or the network without EMA) in eval mode, and the record.
 
         Example:
@@ -666,8 +688,8 @@ class Trainer:
             ...     return torch.randn(n, 1, generator=g), torch.randn(n, 1, generator=g) + 2
             >>> settings = TrainSettings(steps=4, batch_size=8, progress=False)
             >>> net = MLPVelocity(1, width=8, depth=1)
-            >>> model, history = Trainer(net, Linear(), draw, settings=settings).run()
-            >>> history.sizes["step"], model.training
+            >>> result = Trainer(net, Linear(), draw, settings=settings).run()
+            >>> result.history.sizes["step"], result.model.training
             (4, False)"""
         settings, device = self.settings, self.device
         record = self.record
@@ -929,8 +951,8 @@ class Trainer:
             checkpoint 2 checkpoint.pt
             checkpoint 4 checkpoint.pt"""
 
-    def _result(self) -> tuple[nn.Module, xr.Dataset]:
-        """``(model, history)`` at the end of the run (the best weights with
+    def _result(self) -> TrainResult:
+        """The :class:`TrainResult` at the end of the run (the best weights with
         ``restore_best``)."""
         model, best, settings = self.model, self.best, self.settings
         if settings.restore_best and best["state"] is not None:
@@ -940,7 +962,7 @@ class Trainer:
         attrs.update(self.meter.attrs())
         if settings.restore_best and best["state"] is not None:
             attrs["best_val_loss"] = best["loss"]
-        return model, self.record.to_dataset(attrs)
+        return TrainResult(model, self.record.to_dataset(attrs))
 
 
 def train(
@@ -959,7 +981,7 @@ def train(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     fingerprint: dict[str, Any] | None = None,
-) -> tuple[nn.Module, xr.Dataset]:
+) -> TrainResult:
     """Train ``net`` on the quadratic loss; optionally ascend on the interpolant (max–min).
 
     Under an initialised ``torch.distributed`` process group (see
@@ -1008,7 +1030,8 @@ def train(
             stored in checkpoints and compared on resume.
 
     Returns:
-        ``(model, history)``: the EMA model (or ``net`` without EMA) and the record.
+        A :class:`TrainResult`: ``model``, the EMA model (or ``net`` without EMA), and
+        ``history``, the record.
 
     Training stops with :class:`~sitransport.errors.TrainingDivergedError` (before the
     weights move) on a non-finite loss, a non-finite gradient norm, or a flow-matching loss
@@ -1041,10 +1064,10 @@ def train(
         ...     return x0, torch.randn(n, 1, generator=generator) + 2.0
         >>> settings = TrainSettings(steps=30, batch_size=64, progress=False)
         >>> net = MLPVelocity(1, width=16, depth=1)
-        >>> model, history = train(net, Linear(), draw, settings=settings)
-        >>> model(torch.zeros(3, 1), torch.full((3,), 0.5)).shape
+        >>> result = train(net, Linear(), draw, settings=settings)
+        >>> result.model(torch.zeros(3, 1), torch.full((3,), 0.5)).shape
         torch.Size([3, 1])
-        >>> history.sizes["step"], sorted(history.data_vars)[:3]
+        >>> result.history.sizes["step"], sorted(result.history.data_vars)[:3]
         (30, ['fm_loss', 'grad_norm', 'kinetic'])
     """
     return Trainer(
