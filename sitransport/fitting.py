@@ -269,7 +269,7 @@ def fit(
     d0, d1, source = _ends(rho0, rho1, seed, num_workers)
     images = len(d0.shape) == 3
     if latent is not None:
-        if images or source is not None:
+        if images or d1 is None:  # d1 is None: a dataset at rho1
             raise ValueError("latent= works on vectors (n, d); flatten images first")
         return _fit_latent(d0, d1, kwargs)
     interp = _check_ranks(d0, d1, interp, remedy, config)
@@ -289,6 +289,7 @@ def fit(
         ckpt.parent.mkdir(parents=True, exist_ok=True)
     draw = _pair_draw(train0, train1, norm, pairing, seed)
     end1 = source if source is not None else d1
+    assert end1 is not None  # _ends gives rho1 as a dataset or as a density
     run = _fit_fingerprint(config, d0, end1) if ckpt else None
 
     trained = train(
@@ -392,7 +393,7 @@ def _check_ranks(
     ``remedy="auto"`` a stochastic interpolant sampled by the SDE."""
     if remedy is not None:
         check_choice(remedy, "remedy", ("auto",))
-    if len(d0.shape) == 3:  # images: a covariance of d x d is not computed
+    if len(d0.shape) == 3 or d1 is None:  # images, datasets: no d x d covariance computed
         return interp
     rank0, rank1 = _rank_of(d0), _rank_of(d1)
     config["rank0"], config["rank1"] = rank0, rank1
@@ -734,7 +735,8 @@ def _fresh_network(network: Any, shape: tuple[int, ...], config: dict) -> nn.Mod
     network = getattr(network, "velocity", network)
     if isinstance(network, (MLPVelocity, PotentialVelocity, UNetVelocity)):
         kind = type(network)
-        return kind(**{k: v for k, v in network.config.items() if k != "kind"})
+        config_of = cast(dict[str, Any], network.config)  # ours all have one
+        return kind(**{k: v for k, v in config_of.items() if k != "kind"})
     width = int(config.get("width") or _default_width(shape[0]))
     return MLPVelocity(shape[0], width, int(config.get("depth", 4)))
 

@@ -15,7 +15,7 @@ import os
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -329,10 +329,12 @@ class TransportFlow:
             raise TypeError(f"velocity must be callable v(z, t), got {type(velocity).__name__}")
         if shape is None and isinstance(base, Density):
             shape = base.shape
-        if shape is None and getattr(velocity, "shape", None):  # image networks (U-Net)
-            shape = tuple(velocity.shape)
-        if shape is None and "dim" in (getattr(velocity, "config", None) or {}):
-            shape = (velocity.config["dim"],)
+        net_shape = getattr(velocity, "shape", None)
+        net_config = getattr(velocity, "config", None) or {}
+        if shape is None and net_shape:  # image networks (U-Net)
+            shape = tuple(net_shape)
+        if shape is None and "dim" in net_config:
+            shape = (net_config["dim"],)
         if shape is None and base is not None and not isinstance(base, str):
             shape = as_density(base, "base").shape
         if shape is None:
@@ -1130,7 +1132,7 @@ class TransportFlow:
             "format": self.FORMAT,
             "version": self.VERSION,
             "shape": list(self._shape),
-            "network": dict(net.config),
+            "network": dict(cast(Mapping[str, Any], net.config)),  # checked restorable above
             "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
             "interpolant": self._interpolant.spec(),
             "base": base,
@@ -1243,7 +1245,7 @@ def _check_restorable(net: nn.Module, path: Interpolant) -> None:
 
     try:
         with torch.device("meta"):  # no memory: the architecture only
-            rebuilt_net = build_network(dict(net.config))
+            rebuilt_net = build_network(dict(cast(Mapping[str, Any], net.config)))
     except (TypeError, ValueError) as err:
         raise TypeError(
             f"only flows with a built-in sitransport network can be saved; the velocity "

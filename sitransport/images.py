@@ -420,7 +420,7 @@ def load_image_folder(
         raise FileNotFoundError(
             f"no image files ({', '.join(_IMAGE_SUFFIXES)}) found under {str(root)!r}"
         )
-    out = []
+    out: list[np.ndarray] = []
     for path in files:
         with Image.open(path) as im:
             im = im.convert(mode)

@@ -274,8 +274,7 @@ class Interpolant(nn.Module, abc.ABC):
 
 def _derivative(f: Callable[[Tensor], Tensor], t: Tensor) -> Tensor:
     """Elementwise derivative of a scalar function applied elementwise to ``t``."""
-    _, dt = torch.func.jvp(f, (t,), (torch.ones_like(t),))
-    return dt
+    return torch.func.jvp(f, (t,), (torch.ones_like(t),))[1]  # (f(t), df/dt)
 
 
 class Linear(Interpolant):
@@ -447,6 +446,8 @@ class Fourier(Interpolant):
         (1.0, 0.0)
     """
 
+    k: Tensor  # buffer: the frequencies pi, 2 pi, ..., K pi
+
     def __init__(self, base: str = "trig", K: int = 4, dim: int | None = None) -> None:
         super().__init__()
         from sitransport._validation import check_positive_int
@@ -455,7 +456,7 @@ class Fourier(Interpolant):
         self.base = _REGISTRY[check_choice(base, "base", ("linear", "trig"))]()
         self.K = check_positive_int(K, "K")
         self.dim = None if dim is None else check_positive_int(dim, "dim")
-        shape = (self.K,) if dim is None else (self.K, self.dim)
+        shape = (self.K,) if self.dim is None else (self.K, self.dim)
         self.a = nn.Parameter(torch.zeros(shape, dtype=torch.float64))
         self.b = nn.Parameter(torch.zeros(shape, dtype=torch.float64))
         self.register_buffer("k", torch.arange(1, self.K + 1, dtype=torch.float64) * math.pi)
@@ -618,6 +619,8 @@ class NeuralPath(_OnBase):
 
     spatially_linear = False
 
+    k: Tensor  # buffer: the frequencies pi, 2 pi, ..., K pi
+
     def __init__(self, dim: int, base: str = "linear", K: int = 2, width: int = 64) -> None:
         super().__init__()
         from sitransport._validation import check_positive_int
@@ -627,15 +630,11 @@ class NeuralPath(_OnBase):
         self.base = _REGISTRY[base]()
         self.K = check_positive_int(K, "K")
         self.width = check_positive_int(width, "width")
-        self.h = nn.Sequential(
-            nn.Linear(2 * self.dim, self.width),
-            nn.SiLU(),
-            nn.Linear(self.width, self.width),
-            nn.SiLU(),
-            nn.Linear(self.width, self.K * self.dim),
-        ).to(torch.float64)
-        nn.init.zeros_(self.h[-1].weight)
-        nn.init.zeros_(self.h[-1].bias)
+        first, hidden = nn.Linear(2 * self.dim, self.width), nn.Linear(self.width, self.width)
+        last = nn.Linear(self.width, self.K * self.dim)  # created in order: same seeded init
+        self.h = nn.Sequential(first, nn.SiLU(), hidden, nn.SiLU(), last).to(torch.float64)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
         self.register_buffer("k", torch.arange(1, self.K + 1, dtype=torch.float64) * math.pi)
 
     def _series(self, x0: Tensor, x1: Tensor, t: Tensor, derivative: bool) -> Tensor:
@@ -732,6 +731,8 @@ class Normalized(_OnBase):
         >>> torch.allclose(ut, (xt - shift) / scale)
         True
     """
+
+    shift: Tensor  # buffer: the normalisation's shift m
 
     def __init__(self, path: Interpolant, shift: Tensor, scale: float) -> None:
         super().__init__()

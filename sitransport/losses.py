@@ -139,9 +139,10 @@ def denoiser_loss(
 class TimeSampler(abc.ABC):
     """Abstract distribution of training times on ``[0, 1]``.
 
-    Subclasses implement :meth:`icdf` (abstract; :meth:`spec` only to be saved by name); :meth:`sample` draws ``t = icdf(u)`` with ``u``
-    uniform, or with ``antithetic=True`` the pairs ``icdf(u)`` and ``icdf(1 - u)`` (both
-    marginally correct, negatively correlated: lower variance of the batch loss).
+    Subclasses implement :meth:`icdf` (abstract; :meth:`spec` only to be saved by name);
+    :meth:`sample` draws ``t = icdf(u)`` with ``u`` uniform, or with ``antithetic=True`` the
+    pairs ``icdf(u)`` and ``icdf(1 - u)`` (both marginally correct, negatively correlated:
+    lower variance of the batch loss).
 
     Example:
         >>> import torch

@@ -179,6 +179,9 @@ def summary_figure(
     Returns:
         A ``matplotlib.figure.Figure`` (no pyplot): save it with ``fig.savefig(path)``.
 
+    Raises:
+        ValueError: no ``source`` and the flow has no base to draw one from.
+
     Example:
         >>> import numpy as np
         >>> from sitransport import TransportFlow
@@ -196,6 +199,8 @@ def summary_figure(
     plot_samples(axes[0], target, extent=extent, title="target (held out)")
     plot_samples(axes[1], generated, extent=extent, title="generated")
     if source is None:
+        if flow.base is None:
+            raise ValueError("source is required: the flow has no base to draw rho0 from")
         source = flow.base.sample(n_paths, _generator()).numpy()
     traj = flow.trajectory(np.asarray(source)[:n_paths], times=np.linspace(0.0, 1.0, 31))
     plot_trajectories(axes[2], traj, title="trajectories t: 0 -> 1")

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from sitransport.interpolants import Fourier, Interpolant, Normalized
 from sitransport.losses import TimeSampler, denoiser_loss, get_time_sampler, quadratic_loss
 from sitransport.paths import PathOptimizer, PathSettings
 
+if TYPE_CHECKING:
+    from torch.nn.parallel import DistributedDataParallel
+
 __all__ = [
     "TrainResult",
     "TrainSettings",
@@ -56,6 +59,13 @@ __all__ = [
 ]
 
 DrawPairs = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
+
+
+class _StatefulDraw(Protocol):
+    """A draw with a position to checkpoint (a dataset's: see ``fit``), besides ``__call__``."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -142,7 +152,7 @@ class _Record:
 
     def to_dataset(self, attrs: dict[str, Any]) -> xr.Dataset:
         per_step = ("step",)
-        data = {
+        data: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
             "loss": (per_step, np.array(self.loss)),
             "fm_loss": (per_step, np.array(self.fm_loss)),
             "kinetic": (per_step, np.array(self.kinetic)),
@@ -255,7 +265,7 @@ class _Objective(nn.Module):
         if self._denoiser:
 
             def denoiser(x: Tensor, t: Tensor) -> Tensor:
-                return self.net.denoiser(x, t).to(dtype)
+                return cast(nn.Module, self.net.denoiser)(x, t).to(dtype)
 
             loss = loss + denoiser_loss(denoiser, interpolant, *batch)
         return loss, out.quadratic, out.flow_matching, out.kinetic
@@ -559,7 +569,9 @@ class Trainer:
             self.restore(self.checkpoint_path)
         self.model = self.ema.module if self.ema is not None else self.net
         self._update_ema = (
-            _ema_updater(self.ema, self.net, settings.ema) if self.ema is not None else None
+            _ema_updater(self.ema, self.net, settings.ema)
+            if self.ema is not None and settings.ema is not None  # the one implies the other
+            else None
         )
         self.objective = self._objective()
         self.autocast = torch.autocast(
@@ -569,7 +581,7 @@ class Trainer:
         )
         self.validation = self._validation_batch(validation)
         self._gen_state = self.gen.get_state()  # as before the batch drawn one step ahead
-        self._draw_state = self.draw.state_dict() if self.stateful_draw else None
+        self._draw_state = self._draw_position()
 
     def _check_batches(self, path: PathSettings | None) -> None:
         """The global batch must split into ``world size x accumulate`` equal micro-batches;
@@ -670,7 +682,7 @@ class Trainer:
         if self.path_opt is not None:
             self.path_opt.load_state_dict(state["path"])
         if self.stateful_draw and state.get("draw") is not None:
-            self.draw.load_state_dict(state["draw"])
+            cast(_StatefulDraw, self.draw).load_state_dict(state["draw"])
         self.record = _Record(**{k: list(v) for k, v in state["record"].items()})
         self.start = self.done = int(state["step"])
         if path.is_file() and state.get("best"):
@@ -707,7 +719,7 @@ class Trainer:
         # one batch ahead: its pairing (e.g. exact OT in a worker process) overlaps this
         # step; checkpoints store the generator (and data position) as before that draw
         self._gen_state = self.gen.get_state()
-        self._draw_state = self.draw.state_dict() if self.stateful_draw else None
+        self._draw_state = self._draw_position()
         self._pending = (
             self._batch(settings.batch_size, self.gen) if self.start < settings.steps else None
         )
@@ -718,6 +730,10 @@ class Trainer:
                 self._step(step)
         self.bar.close()
         return self._result()
+
+    def _draw_position(self) -> dict[str, Any] | None:
+        """The position of a stateful draw (a dataset) to checkpoint; ``None`` for others."""
+        return cast(_StatefulDraw, self.draw).state_dict() if self.stateful_draw else None
 
     def _step_rng(self) -> torch.Generator:
         """The global generator dropout draws from on the network's device; only it is
@@ -734,9 +750,10 @@ class Trainer:
         AdamW, the schedule, EMA, the path's ascent, then record, evaluate and checkpoint."""
         settings = self.settings
         self._dropout_rng.manual_seed(_step_seed(self.seed, self.rank, step))
+        assert self._pending is not None  # drawn ahead while steps remain
         current = self._pending()
         self._gen_state = self.gen.get_state()
-        self._draw_state = self.draw.state_dict() if self.stateful_draw else None
+        self._draw_state = self._draw_position()
         if step + 1 < settings.steps:
             self._pending = self._batch(settings.batch_size, self.gen)
         self.done = done = step + 1
@@ -748,14 +765,14 @@ class Trainer:
         (loss, fm, kinetic), ascent = self._backward(current, simultaneous)
         max_norm = settings.clip_grad if settings.clip_grad is not None else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
-        lr = self.sched.get_last_lr()[0]
+        lr = float(self.sched.get_last_lr()[0])  # a float (torch types it float | Tensor)
         self.guard.check(step, loss, fm, grad_norm, lr)  # before the weights move
         self.opt.step()
         self.sched.step()
         if self._update_ema is not None:
             self._update_ema()
         if path_opt is not None:
-            self._path_step(step, ascent)
+            self._path_step(path_opt, step, ascent)
         self._log(loss, fm, kinetic, lr, grad_norm)
         if done % settings.eval_every == 0 or done == settings.steps:
             self.evaluate(done)
@@ -811,13 +828,16 @@ class Trainer:
         k, world = self.settings.accumulate, self.world
         stats = torch.zeros(3, dtype=torch.float64, device=self.device)
         ascent = None
+        path_opt = self.path_opt if simultaneous else None
         for j, part in enumerate(self._micro_batches(current)):
             sync = world == 1 or j == k - 1
-            with contextlib.nullcontext() if sync else self.objective.no_sync():
+            # not synchronising: several ranks, so the objective is a DistributedDataParallel
+            ddp = cast("DistributedDataParallel", self.objective)
+            with contextlib.nullcontext() if sync else ddp.no_sync():
                 with self.autocast:
                     loss, quadratic, fm, kinetic = self.objective(*part)
-                if simultaneous:  # max–min: the path's ascent from this same evaluation
-                    params = self.path_opt.params
+                if path_opt is not None:  # max–min: the path's ascent from this evaluation
+                    params = path_opt.params
                     ascent = torch.autograd.grad(quadratic, params, retain_graph=True)
                 (loss / k if k > 1 else loss).backward()
             stats += torch.stack([loss.detach(), fm.detach(), kinetic.detach()]).double() / k
@@ -827,10 +847,12 @@ class Trainer:
         loss_value, fm_value, kinetic_value = (float(s) for s in stats)
         return (loss_value, fm_value, kinetic_value), ascent
 
-    def _path_step(self, step: int, ascent: tuple[Tensor, ...] | None) -> None:
+    def _path_step(
+        self, path_opt: PathOptimizer, step: int, ascent: tuple[Tensor, ...] | None
+    ) -> None:
         """The interpolant's ascent after velocity step ``step``, when due (its step size: see
         :meth:`~sitransport.paths.PathOptimizer.lr_factor`)."""
-        path_opt, done = self.path_opt, step + 1
+        done = step + 1
         for p in self.interpolant.parameters():
             p.grad = None  # the descent step must not move the path
         if not path_opt.due(done):
