@@ -62,7 +62,7 @@ plain data, and loading never runs other code
     renamed = renames or {}
     source = repr(str(file.name)) if hasattr(file, "name") else "the file"
 
-    class Restricted(unpickler):  # type: ignore[misc, valid-type]
+    class Restricted(unpickler):  # type: ignore[misc, valid-type]  # a base chosen at run time
         def find_class(self, module: str, name: str) -> Any:
             if (module, name) in _compat_pickle.NAME_MAPPING:  # Python 2 names
                 module, name = _compat_pickle.NAME_MAPPING[(module, name)]

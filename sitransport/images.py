@@ -422,8 +422,8 @@ def load_image_folder(
         )
     out: list[np.ndarray] = []
     for path in files:
-        with Image.open(path) as im:
-            im = im.convert(mode)
+        with Image.open(path) as opened:
+            im = opened.convert(mode)
             if size is not None:
                 w, h = im.size
                 s = min(w, h)
