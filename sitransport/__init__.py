@@ -29,14 +29,17 @@ from sitransport import (
     nn,
     ode,
     paths,
+    protocols,
 )
 from sitransport.fitting import fit, reflow
 from sitransport.flow import TransportFlow
 from sitransport.interpolants import Interpolant
 from sitransport.io import load
 from sitransport.ode import ODEOptions
+from sitransport.protocols import Flow
 
 __all__ = [
+    "Flow",
     "Interpolant",
     "ODEOptions",
     "TransportFlow",
@@ -56,6 +59,7 @@ __all__ = [
     "nn",
     "ode",
     "paths",
+    "protocols",
     "reflow",
 ]
 

@@ -6,6 +6,7 @@ A ``Density`` end can be drawn from; ``log_prob`` exists only where a density is
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -17,13 +18,18 @@ from sitransport._validation import as_tensor
 __all__ = ["Density", "DistributionDensity", "EmpiricalDensity", "StandardNormal", "as_density"]
 
 
-class Density:
-    """Abstract end of a flow: :meth:`sample` and, when known, :meth:`log_prob`."""
+class Density(abc.ABC):
+    """Abstract end of a flow: :meth:`sample` and, when known, :meth:`log_prob`.
+
+    Subclasses implement :meth:`sample` and :meth:`spec` and set :attr:`shape`; those with a
+    known density set :attr:`has_density` and override :meth:`log_prob`.
+    """
 
     #: Whether :meth:`log_prob` is available.
     has_density: bool = False
     shape: tuple[int, ...]
 
+    @abc.abstractmethod
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` draws, float64 tensor of shape ``(n, *shape)``, from ``generator``.
 
@@ -46,6 +52,7 @@ class Density:
         """
         raise NotImplementedError
 
+    @abc.abstractmethod
     def spec(self) -> dict[str, Any]:
         """A plain-data description of this end (what saved flows record).
 

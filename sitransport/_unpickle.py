@@ -59,15 +59,15 @@ def restricted_load(
         _pickle.UnpicklingError: refusing to unpickle builtins.print: the file should hold only \
 plain data, and loading never runs other code
     """
-    renames = renames or {}
+    renamed = renames or {}
     source = repr(str(file.name)) if hasattr(file, "name") else "the file"
 
-    class Restricted(unpickler):  # type: ignore[misc, valid-type]
+    class Restricted(unpickler):  # type: ignore[misc, valid-type]  # a base chosen at run time
         def find_class(self, module: str, name: str) -> Any:
             if (module, name) in _compat_pickle.NAME_MAPPING:  # Python 2 names
                 module, name = _compat_pickle.NAME_MAPPING[(module, name)]
             module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-            module, name = renames.get((module, name), (module, name))
+            module, name = renamed.get((module, name), (module, name))
             if (module, name) not in allowed:
                 raise pickle.UnpicklingError(
                     f"refusing to unpickle {module}.{name}: {source} should hold only {what}, "

@@ -63,7 +63,7 @@ def _to_torch(x: Any, name: str) -> tuple[torch.Tensor, Callable[[torch.Tensor],
     try:  # xarray is a dependency, but keep the import local to this branch
         import xarray as xr
     except ImportError:  # pragma: no cover
-        xr = None
+        xr = None  # type: ignore[assignment]  # the optional-import idiom: None when absent
     if xr is not None and isinstance(x, xr.DataArray):
         dims, coords, attrs = x.dims, x.coords, dict(x.attrs)
 
@@ -159,7 +159,7 @@ def as_tensor(
     *,
     ndim: int | tuple[int, ...] = 2,
     min_samples: int = 1,
-    dim: int | None = None,
+    dim: int | tuple[int, ...] | None = None,
 ) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
     """Validate an array of samples and convert it to a tensor.
 
@@ -209,7 +209,9 @@ def _dims(dim: int | tuple[int, ...]) -> tuple[int, ...]:
     return (dim,) if isinstance(dim, int) else tuple(dim)
 
 
-def check_same_dim(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+def check_same_dim(
+    a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray, name_a: str, name_b: str
+) -> None:
     """Raise ``ValueError`` unless ``a`` and ``b`` have the same per-sample shape."""
     if tuple(a.shape[1:]) != tuple(b.shape[1:]):
         raise ValueError(
@@ -254,11 +256,12 @@ def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     sizes take); otherwise raise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
+    n = int(value)  # numbers.Integral has no ordering in its type; int has
+    if n < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    if value > _INT64_MAX:
+    if n > _INT64_MAX:
         raise ValueError(f"{name} must be an integer <= 2**63 - 1 (int64), got {value}")
-    return int(value)
+    return n
 
 
 def check_bool(value: Any, name: str) -> bool:
@@ -298,9 +301,10 @@ def check_seed(value: Any, name: str = "seed") -> int:
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer in [0, 2**63 - 1], got {value!r}")
-    if not 0 <= value <= _SEED_MAX:
+    seed = int(value)  # numbers.Integral has no ordering in its type; int has
+    if not 0 <= seed <= _SEED_MAX:
         raise ValueError(f"{name} must be an integer in [0, 2**63 - 1], got {value}")
-    return int(value)
+    return seed
 
 
 _SEED_RANGE = "an integer in [0, 2**63 - 1]"

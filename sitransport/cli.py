@@ -25,6 +25,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ from sitransport._validation import as_tensor, numpy_generator
 from sitransport.errors import SitransportError
 from sitransport.fitting import fit
 from sitransport.metrics import sample_quality
+
+if TYPE_CHECKING:
+    from sitransport.flow import TransportFlow
 
 __all__ = ["main"]
 
@@ -186,7 +190,8 @@ def run(
     if steps is not None:
         kwargs["steps"] = steps
     t0 = time.perf_counter()
-    flow = fit(rho0, x1, seed=seed, progress=progress, **kwargs)
+    # the command's options include no latent=: fit returns a TransportFlow
+    flow = cast("TransportFlow", fit(rho0, x1, seed=seed, progress=progress, **kwargs))
     train_s = time.perf_counter() - t0
     x0 = _source_draws(rho0, source, x1.shape[1], m, seed)
     res = flow.transport(x0)

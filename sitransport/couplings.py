@@ -28,6 +28,7 @@ they can run on the all-gathered global batch.
 
 from __future__ import annotations
 
+import abc
 import multiprocessing as mp
 import os
 import time
@@ -65,8 +66,11 @@ def _sq_cost(x0: Tensor, x1: Tensor) -> Tensor:
     return torch.cdist(a, b).pow(2)
 
 
-class Coupling:
+class Coupling(abc.ABC):
     """Abstract coupling: ``pair(x0, x1, generator)`` returns the paired batches.
+
+    Subclasses implement :meth:`pair` (abstract); :meth:`spec` is needed only to save or
+    checkpoint the coupling by name, and :meth:`submit` only to overlap pairing with a step.
 
     Example:
         >>> import torch
@@ -77,6 +81,7 @@ class Coupling:
         ExactOT [0.5, 1.5]
     """
 
+    @abc.abstractmethod
     def pair(
         self, x0: Tensor, x1: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
@@ -549,9 +554,10 @@ class PlanSampler:
         self._next: tuple[Tensor, Tensor, Callable[[], tuple]] | None = None
 
     def __call__(self, m: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        if self._pairs is None or self._due():
-            self._install()
-        x0, x1, weights = self._pairs
+        pairs = self._pairs
+        if pairs is None or self._due():
+            pairs = self._install()
+        x0, x1, weights = pairs
         if weights is None:
             idx = torch.randint(0, x0.shape[0], (m,), generator=generator)
         else:
@@ -565,13 +571,15 @@ class PlanSampler:
         return not self.fixed and self.coupling.reuse is not None
 
     def _lifetime(self) -> int:
-        return self.coupling.reuse * self.coupling.n  # pairs drawn from a plan
+        reuse = self.coupling.reuse
+        assert reuse is not None  # asked only when plans are refreshed (_refreshes)
+        return reuse * self.coupling.n  # pairs drawn from a plan
 
     def _due(self) -> bool:
         return self._refreshes() and self._drawn >= self._lifetime()
 
-    def _install(self) -> None:
-        """Make the pending plan (or a new one, solved now) current."""
+    def _install(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Make the pending plan (or a new one, solved now) current; its pairs and weights."""
         sub0, sub1, result = self._next if self._next is not None else self._start(False)
         rows, cols, weights, seconds = result()
         rows, cols = torch.from_numpy(rows), torch.from_numpy(cols)
@@ -579,6 +587,7 @@ class PlanSampler:
         self._pairs = (sub0[rows], sub1[cols], w)
         self.solve_seconds.append(float(seconds))
         self._drawn, self._next = 0, None
+        return self._pairs
 
     def _start(self, prefetch: bool) -> tuple[Tensor, Tensor, Callable[[], tuple]]:
         """Draw the next plan's subsamples; solve them in the worker process (``prefetch``

@@ -769,13 +769,15 @@ def known_ot_pair(kind: str, dim: int, *, seed: Seed = 0) -> KnownOTPair:
     if kind == "gaussian":
         from sitransport.metrics import gaussian_ot_map
 
-        source = Gaussian.random(1, d, seed=rng, scale=1.0)
+        gaussian = Gaussian.random(1, d, seed=rng, scale=1.0)
         q, r = np.linalg.qr(rng.standard_normal((d, d)))
         q = q * np.sign(np.diagonal(r))
         cov1 = (q * np.exp(rng.uniform(np.log(0.25), np.log(4.0), size=d))) @ q.T
         mean1 = rng.standard_normal(d)
-        a, b = gaussian_ot_map(source.mean.copy(), source.cov.copy(), mean1, 0.5 * (cov1 + cov1.T))
-        return KnownOTPair(source, a, b, kind="gaussian")
+        a, b = gaussian_ot_map(
+            gaussian.mean.copy(), gaussian.cov.copy(), mean1, 0.5 * (cov1 + cov1.T)
+        )
+        return KnownOTPair(gaussian, a, b, kind="gaussian")
     source = GaussianMixture.random(3, d, seed=rng, scale=1.5)
     w = rng.standard_normal((d, d))
     w /= np.linalg.norm(w, axis=1, keepdims=True)
@@ -1049,7 +1051,7 @@ class ToyDistribution(torch.distributions.Distribution):
         self.name = check_choice(name, "dataset name", _REGISTRY)
         super().__init__(torch.Size(), torch.Size([2]), validate_args=False)
 
-    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
+    def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
         """Draw ``float64`` points of shape ``(*sample_shape, 2)``.
 
         Example:

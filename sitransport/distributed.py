@@ -230,7 +230,7 @@ class ShardedDataset:
     def _local(self, m: int) -> Tensor:
         rank, world = rank_and_world()
         while self._batches is None:
-            sampler = DistributedSampler(
+            sampler: DistributedSampler[int] = DistributedSampler(
                 self.dataset,
                 num_replicas=world,
                 rank=rank,

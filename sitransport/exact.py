@@ -203,7 +203,7 @@ class GaussianMixtureInterpolation:
                 f"{tuple(m0.shape)} and means1 of shape {tuple(m1.shape)}"
             )
         self._interpolant = get_interpolant(interpolant)
-        kw = {"dtype": dtype, "device": device}
+        kw: dict[str, Any] = {"dtype": dtype, "device": device}
         self._w0, self._m0, self._c0 = w0.to(**kw), m0.to(**kw), c0.to(**kw)
         self._w1, self._m1, self._c1 = w1.to(**kw), m1.to(**kw), c1.to(**kw)
         k0, k1, d = m0.shape[0], m1.shape[0], m0.shape[1]
@@ -361,7 +361,7 @@ class GaussianMixtureInterpolation:
         return xt, tt, back, self._params(xt)
 
     def _params(self, like: Tensor) -> dict[str, Tensor]:
-        kw = {"dtype": like.dtype, "device": like.device}
+        kw: dict[str, Any] = {"dtype": like.dtype, "device": like.device}
         return {
             "logw": self._logw.to(**kw), "m0": self._pm0.to(**kw), "m1": self._pm1.to(**kw),
             "c0": self._pc0.to(**kw), "c1": self._pc1.to(**kw),

@@ -17,7 +17,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -66,7 +66,11 @@ from sitransport.nn import (
 )
 from sitransport.ode import ODEOptions
 from sitransport.paths import PathSettings
+from sitransport.protocols import Flow
 from sitransport.train import RESUMABLE, TrainSettings, run_generator, train
+
+if TYPE_CHECKING:
+    from sitransport.latent import LatentFlow
 
 __all__ = [
     "DatasetDraw",
@@ -127,7 +131,7 @@ def fit(
     accumulate: int = 1,
     mixed_precision: str | None = None,
     num_workers: int = 0,
-) -> TransportFlow:
+) -> Flow:
     r"""Learn a transport map from ``rho0`` to ``rho1`` by minimising the quadratic loss.
 
     .. math::
@@ -233,7 +237,8 @@ def fit(
     :func:`~sitransport.train.train`.
 
     Returns:
-        The fitted :class:`TransportFlow`; ``flow.config`` records these settings (a
+        The fitted :class:`~sitransport.Flow`: a :class:`TransportFlow`, or with ``latent=`` a
+        :class:`~sitransport.latent.LatentFlow`; ``flow.config`` records these settings (a
         :class:`~sitransport.config.FitConfig`) and ``flow.history`` the training record.
 
     Training that diverges stops with an error rather than return a broken flow: a
@@ -278,7 +283,7 @@ def fit(
     d0, d1, source = _ends(rho0, rho1, seed, num_workers)
     images = len(d0.shape) == 3
     if latent is not None:
-        if images or source is not None:
+        if images or d1 is None:  # d1 is None: a dataset at rho1
             raise ValueError("latent= works on vectors (n, d); flatten images first")
         return _fit_latent(d0, d1, kwargs)
     interp, ranks, sde = _check_ranks(d0, d1, interp, remedy, record)
@@ -305,6 +310,7 @@ def fit(
         ckpt.parent.mkdir(parents=True, exist_ok=True)
     draw = _pair_draw(train0, train1, norm, pairing, seed)
     end1 = source if source is not None else d1
+    assert end1 is not None  # _ends gives rho1 as a dataset or as a density
     run = _fit_fingerprint(record, d0, end1) if ckpt else None
     config = FitConfig(
         training=settings,
@@ -327,7 +333,7 @@ def fit(
         sample_method="sde" if sde else "ode",
     )
 
-    model, history = train(
+    trained = train(
         net,
         Normalized(interp, norm.shift, norm.scale),  # the caller's path, in the network's u
         draw,
@@ -344,14 +350,14 @@ def fit(
         fingerprint=run,
     )
     return TransportFlow(
-        model,
+        trained.model,
         interp,
         base=d0,
         target=d1 if not isinstance(d1, DequantizedImages) else None,  # not kept in the flow
         normalization=norm,
         ode=ode,
         config=config,
-        history=history,
+        history=trained.history,
     )
 
 
@@ -426,7 +432,7 @@ def _check_ranks(
     stochastic interpolant sampled by the SDE."""
     if remedy is not None:
         check_choice(remedy, "remedy", ("auto",))
-    if len(d0.shape) == 3:  # images: a covariance of d x d is not computed
+    if len(d0.shape) == 3 or d1 is None:  # images, datasets: no d x d covariance computed
         return interp, None, False
     rank0, rank1 = _rank_of(d0), _rank_of(d1)
     record["rank0"], record["rank1"] = rank0, rank1
@@ -812,7 +818,7 @@ def _fit_fingerprint(
     return run
 
 
-def _fit_latent(d0: Density, d1: Density, kwargs: dict[str, Any]) -> Any:
+def _fit_latent(d0: Density, d1: Density, kwargs: dict[str, Any]) -> LatentFlow:
     """``fit`` in the principal coordinates of the empirical ends (see ``latent=``)."""
     from sitransport._bases import StandardNormal
     from sitransport.latent import LatentFlow, PCAEncoder
@@ -836,7 +842,8 @@ def _fit_latent(d0: Density, d1: Density, kwargs: dict[str, Any]) -> Any:
             return "gaussian"
         raise ValueError(f"latent= supports samples or 'gaussian' for {name}, got a {d.kind}")
 
-    inner = fit(to_latent(d0, "rho0"), to_latent(d1, "rho1"), **kwargs)
+    # without latent= (popped above) fit returns a TransportFlow
+    inner = cast(TransportFlow, fit(to_latent(d0, "rho0"), to_latent(d1, "rho1"), **kwargs))
     assert inner.config is not None  # fit records one
     config = dataclasses.replace(inner.config, latent=LatentSpec(k, float(variance)))
     return LatentFlow(
@@ -866,7 +873,8 @@ def _fresh_network(network: Any, shape: tuple[int, ...], spec: NetworkSpec) -> n
     network = getattr(network, "velocity", network)
     if isinstance(network, (MLPVelocity, PotentialVelocity, UNetVelocity)):
         kind = type(network)
-        return kind(**{k: v for k, v in network.config.items() if k != "kind"})
+        config_of = cast(dict[str, Any], network.config)  # ours all have one
+        return kind(**{k: v for k, v in config_of.items() if k != "kind"})
     return _build_network(spec, shape)
 
 
@@ -1001,7 +1009,7 @@ def reflow(
         net = _fresh_network(flow.network, flow.shape, base.network)
     interp = get_interpolant(interpolant)
     path = Normalized(interp, norm.shift, norm.scale)
-    model, history = train(
+    trained = train(
         net,
         path,
         draw,
@@ -1026,12 +1034,12 @@ def reflow(
         reflow_pairs=n,
     )
     return TransportFlow(
-        model,
+        trained.model,
         interp,
         base=flow.base,
         target=flow.target,
         normalization=norm,
         ode=flow.ode,
         config=config,
-        history=history,
+        history=trained.history,
     )

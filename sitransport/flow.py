@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ from sitransport.errors import CorruptFileError
 from sitransport.interpolants import Interpolant, Normalized, get_interpolant, interpolant_names
 from sitransport.ode import ODEOptions, integrate, integrate_energy, integrate_logdet
 
-__all__ = ["LogProbEstimate", "Normalization", "TransportFlow", "TransportResult"]
+__all__ = ["LogProbEstimate", "Normalization", "PathEnergy", "TransportFlow", "TransportResult"]
 
 
 #: The fewest distinct values per standard deviation of each end that the network's dtype
@@ -222,6 +222,25 @@ class TransportResult:
 
 
 @dataclass(frozen=True)
+class PathEnergy:
+    r"""What :meth:`TransportFlow.path_energy` returns: end points ``x`` (caller's array type),
+    per-sample path energies :math:`\int_0^1 |v_t(X_t)|^2 dt` (caller's coordinates, shape
+    ``(n,)``) and the ODE's function evaluations.
+
+    Example:
+        >>> import numpy as np
+        >>> flow = TransportFlow(lambda z, t: torch.ones_like(z), "linear", shape=(2,))
+        >>> result = flow.path_energy(np.zeros((3, 2)))  # constant speed sqrt(2)
+        >>> result.x[0], result.energy, result.nfe > 0
+        (array([1., 1.]), array([2., 2., 2.]), True)
+    """
+
+    x: Any
+    energy: Any
+    nfe: float
+
+
+@dataclass(frozen=True)
 class LogProbEstimate:
     """Log-density estimates (nats), their standard errors (zero for the exact divergence,
     from the across-probe spread for Hutchinson, see :func:`~sitransport.ode.probe_stderr`)
@@ -312,10 +331,12 @@ class TransportFlow:
             raise TypeError(f"velocity must be callable v(z, t), got {type(velocity).__name__}")
         if shape is None and isinstance(base, Density):
             shape = base.shape
-        if shape is None and getattr(velocity, "shape", None):  # image networks (U-Net)
-            shape = tuple(velocity.shape)
-        if shape is None and "dim" in (getattr(velocity, "config", None) or {}):
-            shape = (velocity.config["dim"],)
+        net_shape = getattr(velocity, "shape", None)
+        net_config = getattr(velocity, "config", None) or {}
+        if shape is None and net_shape:  # image networks (U-Net)
+            shape = tuple(net_shape)
+        if shape is None and "dim" in net_config:
+            shape = (net_config["dim"],)
         if shape is None and base is not None and not isinstance(base, str):
             shape = as_density(base, "base").shape
         if shape is None:
@@ -536,7 +557,7 @@ class TransportFlow:
         res = integrate(self._v, self._norm.encode(xt), ts.to(xt), options)
         return TransportResult(back(self._norm.decode(res.states[-1]).to(in_dtype)), res.nfe)
 
-    def path_energy(self, x: Any, *, ode: ODEOptions | None = None) -> tuple[Any, Any, float]:
+    def path_energy(self, x: Any, *, ode: ODEOptions | None = None) -> PathEnergy:
         r"""Push ``x`` forward and integrate :math:`\int_0^1 |v_t(X_t)|^2 dt` along each path.
 
         Args:
@@ -544,9 +565,9 @@ class TransportFlow:
             ode: ODE settings (default: the flow's :attr:`ode`).
 
         Returns:
-            ``(x1, energy, nfe)``: end points, per-sample path energies (caller's
-            coordinates, shape ``(n,)``) and the NFE. The mean energy over samples of
-            ``rho0`` is the flow's kinetic energy.
+            A :class:`PathEnergy`: end points ``x``, per-sample path energies ``energy``
+            (caller's coordinates, shape ``(n,)``) and ``nfe``. The mean energy over samples
+            of ``rho0`` is the flow's kinetic energy.
 
         Raises:
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
@@ -555,8 +576,8 @@ class TransportFlow:
         Example:
             >>> import numpy as np
             >>> flow = TransportFlow(lambda z, t: torch.ones_like(z), "linear", shape=(2,))
-            >>> x1, energy, nfe = flow.path_energy(np.zeros((3, 2)))  # constant speed sqrt(2)
-            >>> x1[0], energy
+            >>> result = flow.path_energy(np.zeros((3, 2)))  # constant speed sqrt(2)
+            >>> result.x[0], result.energy
             (array([1., 1.]), array([2., 2., 2.]))
         """
         xt, back, in_dtype = self._prepare(x, "x")
@@ -564,7 +585,7 @@ class TransportFlow:
         res = integrate_energy(self._v, self._norm.encode(xt), 0.0, 1.0, self._options(ode))
         energy = res.energy * self._norm.scale**2
         x1 = back(self._norm.decode(res.x).to(in_dtype))
-        return x1, _back_1d(back, energy.to(in_dtype)), res.nfe
+        return PathEnergy(x1, _back_1d(back, energy.to(in_dtype)), res.nfe)
 
     def transport_report(self, x0: Any = None, x1: Any = None, **kwargs: Any) -> Any:
         """Optimal-transport certificates of this flow: see
@@ -1121,7 +1142,7 @@ class TransportFlow:
             "format": self.FORMAT,
             "version": self.VERSION,
             "shape": list(self._shape),
-            "network": dict(net.config),
+            "network": dict(cast(Mapping[str, Any], net.config)),  # checked restorable above
             "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
             "interpolant": self._interpolant.spec(),
             "base": base,
@@ -1234,7 +1255,7 @@ def _check_restorable(net: nn.Module, path: Interpolant) -> None:
 
     try:
         with torch.device("meta"):  # no memory: the architecture only
-            rebuilt_net = build_network(dict(net.config))
+            rebuilt_net = build_network(dict(cast(Mapping[str, Any], net.config)))
     except (TypeError, ValueError) as err:
         raise TypeError(
             f"only flows with a built-in sitransport network can be saved; the velocity "

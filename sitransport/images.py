@@ -28,7 +28,7 @@ import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from torch import Tensor
 from sitransport._bases import Density
 from sitransport._unpickle import restricted_load
 from sitransport._validation import as_tensor, check_pixels, check_positive_int, torch_generator
+
+if TYPE_CHECKING:
+    from sitransport.flow import TransportFlow
 
 __all__ = [
     "BitsPerDim",
@@ -417,10 +420,10 @@ def load_image_folder(
         raise FileNotFoundError(
             f"no image files ({', '.join(_IMAGE_SUFFIXES)}) found under {str(root)!r}"
         )
-    out = []
+    out: list[np.ndarray] = []
     for path in files:
-        with Image.open(path) as im:
-            im = im.convert(mode)
+        with Image.open(path) as opened:
+            im = opened.convert(mode)
             if size is not None:
                 w, h = im.size
                 s = min(w, h)
@@ -485,7 +488,7 @@ class BitsPerDim:
 
 
 def bpd(
-    flow: Any,
+    flow: TransportFlow,
     data: ImageData | Any,
     *,
     bin_width: float | None = None,
@@ -507,7 +510,8 @@ def bpd(
     (``method="auto"``), so the mean is unbiased and the standard error covers the probes.
 
     Args:
-        flow: a fitted flow with a base density (e.g. ``rho0="gaussian"``).
+        flow: a fitted :class:`~sitransport.TransportFlow` with a base density (e.g.
+            ``rho0="gaussian"``).
         data: :class:`ImageData` (dequantised here with ``seed``; ``bin_width = 1/levels``)
             or already dequantised float images ``(n, c, h, w)`` in the flow's coordinates
             with their ``bin_width``.

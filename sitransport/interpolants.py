@@ -22,6 +22,7 @@ References:
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable
 from typing import Any
@@ -80,13 +81,15 @@ def _as_time(t: Tensor | float, like: Tensor) -> Tensor:
     return torch.tensor(float(t), dtype=like.dtype, device=like.device)
 
 
-class Interpolant(nn.Module):
+class Interpolant(nn.Module, abc.ABC):
     r"""Abstract spatially linear interpolant :math:`x_t = \alpha x_0 + \beta x_1 + \gamma z`.
 
     Subclasses implement :meth:`alpha` and :meth:`beta` (tensors of times in, same shape
-    out) and, when known in closed form, :meth:`dalpha` and :meth:`dbeta`; otherwise the
-    derivatives come from forward-mode autodiff. Stochastic subclasses override
-    :meth:`gamma` and :meth:`dgamma`.
+    out; both abstract: a class without them cannot be instantiated) and, when known in
+    closed form, :meth:`dalpha` and :meth:`dbeta`; otherwise the derivatives come from
+    forward-mode autodiff. Stochastic subclasses override :meth:`gamma` and :meth:`dgamma`.
+    A ``torch.nn.Module`` (so learnable paths carry parameters) and an :class:`abc.ABC`:
+    ``nn.Module``'s metaclass is ``type``, so the two combine.
 
     Times ``t`` are a scalar or a tensor of shape ``(n,)``; samples have shape ``(n, ...)``.
 
@@ -107,6 +110,7 @@ class Interpolant(nn.Module):
     #: velocity of a Gaussian base need it); ``False`` for :class:`NeuralPath`.
     spatially_linear: bool = True
 
+    @abc.abstractmethod
     def alpha(self, t: Tensor) -> Tensor:
         """Coefficient of ``x0``, elementwise in ``t`` (1 at ``t = 0``, 0 at ``t = 1``).
 
@@ -118,6 +122,7 @@ class Interpolant(nn.Module):
         """
         raise NotImplementedError
 
+    @abc.abstractmethod
     def beta(self, t: Tensor) -> Tensor:
         """Coefficient of ``x1``, elementwise in ``t`` (0 at ``t = 0``, 1 at ``t = 1``).
 
@@ -269,8 +274,7 @@ class Interpolant(nn.Module):
 
 def _derivative(f: Callable[[Tensor], Tensor], t: Tensor) -> Tensor:
     """Elementwise derivative of a scalar function applied elementwise to ``t``."""
-    _, dt = torch.func.jvp(f, (t,), (torch.ones_like(t),))
-    return dt
+    return torch.func.jvp(f, (t,), (torch.ones_like(t),))[1]  # (f(t), df/dt)
 
 
 class Linear(Interpolant):
@@ -442,6 +446,8 @@ class Fourier(Interpolant):
         (1.0, 0.0)
     """
 
+    k: Tensor  # buffer: the frequencies pi, 2 pi, ..., K pi
+
     def __init__(self, base: str = "trig", K: int = 4, dim: int | None = None) -> None:
         super().__init__()
         from sitransport._validation import check_positive_int
@@ -450,7 +456,7 @@ class Fourier(Interpolant):
         self.base = _REGISTRY[check_choice(base, "base", ("linear", "trig"))]()
         self.K = check_positive_int(K, "K")
         self.dim = None if dim is None else check_positive_int(dim, "dim")
-        shape = (self.K,) if dim is None else (self.K, self.dim)
+        shape = (self.K,) if self.dim is None else (self.K, self.dim)
         self.a = nn.Parameter(torch.zeros(shape, dtype=torch.float64))
         self.b = nn.Parameter(torch.zeros(shape, dtype=torch.float64))
         self.register_buffer("k", torch.arange(1, self.K + 1, dtype=torch.float64) * math.pi)
@@ -613,6 +619,8 @@ class NeuralPath(_OnBase):
 
     spatially_linear = False
 
+    k: Tensor  # buffer: the frequencies pi, 2 pi, ..., K pi
+
     def __init__(self, dim: int, base: str = "linear", K: int = 2, width: int = 64) -> None:
         super().__init__()
         from sitransport._validation import check_positive_int
@@ -622,15 +630,11 @@ class NeuralPath(_OnBase):
         self.base = _REGISTRY[base]()
         self.K = check_positive_int(K, "K")
         self.width = check_positive_int(width, "width")
-        self.h = nn.Sequential(
-            nn.Linear(2 * self.dim, self.width),
-            nn.SiLU(),
-            nn.Linear(self.width, self.width),
-            nn.SiLU(),
-            nn.Linear(self.width, self.K * self.dim),
-        ).to(torch.float64)
-        nn.init.zeros_(self.h[-1].weight)
-        nn.init.zeros_(self.h[-1].bias)
+        first, hidden = nn.Linear(2 * self.dim, self.width), nn.Linear(self.width, self.width)
+        last = nn.Linear(self.width, self.K * self.dim)  # created in order: same seeded init
+        self.h = nn.Sequential(first, nn.SiLU(), hidden, nn.SiLU(), last).to(torch.float64)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
         self.register_buffer("k", torch.arange(1, self.K + 1, dtype=torch.float64) * math.pi)
 
     def _series(self, x0: Tensor, x1: Tensor, t: Tensor, derivative: bool) -> Tensor:
@@ -727,6 +731,8 @@ class Normalized(_OnBase):
         >>> torch.allclose(ut, (xt - shift) / scale)
         True
     """
+
+    shift: Tensor  # buffer: the normalisation's shift m
 
     def __init__(self, path: Interpolant, shift: Tensor, scale: float) -> None:
         super().__init__()

@@ -30,6 +30,7 @@ from sitransport._io import check_load_path, check_map_location, read_checked
 from sitransport.flow import TransportFlow
 from sitransport.interpolants import Interpolant, get_interpolant
 from sitransport.latent import LatentFlow
+from sitransport.protocols import Flow
 
 __all__ = ["FLOW_KINDS", "load"]
 
@@ -43,7 +44,7 @@ def load(
     base: Any = None,
     interpolant: str | Interpolant | None = None,
     map_location: str | torch.device = "cpu",
-) -> TransportFlow | LatentFlow:
+) -> Flow:
     """Load a flow written by ``save``, of any kind in :data:`FLOW_KINDS`. No code from the file
     is executed.
 

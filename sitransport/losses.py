@@ -18,6 +18,7 @@ References:
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -135,12 +136,13 @@ def denoiser_loss(
     return (denoiser(xt, t) - z).flatten(1).pow(2).sum(1).mean()
 
 
-class TimeSampler:
+class TimeSampler(abc.ABC):
     """Abstract distribution of training times on ``[0, 1]``.
 
-    Subclasses implement :meth:`icdf`; :meth:`sample` draws ``t = icdf(u)`` with ``u``
-    uniform, or with ``antithetic=True`` the pairs ``icdf(u)`` and ``icdf(1 - u)`` (both
-    marginally correct, negatively correlated: lower variance of the batch loss).
+    Subclasses implement :meth:`icdf` (abstract; :meth:`spec` only to be saved by name);
+    :meth:`sample` draws ``t = icdf(u)`` with ``u`` uniform, or with ``antithetic=True`` the
+    pairs ``icdf(u)`` and ``icdf(1 - u)`` (both marginally correct, negatively correlated:
+    lower variance of the batch loss).
 
     Example:
         >>> import torch
@@ -152,6 +154,7 @@ class TimeSampler:
         True
     """
 
+    @abc.abstractmethod
     def icdf(self, u: Tensor) -> Tensor:
         """Inverse CDF: the time at quantile ``u`` (float64 tensor of values in ``[0, 1]``).
 

@@ -31,7 +31,7 @@ import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -49,6 +49,10 @@ from sitransport._validation import (
     numpy_generator,
     torch_generator,
 )
+from sitransport.protocols import Flow
+
+if TYPE_CHECKING:
+    from sitransport.flow import TransportFlow
 
 __all__ = [
     "MapError",
@@ -724,7 +728,7 @@ def sample_quality(generated: Any, held_out: Any) -> SampleQuality:
     return SampleQuality(dist, floor, dist / floor if floor > 0 else float("inf"), m)
 
 
-def nll(flow: Any, x: Any, **log_prob_kwargs: Any) -> float:
+def nll(flow: Flow, x: Any, **log_prob_kwargs: Any) -> float:
     r"""Mean negative log-likelihood of samples under a flow's ``rho1``, in nats.
 
     .. math::
@@ -738,7 +742,7 @@ def nll(flow: Any, x: Any, **log_prob_kwargs: Any) -> float:
     :func:`bits_per_dim`.
 
     Args:
-        flow: a :class:`~sitransport.TransportFlow` with a base density.
+        flow: a :class:`~sitransport.Flow` with a base density.
         x: samples, shape ``(n, d)``.
         **log_prob_kwargs: passed to :meth:`~sitransport.TransportFlow.log_prob`
             (``method``, ``probes``, ``seed``, ``ode``, ``batch_size``, ``progress``):
@@ -886,7 +890,7 @@ def _noise(interpolant: Any, like: torch.Tensor, gen: torch.Generator) -> torch.
 
 
 def _lipschitz_estimate(
-    flow: Any, x0: torch.Tensor, x1: torch.Tensor, gen: torch.Generator
+    flow: TransportFlow, x0: torch.Tensor, x1: torch.Tensor, gen: torch.Generator
 ) -> float:
     """Largest Jacobian spectral norm of the (normalised) velocity at interpolant points."""
     net, norm, interp = flow.network, flow.normalization, flow.network_path
@@ -904,7 +908,7 @@ def _lipschitz_estimate(
 
 
 def transport_report(
-    flow: Any,
+    flow: TransportFlow,
     x0: Any = None,
     x1: Any = None,
     *,
@@ -986,8 +990,9 @@ def transport_report(
     a, b = _samples(x0, "x0", min_samples=2), _samples(x1, "x1", min_samples=2)
     check_same_dim(a, b, "x0", "x1")
     check_in_range(torch.from_numpy(a), "x0", flow.dtype or torch.float64)
-    pushed, energy, nfe = flow.path_energy(a)
-    energy = np.asarray(energy, dtype=np.float64)
+    along = flow.path_energy(a)
+    pushed, nfe = along.x, along.nfe
+    energy = np.asarray(along.energy, dtype=np.float64)
     ke, ke_se = float(energy.mean()), float(energy.std(ddof=1) / np.sqrt(len(energy)))
     cost = float(np.mean(np.sum((np.asarray(pushed) - a) ** 2, axis=1)))
     w2sq = w2(a, b, subsample=True, seed=seed) ** 2

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 from torch import Tensor
@@ -306,6 +307,14 @@ class _Failure(Exception):
         self.what, self.t = what, t
 
 
+@overload
+def _solve(
+    rhs: Callable, y0: Tensor, times: Tensor, options: ODEOptions
+) -> tuple[Tensor, float]: ...
+@overload
+def _solve(
+    rhs: Callable, y0: tuple[Tensor, ...], times: Tensor, options: ODEOptions
+) -> tuple[tuple[Tensor, ...], float]: ...
 def _solve(
     rhs: Callable, y0: Tensor | tuple[Tensor, ...], times: Tensor, options: ODEOptions
 ) -> tuple[Tensor | tuple[Tensor, ...], float]:
@@ -517,16 +526,21 @@ def integrate_logdet(
     times = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
     xs, deltas, nfes = [], [], []
     for chunk in torch.split(x, options.batch_size):
+        rhs: Callable[[Tensor, tuple[Tensor, ...]], tuple[Tensor, Tensor]]
         if divergence == "exact":
 
-            def rhs(t, state, _v=velocity):
+            def exact(t, state, _v=velocity):
                 v, div = divergence_exact(_v, state[0], t)
                 return v, div[:, None]
+
+            rhs = exact
         else:
             eps = torch.randint(0, 2, (k, *chunk.shape), generator=generator).to(chunk) * 2 - 1
 
-            def rhs(t, state, _v=velocity, _e=eps):
+            def probed(t, state, _v=velocity, _e=eps):
                 return divergence_hutchinson(_v, state[0], t, _e)
+
+            rhs = probed
 
         zero = torch.zeros(chunk.shape[0], k, dtype=x.dtype, device=x.device)
         (traj_x, traj_l), nfe = _solve(rhs, (chunk, zero), times, options)

@@ -6,12 +6,17 @@ they work under any backend and in scripts without a display).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from sitransport.protocols import Flow
+
+if TYPE_CHECKING:
+    from sitransport.flow import TransportFlow
 
 __all__ = ["plot_density", "plot_samples", "plot_trajectories", "summary_figure"]
 
@@ -105,7 +110,7 @@ def plot_trajectories(
 
 def plot_density(
     ax: Axes,
-    flow: Any,
+    flow: Flow,
     extent: tuple[float, float, float, float],
     *,
     resolution: int = 80,
@@ -152,7 +157,7 @@ def plot_density(
 
 
 def summary_figure(
-    flow: Any,
+    flow: TransportFlow,
     target: np.ndarray,
     generated: np.ndarray,
     *,
@@ -174,6 +179,9 @@ def summary_figure(
     Returns:
         A ``matplotlib.figure.Figure`` (no pyplot): save it with ``fig.savefig(path)``.
 
+    Raises:
+        ValueError: no ``source`` and the flow has no base to draw one from.
+
     Example:
         >>> import numpy as np
         >>> from sitransport import TransportFlow
@@ -191,6 +199,8 @@ def summary_figure(
     plot_samples(axes[0], target, extent=extent, title="target (held out)")
     plot_samples(axes[1], generated, extent=extent, title="generated")
     if source is None:
+        if flow.base is None:
+            raise ValueError("source is required: the flow has no base to draw rho0 from")
         source = flow.base.sample(n_paths, _generator()).numpy()
     traj = flow.trajectory(np.asarray(source)[:n_paths], times=np.linspace(0.0, 1.0, 31))
     plot_trajectories(axes[2], traj, title="trajectories t: 0 -> 1")

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -48,9 +48,13 @@ from sitransport.interpolants import Fourier, Interpolant, Normalized
 from sitransport.losses import TimeSampler, denoiser_loss, get_time_sampler, quadratic_loss
 from sitransport.paths import PathOptimizer, PathSettings
 
+if TYPE_CHECKING:
+    from torch.nn.parallel import DistributedDataParallel
+
 __all__ = [
     "DivergenceGuard",
     "LRSchedule",
+    "TrainResult",
     "TrainSettings",
     "Trainer",
     "ema_decay",
@@ -58,6 +62,34 @@ __all__ = [
 ]
 
 DrawPairs = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
+
+
+class _StatefulDraw(Protocol):
+    """A draw with a position to checkpoint (a dataset's: see ``fit``), besides ``__call__``."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` (and :meth:`Trainer.run`) return: the trained ``model`` (the EMA
+    model, or the network without EMA, in eval mode) and ``history``, the record of the run.
+
+    Example:
+        >>> import torch
+        >>> from sitransport.interpolants import Linear
+        >>> from sitransport.nn import MLPVelocity
+        >>> def draw(n, g):
+        ...     return torch.randn(n, 1, generator=g), torch.randn(n, 1, generator=g) + 2
+        >>> settings = TrainSettings(steps=3, batch_size=8, progress=False)
+        >>> result = train(MLPVelocity(1, width=8, depth=1), Linear(), draw, settings=settings)
+        >>> type(result.model).__name__, result.history.sizes["step"]
+        ('MLPVelocity', 3)
+    """
+
+    model: nn.Module
+    history: xr.Dataset
 
 
 @dataclass(frozen=True)
@@ -123,7 +155,7 @@ class _Record:
 
     def to_dataset(self, attrs: dict[str, Any]) -> xr.Dataset:
         per_step = ("step",)
-        data = {
+        data: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
             "loss": (per_step, np.array(self.loss)),
             "fm_loss": (per_step, np.array(self.fm_loss)),
             "kinetic": (per_step, np.array(self.kinetic)),
@@ -243,7 +275,7 @@ class _Objective(nn.Module):
         if self._denoiser:
 
             def denoiser(x: Tensor, t: Tensor) -> Tensor:
-                return self.net.denoiser(x, t).to(dtype)
+                return cast(nn.Module, self.net.denoiser)(x, t).to(dtype)
 
             loss = loss + denoiser_loss(denoiser, interpolant, *batch)
         return loss, out.quadratic, out.flow_matching, out.kinetic
@@ -477,7 +509,7 @@ class Trainer:
     checkpoints and record of a velocity network, as short named steps.
 
     The constructor checks the settings, moves the network, builds the optimiser and restores
-    a checkpoint when resuming; :meth:`run` trains and returns ``(model, history)``. Each part
+    a checkpoint when resuming; :meth:`run` trains and returns a :class:`TrainResult`. Each part
     of the loop is a short method: one optimisation step (``_step``: the batch drawn one step
     ahead, its micro-batches, the backward passes, the divergence guard, AdamW, the schedule,
     EMA and the path's ascent, the record), :meth:`evaluate`, :meth:`checkpoint` and
@@ -498,8 +530,8 @@ class Trainer:
         ...     return x0, torch.randn(n, 1, generator=generator) + 2.0
         >>> settings = TrainSettings(steps=5, batch_size=8, progress=False)
         >>> trainer = Trainer(MLPVelocity(1, width=8, depth=1), Linear(), draw, settings=settings)
-        >>> model, history = trainer.run()
-        >>> trainer.done, history.sizes["step"]
+        >>> result = trainer.run()
+        >>> trainer.done, result.history.sizes["step"]
         (5, 5)
     """
 
@@ -561,7 +593,9 @@ class Trainer:
             self.restore(self.checkpoint_path)
         self.model = self.ema.module if self.ema is not None else self.net
         self._update_ema = (
-            _ema_updater(self.ema, self.net, settings.ema) if self.ema is not None else None
+            _ema_updater(self.ema, self.net, settings.ema)
+            if self.ema is not None and settings.ema is not None  # the one implies the other
+            else None
         )
         self.objective = self._objective()
         self.autocast = torch.autocast(
@@ -571,7 +605,7 @@ class Trainer:
         )
         self.validation = self._validation_batch(validation)
         self._gen_state = self.gen.get_state()  # as before the batch drawn one step ahead
-        self._draw_state = self.draw.state_dict() if self.stateful_draw else None
+        self._draw_state = self._draw_position()
 
     def _check_batches(self, path: PathSettings | None) -> None:
         """The global batch must split into ``world size x accumulate`` equal micro-batches;
@@ -672,14 +706,14 @@ class Trainer:
         if self.path_opt is not None:
             self.path_opt.load_state_dict(state["path"])
         if self.stateful_draw and state.get("draw") is not None:
-            self.draw.load_state_dict(state["draw"])
+            cast(_StatefulDraw, self.draw).load_state_dict(state["draw"])
         self.record = _Record(**{k: list(v) for k, v in state["record"].items()})
         self.start = self.done = int(state["step"])
         if path.is_file() and state.get("best"):
             self.best = state["best"]
 
-    def run(self) -> tuple[nn.Module, xr.Dataset]:
-        """Train from the current step to ``settings.steps``; ``(model, history)``: the EMA
+    def run(self) -> TrainResult:
+        """Train from the current step to ``settings.steps``; a :class:`TrainResult`: the EMA
         model (or the network without EMA) in eval mode, and the record.
 
         Example:
@@ -690,8 +724,8 @@ class Trainer:
             ...     return torch.randn(n, 1, generator=g), torch.randn(n, 1, generator=g) + 2
             >>> settings = TrainSettings(steps=4, batch_size=8, progress=False)
             >>> net = MLPVelocity(1, width=8, depth=1)
-            >>> model, history = Trainer(net, Linear(), draw, settings=settings).run()
-            >>> history.sizes["step"], model.training
+            >>> result = Trainer(net, Linear(), draw, settings=settings).run()
+            >>> result.history.sizes["step"], result.model.training
             (4, False)"""
         settings, device = self.settings, self.device
         record = self.record
@@ -709,7 +743,7 @@ class Trainer:
         # one batch ahead: its pairing (e.g. exact OT in a worker process) overlaps this
         # step; checkpoints store the generator (and data position) as before that draw
         self._gen_state = self.gen.get_state()
-        self._draw_state = self.draw.state_dict() if self.stateful_draw else None
+        self._draw_state = self._draw_position()
         self._pending = (
             self._batch(settings.batch_size, self.gen) if self.start < settings.steps else None
         )
@@ -720,6 +754,10 @@ class Trainer:
                 self._step(step)
         self.bar.close()
         return self._result()
+
+    def _draw_position(self) -> dict[str, Any] | None:
+        """The position of a stateful draw (a dataset) to checkpoint; ``None`` for others."""
+        return cast(_StatefulDraw, self.draw).state_dict() if self.stateful_draw else None
 
     def _step_rng(self) -> torch.Generator:
         """The global generator dropout draws from on the network's device; only it is
@@ -736,9 +774,10 @@ class Trainer:
         AdamW, the schedule, EMA, the path's ascent, then record, evaluate and checkpoint."""
         settings = self.settings
         self._dropout_rng.manual_seed(_step_seed(self.seed, self.rank, step))
+        assert self._pending is not None  # drawn ahead while steps remain
         current = self._pending()
         self._gen_state = self.gen.get_state()
-        self._draw_state = self.draw.state_dict() if self.stateful_draw else None
+        self._draw_state = self._draw_position()
         if step + 1 < settings.steps:
             self._pending = self._batch(settings.batch_size, self.gen)
         self.done = done = step + 1
@@ -750,14 +789,14 @@ class Trainer:
         (loss, fm, kinetic), ascent = self._backward(current, simultaneous)
         max_norm = settings.clip_grad if settings.clip_grad is not None else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
-        lr = self.sched.get_last_lr()[0]
+        lr = float(self.sched.get_last_lr()[0])  # a float (torch types it float | Tensor)
         self.guard.check(step, loss, fm, grad_norm, lr)  # before the weights move
         self.opt.step()
         self.sched.step()
         if self._update_ema is not None:
             self._update_ema()
         if path_opt is not None:
-            self._path_step(step, ascent)
+            self._path_step(path_opt, step, ascent)
         self._log(loss, fm, kinetic, lr, grad_norm)
         if done % settings.eval_every == 0 or done == settings.steps:
             self.evaluate(done)
@@ -813,13 +852,16 @@ class Trainer:
         k, world = self.settings.accumulate, self.world
         stats = torch.zeros(3, dtype=torch.float64, device=self.device)
         ascent = None
+        path_opt = self.path_opt if simultaneous else None
         for j, part in enumerate(self._micro_batches(current)):
             sync = world == 1 or j == k - 1
-            with contextlib.nullcontext() if sync else self.objective.no_sync():
+            # not synchronising: several ranks, so the objective is a DistributedDataParallel
+            ddp = cast("DistributedDataParallel", self.objective)
+            with contextlib.nullcontext() if sync else ddp.no_sync():
                 with self.autocast:
                     loss, quadratic, fm, kinetic = self.objective(*part)
-                if simultaneous:  # max–min: the path's ascent from this same evaluation
-                    params = self.path_opt.params
+                if path_opt is not None:  # max–min: the path's ascent from this evaluation
+                    params = path_opt.params
                     ascent = torch.autograd.grad(quadratic, params, retain_graph=True)
                 (loss / k if k > 1 else loss).backward()
             stats += torch.stack([loss.detach(), fm.detach(), kinetic.detach()]).double() / k
@@ -829,10 +871,12 @@ class Trainer:
         loss_value, fm_value, kinetic_value = (float(s) for s in stats)
         return (loss_value, fm_value, kinetic_value), ascent
 
-    def _path_step(self, step: int, ascent: tuple[Tensor, ...] | None) -> None:
+    def _path_step(
+        self, path_opt: PathOptimizer, step: int, ascent: tuple[Tensor, ...] | None
+    ) -> None:
         """The interpolant's ascent after velocity step ``step``, when due (its step size: see
         :meth:`~sitransport.paths.PathOptimizer.lr_factor`)."""
-        path_opt, done = self.path_opt, step + 1
+        done = step + 1
         for p in self.interpolant.parameters():
             p.grad = None  # the descent step must not move the path
         if not path_opt.due(done):
@@ -953,8 +997,8 @@ class Trainer:
             checkpoint 2 checkpoint.pt
             checkpoint 4 checkpoint.pt"""
 
-    def _result(self) -> tuple[nn.Module, xr.Dataset]:
-        """``(model, history)`` at the end of the run (the best weights with
+    def _result(self) -> TrainResult:
+        """The :class:`TrainResult` at the end of the run (the best weights with
         ``restore_best``)."""
         model, best, settings = self.model, self.best, self.settings
         if settings.restore_best and best["state"] is not None:
@@ -964,7 +1008,7 @@ class Trainer:
         attrs.update(self.meter.attrs())
         if settings.restore_best and best["state"] is not None:
             attrs["best_val_loss"] = best["loss"]
-        return model, self.record.to_dataset(attrs)
+        return TrainResult(model, self.record.to_dataset(attrs))
 
 
 def train(
@@ -983,7 +1027,7 @@ def train(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     fingerprint: dict[str, Any] | None = None,
-) -> tuple[nn.Module, xr.Dataset]:
+) -> TrainResult:
     """Train ``net`` on the quadratic loss; optionally ascend on the interpolant (max–min).
 
     Under an initialised ``torch.distributed`` process group (see
@@ -1032,7 +1076,8 @@ def train(
             stored in checkpoints and compared on resume.
 
     Returns:
-        ``(model, history)``: the EMA model (or ``net`` without EMA) and the record.
+        A :class:`TrainResult`: ``model``, the EMA model (or ``net`` without EMA), and
+        ``history``, the record.
 
     Training stops with :class:`~sitransport.errors.TrainingDivergedError` (before the
     weights move) on a non-finite loss, a non-finite gradient norm, or a flow-matching loss
@@ -1065,10 +1110,10 @@ def train(
         ...     return x0, torch.randn(n, 1, generator=generator) + 2.0
         >>> settings = TrainSettings(steps=30, batch_size=64, progress=False)
         >>> net = MLPVelocity(1, width=16, depth=1)
-        >>> model, history = train(net, Linear(), draw, settings=settings)
-        >>> model(torch.zeros(3, 1), torch.full((3,), 0.5)).shape
+        >>> result = train(net, Linear(), draw, settings=settings)
+        >>> result.model(torch.zeros(3, 1), torch.full((3,), 0.5)).shape
         torch.Size([3, 1])
-        >>> history.sizes["step"], sorted(history.data_vars)[:3]
+        >>> result.history.sizes["step"], sorted(result.history.data_vars)[:3]
         (30, ['fm_loss', 'grad_norm', 'kinetic'])
     """
     return Trainer(

@@ -30,6 +30,7 @@ MODULES = [
     "sitransport.ode",
     "sitransport.paths",
     "sitransport.plot",
+    "sitransport.protocols",
     "sitransport.score",
     "sitransport.train",
 ]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +48,8 @@ class TimeEmbedding(nn.Module):
         tensor([[ 0.0000,  0.0000,  0.0000,  1.0000,  1.0000],
                 [ 0.5000,  1.0000, -0.0000, -0.0000, -1.0000]])
     """
+
+    k: Tensor  # buffer: the frequencies pi k
 
     def __init__(self, frequencies: int = 8) -> None:
         super().__init__()
@@ -93,6 +96,8 @@ class SpaceEmbedding(nn.Module):
         tensor([[0.1667, 0.5000, 0.8660, 0.8660, 0.5000]])
     """
 
+    k: Tensor  # buffer: the frequencies pi 2^k
+
     def __init__(self, frequencies: int = 0) -> None:
         super().__init__()
         self.frequencies = check_positive_int(frequencies, "space_frequencies", minimum=0)
@@ -126,6 +131,17 @@ class SpaceEmbedding(nn.Module):
         return torch.cat([x, torch.sin(kx), torch.cos(kx)], dim=1)
 
 
+class _Trunk(Protocol):
+    """The attributes :func:`build_trunk` gives a module (``nn.Module`` types its dynamic
+    attributes as tensors or modules only)."""
+
+    dim: int
+    config: dict[str, Any]
+    time_embedding: TimeEmbedding
+    space_embedding: SpaceEmbedding
+    net: nn.Sequential
+
+
 def build_trunk(
     module: nn.Module,
     kind: str,
@@ -151,11 +167,12 @@ def build_trunk(
         ))
     """
     dim, width, depth, activation, time_frequencies, space_frequencies = settings
-    module.dim = check_positive_int(dim, "dim")
+    trunk = cast(_Trunk, module)  # type only: the attributes below are set on the module
+    trunk.dim = check_positive_int(dim, "dim")
     check_positive_int(width, "width")
     check_positive_int(depth, "depth")
     act = activations[check_choice(activation, "activation", activations)]
-    module.config = {
+    trunk.config = {
         "kind": kind,
         "dim": dim,
         "width": width,
@@ -164,15 +181,15 @@ def build_trunk(
         "time_frequencies": time_frequencies,
         "space_frequencies": space_frequencies,
     }
-    module.time_embedding = TimeEmbedding(time_frequencies)
-    module.space_embedding = SpaceEmbedding(space_frequencies)
+    trunk.time_embedding = TimeEmbedding(time_frequencies)
+    trunk.space_embedding = SpaceEmbedding(space_frequencies)
     layers: list[nn.Module] = []
-    n_in = module.space_embedding.out_dim(dim) + module.time_embedding.dim
+    n_in = trunk.space_embedding.out_dim(dim) + trunk.time_embedding.dim
     for _ in range(depth):
         layers += [nn.Linear(n_in, width), act()]
         n_in = width
     layers.append(nn.Linear(n_in, out, bias=bias))
-    module.net = nn.Sequential(*layers)
+    trunk.net = nn.Sequential(*layers)
 
 
 def run_trunk(module: nn.Module, x: Tensor, t: Tensor) -> Tensor:
@@ -187,8 +204,9 @@ def run_trunk(module: nn.Module, x: Tensor, t: Tensor) -> Tensor:
     """
     if t.ndim == 0:
         t = t.expand(x.shape[0])
-    features = [module.space_embedding(x), module.time_embedding(t.to(x.dtype))]
-    return module.net(torch.cat(features, dim=1))
+    trunk = cast(_Trunk, module)  # type only: the attributes build_trunk set
+    features = [trunk.space_embedding(x), trunk.time_embedding(t.to(x.dtype))]
+    return trunk.net(torch.cat(features, dim=1))
 
 
 class MLPVelocity(nn.Module):
@@ -268,8 +286,8 @@ class VelocityDenoiser(nn.Module):
         self.dim = getattr(velocity, "dim", None)
         self.config: dict[str, Any] = {
             "kind": "velocity_denoiser",
-            "velocity": dict(velocity.config),
-            "denoiser": dict(denoiser.config),
+            "velocity": dict(cast(Mapping[str, Any], velocity.config)),  # ours have a config
+            "denoiser": dict(cast(Mapping[str, Any], denoiser.config)),
         }
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:

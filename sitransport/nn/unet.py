@@ -16,8 +16,8 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -124,8 +124,7 @@ class _ResBlock(nn.Module):
         self.norm2 = nn.GroupNorm(groups, c_out)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        _zero(self.conv2)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
@@ -146,8 +145,7 @@ class _Attention(nn.Module):
         self.norm = nn.GroupNorm(groups, c)
         self.qkv = nn.Conv2d(c, 3 * c, 1)
         self.proj = nn.Conv2d(c, c, 1)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
+        _zero(self.proj)
 
     def forward(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape
@@ -283,8 +281,7 @@ class UNetVelocity(nn.Module):
                 height *= 2
         self.norm_out = nn.GroupNorm(norm_groups, c)
         self.conv_out = nn.Conv2d(c, channels, 3, padding=1)
-        nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        _zero(self.conv_out)
         self._levels = len(widths)
         self._blocks = num_res_blocks
 
@@ -312,7 +309,7 @@ class UNetVelocity(nn.Module):
         emb = self.time_mlp(self.time_embedding(t.to(x.dtype)))
         h = self.conv_in(x)
         skips = [h]
-        down = iter(self.down)
+        down = cast("Iterator[_Level]", iter(self.down))
         for i in range(self._levels):
             for _ in range(self._blocks):
                 h = _run(next(down), h, emb)
@@ -323,13 +320,20 @@ class UNetVelocity(nn.Module):
         h = self.mid.blocks[0](h, emb)
         h = self.mid.attention[0](h)
         h = self.mid.blocks[1](h, emb)
-        up = iter(self.up)
+        up = cast("Iterator[_Level]", iter(self.up))
         for i in range(self._levels):
             for _ in range(self._blocks + 1):
                 h = _run(next(up), torch.cat([h, skips.pop()], dim=1), emb)
             if i < self._levels - 1:
                 h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return self.conv_out(F.silu(self.norm_out(h)))
+
+
+def _zero(conv: nn.Conv2d) -> None:
+    """Start a convolution at zero (weight and bias): its block starts as the identity."""
+    nn.init.zeros_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
 
 
 def _run(level: _Level, h: Tensor, emb: Tensor) -> Tensor:

@@ -56,7 +56,7 @@ def _params(model: torch.nn.Module) -> torch.Tensor:
 
 def _run(**kwargs) -> torch.Tensor:
     """A short float64 run on the global batch with exact minibatch OT pairs."""
-    model, history = train(
+    result = train(
         _net(),
         Linear(),
         _draw(_images()),
@@ -64,7 +64,7 @@ def _run(**kwargs) -> torch.Tensor:
         coupling=ExactOT(processes=0),
         dtype=torch.float64,
     )
-    return torch.cat([_params(model), torch.as_tensor(history["loss"].values)])
+    return torch.cat([_params(result.model), torch.as_tensor(result.history["loss"].values)])
 
 
 def _worker(rank: int, world: int, init: str, out: str) -> None:
@@ -128,7 +128,7 @@ def test_kill_and_resume_matches_the_uninterrupted_run(tmp_path, killed_after_ch
             ShardedDataset(dataset, seed=0),
             Normalization.identity(SHAPE),
         )
-        model, history = train(
+        result = train(
             _net(dropout=0.3),
             Linear(),
             draw,
@@ -136,7 +136,7 @@ def test_kill_and_resume_matches_the_uninterrupted_run(tmp_path, killed_after_ch
             checkpoint=tmp_path / "ckpt.pt",
             **kwargs,
         )
-        return _params(model), history["loss"].values
+        return _params(result.model), result.history["loss"].values
 
     full, full_loss = run()
     (tmp_path / "ckpt.pt").unlink()
@@ -166,11 +166,11 @@ def test_bf16_autocast_trains():
     for module in net.modules():
         if isinstance(module, torch.nn.Conv2d):
             module.register_forward_hook(hook)
-    model, history = train(
+    result = train(
         net, Linear(), _draw(_images()), settings=_settings(steps=3, mixed_precision="bf16")
     )
-    assert np.isfinite(history["loss"].values).all()
-    assert next(model.parameters()).dtype == torch.float32
+    assert np.isfinite(result.history["loss"].values).all()
+    assert next(result.model.parameters()).dtype == torch.float32
     training = [(autocast, dtype) for grad, autocast, dtype in seen if grad]
     assert training and set(training) == {(True, torch.bfloat16)}
 

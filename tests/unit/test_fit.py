@@ -287,14 +287,14 @@ def test_restore_best_weights_reproduce_the_best_validation_loss():
     settings = TrainSettings(
         steps=300, lr=1e-2, eval_every=10, ema=None, progress=False, restore_best=True
     )
-    model, history = train(
+    result = train(
         MLPVelocity(2, 64, 3), Linear(), draw, settings=settings, validation=(v0, v1), seed=0
     )
     vt = UniformTime().sample(64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        again = float(quadratic_loss(model, Linear(), v0, v1, vt).quadratic)
-    assert again == pytest.approx(history.attrs["best_val_loss"], rel=1e-6)
-    assert again == pytest.approx(float(history["val_loss"].min()), rel=1e-6)
+        again = float(quadratic_loss(result.model, Linear(), v0, v1, vt).quadratic)
+    assert again == pytest.approx(result.history.attrs["best_val_loss"], rel=1e-6)
+    assert again == pytest.approx(float(result.history["val_loss"].min()), rel=1e-6)
 
 
 def test_reflow_rebuilds_the_flows_own_network_architecture():

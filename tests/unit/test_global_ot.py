@@ -75,17 +75,17 @@ def test_train_wraps_a_plain_draw_and_rejects_a_stateful_one():
 
     settings = TrainSettings(steps=6, batch_size=32, progress=False, ema=None)
     coupling = GlobalOT(n=32, reuse=2, processes=0)
-    _, h = train(
+    h = train(
         MLPVelocity(1, width=8, depth=1), Linear(), draw, settings=settings, coupling=coupling
-    )
+    ).history
     assert len(h.attrs["ot_plan_solve_s"]) == 3
-    _, h = train(
+    h = train(
         MLPVelocity(1, width=8, depth=1),
         Linear(),
         draw,
         settings=settings,
         coupling=ExactOT(processes=0),
-    )
+    ).history
     assert h.attrs["ot_batches"] == 6 and h.attrs["ot_batch_solve_ms"] > 0
 
     class Stateful:
@@ -126,9 +126,9 @@ def test_global_ot_pairing_cost_approaches_gaussian_w2():
     cost, energy = {}, {}
     for coupling in ("global_ot", "independent"):
         flow = st.fit(y0, y1, interpolant="linear", coupling=coupling, seed=0, **kw)
-        pushed, ke, _ = flow.path_energy(x0)
-        cost[coupling] = float(np.mean(np.sum((pushed - x0) ** 2, 1)))
-        energy[coupling] = float(np.mean(ke))
+        along = flow.path_energy(x0)
+        cost[coupling] = float(np.mean(np.sum((along.x - x0) ** 2, 1)))
+        energy[coupling] = float(np.mean(along.energy))
     # statistical tolerance: means over 2000 samples (sd ~ 2.5 / sqrt(2000) ~ 0.06, i.e. 3%
     # of W2^2 = 2.17) plus the short fit's own error; measured over seeds 0-2: within 3%
     assert abs(cost["global_ot"] - exact) < 0.1 * exact

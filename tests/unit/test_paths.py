@@ -20,6 +20,9 @@ class FixedTimes(TimeSampler):
     def __init__(self, t: torch.Tensor) -> None:
         self.t = t
 
+    def icdf(self, u: torch.Tensor) -> torch.Tensor:  # the abstract method: the fixed times
+        return self.t[: u.shape[0]].to(u)
+
     def sample(self, n, *, generator=None, antithetic=False, device="cpu", dtype=torch.float32):
         return self.t[:n].to(device=device, dtype=dtype)
 
