@@ -22,7 +22,7 @@ payload to that class. Layers: ``io`` imports the flow modules, never the revers
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -97,3 +97,10 @@ def load(
     return kind.from_payload(
         payload, base=base, interpolant=given, map_location=device, source=path
     )
+
+
+if TYPE_CHECKING:  # checked by the type checker only (`mypy sitransport` in CI); here, where
+    # both kinds are imported anyway, so that protocols.py imports no flow module at all
+
+    def _every_kind_is_a_flow(a: TransportFlow, b: LatentFlow) -> tuple[Flow, Flow]:
+        return a, b  # an error here: a flow kind lost a member of Flow or changed its type

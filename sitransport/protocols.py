@@ -141,11 +141,3 @@ class Flow(Protocol):
             'sitransport.TransportFlow'
         """
         ...
-
-
-if TYPE_CHECKING:  # checked by the type checker only (`mypy sitransport` in CI)
-    from sitransport.flow import TransportFlow
-    from sitransport.latent import LatentFlow
-
-    def _every_kind_is_a_flow(a: TransportFlow, b: LatentFlow) -> tuple[Flow, Flow]:
-        return a, b  # an error here: a flow kind lost a member of Flow or changed its type
