@@ -108,7 +108,9 @@ def evaluate(flow: TransportFlow, src: str, tgt: str, n_eval: int, repeats: int,
         floors.append(q.noise_floor)
         nfes.append(res.nfe)
         sweeps.append(nfe_sweep(flow, x0, res.x, held, q))
-    rep = flow.transport_report(draw(src, 2000, seed + 3000), draw(tgt, 2000, seed + 4000))
+    rep = st.metrics.transport_report(
+        flow, draw(src, 2000, seed + 3000), draw(tgt, 2000, seed + 4000)
+    )
     floor = np.mean([s["floor"] for s in sweeps])
     few = {f"ratio_nfe{k}": float(np.mean([s[k] for s in sweeps]) / floor) for k in NFES}
     return {

@@ -34,7 +34,7 @@ from sitransport import datasets
 from sitransport._validation import as_tensor, numpy_generator
 from sitransport.errors import SitransportError
 from sitransport.fitting import fit
-from sitransport.metrics import sample_quality
+from sitransport.metrics import sample_quality, transport_report
 
 if TYPE_CHECKING:
     from sitransport.flow import TransportFlow
@@ -210,7 +210,7 @@ def run(
     if flow.base is not None and flow.base.has_density:
         report["heldout_nll"] = float(-np.mean(flow.log_prob(held[: min(m, 1000)])))
     n_ot = min(m, 2000)
-    ot_report = flow.transport_report(x0[:n_ot], held[:n_ot], seed=seed)
+    ot_report = transport_report(flow, x0[:n_ot], held[:n_ot], seed=seed)
     report["transport"] = dataclasses.asdict(ot_report)
     figure = None
     if x1.shape[1] == 2:

@@ -940,7 +940,7 @@ def reflow(
     with the (default linear) interpolant. Pairs that come from a deterministic map do not
     cross, so the new flow's paths are straighter: lower kinetic energy and fewer ODE steps
     (Liu et al., Flow Straight and Fast, arXiv:2209.03003). Compare ``straightness`` and
-    ``nfe`` of :meth:`TransportFlow.transport_report` before and after.
+    ``nfe`` of :func:`~sitransport.metrics.transport_report` before and after.
 
     The new network has the flow's architecture and trains as the flow did: with its
     ``flow.config.training`` settings (learning rate and schedule, EMA, clipping, batch

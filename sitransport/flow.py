@@ -587,27 +587,6 @@ class TransportFlow:
         x1 = back(self._norm.decode(res.x).to(in_dtype))
         return PathEnergy(x1, _back_1d(back, energy.to(in_dtype)), res.nfe)
 
-    def transport_report(self, x0: Any = None, x1: Any = None, **kwargs: Any) -> Any:
-        """Optimal-transport certificates of this flow: see
-        :func:`sitransport.metrics.transport_report` (same arguments).
-
-        Example:
-            ``x -> e x`` (the velocity ``z`` of ``linear`` for one unit of time) is the
-            optimal map from ``N(0, I)`` to ``N(0, e^2 I)``, along curved paths:
-
-            >>> import numpy as np
-            >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
-            >>> x0 = np.random.default_rng(0).normal(size=(200, 2))
-            >>> report = flow.transport_report(x0, np.e * x0)
-            >>> bool(np.isclose(report.transport_cost, report.w2_squared))  # T is optimal
-            True
-            >>> report.kinetic_energy > report.transport_cost  # the paths are not straight
-            True
-        """
-        from sitransport.metrics import transport_report
-
-        return transport_report(self, x0, x1, **kwargs)
-
     def push_forward(self, x: Any, *, ode: ODEOptions | None = None, nfe: int | None = None) -> Any:
         """Map samples of ``rho0`` to samples of ``rho1`` (solve ``t: 0 -> 1``).
 

@@ -37,7 +37,7 @@ class Flow(Protocol):
 
     Arrays go in as numpy, torch or xarray and come back as the caller's type. Kinds add
     their own members (:class:`~sitransport.TransportFlow`: ``score``, ``trajectory``,
-    ``log_prob_estimate``, ``transport_report``, ...); code that needs those takes that
+    ``log_prob_estimate``, ``path_energy``, ...); code that needs those takes that
     class, code that needs only these takes a ``Flow``.
 
     Example:

@@ -12,9 +12,9 @@ the path it induces,
 and by Benamou–Brenier that energy is at least :math:`W_2^2(\rho_0, \rho_1)`, with equality
 only on the optimal-transport path. Maximising :math:`\min_v G` over a learnable interpolant
 (a Fourier series around the trig path, ``interpolant="fourier", optimize_path=True``)
-therefore shortens the path. ``flow.transport_report()`` measures the kinetic energy along
-the flow's own trajectories and sets it next to the exact :math:`W_2^2` of POT on the same
-samples.
+therefore shortens the path. ``st.metrics.transport_report(flow)`` measures the kinetic
+energy along the flow's own trajectories and sets it next to the exact :math:`W_2^2` of POT
+on the same samples.
 """
 
 # %%
@@ -45,8 +45,8 @@ maxmin = st.fit("gaussian", x1, interpolant="fourier", optimize_path=True, path_
 # :math:`W_2^2` (POT) between those base samples and 2,000 target samples, and the
 # normalised path energy :math:`NPE = |KE - W_2^2| / W_2^2`.
 reports = {
-    "trig": trig.transport_report(n=2000),
-    "max-min Fourier": maxmin.transport_report(n=2000),
+    "trig": st.metrics.transport_report(trig, n=2000),
+    "max-min Fourier": st.metrics.transport_report(maxmin, n=2000),
 }
 for name, report in reports.items():
     print(f"--- {name}\n{report}\n")

@@ -265,7 +265,7 @@ class QuietExactOT(ExactOT):
 def test_a_user_coupling_trains_reports_and_is_refused_at_save(moons, tmp_path, coupling):
     flow = st.fit("gaussian", moons, **TINY, coupling=coupling)
     assert flow.config.coupling.build() is coupling
-    assert np.isfinite(flow.transport_report(n=100).h_upper)
+    assert np.isfinite(st.metrics.transport_report(flow, n=100).h_upper)
     name = type(coupling).__qualname__
     with pytest.raises(TypeError, match=rf"the coupling {name} is not a built-in"):
         flow.save(tmp_path / "f.sit")
@@ -286,7 +286,7 @@ def test_a_user_network_is_refused_at_save_naming_it(tmp_path):
 def test_transport_report_with_an_exact_ot_object(moons):
     """Bug 1: the config stored the coupling's repr, which transport_report could not read."""
     flow = st.fit("gaussian", moons, coupling=ExactOT(processes=0), steps=20, progress=False)
-    report = flow.transport_report(n=200)
+    report = st.metrics.transport_report(flow, n=200)
     assert np.isfinite(report.h_upper) and report.h_upper > 0
 
 

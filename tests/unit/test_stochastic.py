@@ -109,5 +109,5 @@ def test_transport_report_of_a_stochastic_flow():
     x0 = st_.datasets.sample("line", 500, seed=0)
     x1 = st_.datasets.sample("8gaussians", 500, seed=0)
     flow = st_.fit(x0, x1, remedy="auto", **TINY)
-    rep = flow.transport_report(n=200)
+    rep = st_.metrics.transport_report(flow, n=200)
     assert np.isfinite(rep.kinetic_energy) and rep.h_upper > 0 and np.isfinite(rep.lipschitz)
