@@ -13,6 +13,7 @@ import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from sitransport._validation import torch_generator
 from sitransport.protocols import Flow
 
 if TYPE_CHECKING:
@@ -201,15 +202,9 @@ def summary_figure(
     if source is None:
         if flow.base is None:
             raise ValueError("source is required: the flow has no base to draw rho0 from")
-        source = flow.base.sample(n_paths, _generator()).numpy()
+        source = flow.base.sample(n_paths, torch_generator(0)).numpy()
     traj = flow.trajectory(np.asarray(source)[:n_paths], times=np.linspace(0.0, 1.0, 31))
     plot_trajectories(axes[2], traj, title="trajectories t: 0 -> 1")
     if has_density:
         plot_density(axes[3], flow, extent, resolution=resolution, title="learned density")
     return fig
-
-
-def _generator():
-    import torch
-
-    return torch.Generator().manual_seed(0)
