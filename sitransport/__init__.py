@@ -31,18 +31,27 @@ from sitransport import (
     paths,
     protocols,
 )
+from sitransport.config import Checkpointing, LatentSpec, MLPSpec, UNetSpec
 from sitransport.fitting import fit, reflow
 from sitransport.flow import TransportFlow
 from sitransport.interpolants import Interpolant
 from sitransport.io import load
 from sitransport.ode import ODEOptions
+from sitransport.paths import PathSettings
 from sitransport.protocols import Flow
+from sitransport.train import TrainSettings
 
 __all__ = [
+    "Checkpointing",
     "Flow",
     "Interpolant",
+    "LatentSpec",
+    "MLPSpec",
     "ODEOptions",
+    "PathSettings",
+    "TrainSettings",
     "TransportFlow",
+    "UNetSpec",
     "config",
     "couplings",
     "datasets",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 import torch
 
 from sitransport._io import plain
+from sitransport._spec import FieldsSpec
 from sitransport._validation import (
     check_bool,
     check_choice,
@@ -87,7 +89,7 @@ def freeze_step(freeze: Any, steps: int) -> int | None:
 
 # ------------------------------------------------------------------------------- network
 @dataclass(frozen=True)
-class MLPSpec:
+class MLPSpec(FieldsSpec):
     """The MLP velocity of a fit on vectors (:class:`~sitransport.nn.MLPVelocity`, or the
     gradient of an MLP potential, :class:`~sitransport.nn.PotentialVelocity`).
 
@@ -121,26 +123,6 @@ class MLPSpec:
             raise TypeError(f"activation must be a name, got {self.activation!r}")
         check_positive_int(self.time_frequencies, "time_frequencies")
         check_positive_int(self.space_frequencies, "space_frequencies", minimum=0)
-
-    def spec(self) -> dict[str, Any]:
-        """Plain data: the fields, headed by ``kind``.
-
-        Example:
-            >>> MLPSpec(width=32).spec()["width"]
-            32
-        """
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> MLPSpec:
-        """The inverse of :meth:`spec`.
-
-        Example:
-            >>> spec = MLPSpec.from_spec({"kind": "potential", "depth": 2})
-            >>> spec.kind, spec.width, spec.depth
-            ('potential', None, 2)
-        """
-        return cls(**spec)
 
 
 @dataclass(frozen=True)
@@ -329,13 +311,15 @@ class CouplingSpec:
 
 # ------------------------------------------------------------------- checkpoint, latent
 @dataclass(frozen=True)
-class Checkpointing:
-    """Where and how often a fit checkpoints, and whether it resumed.
+class Checkpointing(FieldsSpec):
+    """Where and how often a fit checkpoints, and whether it resumes: ``fit``'s
+    ``checkpoint=`` (a directory alone is ``Checkpointing(dir)``).
 
     Args:
-        dir: the folder of ``checkpoint.pt``.
+        dir: the folder of ``checkpoint.pt`` (a str or path; kept as a str).
         every: steps between checkpoints.
-        resume: the fit continued from the checkpoint found there.
+        resume: continue from the checkpoint found in ``dir``, if there is one (it must
+            belong to the same settings and data: see :func:`~sitransport.fit`).
 
     Example:
         >>> Checkpointing("runs/a", every=500).spec()
@@ -347,33 +331,16 @@ class Checkpointing:
     resume: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.dir, os.PathLike):
+            object.__setattr__(self, "dir", os.fspath(self.dir))
         if not isinstance(self.dir, str) or not self.dir:
-            raise TypeError(f"checkpoint dir must be a non-empty str, got {self.dir!r}")
-        check_positive_int(self.every, "checkpoint_every")
+            raise TypeError(f"checkpoint dir must be a non-empty str or path, got {self.dir!r}")
+        check_positive_int(self.every, "checkpoint every")
         check_bool(self.resume, "resume")
-
-    def spec(self) -> dict[str, Any]:
-        """Plain data: the fields.
-
-        Example:
-            >>> Checkpointing("runs/b", 100, resume=True).spec()["resume"]
-            True
-        """
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> Checkpointing:
-        """The inverse of :meth:`spec`.
-
-        Example:
-            >>> Checkpointing.from_spec({"dir": "runs/a", "every": 500, "resume": False})
-            Checkpointing(dir='runs/a', every=500, resume=False)
-        """
-        return cls(**spec)
 
 
 @dataclass(frozen=True)
-class LatentSpec:
+class LatentSpec(FieldsSpec):
     """A fit in principal coordinates (``fit(..., latent=..)``): ``components`` axes, or
     ``None`` for as many as keep ``variance`` of the variance (``latent="pca"``).
 
@@ -387,27 +354,8 @@ class LatentSpec:
 
     def __post_init__(self) -> None:
         if self.components is not None:
-            check_positive_int(self.components, "latent")
-        check_positive(self.variance, "latent_variance")
-
-    def spec(self) -> dict[str, Any]:
-        """Plain data: the fields.
-
-        Example:
-            >>> LatentSpec(3).spec()
-            {'components': 3, 'variance': 0.999}
-        """
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> LatentSpec:
-        """The inverse of :meth:`spec`.
-
-        Example:
-            >>> LatentSpec.from_spec({"components": 2, "variance": 0.9})
-            LatentSpec(components=2, variance=0.9)
-        """
-        return cls(**spec)
+            check_positive_int(self.components, "latent components")
+        check_positive(self.variance, "latent variance")
 
 
 # ---------------------------------------------------------------------------- FitConfig
@@ -436,13 +384,13 @@ def _dtype_name(dtype: torch.dtype) -> str:
 #: How each structured field of :class:`FitConfig` becomes plain data and back; the other
 #: fields are plain already.
 _PARTS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
-    "training": (dataclasses.asdict, lambda s: TrainSettings(**s)),
+    "training": (TrainSettings.spec, TrainSettings.from_spec),
     "network": (lambda n: n.spec(), network_from_spec),
     "coupling": (lambda c: c.spec(), CouplingSpec.from_spec),
     "interpolant": (_record, _record),
     "time_sampler": (_record, _record),
-    "path": (_optional(dataclasses.asdict), _optional(lambda s: PathSettings(**s))),
-    "ode": (dataclasses.asdict, lambda s: ODEOptions(**s)),
+    "path": (_optional(PathSettings.spec), _optional(PathSettings.from_spec)),
+    "ode": (ODEOptions.spec, ODEOptions.from_spec),
     "checkpoint": (_optional(Checkpointing.spec), _optional(Checkpointing.from_spec)),
     "dtype": (_dtype_name, lambda name: _DTYPES[check_choice(name, "dtype", _DTYPES)]),
     "latent": (_optional(LatentSpec.spec), _optional(LatentSpec.from_spec)),

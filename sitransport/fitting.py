@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import inspect
 import math
 import os
 import warnings
@@ -23,7 +22,6 @@ import torch
 from torch import Tensor, nn
 
 from sitransport._bases import Density, EmpiricalDensity, as_density
-from sitransport._io import plain
 from sitransport._validation import (
     check_bool,
     check_choice,
@@ -67,7 +65,7 @@ from sitransport.nn import (
 from sitransport.ode import ODEOptions
 from sitransport.paths import PathSettings
 from sitransport.protocols import Flow
-from sitransport.train import RESUMABLE, TrainSettings, run_generator, train
+from sitransport.train import TrainSettings, run_generator, train
 
 if TYPE_CHECKING:
     from sitransport.latent import LatentFlow
@@ -82,8 +80,28 @@ __all__ = [
 # held-out pairs of the validation loss: at most this many (of each end) are kept
 MAX_HELD_OUT = 4096
 
-# fit's arguments that are TrainSettings fields, passed on as they are
-_SETTINGS = tuple(f.name for f in dataclasses.fields(TrainSettings) if f.name != "min_lr_ratio")
+# fit's keywords, as fit passes them on to itself for a latent fit
+_FIT_KEYWORDS = (
+    "interpolant",
+    "coupling",
+    "steps",
+    "batch_size",
+    "lr",
+    "seed",
+    "device",
+    "dtype",
+    "validation",
+    "progress",
+    "network",
+    "training",
+    "optimize_path",
+    "checkpoint",
+    "time_sampler",
+    "normalize",
+    "remedy",
+    "ode",
+    "num_workers",
+)
 
 
 def fit(
@@ -91,45 +109,24 @@ def fit(
     rho1: Any,
     *,
     interpolant: str | Interpolant = "trig",
-    steps: int = 20_000,
-    batch_size: int = 512,
-    lr: float = 2e-3,
+    coupling: str | dict | Coupling = "independent",
+    steps: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
     seed: int = 0,
-    progress: bool = True,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     validation: float = 0.1,
-    width: int | None = None,
-    depth: int = 4,
-    activation: str = "silu",
-    time_frequencies: int = 8,
-    space_frequencies: int = 0,
+    progress: bool | None = None,
+    network: str | MLPSpec | UNetSpec = "auto",
+    training: TrainSettings | None = None,
+    optimize_path: bool | PathSettings = False,
+    checkpoint: str | os.PathLike | Checkpointing | None = None,
     time_sampler: str | dict | TimeSampler = "uniform",
-    antithetic: bool = True,
-    ema: float | None = 0.999,
-    weight_decay: float = 0.0,
-    warmup: int = 200,
-    clip_grad: float | None = 1.0,
     normalize: bool = True,
-    eval_every: int = 500,
-    checkpoint_dir: str | os.PathLike | None = None,
-    checkpoint_every: int = 1000,
-    resume: bool = False,
-    ode: ODEOptions | None = None,
-    coupling: str | dict | Coupling = "independent",
-    optimize_path: bool = False,
-    path_lr: float = 5e-3,
-    path_every: int = 1,
-    path_start: int = 1000,
-    path_mode: str = "alternating",
-    path_freeze: float = 0.5,
     remedy: str | None = None,
-    latent: int | str | None = None,
-    latent_variance: float = 0.999,
-    restore_best: bool = False,
-    network: str | dict = "auto",
-    accumulate: int = 1,
-    mixed_precision: str | None = None,
+    latent: int | str | LatentSpec | None = None,
+    ode: ODEOptions | None = None,
     num_workers: int = 0,
 ) -> Flow:
     r"""Learn a transport map from ``rho0`` to ``rho1`` by minimising the quadratic loss.
@@ -142,6 +139,15 @@ def fit(
     with ``x0 ~ rho0`` and ``x1 ~ rho1`` drawn independently. Simulation-free: no ODE is
     solved during training.
 
+    The common settings are keywords; the rest come grouped in typed objects:
+    ``training=`` (:class:`~sitransport.train.TrainSettings`: EMA, warm-up, clipping,
+    weight decay, evaluation, accumulation, mixed precision), ``network=``
+    (:class:`~sitransport.config.MLPSpec` or :class:`~sitransport.config.UNetSpec`),
+    ``optimize_path=`` (:class:`~sitransport.paths.PathSettings`) and ``checkpoint=``
+    (:class:`~sitransport.config.Checkpointing`). A setting that does not apply to this fit
+    (an MLP for images, ``restore_best`` without validation, ``num_workers`` without a
+    dataset, ...) raises a ``ValueError`` that names it.
+
     Args:
         rho0: source at ``t = 0``: samples ``(n, d)`` or images ``(n, c, h, w)`` (numpy,
             torch or xarray), integer images as :class:`~sitransport.images.ImageData`
@@ -153,140 +159,139 @@ def fit(
             ``DataLoader`` over one (its dataset and ``num_workers`` are used; batches and
             shuffling are fit's own, so runs are reproducible and resumable).
         interpolant: ``"trig"`` (default), ``"linear"`` or an :class:`Interpolant`.
-        steps: optimisation steps.
-        batch_size: pairs per step.
-        lr: peak AdamW learning rate (linear warm-up over ``warmup`` steps, cosine decay
-            to 1% of it).
-        seed: seeds the whole run (splits, batches, times, initial weights); an integer in
-            ``[0, 2**63 - 1]``.
-        progress: show a tqdm progress bar.
-        device: torch device for training and the returned flow: ``"cpu"``, an available
-            ``"cuda[:index]"`` or ``"mps"``.
-        dtype: network dtype (``torch.float32`` or ``torch.float64``).
-        validation: fraction of each sample set held out for the validation loss.
-        width: hidden width of the MLP; ``None`` picks 128 for ``d <= 16`` and 256 above.
-        depth, activation, time_frequencies: the MLP (:class:`~sitransport.nn.MLPVelocity`,
-            or the potential's MLP with ``network="potential"``).
-        space_frequencies: octaves of positional features of ``x`` in the MLP
-            (:class:`~sitransport.nn.SpaceEmbedding`); 0 feeds ``x`` as it is. 5, with
-            ``time_sampler={"name": "beta", "a": 1, "b": 0.5}``, sharpens the edges of
-            densities with jumps (see the failure-modes guide).
-        time_sampler: ``"uniform"``, ``"beta"`` / ``{"name": "beta", "a": .., "b": ..}``.
-        antithetic: draw times in pairs ``u, 1 - u`` (lower-variance batches).
-        ema: decay of the exponential moving average of the weights (``None``: off); the
-            flow uses the averaged weights.
-        weight_decay: AdamW weight decay.
-        warmup: learning-rate warm-up steps.
-        clip_grad: max gradient norm (``None``: off).
-        normalize: learn in coordinates ``(x - m) / s`` (pooled mean ``m`` and scalar scale
-            ``s`` of both ends); a similarity, so optimal-transport couplings are kept. A
-            change of coordinates only: the network learns the named path
-            :math:`\alpha x_0 + \beta x_1` itself, written in those coordinates
-            (:class:`~sitransport.interpolants.Normalized`), so velocities, scores and
-            marginals are the same as with ``normalize=False``.
-        eval_every: steps between validation evaluations.
-        checkpoint_dir: directory for ``checkpoint.pt`` (written every ``checkpoint_every``),
-            which also stores a fingerprint of the call: these arguments and, for each end,
-            its kind, shape, size and the SHA-256 of a fixed subsample (evenly spread rows of
-            samples; a fixed-seed draw of a distribution).
-        resume: continue from the checkpoint in ``checkpoint_dir`` if present. Every argument
-            and both ends must be the checkpoint's, except ``steps``, ``progress``,
-            ``checkpoint_every`` and where things run or are read from (``checkpoint_dir``,
-            ``device``, ``num_workers``, ``ode``). A larger ``steps`` extends the run on the
-            original learning-rate schedule (the extra steps run at its floor, 1% of ``lr``;
-            see :func:`~sitransport.train.train`); with ``optimize_path`` and
-            ``path_freeze < 1`` it would also move the path's freeze step
-            (``path_freeze * steps``), which is refused.
-        ode: default ODE settings of the returned flow.
         coupling: pairing of each batch: ``"independent"`` (the paper's), ``"exact_ot"``
             (exact minibatch OT, in blocks of 256), ``"global_ot"`` (batches drawn from the
             exact OT plan of 4096-point subsamples of the training sets, re-solved
             periodically: OT pairs at about the cost of independent ones; the solve times are
             in ``flow.history.attrs["ot_plan_solve_s"]``) or ``"sinkhorn"`` (entropic); see
             :mod:`sitransport.couplings`.
-        optimize_path: max–min training: ascend on the interpolant's parameters (needs a
-            learnable interpolant, e.g. ``"fourier"``); see :mod:`sitransport.paths`.
-        path_lr, path_every, path_start: the ascent's Adam learning rate, velocity steps per
-            path step, and velocity steps before the first path step.
-        path_mode: ``"alternating"`` (an ascent step on a fresh batch after each due velocity
-            step) or ``"simultaneous"`` (gradient descent–ascent on the same batch).
-        path_freeze: fraction of ``steps`` after which the path is frozen and the velocity
-            finishes on the fixed path (1: ascend to the end).
-        remedy: ``None`` (default) or ``"auto"``. ``fit`` compares the effective ranks
-            (covariance spectrum) of the two sample sets and warns, naming both, when
-            ``rho0``'s is lower: a deterministic flow maps a lower-dimensional source onto a
-            lower-dimensional set and cannot fill ``rho1``. With ``"auto"`` it then trains a
-            stochastic interpolant (:class:`~sitransport.interpolants.Stochastic` on the
-            chosen base path, with a denoiser) and the flow samples with the SDE by default.
-
-        restore_best: keep the weights with the lowest validation loss.
+        steps: optimisation steps (default: ``training.steps``, 20,000).
+        batch_size: pairs per step (default: ``training.batch_size``, 512).
+        lr: peak AdamW learning rate (default: ``training.lr``, ``2e-3``): linear warm-up
+            over ``training.warmup`` steps, then cosine decay to 1% of it.
+        seed: seeds the whole run (splits, batches, times, initial weights); an integer in
+            ``[0, 2**63 - 1]``.
+        device: torch device for training and the returned flow: ``"cpu"``, an available
+            ``"cuda[:index]"`` or ``"mps"``.
+        dtype: network dtype (``torch.float32`` or ``torch.float64``).
+        validation: fraction of each sample set held out for the validation loss.
+        progress: show a tqdm progress bar (default: ``training.progress``, on).
         network: ``"auto"`` (an MLP for vectors, a U-Net for images), ``"mlp"``,
             ``"potential"`` (vectors: the velocity is the gradient of an MLP potential,
             :class:`~sitransport.nn.PotentialVelocity`, a curl-free field like the
             optimal-transport velocity; about 2-2.5 times the cost per step), ``"unet"``
             (the ``"tiny"`` preset up to 16x16 images, ``"small"`` above), a U-Net preset
-            name (:data:`~sitransport.nn.UNET_PRESETS`, e.g. ``"cifar10"``) or a dict of
-            :class:`~sitransport.nn.UNetVelocity` arguments with an optional ``"preset"``.
-        accumulate: micro-batches per step (gradient accumulation: the same step as one
-            batch of ``batch_size``, in ``1 / accumulate`` of the memory).
-        mixed_precision: ``None`` or ``"bf16"`` (autocast of the network; for GPUs).
+            name (:data:`~sitransport.nn.UNET_PRESETS`, e.g. ``"cifar10"``), or a spec:
+            :class:`~sitransport.config.MLPSpec` (width, depth, activation, time and space
+            frequencies; a ``width`` of ``None`` picks 128 for ``d <= 16`` and 256 above) or
+            :class:`~sitransport.config.UNetSpec` (a preset and arguments overriding it).
+        training: the optimisation settings (:class:`~sitransport.train.TrainSettings`;
+            default: its defaults). ``steps``, ``batch_size``, ``lr`` and ``progress`` may
+            be given here or as keywords, not both with different values.
+            ``training.checkpoint_every`` is set by ``checkpoint=``.
+        optimize_path: max–min training: ascend on the interpolant's parameters (needs a
+            learnable interpolant, e.g. ``"fourier"``); see :mod:`sitransport.paths`.
+            ``True`` is ``PathSettings(stop=steps // 2)``: the path is frozen after half
+            of the steps and the velocity finishes on it. A
+            :class:`~sitransport.paths.PathSettings` sets the ascent's learning rate,
+            step ratio, start, mode and last step.
+        checkpoint: a directory (or :class:`~sitransport.config.Checkpointing` with
+            ``every`` and ``resume``) for ``checkpoint.pt``, written every ``every`` steps
+            (default 1000). The file also stores a fingerprint of the call: these settings
+            and, for each end, its kind, shape, size and the SHA-256 of a fixed subsample
+            (evenly spread rows of samples; a fixed-seed draw of a distribution). With
+            ``resume=True`` the fit continues from the checkpoint if present: every setting
+            and both ends must be the checkpoint's, except ``steps``, ``progress``, how often
+            and where it checkpoints, ``device``, ``num_workers`` and ``ode``. A larger
+            ``steps`` extends the run on the original learning-rate schedule (the extra
+            steps run at its floor, 1% of ``lr``; see :func:`~sitransport.train.train`);
+            with ``optimize_path=True`` it would also move the step the path freezes at,
+            which is refused.
+        time_sampler: distribution of training times: ``"uniform"``, ``"beta"`` or
+            ``{"name": "beta", "a": .., "b": ..}`` (``a=1, b=0.5`` with
+            ``MLPSpec(space_frequencies=5)`` sharpens the edges of densities with jumps; see
+            the failure-modes guide).
+        normalize: learn in coordinates ``(x - m) / s`` (pooled mean ``m`` and scalar scale
+            ``s`` of both ends); a similarity, so optimal-transport couplings are kept. A
+            change of coordinates only: the network learns the named path
+            :math:`\alpha x_0 + \beta x_1` itself, written in those coordinates
+            (:class:`~sitransport.interpolants.Normalized`), so velocities, scores and
+            marginals are the same as with ``normalize=False``.
+        remedy: ``None`` (default) or ``"auto"`` (vector ends only). ``fit`` compares the
+            effective ranks (covariance spectrum) of the two sample sets and warns, naming
+            both, when ``rho0``'s is lower: a deterministic flow maps a lower-dimensional
+            source onto a lower-dimensional set and cannot fill ``rho1``. With ``"auto"`` it
+            then trains a stochastic interpolant
+            (:class:`~sitransport.interpolants.Stochastic` on the chosen base path, with a
+            denoiser) and the flow samples with the SDE by default.
+        latent: fit in principal coordinates of the sample sets (vectors only): a number of
+            axes, ``"pca"`` (as many as keep 99.9% of the variance) or a
+            :class:`~sitransport.config.LatentSpec`; returns a
+            :class:`~sitransport.latent.LatentFlow`.
+        ode: default ODE settings of the returned flow.
         num_workers: ``DataLoader`` workers when ``rho1`` is a torch ``Dataset``.
 
     Under ``torch.distributed`` (launch with ``torchrun``, call
     :func:`sitransport.distributed.setup`), ``batch_size`` is the global batch: see
     :func:`~sitransport.train.train`.
 
-    Returns:
-        The fitted :class:`~sitransport.Flow`: a :class:`TransportFlow`, or with ``latent=`` a
-        :class:`~sitransport.latent.LatentFlow`; ``flow.config`` records these settings (a
-        :class:`~sitransport.config.FitConfig`) and ``flow.history`` the training record.
-
     Training that diverges stops with an error rather than return a broken flow: a
     non-finite loss or gradient norm, or a flow-matching loss whose 5-step running median
     grew to ``1e4`` times its lowest, or one batch loss ``1e8`` times it (see
     :func:`~sitransport.train.train`).
 
+    Returns:
+        The fitted :class:`~sitransport.Flow`: a :class:`TransportFlow`, or with ``latent=`` a
+        :class:`~sitransport.latent.LatentFlow`; ``flow.config`` records these settings (a
+        :class:`~sitransport.config.FitConfig`) and ``flow.history`` the training record.
+
     Raises:
         ValueError, TypeError: bad input (the message names the argument), e.g. ``seed``
-            outside ``[0, 2**63 - 1]`` or an unsupported ``device``.
+            outside ``[0, 2**63 - 1]``, an unsupported ``device``, a setting given twice
+            with different values, or one that does not apply to this fit.
         ValueError: the normalisation of the data overflows float64, or ``dtype`` cannot
             resolve an end in it (the message names the end, and ``dtype=torch.float64``
             when that resolves it).
         TrainingDivergedError: the loss or gradient became non-finite, or the loss grew by
             orders of magnitude (a ``FloatingPointError``; the message names the step).
-        CheckpointMismatchError: ``resume=True`` with a checkpoint of another run (every
-            differing field is listed) or ``steps`` below the checkpoint's step.
+        CheckpointMismatchError: resuming a checkpoint of another run (every differing
+            field is listed) or with ``steps`` below the checkpoint's step.
 
     Example:
         >>> import sitransport as st
         >>> x1 = st.datasets.sample("moons", 2000, seed=0)
-        >>> flow = st.fit("gaussian", x1, steps=200, progress=False)
+        >>> flow = st.fit("gaussian", x1, steps=200, progress=False,
+        ...               network=st.MLPSpec(width=64), training=st.TrainSettings(ema=None))
         >>> flow.sample(5, seed=0).shape
         (5, 2)
     """
+    call = {k: v for k, v in locals().items() if k in _FIT_KEYWORDS}
     seed = check_seed(seed)  # before the config records it
-    kwargs = {k: v for k, v in locals().items() if k not in ("rho0", "rho1")}
-    record = plain(kwargs)  # the call as plain data: the checkpoint's fingerprint
-    settings = TrainSettings(**{name: kwargs[name] for name in _SETTINGS})
-    _check_fit_arguments(device, dtype, normalize, time_frequencies, ode)
+    _check_fit_arguments(device, dtype, normalize, ode, num_workers)
     validation = check_fraction(validation, "validation", high=0.9)
+    ckpt = _checkpointing(checkpoint)
+    settings = _merge_settings(
+        training, TrainSettings(), steps=steps, batch_size=batch_size, lr=lr, progress=progress
+    )
+    settings = _with_checkpointing(settings, ckpt, training)
+    if settings.restore_best and validation == 0:
+        raise ValueError(
+            "training.restore_best=True keeps the weights of the lowest validation loss, but "
+            "validation=0 holds nothing out: set validation > 0 or restore_best=False"
+        )
+    path = _path_settings(optimize_path, settings.steps)
     interp = get_interpolant(interpolant)
-    if optimize_path:  # trained in place: never mutate the caller's object
+    if path is not None:  # trained in place: never mutate the caller's object
         interp = copy.deepcopy(interp)
     sampler = get_time_sampler(time_sampler)
     pairing = get_coupling(coupling)
-    path = None
-    if optimize_path:
-        path = PathSettings(
-            path_lr, path_every, path_start, path_mode, freeze_step(path_freeze, steps)
-        )
     d0, d1, source = _ends(rho0, rho1, seed, num_workers)
-    images = len(d0.shape) == 3
     if latent is not None:
-        if images or d1 is None:  # d1 is None: a dataset at rho1
+        if len(d0.shape) == 3 or d1 is None:  # d1 is None: a dataset at rho1
             raise ValueError("latent= works on vectors (n, d); flatten images first")
-        return _fit_latent(d0, d1, kwargs)
-    interp, ranks, sde = _check_ranks(d0, d1, interp, remedy, record)
+        return _fit_latent(d0, d1, _latent_spec(latent), call)
+    net_spec = _network_spec(network, d0.shape)
+    interp, ranks, sde = _check_ranks(d0, d1, interp, remedy)
 
     gen = run_generator(seed, 2)
     train0, held0 = _split(d0, validation, gen, "rho0")
@@ -295,23 +300,8 @@ def fit(
     val = None
     if validation > 0:
         val = _validation_pairs(train0, held0, train1, held1, norm, gen)
-    mlp = {
-        "width": width,
-        "depth": depth,
-        "activation": activation,
-        "time_frequencies": time_frequencies,
-        "space_frequencies": space_frequencies,
-    }
-    net_spec = _network_spec(network, d0.shape, mlp)
     net = _network(net_spec, d0.shape, interp.stochastic, seed)
-    ckpt = None
-    if checkpoint_dir is not None:
-        ckpt = Path(checkpoint_dir) / "checkpoint.pt"
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
     draw = _pair_draw(train0, train1, norm, pairing, seed)
-    end1 = source if source is not None else d1
-    assert end1 is not None  # _ends gives rho1 as a dataset or as a density
-    run = _fit_fingerprint(record, d0, end1) if ckpt else None
     config = FitConfig(
         training=settings,
         network=net_spec,
@@ -320,7 +310,7 @@ def fit(
         time_sampler=sampler.spec(),
         path=path,
         ode=ode or ODEOptions(),
-        checkpoint=Checkpointing(str(ckpt.parent), checkpoint_every, resume) if ckpt else None,
+        checkpoint=ckpt,
         seed=seed,
         device=str(check_device(device)),
         dtype=dtype,
@@ -332,7 +322,12 @@ def fit(
         rank1=ranks[1] if ranks else None,
         sample_method="sde" if sde else "ode",
     )
-
+    file = None
+    if ckpt is not None:
+        file = Path(ckpt.dir) / "checkpoint.pt"
+        file.parent.mkdir(parents=True, exist_ok=True)
+    end1 = source if source is not None else d1
+    assert end1 is not None  # _ends gives rho1 as a dataset or as a density
     trained = train(
         net,
         Normalized(interp, norm.shift, norm.scale),  # the caller's path, in the network's u
@@ -343,11 +338,11 @@ def fit(
         path=path,
         seed=seed,
         validation=val,
-        checkpoint=ckpt,
-        resume=resume,
+        checkpoint=file,
+        resume=ckpt is not None and ckpt.resume,
         device=device,
         dtype=dtype,
-        fingerprint=run,
+        fingerprint=_fit_fingerprint(config, d0, end1) if ckpt else None,
     )
     return TransportFlow(
         trained.model,
@@ -361,14 +356,112 @@ def fit(
     )
 
 
+def _merge_settings(given: TrainSettings | None, base: TrainSettings, **flat: Any) -> TrainSettings:
+    """The training settings of a call: ``given`` (else ``base``) with the flat keywords
+    ``flat`` that are not ``None``. A flat keyword overrides a field ``given`` leaves at its
+    default; one set to something else in ``given`` too is an error.
+
+    Raises:
+        TypeError: ``given`` is not a :class:`~sitransport.train.TrainSettings`.
+        ValueError: a flat keyword and a field of ``given`` disagree (both named).
+
+    Example:
+        >>> from sitransport.train import TrainSettings
+        >>> _merge_settings(TrainSettings(ema=None), TrainSettings(), steps=10, lr=None).steps
+        10
+        >>> _merge_settings(TrainSettings(steps=5), TrainSettings(), steps=10)
+        Traceback (most recent call last):
+        ...
+        ValueError: steps=10 and training.steps=5 disagree: set it in one place
+    """
+    if given is not None and not isinstance(given, TrainSettings):
+        raise TypeError(
+            f"training must be a TrainSettings or None, got {type(given).__name__} {given!r:.60}"
+        )
+    settings = given if given is not None else base
+    changes = {name: value for name, value in flat.items() if value is not None}
+    default = TrainSettings()
+    for name, value in changes.items():
+        own = getattr(given, name, None)
+        if own is not None and own != getattr(default, name) and own != value:
+            raise ValueError(
+                f"{name}={value!r} and training.{name}={getattr(given, name)!r} disagree: set "
+                "it in one place"
+            )
+    return dataclasses.replace(settings, **changes)
+
+
+def _with_checkpointing(
+    settings: TrainSettings, ckpt: Checkpointing | None, given: TrainSettings | None
+) -> TrainSettings:
+    """``settings`` with ``checkpoint_every`` from ``ckpt``, which owns it.
+
+    Raises:
+        ValueError: ``training.checkpoint_every`` set with no checkpoint, or differing from
+            ``checkpoint.every``.
+    """
+    default = TrainSettings().checkpoint_every
+    own = given.checkpoint_every if given is not None else default
+    if ckpt is None:
+        if own != default:
+            raise ValueError(
+                f"training.checkpoint_every={own} does not apply: no checkpoint= was given "
+                "(pass checkpoint=Checkpointing(dir, every=...))"
+            )
+        return settings
+    if own not in (default, ckpt.every):
+        raise ValueError(
+            f"training.checkpoint_every={own} and checkpoint.every={ckpt.every} disagree: "
+            "set it in checkpoint= only"
+        )
+    return dataclasses.replace(settings, checkpoint_every=ckpt.every)
+
+
+def _checkpointing(checkpoint: Any) -> Checkpointing | None:
+    """``fit``'s ``checkpoint``: a directory or a :class:`Checkpointing` (``None``: none)."""
+    if checkpoint is None or isinstance(checkpoint, Checkpointing):
+        return checkpoint
+    if isinstance(checkpoint, (str, os.PathLike)):
+        return Checkpointing(os.fspath(checkpoint))
+    raise TypeError(
+        "checkpoint must be a directory (str or path), a Checkpointing or None, got "
+        f"{type(checkpoint).__name__} {checkpoint!r:.60}"
+    )
+
+
+def _path_settings(optimize_path: Any, steps: int) -> PathSettings | None:
+    """``fit``'s ``optimize_path`` as settings: ``True`` freezes the path after half the
+    steps; ``False`` is none."""
+    if isinstance(optimize_path, PathSettings):
+        return optimize_path
+    if optimize_path is True:
+        return PathSettings(stop=freeze_step(0.5, steps))
+    if optimize_path is False:
+        return None
+    raise TypeError(
+        "optimize_path must be True, False or a PathSettings, got "
+        f"{type(optimize_path).__name__} {optimize_path!r:.60}"
+    )
+
+
+def _latent_spec(latent: Any) -> LatentSpec:
+    """``fit``'s ``latent``: a number of axes, ``"pca"`` or a :class:`LatentSpec`."""
+    if isinstance(latent, LatentSpec):
+        return latent
+    if isinstance(latent, str):
+        check_choice(latent, "latent", ("pca",))
+        return LatentSpec(None)
+    return LatentSpec(check_positive_int(latent, "latent"))
+
+
 def _check_fit_arguments(
-    device: Any, dtype: Any, normalize: Any, time_frequencies: Any, ode: Any
+    device: Any, dtype: Any, normalize: Any, ode: Any, num_workers: Any
 ) -> None:
     """Checks of ``fit``'s arguments that nothing downstream names as the caller did."""
     check_device(device)
     _check_dtype(dtype)
     check_bool(normalize, "normalize")
-    check_positive_int(time_frequencies, "time_frequencies")
+    check_positive_int(num_workers, "num_workers", minimum=0)
     if ode is not None and not isinstance(ode, ODEOptions):
         raise TypeError(f"ode must be an ODEOptions or None, got {type(ode).__name__} {ode!r}")
 
@@ -398,6 +491,11 @@ def _ends(
         rho1, num_workers = rho1.dataset, max(num_workers, rho1.num_workers)
     if isinstance(rho0, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
         raise TypeError("rho0 cannot be a torch Dataset; pass it as rho1 (data at t = 1)")
+    if not isinstance(rho1, torch.utils.data.Dataset) and num_workers:
+        raise ValueError(
+            f"num_workers={num_workers} does not apply: rho1 is not a torch Dataset or "
+            "DataLoader, so no DataLoader workers are started (leave num_workers=0)"
+        )
     if isinstance(rho1, torch.utils.data.Dataset):
         source = ShardedDataset(rho1, seed=seed, num_workers=num_workers)
         d1 = None
@@ -424,25 +522,31 @@ def _ends(
 
 
 def _check_ranks(
-    d0: Density, d1: Density | None, interp: Interpolant, remedy: Any, record: dict[str, Any]
+    d0: Density, d1: Density | None, interp: Interpolant, remedy: Any
 ) -> tuple[Interpolant, tuple[int, int] | None, bool]:
     """``(interpolant to train, (rank0, rank1) or None for images, sample by the SDE)``,
-    after comparing the effective ranks of two vector ends (also written to the fingerprint
-    ``record``): with ``rho0`` of lower rank, a warning, or with ``remedy="auto"`` a
-    stochastic interpolant sampled by the SDE."""
+    after comparing the effective ranks of two vector ends: with ``rho0`` of lower rank, a
+    warning, or with ``remedy="auto"`` a stochastic interpolant sampled by the SDE.
+
+    Raises:
+        ValueError: ``remedy`` is not ``None`` or ``"auto"``, or is set for images or a
+            dataset, whose ranks are not computed.
+    """
     if remedy is not None:
         check_choice(remedy, "remedy", ("auto",))
     if len(d0.shape) == 3 or d1 is None:  # images, datasets: no d x d covariance computed
+        if remedy is not None:
+            raise ValueError(
+                f"remedy={remedy!r} does not apply to images or datasets: it compares the "
+                "covariance ranks of vector ends; pass a Stochastic interpolant instead"
+            )
         return interp, None, False
     rank0, rank1 = _rank_of(d0), _rank_of(d1)
-    record["rank0"], record["rank1"] = rank0, rank1
     if rank0 >= rank1:
         return interp, (rank0, rank1), False
     if remedy == "auto" and not interp.stochastic:
         base_name = interp.spec().get("name") if isinstance(interp, (Linear, Trig)) else None
         interp = Stochastic(base_name or "linear", "sin2", 1.0)
-        record["interpolant"] = plain(interp.spec())
-        record["sample_method"] = "sde"
         return interp, (rank0, rank1), True
     warnings.warn(
         f"rho0 has effective rank {rank0} but rho1 has {rank1}: a deterministic flow "
@@ -537,40 +641,49 @@ def _validation_pairs(
     return norm.encode(v0[:m]), norm.encode(v1[:m])
 
 
-def _network_spec(network: str | dict, shape: tuple[int, ...], mlp: dict[str, Any]) -> NetworkSpec:
-    """The network of ``fit`` from its ``network`` argument and MLP settings ``mlp``, checked
-    against the data: an :class:`MLPSpec` of resolved width, or a :class:`UNetSpec` of
-    resolved preset.
+def _network_spec(network: Any, shape: tuple[int, ...]) -> NetworkSpec:
+    """The network of ``fit`` from its ``network`` argument, checked against the data: an
+    :class:`MLPSpec` of resolved width for vectors, a :class:`UNetSpec` for images.
 
     Raises:
-        ValueError: MLP settings given away from their defaults with a U-Net (named).
+        TypeError: ``network`` is neither a name nor a spec.
+        ValueError: an unknown name, a network that does not apply to the data (an MLP for
+            images, a U-Net for vectors) or U-Net options the preset refuses.
     """
-    kind = _network_kind(network, shape)
-    if kind != "unet":
-        width = mlp["width"] if mlp["width"] is not None else _default_width(shape[0])
-        return MLPSpec(kind, **{**mlp, "width": width})
-    defaults = inspect.signature(fit).parameters
-    given = [f"{k}={v!r}" for k, v in mlp.items() if v != defaults[k].default]
-    if given:
-        raise ValueError(
-            f"{', '.join(given)} set{'s' if len(given) == 1 else ''} the MLP, but "
-            f"network={network!r} is a U-Net, which would ignore "
-            f"{'it' if len(given) == 1 else 'them'}: leave {'it' if len(given) == 1 else 'them'} "
-            "out, or pass U-Net arguments as network={'preset': .., 'base_channels': .., "
-            "'time_frequencies': ..}"
+    images = len(shape) == 3
+    spec: NetworkSpec
+    if isinstance(network, str):
+        check_choice(network, "network", ("auto", "mlp", "potential", "unet", *UNET_PRESETS))
+        name = ("unet" if images else "mlp") if network == "auto" else network
+        auto_preset = "tiny" if images and max(shape[1:]) <= 16 else "small"
+        spec = (
+            MLPSpec(name)
+            if name in ("mlp", "potential")
+            else UNetSpec(name if name in UNET_PRESETS else auto_preset, {})
         )
-    c, h, w = shape
-    auto = "tiny" if max(h, w) <= 16 else "small"
-    if isinstance(network, dict):
-        options = dict(network)
-        options.pop("kind", None)
-        preset = options.pop("preset", auto)
-        for key in ("channels", "image_size"):
-            if key in options:
-                raise ValueError(f"network[{key!r}] is set by the data (shape {shape})")
-        unet_config(preset, c, (h, w), **options)  # checks the preset and the arguments
-        return UNetSpec(preset, options)
-    return UNetSpec(network if network in UNET_PRESETS else auto, {})
+    elif isinstance(network, (MLPSpec, UNetSpec)):
+        spec = network
+    else:
+        raise TypeError(
+            "network must be 'auto', a network name, an MLPSpec or a UNetSpec, got "
+            f"{type(network).__name__} {network!r:.60}"
+        )
+    if isinstance(spec, UNetSpec) != images:
+        what, needs = (
+            ("a U-Net", "images (n, c, h, w)") if images is False else ("an MLP", "vectors (n, d)")
+        )
+        raise ValueError(
+            f"network={network!r} is {what}, which needs {needs}, got sample shape {shape}; "
+            "network='auto' picks an MLP for vectors and a U-Net for images"
+        )
+    if isinstance(spec, UNetSpec):
+        _unet_arguments(spec, shape)  # checks the preset and its arguments
+        return spec
+    return (
+        spec
+        if spec.width is not None
+        else dataclasses.replace(spec, width=_default_width(shape[0]))
+    )
 
 
 def _build_network(spec: NetworkSpec, shape: tuple[int, ...]) -> nn.Module:
@@ -643,27 +756,6 @@ def _plan_sampler(
         return lambda m, g: norm.encode(density.sample(m, g))
 
     return coupling.sampler(end(train0), end(train1), seed=seed + 4)
-
-
-def _network_kind(network: str | dict, shape: tuple[int, ...]) -> str:
-    """``"mlp"``, ``"potential"`` or ``"unet"`` from fit's ``network`` argument, checked
-    against the data."""
-    if isinstance(network, dict):
-        kind = "unet"
-    elif isinstance(network, str):
-        check_choice(network, "network", ("auto", "mlp", "potential", "unet", *UNET_PRESETS))
-        auto = "unet" if len(shape) == 3 else "mlp"
-        kind = {"auto": auto, "mlp": "mlp", "potential": "potential"}.get(network, "unet")
-    else:
-        raise TypeError(f"network must be a name or a dict, got {type(network).__name__}")
-    if kind == "unet" and len(shape) != 3:
-        raise ValueError(
-            f"network={network!r} is a U-Net, which needs images (n, c, h, w), got sample "
-            f"shape {shape}"
-        )
-    if kind in ("mlp", "potential") and len(shape) != 1:
-        raise ValueError(f"network={kind!r} needs vectors (n, d), got sample shape {shape}")
-    return kind
 
 
 def _unet_arguments(spec: UNetSpec, shape: tuple[int, ...]) -> dict[str, Any]:
@@ -801,39 +893,36 @@ def _data_fingerprint(end: Density | ShardedDataset) -> dict[str, Any]:
     return {**end.spec(), "sha256": _digest(x)}
 
 
-# described by train's own fingerprint (the same objects, as specs)
-_DESCRIBED_BY_TRAIN = frozenset({"coupling", "interpolant", "time_sampler"})
+# what fit's fingerprint adds to train's (which has the training settings, seed, dtype,
+# coupling, interpolant, time sampler, path settings and the network's architecture)
+_FINGERPRINTED = ("validation", "normalize", "remedy", "rank0", "rank1", "sample_method")
 
 
 def _fit_fingerprint(
-    config: dict[str, Any], rho0: Density, rho1: Density | ShardedDataset
+    config: FitConfig, rho0: Density, rho1: Density | ShardedDataset
 ) -> dict[str, Any]:
     """What a resumed ``fit`` must share with the run that wrote the checkpoint, beyond what
-    :func:`~sitransport.train.train` records (settings, interpolant, time sampler, coupling,
-    network): ``fit``'s other arguments (without those that may change) and both ends of the
-    data."""
-    skip = RESUMABLE | _DESCRIBED_BY_TRAIN
-    run = {k: v for k, v in config.items() if k not in skip}
-    run.update(rho0=_data_fingerprint(rho0), rho1=_data_fingerprint(rho1))
+    :func:`~sitransport.train.train` records: the network spec, the settings of ``fit``
+    itself that change the model, and both ends of the data."""
+    run: dict[str, Any] = {name: getattr(config, name) for name in _FINGERPRINTED}
+    run.update(
+        network=config.network.spec(),
+        rho0=_data_fingerprint(rho0),
+        rho1=_data_fingerprint(rho1),
+    )
     return run
 
 
-def _fit_latent(d0: Density, d1: Density, kwargs: dict[str, Any]) -> LatentFlow:
-    """``fit`` in the principal coordinates of the empirical ends (see ``latent=``)."""
+def _fit_latent(d0: Density, d1: Density, spec: LatentSpec, call: dict[str, Any]) -> LatentFlow:
+    """``fit`` in the principal coordinates of the empirical ends (see ``latent=``), with
+    ``fit``'s other keywords ``call``."""
     from sitransport._bases import StandardNormal
     from sitransport.latent import LatentFlow, PCAEncoder
 
-    latent = kwargs.pop("latent")
-    if isinstance(latent, str):
-        check_choice(latent, "latent", ("pca",))
-        k = None
-    else:
-        k = check_positive_int(latent, "latent")
     pool = [d.samples for d in (d0, d1) if isinstance(d, EmpiricalDensity)]
     if not pool:
         raise ValueError("latent= needs samples at one end at least to find principal axes")
-    variance = kwargs.pop("latent_variance")
-    enc = PCAEncoder.fit(torch.cat(pool), k, variance)
+    enc = PCAEncoder.fit(torch.cat(pool), spec.components, spec.variance)
 
     def to_latent(d: Density, name: str) -> Any:
         if isinstance(d, EmpiricalDensity):
@@ -842,10 +931,10 @@ def _fit_latent(d0: Density, d1: Density, kwargs: dict[str, Any]) -> LatentFlow:
             return "gaussian"
         raise ValueError(f"latent= supports samples or 'gaussian' for {name}, got a {d.kind}")
 
-    # without latent= (popped above) fit returns a TransportFlow
-    inner = cast(TransportFlow, fit(to_latent(d0, "rho0"), to_latent(d1, "rho1"), **kwargs))
+    # without latent= fit returns a TransportFlow
+    inner = cast(TransportFlow, fit(to_latent(d0, "rho0"), to_latent(d1, "rho1"), **call))
     assert inner.config is not None  # fit records one
-    config = dataclasses.replace(inner.config, latent=LatentSpec(k, float(variance)))
+    config = dataclasses.replace(inner.config, latent=spec)
     return LatentFlow(
         _with_config(inner, config), enc, source_is_latent=not isinstance(d0, EmpiricalDensity)
     )
@@ -899,40 +988,21 @@ def _device_of(network: Any) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
-def _reflow_settings(
-    training: TrainSettings, steps: int | None, progress: bool, overrides: dict[str, Any]
-) -> TrainSettings:
-    """``training`` with reflow's ``steps``, ``progress`` and keyword overrides.
-
-    Raises:
-        TypeError: an override that is no :class:`TrainSettings` field (named).
-    """
-    names = {f.name for f in dataclasses.fields(TrainSettings)} - {"steps", "progress"}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise TypeError(
-            f"reflow got unexpected keyword argument(s) {unknown}; the training settings it "
-            f"takes are: {', '.join(sorted(names))}"
-        )
-    changes = dict(overrides, progress=progress)
-    if steps is not None:
-        changes["steps"] = steps
-    return dataclasses.replace(training, **changes)
-
-
 def reflow(
     flow: TransportFlow,
     n: int = 20_000,
     *,
     steps: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
     seed: int = 0,
-    progress: bool = True,
-    interpolant: str | Interpolant = "linear",
-    ode: ODEOptions | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
+    progress: bool | None = None,
+    training: TrainSettings | None = None,
+    interpolant: str | Interpolant = "linear",
     time_sampler: str | dict | TimeSampler | None = None,
-    **settings: Any,
+    ode: ODEOptions | None = None,
 ) -> TransportFlow:
     r"""Rectify a flow: retrain on the coupling ``(x0, T(x0))`` of its own map ``T``.
 
@@ -945,22 +1015,27 @@ def reflow(
     The new network has the flow's architecture and trains as the flow did: with its
     ``flow.config.training`` settings (learning rate and schedule, EMA, clipping, batch
     size, ...), time sampler and dtype, on the device the flow's network is on. Each can be
-    overridden by keyword. A flow built by hand (``flow.config is None``) trains with the
-    defaults of :class:`~sitransport.train.TrainSettings` in its network's dtype.
+    changed: the keywords as in :func:`~sitransport.fit`, the other settings by passing
+    ``training=`` whole (e.g. ``dataclasses.replace(flow.config.training, ema=None)``). A
+    flow built by hand (``flow.config is None``) trains with the defaults of
+    :class:`~sitransport.train.TrainSettings` in its network's dtype.
 
     Args:
         flow: a fitted :class:`TransportFlow` with a base to draw ``rho0`` from.
         n: number of pairs generated.
-        steps: training steps (default: those of ``flow``).
+        steps: training steps (default: ``training.steps``).
+        batch_size: pairs per step (default: ``training.batch_size``).
+        lr: peak learning rate (default: ``training.lr``).
         seed: seed of the pairs and the training run.
-        progress: show progress bars.
-        interpolant: the new flow's interpolant (rectified flow uses ``"linear"``).
-        ode: ODE settings for generating the pairs (default: the flow's).
         device: where to train (default: where the flow's network is).
         dtype: the new network's dtype (default: the flow's, ``flow.config.dtype``).
+        progress: show progress bars (default: ``training.progress``).
+        training: the training settings (default: the flow's, ``flow.config.training``);
+            the four keywords above may be given here or as keywords, not both with
+            different values.
+        interpolant: the new flow's interpolant (rectified flow uses ``"linear"``).
         time_sampler: distribution of training times (default: the flow's).
-        **settings: other :class:`~sitransport.train.TrainSettings` fields to change, e.g.
-            ``lr=1e-3, ema=None``.
+        ode: ODE settings for generating the pairs (default: the flow's).
 
     Returns:
         A new :class:`TransportFlow` with the same ends and normalisation; its ``config``
@@ -969,12 +1044,14 @@ def reflow(
 
     Raises:
         ValueError: ``n < 2``, ``seed`` outside ``[0, 2**63 - 1]``, or no base to draw from.
-        TypeError: a keyword that is no training setting (named), or a bad ``dtype``.
+        TypeError: ``training`` is not a ``TrainSettings``, or a bad ``dtype``.
+        ValueError: a keyword and a field of ``training`` disagree (both named).
 
     Example:
         >>> import sitransport as st
         >>> x1 = st.datasets.sample("moons", 1000, seed=0)
-        >>> flow = st.fit("gaussian", x1, steps=50, width=32, progress=False, seed=0)
+        >>> flow = st.fit("gaussian", x1, steps=50, network=st.MLPSpec(width=32),
+        ...               progress=False, seed=0)
         >>> straight = st.reflow(flow, 1000, steps=50, progress=False)
         >>> straight.config.reflow_generation, straight.config.coupling.name
         (1, 'paired')
@@ -989,7 +1066,10 @@ def reflow(
     if base is None:  # built by hand: the defaults, in the network's dtype
         spec = _network_spec_of(flow.network, flow.shape)
         base = FitConfig(network=spec, interpolant=None, dtype=flow.dtype or torch.float32)
-    training = _reflow_settings(base.training, steps, progress, settings)
+    training = _merge_settings(
+        training, base.training, steps=steps, batch_size=batch_size, lr=lr, progress=progress
+    )
+    training = dataclasses.replace(training, checkpoint_every=TrainSettings().checkpoint_every)
     where = check_device(device) if device is not None else _device_of(flow.network)
     dtype = dtype if dtype is not None else base.dtype
     _check_dtype(dtype)

@@ -78,7 +78,7 @@ def load(
         >>> from pathlib import Path
         >>> import sitransport as st
         >>> x1 = st.datasets.sample("moons", 500, seed=0)
-        >>> flow = st.fit("gaussian", x1, steps=20, width=16, progress=False, seed=0)
+        >>> flow = st.fit("gaussian", x1, steps=20, progress=False, seed=0)
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     flow.save(Path(tmp) / "moons.sit")
         ...     again = st.load(Path(tmp) / "moons.sit")

@@ -132,7 +132,7 @@ class LatentFlow:
         >>> import sitransport as st
         >>> rng = np.random.default_rng(0)
         >>> x1 = rng.normal(size=(500, 2)) @ np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
-        >>> flow = st.fit("gaussian", x1, latent="pca", steps=50, width=32, progress=False, seed=0)
+        >>> flow = st.fit("gaussian", x1, latent="pca", steps=50, progress=False, seed=0)
         >>> flow.encoder.latent_dim, flow.sample(4, seed=0).shape  # rank 2 in R^3
         (2, (4, 3))
     """
@@ -303,7 +303,7 @@ class LatentFlow:
             >>> import numpy as np
             >>> import sitransport as st
             >>> x1 = np.random.default_rng(0).normal(size=(300, 2)) @ np.ones((2, 3))
-            >>> flow = st.fit("gaussian", x1, latent=1, steps=10, width=16, progress=False)
+            >>> flow = st.fit("gaussian", x1, latent=1, steps=10, progress=False)
             >>> with tempfile.TemporaryDirectory() as tmp:
             ...     flow.save(Path(tmp) / "latent.sit")
             ...     again = st.load(Path(tmp) / "latent.sit")

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
+from sitransport._spec import FieldsSpec
 from sitransport._validation import check_choice, check_positive, check_positive_int
 from sitransport.errors import TransportError
 
@@ -91,7 +92,7 @@ class _UniformGrid:
 
 
 @dataclass(frozen=True)
-class ODEOptions:
+class ODEOptions(FieldsSpec):
     """How to integrate: ``method`` (``dopri5`` default, or the fixed-step ``rk4``,
     ``heun3``, ``midpoint``, ``euler``), tolerances for adaptive methods, ``steps`` for
     fixed-step methods (equal steps over the span of each solve, whatever its length) and

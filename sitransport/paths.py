@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sitransport._spec import FieldsSpec
 from sitransport._validation import check_choice, check_positive, check_positive_int
 from sitransport.interpolants import Interpolant
 from sitransport.losses import quadratic_loss
@@ -45,7 +46,7 @@ __all__ = ["PathOptimizer", "PathSettings"]
 
 
 @dataclass(frozen=True)
-class PathSettings:
+class PathSettings(FieldsSpec):
     """Settings of the ascent on the interpolant.
 
     Args:

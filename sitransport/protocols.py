@@ -121,7 +121,7 @@ class Flow(Protocol):
             >>> from pathlib import Path
             >>> import sitransport as st
             >>> x1 = st.datasets.sample("moons", 200, seed=0)
-            >>> flow: Flow = st.fit("gaussian", x1, steps=5, width=8, progress=False)
+            >>> flow: Flow = st.fit("gaussian", x1, steps=5, progress=False)
             >>> with tempfile.TemporaryDirectory() as tmp:
             ...     flow.save(Path(tmp) / "moons.sit")
             ...     isinstance(st.load(Path(tmp) / "moons.sit"), Flow)

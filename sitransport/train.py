@@ -32,6 +32,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from sitransport._io import load_checkpoint, plain, previous_checkpoint, save_checkpoint
+from sitransport._spec import FieldsSpec
 from sitransport._validation import (
     check_bool,
     check_choice,
@@ -93,7 +94,7 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
-class TrainSettings:
+class TrainSettings(FieldsSpec):
     """Optimisation settings of :func:`train` (see :func:`~sitransport.fit` for their meaning).
 
     Example:
@@ -377,22 +378,11 @@ class DivergenceGuard:
             )
 
 
-# fit settings that may change when a run is resumed: they do not change the trained model
-# (steps: a longer run continues on the checkpoint's lr schedule; a shorter one must not be
-# shorter than the steps already done)
-RESUMABLE = frozenset(
-    {
-        "checkpoint_dir",
-        "checkpoint_every",
-        "device",
-        "lr_schedule_steps",
-        "num_workers",
-        "ode",
-        "progress",
-        "resume",
-        "steps",
-    }
-)
+# fingerprint fields that may change when a run is resumed: they do not change the trained
+# model (steps: a longer run continues on the checkpoint's lr schedule; a shorter one must not
+# be shorter than the steps already done). Where a run executes (device, workers) and how
+# checkpoints are written are not in the fingerprint at all.
+RESUMABLE = frozenset({"checkpoint_every", "lr_schedule_steps", "progress", "steps"})
 
 
 def _spec(obj: Any) -> Any:
@@ -493,7 +483,7 @@ def _check_resume(
                 f"checkpoint {path} was written by another run: {len(differ)} field(s) differ "
                 "(checkpoint -> this call):\n" + "\n".join(differ) + "\nResume with the "
                 "checkpoint's settings and data (only steps, progress and checkpoint_every may "
-                "change), or start a new run in another checkpoint_dir or with resume=False"
+                "change), or start a new run in another checkpoint directory or without resuming"
             )
         total = int(old["lr_schedule_steps"])
     if steps < done:
@@ -567,7 +557,7 @@ class Trainer:
             dtype=str(dtype),
             time_sampler=self.time_sampler,
             coupling=coupling or Independent(),
-            path=dataclasses.asdict(path) if path is not None else None,
+            path=path.spec() if path is not None else None,
         )
         self.draw, self.coupling = _plan_draw(draw, coupling or Independent(), seed)
         self.meter = _OTMeter(self.draw, self.coupling)
