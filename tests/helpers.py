@@ -10,29 +10,58 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
+from sitransport.config import MLPSpec
 from sitransport.exact import GaussianMixtureInterpolation
 from sitransport.flow import TransportFlow
 from sitransport.ode import ODEOptions
+from sitransport.train import TrainSettings
 
 __all__ = [
     "J",
     "TIGHT",
     "TINY",
+    "TINY_MLP",
+    "TINY_TRAINING",
     "displacement_velocity",
     "gaussian_flow",
     "rotate",
     "rotation",
     "rotation_flow",
+    "tiny_mlp",
+    "tiny_training",
 ]
 
-#: A tiny fit: 20 steps of a width-8, depth-1 MLP, validated twice, no progress bar.
-TINY: dict[str, Any] = {"steps": 20, "width": 8, "depth": 1, "progress": False, "eval_every": 10}
+#: The tiny fit's network: a width-8, depth-1 MLP.
+TINY_MLP = MLPSpec(width=8, depth=1)
+
+#: The tiny fit's training settings (validated every 10 steps).
+TINY_TRAINING = TrainSettings(eval_every=10)
+
+#: A tiny fit: 20 steps of a width-8, depth-1 MLP, validated twice, no progress bar. A
+#: variant of its training settings: ``dict(TINY, training=tiny_training(ema=None))``.
+TINY: dict[str, Any] = {
+    "steps": 20,
+    "network": TINY_MLP,
+    "progress": False,
+    "training": TINY_TRAINING,
+}
+
+
+def tiny_training(**changes: Any) -> TrainSettings:
+    """The tiny fit's training settings with ``changes`` (TrainSettings fields)."""
+    return dataclasses.replace(TINY_TRAINING, **changes)
+
+
+def tiny_mlp(**changes: Any) -> MLPSpec:
+    """The tiny fit's MLP with ``changes`` (MLPSpec fields, e.g. ``kind="potential"``)."""
+    return dataclasses.replace(TINY_MLP, **changes)
 
 #: Adaptive ODE tolerances tight enough for closed-form comparisons at ~1e-5.
 TIGHT = ODEOptions(atol=1e-7, rtol=1e-7)
