@@ -186,8 +186,9 @@ def fit(
             frequencies; a ``width`` of ``None`` picks 128 for ``d <= 16`` and 256 above) or
             :class:`~sitransport.config.UNetSpec` (a preset and arguments overriding it).
         training: the optimisation settings (:class:`~sitransport.train.TrainSettings`;
-            default: its defaults). ``steps``, ``batch_size``, ``lr`` and ``progress`` may
-            be given here or as keywords, not both with different values.
+            default: its defaults). The keywords ``steps``, ``batch_size``, ``lr`` and
+            ``progress``, when given, take precedence over its fields of the same name, so
+            one settings object serves runs of different lengths.
             ``training.checkpoint_every`` is set by ``checkpoint=``.
         optimize_path: max–min training: ascend on the interpolant's parameters (needs a
             learnable interpolant, e.g. ``"fourier"``); see :mod:`sitransport.paths`.
@@ -247,8 +248,8 @@ def fit(
 
     Raises:
         ValueError, TypeError: bad input (the message names the argument), e.g. ``seed``
-            outside ``[0, 2**63 - 1]``, an unsupported ``device``, a setting given twice
-            with different values, or one that does not apply to this fit.
+            outside ``[0, 2**63 - 1]``, an unsupported ``device``, or a setting that does
+            not apply to this fit.
         ValueError: the normalisation of the data overflows float64, or ``dtype`` cannot
             resolve an end in it (the message names the end, and ``dtype=torch.float64``
             when that resolves it).
@@ -356,39 +357,30 @@ def fit(
     )
 
 
-def _merge_settings(given: TrainSettings | None, base: TrainSettings, **flat: Any) -> TrainSettings:
+def _merge_settings(
+    given: TrainSettings | None, base: TrainSettings, **flat: Any
+) -> TrainSettings:
     """The training settings of a call: ``given`` (else ``base``) with the flat keywords
-    ``flat`` that are not ``None``. A flat keyword overrides a field ``given`` leaves at its
-    default; one set to something else in ``given`` too is an error.
+    ``flat`` that are not ``None``, which take precedence over its fields.
 
     Raises:
         TypeError: ``given`` is not a :class:`~sitransport.train.TrainSettings`.
-        ValueError: a flat keyword and a field of ``given`` disagree (both named).
 
     Example:
         >>> from sitransport.train import TrainSettings
-        >>> _merge_settings(TrainSettings(ema=None), TrainSettings(), steps=10, lr=None).steps
-        10
-        >>> _merge_settings(TrainSettings(steps=5), TrainSettings(), steps=10)
-        Traceback (most recent call last):
-        ...
-        ValueError: steps=10 and training.steps=5 disagree: set it in one place
+        >>> settings = _merge_settings(TrainSettings(steps=5, ema=None), TrainSettings(),
+        ...                            steps=10, lr=None)
+        >>> settings.steps, settings.ema, settings.lr
+        (10, None, 0.002)
     """
     if given is not None and not isinstance(given, TrainSettings):
         raise TypeError(
             f"training must be a TrainSettings or None, got {type(given).__name__} {given!r:.60}"
         )
     settings = given if given is not None else base
-    changes = {name: value for name, value in flat.items() if value is not None}
-    default = TrainSettings()
-    for name, value in changes.items():
-        own = getattr(given, name, None)
-        if own is not None and own != getattr(default, name) and own != value:
-            raise ValueError(
-                f"{name}={value!r} and training.{name}={getattr(given, name)!r} disagree: set "
-                "it in one place"
-            )
-    return dataclasses.replace(settings, **changes)
+    return dataclasses.replace(
+        settings, **{name: value for name, value in flat.items() if value is not None}
+    )
 
 
 def _with_checkpointing(
@@ -1031,8 +1023,7 @@ def reflow(
         dtype: the new network's dtype (default: the flow's, ``flow.config.dtype``).
         progress: show progress bars (default: ``training.progress``).
         training: the training settings (default: the flow's, ``flow.config.training``);
-            the four keywords above may be given here or as keywords, not both with
-            different values.
+            the four keywords above, when given, take precedence over its fields.
         interpolant: the new flow's interpolant (rectified flow uses ``"linear"``).
         time_sampler: distribution of training times (default: the flow's).
         ode: ODE settings for generating the pairs (default: the flow's).
@@ -1045,7 +1036,6 @@ def reflow(
     Raises:
         ValueError: ``n < 2``, ``seed`` outside ``[0, 2**63 - 1]``, or no base to draw from.
         TypeError: ``training`` is not a ``TrainSettings``, or a bad ``dtype``.
-        ValueError: a keyword and a field of ``training`` disagree (both named).
 
     Example:
         >>> import sitransport as st

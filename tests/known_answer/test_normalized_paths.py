@@ -52,7 +52,7 @@ def test_fitted_score_is_the_named_paths_with_the_default_normalisation():
 
 def test_version1_files_keep_the_shifted_path(tmp_path):
     x1 = st.datasets.sample("moons", 2000, seed=0) + 3.0
-    flow = st.fit("gaussian", x1, steps=30, width=16, progress=False, seed=0)
+    flow = st.fit("gaussian", x1, steps=30, network=st.MLPSpec(width=16), progress=False, seed=0)
     path = tmp_path / "flow.sit"
     flow.save(path)
     payload = flow.to_payload()  # an unchecksummed file, as written before
@@ -73,7 +73,7 @@ def test_version1_files_keep_the_shifted_path(tmp_path):
 
 def test_other_versions_are_refused(tmp_path):
     flow = st.fit(
-        "gaussian", st.datasets.sample("moons", 500, seed=0), steps=5, width=8, progress=False
+        "gaussian", st.datasets.sample("moons", 500, seed=0), steps=5, network=st.MLPSpec(width=8), progress=False
     )
     flow.save(tmp_path / "flow.sit")
     payload = flow.to_payload()

@@ -95,7 +95,12 @@ def gaussian_problem():
 def test_exact_ot_coupling_learns_the_ot_map(gaussian_problem):
     m0, S0, m1, S1, x0, x1 = gaussian_problem
     kw = dict(
-        interpolant="linear", steps=1500, width=64, depth=3, batch_size=256, lr=5e-3, progress=False
+        interpolant="linear",
+        steps=1500,
+        network=st_.MLPSpec(width=64, depth=3),
+        batch_size=256,
+        lr=5e-3,
+        progress=False,
     )
     flow = st_.fit(x0, x1, coupling="exact_ot", **kw)
     indep = st_.fit(x0, x1, **kw)
@@ -116,15 +121,15 @@ def test_exact_ot_coupling_learns_the_ot_map(gaussian_problem):
 @pytest.mark.parametrize("mode", ["alternating", "simultaneous"])
 def test_max_min_does_not_raise_kinetic_energy(gaussian_problem, mode):
     _, _, _, _, x0, x1 = gaussian_problem
-    kw = dict(steps=1500, width=64, depth=3, batch_size=256, lr=5e-3, progress=False)
+    kw = dict(
+        steps=1500, network=st_.MLPSpec(width=64, depth=3), batch_size=256, lr=5e-3, progress=False
+    )
     fixed = st_.fit("gaussian", x1, interpolant="trig", **kw)
     maxmin = st_.fit(
         "gaussian",
         x1,
         interpolant="fourier",
-        optimize_path=True,
-        path_start=300,
-        path_mode=mode,
+        optimize_path=st_.PathSettings(start=300, mode=mode, stop=750),  # frozen after half
         **kw,
     )
     x = np.random.default_rng(2).standard_normal((2000, 2))

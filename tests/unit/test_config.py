@@ -28,7 +28,7 @@ from sitransport.nn import MLPVelocity
 from sitransport.ode import ODEOptions
 from sitransport.paths import PathSettings
 from sitransport.train import TrainSettings
-from tests.helpers import TINY
+from tests.helpers import TINY, tiny_training
 from tests.strategies import fit_configs
 
 #: ``dict(flow.config)`` of ``fit("gaussian", moons, coupling=ExactOT(processes=0), steps=12,
@@ -140,7 +140,13 @@ def test_parts_round_trip_on_their_own():
 
 
 def test_a_fitted_config_records_the_fit_and_survives_a_file(moons, tmp_path):
-    flow = st.fit("gaussian", moons, **TINY, dtype=torch.float64, ema=None, seed=5)
+    flow = st.fit(
+        "gaussian",
+        moons,
+        **dict(TINY, training=tiny_training(ema=None)),
+        dtype=torch.float64,
+        seed=5,
+    )
     config = flow.config
     assert isinstance(config, FitConfig)
     assert config.training == TrainSettings(
@@ -159,18 +165,16 @@ def test_a_path_checkpoint_and_latent_fit_are_recorded(moons, tmp_path):
     flow = st.fit(
         "gaussian",
         moons,
-        **dict(TINY, steps=10, checkpoint_every=5),
+        **dict(TINY, steps=10),
         interpolant="fourier",
-        optimize_path=True,
-        path_start=0,
-        path_freeze=0.5,
-        checkpoint_dir=tmp_path / "run",
+        optimize_path=PathSettings(start=0, stop=5),
+        checkpoint=Checkpointing(tmp_path / "run", every=5),
     )
     assert flow.config.path == PathSettings(start=0, stop=5)
     assert flow.config.checkpoint == Checkpointing(str(tmp_path / "run"), 5, False)
     assert flow.config.interpolant["name"] == "fourier"
     x3 = np.random.default_rng(0).normal(size=(300, 2)) @ np.ones((2, 3))
-    lat = st.fit("gaussian", x3, latent="pca", latent_variance=0.99, **TINY)
+    lat = st.fit("gaussian", x3, latent=LatentSpec(None, 0.99), **TINY)
     assert lat.config.latent == LatentSpec(None, 0.99)
     lat.save(tmp_path / "lat.sit")
     assert st.load(tmp_path / "lat.sit").config == lat.config
@@ -295,11 +299,8 @@ def test_reflow_trains_as_the_flow_did(moons):
     flow = st.fit(
         "gaussian",
         moons,
-        **TINY,
+        **dict(TINY, training=tiny_training(ema=None, warmup=3, clip_grad=None)),
         dtype=torch.float64,
-        ema=None,
-        warmup=3,
-        clip_grad=None,
         batch_size=64,
         lr=1e-3,
     )
@@ -315,15 +316,19 @@ def test_reflow_trains_as_the_flow_did(moons):
 
 
 def test_reflow_settings_can_be_overridden(moons):
-    flow = st.fit("gaussian", moons, **TINY, dtype=torch.float64, ema=None)
+    flow = st.fit(
+        "gaussian", moons, **dict(TINY, training=tiny_training(ema=None)), dtype=torch.float64
+    )
+    training = dataclasses.replace(flow.config.training, ema=0.9, warmup=0)
     straight = st.reflow(
-        flow, 200, steps=4, progress=False, dtype=torch.float32, ema=0.9, warmup=0, lr=5e-3
+        flow, 200, steps=4, progress=False, dtype=torch.float32, training=training, lr=5e-3
     )
     assert straight.dtype == torch.float32
     assert (straight.config.training.ema, straight.config.training.lr) == (0.9, 5e-3)
     assert straight.history["lr"].values[0] == pytest.approx(5e-3)
-    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['widht'\]"):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'widht'"):
         st.reflow(flow, 200, steps=2, progress=False, widht=3)
+    assert straight.config.training == dataclasses.replace(training, steps=4, lr=5e-3)
 
 
 def test_reflow_of_a_hand_built_flow_uses_its_network_dtype():
@@ -335,26 +340,27 @@ def test_reflow_of_a_hand_built_flow_uses_its_network_dtype():
 
 
 @pytest.mark.parametrize(
-    ("setting", "match"),
-    [
-        ({"width": 32}, r"width=32 sets the MLP"),
-        ({"depth": 2}, r"depth=2 sets the MLP"),
-        ({"activation": "tanh"}, r"activation='tanh' sets the MLP"),
-        ({"width": 8, "depth": 1}, r"width=8, depth=1 set the MLP"),
-    ],
+    "network", [MLPSpec(width=32), MLPSpec(depth=2), MLPSpec(activation="tanh"), "mlp"]
 )
-def test_mlp_settings_with_a_unet_are_refused(setting, match):
-    """Bug 3: width, depth and activation were silently ignored by a U-Net."""
+def test_mlp_settings_with_images_are_refused(network):
+    """Bug 3: width, depth and activation were silently ignored by a U-Net. MLP settings
+    now live in an MLPSpec, which images refuse, naming it."""
     images = torch.rand(16, 1, 4, 4)
-    for network in ("unet", "tiny", {"preset": "tiny"}):
-        with pytest.raises(ValueError, match=match + r".*is a U-Net"):
-            st.fit("gaussian", images, steps=2, progress=False, network=network, **setting)
+    with pytest.raises(ValueError, match=r"network=.* is an MLP, which needs vectors"):
+        st.fit("gaussian", images, steps=2, progress=False, network=network)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'width'"):
+        st.fit("gaussian", images, steps=2, progress=False, network="unet", width=32)
 
 
 def test_a_unet_with_default_mlp_settings_is_recorded():
     images = torch.rand(16, 1, 4, 4)
     flow = st.fit(
-        "gaussian", images, steps=2, progress=False, validation=0, network={"dropout": 0.0}
+        "gaussian",
+        images,
+        steps=2,
+        progress=False,
+        validation=0,
+        network=UNetSpec("tiny", {"dropout": 0.0}),
     )
     assert flow.config.network == UNetSpec("tiny", {"dropout": 0.0})
     assert flow.config.rank0 is None  # images: no covariance ranks

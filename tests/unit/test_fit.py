@@ -13,7 +13,7 @@ from sitransport._io import load_checkpoint
 from sitransport.flow import TransportFlow
 from sitransport.interpolants import Linear
 from sitransport.train import TrainSettings, train
-from tests.helpers import TINY
+from tests.helpers import TINY, tiny_mlp
 
 
 @pytest.fixture(scope="module")
@@ -108,12 +108,12 @@ def test_resume_continues_exactly(data, tmp_path, killed_after_checkpoint):
     """A run killed right after its step-15 checkpoint, resumed, equals the uninterrupted run."""
 
     x0, x1 = data
-    kw = dict(TINY, steps=30, checkpoint_every=15, seed=0, checkpoint_dir=tmp_path)
-    full = st.fit(x0, x1, **dict(kw, checkpoint_dir=None))
+    kw = dict(TINY, steps=30, seed=0)
+    full = st.fit(x0, x1, **kw)
     with killed_after_checkpoint():
-        st.fit(x0, x1, **kw)
+        st.fit(x0, x1, **kw, checkpoint=st.Checkpointing(tmp_path, every=15))
     assert load_checkpoint(tmp_path / "checkpoint.pt", "cpu")["step"] == 15
-    resumed = st.fit(x0, x1, **dict(kw, resume=True))
+    resumed = st.fit(x0, x1, **kw, checkpoint=st.Checkpointing(tmp_path, every=15, resume=True))
     x = x0[:10]
     np.testing.assert_array_equal(resumed.push_forward(x), full.push_forward(x))
     np.testing.assert_array_equal(resumed.history["loss"].values, full.history["loss"].values)
@@ -207,19 +207,19 @@ BAD = [
         "validation=0.1 leaves",
     ),
     (
-        _setting(activation="swish"),
+        _setting(network=st.MLPSpec(activation="swish")),
         ValueError,
         "unknown activation 'swish'",
     ),
     (_setting(seed="0"), TypeError, "seed must be an int"),
     (_setting(dtype=torch.float16), TypeError, "dtype must be"),
     (
-        _setting(space_frequencies=-1),
+        lambda x0, x1: st.MLPSpec(space_frequencies=-1),
         ValueError,
         "space_frequencies must be an integer >= 0, got -1",
     ),
     (
-        _setting(space_frequencies=2.5),
+        lambda x0, x1: st.MLPSpec(space_frequencies=2.5),
         TypeError,
         "space_frequencies must be an integer",
     ),
@@ -228,11 +228,24 @@ BAD = [
         ValueError,
         "unknown time_sampler",
     ),
+    # settings given in two places that disagree, or that do not apply to this fit
     (
-        _setting(resume=True),
+        _setting(training=TrainSettings(checkpoint_every=5)),
         ValueError,
-        "resume=True needs a checkpoint",
+        r"training.checkpoint_every=5 does not apply: no checkpoint= was given",
     ),
+    (
+        _setting(training=TrainSettings(restore_best=True), validation=0.0),
+        ValueError,
+        "restore_best=True keeps the weights of the lowest validation loss, but validation=0",
+    ),
+    (_setting(num_workers=2), ValueError, "num_workers=2 does not apply"),
+    (_setting(network=st.UNetSpec()), ValueError, "is a U-Net, which needs images"),
+    (_setting(network={"width": 8}), TypeError, "network must be 'auto', a network name"),
+    (_setting(training={"ema": None}), TypeError, "training must be a TrainSettings or None"),
+    (_setting(optimize_path="yes"), TypeError, "optimize_path must be True, False or a Path"),
+    (_setting(checkpoint=5), TypeError, "checkpoint must be a directory"),
+    (_setting(latent="ica"), ValueError, "latent"),
     (
         lambda x0, x1: st.fit(np.zeros_like(x0), np.zeros_like(x1), **TINY),
         ValueError,
@@ -250,19 +263,10 @@ def test_bad_input(data, call, exc, match):
 def test_restore_best_returns_the_lowest_validation_weights():
     """On 24 samples a long, fast run overfits: the best evaluation is not the last one."""
     x1 = st.datasets.sample("8gaussians", 24, seed=0)
-    kw = dict(
-        steps=400,
-        width=64,
-        depth=3,
-        lr=1e-2,
-        eval_every=20,
-        validation=0.25,
-        seed=0,
-        ema=None,
-        progress=False,
-    )
-    last = st.fit("gaussian", x1, **kw)
-    best = st.fit("gaussian", x1, restore_best=True, **kw)
+    training = TrainSettings(steps=400, lr=1e-2, eval_every=20, ema=None, progress=False)
+    kw = dict(network=st.MLPSpec(width=64, depth=3), validation=0.25, seed=0)
+    last = st.fit("gaussian", x1, training=training, **kw)
+    best = st.fit("gaussian", x1, training=dataclasses.replace(training, restore_best=True), **kw)
     val = best.history["val_loss"].values
     np.testing.assert_array_equal(val, last.history["val_loss"].values)  # same run
     assert best.history.attrs["best_val_loss"] == pytest.approx(val.min())
@@ -305,10 +309,7 @@ def test_reflow_rebuilds_the_flows_own_network_architecture():
         "gaussian",
         x1,
         steps=5,
-        width=16,
-        depth=2,
-        activation="tanh",
-        time_frequencies=3,
+        network=st.MLPSpec(width=16, depth=2, activation="tanh", time_frequencies=3),
         progress=False,
         seed=0,
     )
@@ -323,7 +324,7 @@ def test_reflow_rebuilds_the_flows_own_network_architecture():
 
 def test_space_frequencies_feed_positional_features_and_survive_save_load(tmp_path):
     x1 = st.datasets.sample("checkerboard", 500, seed=0)
-    flow = st.fit("gaussian", x1, **dict(TINY, space_frequencies=3), seed=0)
+    flow = st.fit("gaussian", x1, **dict(TINY, network=tiny_mlp(space_frequencies=3)), seed=0)
     net = flow.network
     assert net.config["space_frequencies"] == 3 and flow.config.network.space_frequencies == 3
     assert net.net[0].in_features == 2 * (2 * 3 + 1) + net.time_embedding.dim
@@ -370,3 +371,40 @@ def test_space_features_let_an_mlp_fit_a_step_that_raw_coordinates_blur():
             opt.step()
         errors[k] = loss.item()
     assert errors[5] < 0.2 * errors[0], errors
+
+
+def test_flat_keywords_fill_in_the_training_settings():
+    """steps/batch_size/lr/progress given flat take precedence over the TrainSettings
+    fields of the same name; the rest of the settings are the object's."""
+    x1 = st.datasets.sample("moons", 300, seed=0)
+    training = TrainSettings(steps=500, ema=None, warmup=3, eval_every=5)
+    flow = st.fit("gaussian", x1, **dict(TINY, steps=7, batch_size=64, training=training))
+    assert flow.config.training == dataclasses.replace(
+        training, steps=7, batch_size=64, progress=False
+    )
+    assert flow.history["step"].values[-1] == 7
+
+
+def test_checkpoint_takes_a_directory_and_owns_checkpoint_every(tmp_path):
+    x1 = st.datasets.sample("moons", 300, seed=0)
+    flow = st.fit("gaussian", x1, **TINY, checkpoint=tmp_path / "run")
+    assert flow.config.checkpoint == st.Checkpointing(str(tmp_path / "run"))
+    flow = st.fit("gaussian", x1, **TINY, checkpoint=st.Checkpointing(tmp_path / "b", every=10))
+    assert flow.config.training.checkpoint_every == 10 == flow.config.checkpoint.every
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt", "cpu")["step"] == 20
+
+
+def test_fit_lists_no_training_setting_twice():
+    """fit's keywords: the ten common ones flat, every other TrainSettings field only in
+    training= (so fit cannot drift from TrainSettings again), and a few fit-level ones."""
+    import inspect
+
+    params = set(inspect.signature(st.fit).parameters) - {"rho0", "rho1"}
+    flat_training = {"steps", "batch_size", "lr", "progress"}
+    fields = {f.name for f in dataclasses.fields(TrainSettings)}
+    assert params & fields == flat_training
+    assert {"training", "network", "optimize_path", "checkpoint"} <= params
+    common = {"interpolant", "coupling", "seed", "device", "dtype", "validation"}
+    fit_level = {"time_sampler", "normalize", "remedy", "latent", "ode", "num_workers"}
+    grouped = {"training", "network", "optimize_path", "checkpoint"}
+    assert params == flat_training | common | fit_level | grouped

@@ -21,7 +21,7 @@ from tests.helpers import rotate, rotation_flow
 @pytest.fixture(scope="module")
 def small_flow() -> TransportFlow:
     x1 = st.datasets.sample("8gaussians", 2000, seed=0)
-    return st.fit("gaussian", x1, steps=60, width=32, depth=2, progress=False, seed=0)
+    return st.fit("gaussian", x1, steps=60, network=st.MLPSpec(width=32, depth=2), progress=False, seed=0)
 
 
 def test_push_forward_is_exact_rotation():
@@ -153,7 +153,7 @@ def test_sample_and_trajectory(small_flow):
 def test_log_prob_needs_base_density():
     x0 = st.datasets.sample("moons", 500, seed=0)
     x1 = st.datasets.sample("8gaussians", 500, seed=0)
-    flow = st.fit(x0, x1, steps=5, width=8, depth=1, progress=False)
+    flow = st.fit(x0, x1, steps=5, network=st.MLPSpec(width=8, depth=1), progress=False)
     assert flow.sample(3, seed=0).shape == (3, 2)
     with pytest.raises(ValueError, match="log_prob needs a density for rho0.*samples"):
         flow.log_prob(x1[:4])
@@ -235,7 +235,7 @@ def test_save_load_identical(small_flow, tmp_path):
 def test_save_load_empirical_base(tmp_path):
     x0 = st.datasets.sample("moons", 300, seed=0)
     flow = st.fit(
-        x0, st.datasets.sample("circles", 300, seed=0), steps=3, width=8, depth=1, progress=False
+        x0, st.datasets.sample("circles", 300, seed=0), steps=3, network=st.MLPSpec(width=8, depth=1), progress=False
     )
     flow.save(tmp_path / "f.sit")
     loaded = st.load(tmp_path / "f.sit")
@@ -290,7 +290,7 @@ def test_network_shapes():
 def test_distribution_base_must_be_given_again_on_load(tmp_path):
     base = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
     flow = st.fit(
-        base, st.datasets.sample("moons", 300, seed=0), steps=3, width=8, depth=1, progress=False
+        base, st.datasets.sample("moons", 300, seed=0), steps=3, network=st.MLPSpec(width=8, depth=1), progress=False
     )
     flow.save(tmp_path / "d.sit")
     loaded = st.load(tmp_path / "d.sit")

@@ -56,11 +56,13 @@ def test_fit_global_ot_resumes_exactly(data, tmp_path, killed_after_checkpoint):
     the same run as the uninterrupted one, plans and solve record included."""
 
     _, x1 = data
-    kw = dict(TINY, batch_size=64, coupling=REFRESHING, checkpoint_every=15, seed=0)
+    kw = dict(TINY, batch_size=64, coupling=REFRESHING, seed=0)
     full = st.fit("gaussian", x1, **kw)
     with killed_after_checkpoint():
-        st.fit("gaussian", x1, **kw, checkpoint_dir=tmp_path)
-    resumed = st.fit("gaussian", x1, **kw, checkpoint_dir=tmp_path, resume=True)
+        st.fit("gaussian", x1, **kw, checkpoint=st.Checkpointing(tmp_path, every=15))
+    resumed = st.fit(
+        "gaussian", x1, **kw, checkpoint=st.Checkpointing(tmp_path, every=15, resume=True)
+    )
     x = x1[:10]
     np.testing.assert_array_equal(resumed.push_forward(x), full.push_forward(x))
     for name in ("loss", "val_loss"):
@@ -122,7 +124,13 @@ def test_global_ot_pairing_cost_approaches_gaussian_w2():
     y0 = rng.multivariate_normal(np.zeros(2), S0, size=4000)
     y1 = rng.multivariate_normal(m1, S1, size=4000)
     x0 = rng.multivariate_normal(np.zeros(2), S0, size=2000)
-    kw = dict(steps=800, width=32, depth=2, batch_size=256, progress=False, validation=0.0)
+    kw = dict(
+        steps=800,
+        network=st.MLPSpec(width=32, depth=2),
+        batch_size=256,
+        progress=False,
+        validation=0.0,
+    )
     cost, energy = {}, {}
     for coupling in ("global_ot", "independent"):
         flow = st.fit(y0, y1, interpolant="linear", coupling=coupling, seed=0, **kw)

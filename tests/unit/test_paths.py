@@ -79,12 +79,10 @@ def test_path_is_frozen_after_stop_and_the_velocity_finishes_on_it():
         "gaussian",
         x1,
         interpolant="fourier",
-        optimize_path=True,
+        optimize_path=PathSettings(start=10, stop=30),
         steps=60,
-        path_start=10,
-        path_freeze=0.5,
-        eval_every=5,
-        width=16,
+        training=TrainSettings(eval_every=5),
+        network=st.MLPSpec(width=16),
         progress=False,
     )
     a = flow.history["path_a"].values  # (eval_step, K): coefficients at each evaluation
@@ -97,20 +95,19 @@ def test_path_is_frozen_after_stop_and_the_velocity_finishes_on_it():
     assert flow.history["loss"].sizes["step"] == 60
 
 
-@pytest.mark.parametrize("freeze", [-0.1, 1.5, "half", True])
-def test_bad_path_freeze(freeze):
+@pytest.mark.parametrize(("stop", "exc"), [(-1, ValueError), ("half", TypeError), (0.5, TypeError)])
+def test_bad_path_stop(stop, exc):
+    with pytest.raises(exc, match="path stop must be an integer"):
+        PathSettings(stop=stop)
+
+
+def test_optimize_path_true_freezes_after_half_the_steps():
     import sitransport as st
 
-    with pytest.raises(ValueError, match="path_freeze must be a number in"):
-        st.fit(
-            "gaussian",
-            torch.randn(100, 2).numpy(),
-            interpolant="fourier",
-            optimize_path=True,
-            path_freeze=freeze,
-            steps=5,
-            progress=False,
-        )
+    x1 = torch.randn(100, 2).numpy()
+    kw = dict(interpolant="fourier", steps=7, progress=False, network=st.MLPSpec(width=8))
+    assert st.fit("gaussian", x1, optimize_path=True, **kw).config.path == PathSettings(stop=3)
+    assert st.fit("gaussian", x1, **kw).config.path is None
 
 
 def test_neural_path_trains_by_max_min_and_saves():
@@ -129,10 +126,9 @@ def test_neural_path_trains_by_max_min_and_saves():
         "gaussian",
         x1,
         interpolant=NeuralPath(2, K=2, width=16),
-        optimize_path=True,
+        optimize_path=PathSettings(start=20, stop=40),
         steps=80,
-        path_start=20,
-        width=32,
+        network=st.MLPSpec(width=32),
         progress=False,
     )
     h = flow.interpolant.h[-1].weight.detach()
