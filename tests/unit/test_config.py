@@ -133,8 +133,16 @@ def test_parts_round_trip_on_their_own():
         UNetSpec("small", {"dropout": 0.0, "channel_mult": (1, 2)}),
         Checkpointing("runs/a", 10, True),
         LatentSpec(3, 0.99),
+        TrainSettings(steps=7, ema=None, clip_grad=None, mixed_precision="bf16"),
+        PathSettings(lr=0.01, every=2, start=3, mode="simultaneous", stop=9),
+        ODEOptions(method="rk4", steps=12, max_steps=50),
     ):
         assert type(part).from_spec(part.spec()) == part
+        assert json.loads(json.dumps(part.spec())) == part.spec()  # plain data
+    with pytest.raises(ValueError, match=r"TrainSettings has no field\(s\) \['widht'\]"):
+        TrainSettings.from_spec({"steps": 3, "widht": 2})
+    with pytest.raises(TypeError, match=r"a PathSettings spec must be a dict, got list"):
+        PathSettings.from_spec([1, 2])
     assert network_from_spec(UNetSpec(None, {"heads": 2}).spec()) == UNetSpec(None, {"heads": 2})
     assert CouplingSpec.from_spec("exact_ot") == CouplingSpec.of(ExactOT())
 
