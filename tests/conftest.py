@@ -64,7 +64,7 @@ def killed_after_checkpoint(monkeypatch: pytest.MonkeyPatch):
     its first checkpoint is written, as a crash would leave it, through the documented hook
     :meth:`sitransport.train.Trainer.on_checkpoint`.
 
-    Usage: ``with killed_after_checkpoint(): fit(..., checkpoint_dir=d)``.
+    Usage: ``with killed_after_checkpoint(): fit(..., checkpoint=d)``.
     """
     import contextlib
 

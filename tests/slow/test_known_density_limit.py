@@ -19,8 +19,7 @@ import sitransport as st
 pytestmark = pytest.mark.slow
 
 EDGES = {
-    "space_frequencies": 5,
-    "width": 256,
+    "network": st.MLPSpec(width=256, space_frequencies=5),
     "time_sampler": {"name": "beta", "a": 1.0, "b": 0.5},
 }
 
@@ -38,7 +37,7 @@ def test_edge_settings_bring_the_checkerboard_within_target_of_its_entropy():
         "gaussian",
         st.datasets.ToyDistribution("checkerboard"),
         steps=40_000,
-        restore_best=True,
+        training=st.TrainSettings(restore_best=True),
         progress=False,
         seed=0,
         **EDGES,

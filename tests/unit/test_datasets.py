@@ -262,10 +262,12 @@ class _CountingToy(ds.ToyDistribution):
 def test_fit_streams_a_toy_distribution() -> None:
     """A distribution end is a stream: every training batch is a fresh draw of it (one draw
     of ``batch_size`` points per step, no point seen twice), not a resample of a fixed set."""
-    from sitransport import fit
+    from sitransport import MLPSpec, fit
 
     target = _CountingToy("checkerboard")
-    flow = fit("gaussian", target, steps=30, width=16, depth=2, progress=False, seed=0)
+    flow = fit(
+        "gaussian", target, steps=30, network=MLPSpec(width=16, depth=2), progress=False, seed=0
+    )
     y = flow.push_forward(np.zeros((5, 2)))
     assert y.shape == (5, 2) and np.all(np.isfinite(y))
     batch = flow.config.training.batch_size

@@ -23,7 +23,7 @@ from sitransport.errors import CorruptFileError
 from sitransport.interpolants import Fourier, Linear, NeuralPath, Stochastic
 from sitransport.latent import LatentFlow
 from sitransport.nn import MLPVelocity
-from tests.helpers import TINY
+from tests.helpers import TINY, TINY_MLP
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_a_flipped_weight_bit_is_detected(flow, saved):
 
 def test_a_flipped_bit_in_a_latent_flow_is_detected(tmp_path):
     x1 = np.random.default_rng(0).normal(size=(200, 2)) @ np.ones((2, 3))
-    latent = st.fit("gaussian", x1, latent=1, steps=5, width=8, depth=1, progress=False)
+    latent = st.fit("gaussian", x1, latent=1, steps=5, network=TINY_MLP, progress=False)
     latent.save(tmp_path / "latent.sit")
     flip_a_weight_bit(tmp_path / "latent.sit", latent.flow.network.net[0].weight)
     with pytest.raises(CorruptFileError, match=r"latent\.sit' is a corrupted"):
@@ -130,7 +130,7 @@ def test_a_flipped_bit_in_a_latent_flow_is_detected(tmp_path):
 
 def test_latent_encoder_is_validated(tmp_path):
     x1 = np.random.default_rng(0).normal(size=(200, 2)) @ np.ones((2, 3))
-    latent = st.fit("gaussian", x1, latent=1, steps=5, width=8, depth=1, progress=False)
+    latent = st.fit("gaussian", x1, latent=1, steps=5, network=TINY_MLP, progress=False)
     payload = {
         "format": "sitransport.LatentFlow",
         "version": 1,
@@ -238,7 +238,7 @@ def test_a_payload_round_trips_without_a_file(flow):
 
 def test_a_latent_payload_round_trips_without_a_file():
     x1 = np.random.default_rng(0).normal(size=(200, 2)) @ np.ones((2, 3))
-    latent = st.fit("gaussian", x1, latent=1, steps=5, width=8, depth=1, progress=False)
+    latent = st.fit("gaussian", x1, latent=1, steps=5, network=TINY_MLP, progress=False)
     payload = latent.to_payload()
     assert payload["inner"]["format"] == st.TransportFlow.FORMAT
     again = LatentFlow.from_payload(payload)
@@ -371,13 +371,18 @@ def test_resaving_a_loaded_flow_warns_nothing(saved, tmp_path):
 
 
 # --------------------------------------------------------------- item 10: checkpoints
-CKPT = dict(TINY, checkpoint_every=10, seed=0)
+CKPT = dict(TINY, seed=0)
+
+
+def every_10(folder: Path, resume: bool = False) -> st.Checkpointing:
+    """Checkpoints in ``folder`` every 10 steps (resumed from if ``resume``)."""
+    return st.Checkpointing(folder, every=10, resume=resume)
 
 
 @pytest.fixture
 def checkpointed(moons, tmp_path):
     """A 20-step run with checkpoints at 10 and 20, and the flow it gave."""
-    flow = st.fit("gaussian", moons, **CKPT, checkpoint_dir=tmp_path)
+    flow = st.fit("gaussian", moons, **CKPT, checkpoint=every_10(tmp_path))
     return tmp_path / "checkpoint.pt", flow
 
 
@@ -401,7 +406,7 @@ def test_a_bad_checkpoint_falls_back_to_the_previous_one(checkpointed, moons, da
     else:
         ckpt.write_bytes(ckpt.read_bytes()[:100] if damage == "truncate" else b"")
     with pytest.warns(UserWarning, match=r"checkpoint\.pt' is unusable .*checkpoint\.pt\.prev'"):
-        resumed = st.fit("gaussian", moons, **CKPT, checkpoint_dir=ckpt.parent, resume=True)
+        resumed = st.fit("gaussian", moons, **CKPT, checkpoint=every_10(ckpt.parent, resume=True))
     x = moons[:5]  # resumed from step 10: the same run, bit for bit
     np.testing.assert_array_equal(resumed.push_forward(x), full.push_forward(x))
 
@@ -413,7 +418,7 @@ def test_both_checkpoints_bad_is_a_clear_error(checkpointed, moons):
     with pytest.raises(
         CorruptFileError, match=r"checkpoint\.pt' is not a readable checkpoint.*\.prev'"
     ):
-        st.fit("gaussian", moons, **CKPT, checkpoint_dir=ckpt.parent, resume=True)
+        st.fit("gaussian", moons, **CKPT, checkpoint=every_10(ckpt.parent, resume=True))
 
 
 def test_a_lone_bad_checkpoint_names_the_file(tmp_path):

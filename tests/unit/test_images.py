@@ -198,7 +198,12 @@ def test_bpd_bad_input():
 
 
 # ------------------------------------------------------------------------ fit on images
-TINY_FIT = {"steps": 4, "batch_size": 8, "progress": False, "eval_every": 2, "warmup": 1}
+TINY_FIT = {
+    "steps": 4,
+    "batch_size": 8,
+    "progress": False,
+    "training": st.TrainSettings(eval_every=2, warmup=1),
+}
 
 
 def _pixels(n: int = 40, levels: int = 17, shape=(1, 4, 4)) -> np.ndarray:
@@ -210,12 +215,9 @@ def test_fit_images_picks_a_unet_and_round_trips(tmp_path):
     flow = st.fit(
         "gaussian",
         data,
-        network={
-            "preset": "tiny",
-            "base_channels": 8,
-            "norm_groups": 4,
-            "attention_resolutions": [2],
-        },
+        network=st.UNetSpec(
+            "tiny", {"base_channels": 8, "norm_groups": 4, "attention_resolutions": [2]}
+        ),
         **TINY_FIT,
     )
     assert flow.shape == (1, 4, 4) and flow.network.config["kind"] == "unet"
@@ -248,7 +250,13 @@ def test_fit_float_images_and_datasets():
 @pytest.mark.parametrize(
     ("rho0", "rho1", "kwargs", "exc", "match"),
     [
-        ("gaussian", "images", {"network": "mlp"}, ValueError, "network='mlp' needs vectors"),
+        (
+            "gaussian",
+            "images",
+            {"network": "mlp"},
+            ValueError,
+            "network='mlp' is an MLP, which needs vectors",
+        ),
         (
             "gaussian",
             "vectors",
@@ -257,7 +265,20 @@ def test_fit_float_images_and_datasets():
             "network=.unet. is a U-Net, which needs images",
         ),
         ("gaussian", "images", {"network": "huge"}, ValueError, "unknown network 'huge'"),
-        ("gaussian", "images", {"network": {"channels": 3}}, ValueError, "set by the data"),
+        (
+            "gaussian",
+            "images",
+            {"network": st.UNetSpec("tiny", {"nope": 1})},
+            ValueError,
+            r"unknown U-Net arguments \['nope'\]",
+        ),
+        (
+            "gaussian",
+            "images",
+            {"network": {"preset": "tiny"}},
+            TypeError,
+            "network must be 'auto', a network name, an MLPSpec or a UNetSpec, got dict",
+        ),
         ("dataset", "gaussian", {}, TypeError, "rho0 cannot be a torch Dataset"),
         ("gaussian", "images", {"latent": 4}, ValueError, "latent= works on vectors"),
     ],
@@ -273,14 +294,21 @@ def test_fit_image_errors(rho0, rho1, kwargs, exc, match):
         st.fit(ends[rho0], ends[rho1], **dict(TINY_FIT, **kwargs))
 
 
+@pytest.mark.parametrize("key", ["channels", "image_size", "kind"])
+def test_unet_options_set_by_the_data_are_refused(key):
+    with pytest.raises(ValueError, match=rf"options\['{key}'\] is set by the data"):
+        st.UNetSpec("tiny", {key: 3})
+
+
 def test_short_digits_run_beats_the_uniform_model():
     """100 steps of the tiny U-Net on 8x8 digits (17 grey levels): held-out bpd clearly below
     the uniform model's log2(17) = 4.09 bits and the untrained (v = 0) flow's."""
     digits = images.load_digits()
     train = ImageData(digits.pixels[:-100], None, 17)
     test = ImageData(digits.pixels[-100:], None, 17)
+    settings = st.TrainSettings(warmup=20, ema=0.99)
     flow = st.fit(
-        "gaussian", train, steps=100, batch_size=32, lr=3e-3, warmup=20, ema=0.99, progress=False
+        "gaussian", train, steps=100, batch_size=32, lr=3e-3, training=settings, progress=False
     )
     untrained = st.TransportFlow(
         lambda z, t: 0 * z,

@@ -9,7 +9,7 @@ from scipy import stats
 
 import sitransport as st
 from sitransport.latent import LatentFlow, PCAEncoder
-from tests.helpers import gaussian_flow
+from tests.helpers import TINY_MLP, gaussian_flow, tiny_mlp
 
 
 def subspace_data(n=2000, d=6, k=3, seed=0):
@@ -49,7 +49,7 @@ def test_full_rank_latent_flow_density_is_exact():
 
 def test_low_rank_latent_fit(tmp_path):
     x = subspace_data()
-    flow = st.fit("gaussian", x, latent="pca", steps=50, width=16, depth=1, progress=False)
+    flow = st.fit("gaussian", x, latent="pca", steps=50, network=tiny_mlp(width=16), progress=False)
     assert isinstance(flow, LatentFlow) and flow.encoder.latent_dim == 3
     y = flow.sample(200, seed=0)
     assert y.shape == (200, 6) and np.linalg.matrix_rank(np.cov(y.T), tol=1e-8) == 3
@@ -62,7 +62,7 @@ def test_low_rank_latent_fit(tmp_path):
         st.load(tmp_path / "l.sit").sample(5, seed=1), flow.sample(5, seed=1)
     )
     # samples at both ends: ambient in, ambient out
-    both = st.fit(x, subspace_data(seed=2), latent=3, steps=20, width=8, depth=1, progress=False)
+    both = st.fit(x, subspace_data(seed=2), latent=3, steps=20, network=TINY_MLP, progress=False)
     assert both.push_forward(x[:5]).shape == (5, 6) and both.pull_back(x[:5]).shape == (5, 6)
 
 

@@ -23,6 +23,7 @@ from sitransport.ode import ODEOptions, integrate
 from sitransport.score import denoiser_from_velocity, sde_integrate
 
 K = {"steps": 30, "progress": False}
+MLP16 = st.MLPSpec(width=16, depth=1)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def nan_flow() -> TransportFlow:
     """A tiny fitted flow whose network weights are all nan (e.g. a run that blew up)."""
     x1 = np.random.default_rng(0).standard_normal((100, 2))
-    flow = st.fit("gaussian", x1, steps=5, width=8, depth=1, progress=False)
+    flow = st.fit("gaussian", x1, steps=5, network=st.MLPSpec(width=8, depth=1), progress=False)
     with torch.no_grad():
         for p in flow.network.parameters():
             p.fill_(float("nan"))
@@ -41,7 +42,7 @@ def nan_flow() -> TransportFlow:
 _CASES = {
     "nan_weights": """
         x1 = np.random.default_rng(0).standard_normal((100, 2))
-        flow = st.fit("gaussian", x1, steps=5, width=8, depth=1, progress=False)
+        flow = st.fit("gaussian", x1, steps=5, network=st.MLPSpec(width=8, depth=1), progress=False)
         with torch.no_grad():
             for p in flow.network.parameters():
                 p.fill_(float("nan"))
@@ -178,7 +179,7 @@ def test_far_apart_ends_need_float64():
         st.fit(x0, x0 + 1e8, **K)
     with pytest.raises(ValueError, match=r"dtype=torch\.float64"):
         st.fit(x0, x0 + 1e8, **K)
-    flow = st.fit(x0, x0 + 1e8, dtype=torch.float64, steps=10, width=16, depth=1, progress=False)
+    flow = st.fit(x0, x0 + 1e8, dtype=torch.float64, steps=10, network=MLP16, progress=False)
     y = flow.push_forward(x0, nfe=4)
     assert len(np.unique(y, axis=0)) == len(x0)  # no collapse (float32 kept about 2 points)
     assert np.all(y.std(0) > 0.1)
@@ -189,7 +190,7 @@ def test_values_whose_squares_overflow_float32_need_float64():
     x0, x1 = r.standard_normal((300, 2)) * 1e25, r.standard_normal((300, 2)) * 1e25
     with pytest.raises(ValueError, match=r"rho0 has values up to .*squares overflow.*float64"):
         st.fit(x0, x1, **K)
-    flow = st.fit(x0, x1, dtype=torch.float64, steps=10, width=16, depth=1, progress=False)
+    flow = st.fit(x0, x1, dtype=torch.float64, steps=10, network=MLP16, progress=False)
     energy = flow.path_energy(x0[:20], ode=ODEOptions(method="rk4", steps=2)).energy
     assert np.all(np.isfinite(energy))
     assert len(np.unique(flow.push_forward(x0[:50], nfe=4), axis=0)) == 50

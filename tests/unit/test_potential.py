@@ -63,7 +63,8 @@ def test_config_rebuilds_and_bad_settings_raise(net):
 def test_fit_with_a_potential_network_saves_loads_and_reflows(tmp_path):
     pair = st.datasets.known_ot_pair("mixture", 2, seed=0)
     x0, x1 = pair.sample(600, seed=1)
-    flow = st.fit(x0, x1, network="potential", steps=10, width=16, depth=2, progress=False)
+    net = st.MLPSpec("potential", width=16, depth=2)
+    flow = st.fit(x0, x1, network=net, steps=10, progress=False)
     assert type(flow.network) is PotentialVelocity and flow.config.network.kind == "potential"
     flow.save(tmp_path / "f.sit")
     again = st.load(tmp_path / "f.sit")
@@ -76,5 +77,5 @@ def test_fit_with_a_potential_network_saves_loads_and_reflows(tmp_path):
 
 def test_fit_refuses_a_potential_network_for_images():
     images = np.random.default_rng(0).random((10, 1, 4, 4))
-    with pytest.raises(ValueError, match="network='potential' needs vectors"):
+    with pytest.raises(ValueError, match="network='potential' is an MLP, which needs vectors"):
         st.fit("gaussian", images, network="potential", steps=1, progress=False)

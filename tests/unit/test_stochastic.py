@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import sitransport as st_
 from sitransport.fitting import effective_rank
 from sitransport.interpolants import Stochastic, get_interpolant
-from tests.helpers import TINY
+from tests.helpers import TINY, tiny_mlp
 
 
 @given(
@@ -49,7 +49,7 @@ def test_effective_rank():
     assert effective_rank(plane) == 2
 
 
-TINY = dict(TINY, steps=30, width=16)
+TINY = dict(TINY, steps=30, network=tiny_mlp(width=16))
 
 
 def test_rank_diagnostic_fires_for_a_line_source():
@@ -91,7 +91,8 @@ def test_sde_with_stochastic_interpolant_repairs_line_to_8gaussians():
     x0 = st_.datasets.sample("line", 5000, seed=0)
     x1 = st_.datasets.sample("8gaussians", 5000, seed=1)
     held = st_.datasets.sample("8gaussians", 2000, seed=2)
-    kw = dict(steps=2500, width=64, depth=3, batch_size=256, lr=5e-3, progress=False)
+    net = st_.MLPSpec(width=64, depth=3)
+    kw = dict(steps=2500, network=net, batch_size=256, lr=5e-3, progress=False)
     with pytest.warns(UserWarning):
         deterministic = st_.fit(x0, x1, interpolant="linear", **kw)
     remedied = st_.fit(x0, x1, remedy="auto", interpolant="linear", **kw)

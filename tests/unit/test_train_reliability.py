@@ -3,6 +3,7 @@ checkpoint must belong to the call (fingerprint), seeds and devices are checked.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -14,7 +15,7 @@ from sitransport._io import load_checkpoint, previous_checkpoint
 from sitransport.errors import CheckpointMismatchError, TrainingDivergedError
 from sitransport.interpolants import Linear
 from sitransport.train import DivergenceGuard, TrainSettings, train
-from tests.helpers import TINY
+from tests.helpers import TINY, TINY_MLP, tiny_mlp, tiny_training
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,9 @@ def test_loss_growing_by_orders_of_magnitude_stops(data):
     """lr=10 makes the loss grow ~1e5-fold and fall back while the fit "succeeds"."""
     _, x1 = data
     with pytest.raises(TrainingDivergedError, match=r"diverged at step \d+: the flow-matching"):
-        st.fit("gaussian", x1, steps=30, lr=10.0, progress=False, warmup=200)
+        st.fit(
+            "gaussian", x1, steps=30, lr=10.0, progress=False, training=TrainSettings(warmup=200)
+        )
 
 
 def test_non_finite_gradient_stops_before_the_weights_move():
@@ -76,7 +79,7 @@ def test_guard_state_is_rebuilt_from_the_record():
 
 def test_normal_short_fits_do_not_trigger(data):
     x0, x1 = data
-    st.fit(x0, x1, **dict(TINY, steps=40, lr=2e-2, warmup=5))
+    st.fit(x0, x1, **dict(TINY, steps=40, lr=2e-2, training=tiny_training(warmup=5)))
     st.fit("gaussian", x1, **dict(TINY, coupling="exact_ot", interpolant="linear"))
 
 
@@ -108,13 +111,14 @@ def test_train_detaches_drawn_and_held_out_batches():
 @pytest.fixture
 def checkpointed(data, tmp_path):
     """A finished 20-step run with its checkpoint at step 20; ``again(**changes)`` resumes
-    it with the same call plus ``changes``."""
+    it with the same call plus ``changes`` (``every``: checkpoint every so many steps)."""
     x0, x1 = data
-    kw = dict(TINY, warmup=2, checkpoint_every=10, checkpoint_dir=tmp_path, seed=0)
-    flow = st.fit(x0, x1, **kw)
+    kw = dict(TINY, training=tiny_training(warmup=2), seed=0)
+    flow = st.fit(x0, x1, **kw, checkpoint=st.Checkpointing(tmp_path, every=10))
 
-    def again(rho0=x0, rho1=x1, **changes):
-        return st.fit(rho0, rho1, **dict(kw, resume=True, **changes))
+    def again(rho0=x0, rho1=x1, every=10, **changes):
+        resume = st.Checkpointing(tmp_path, every=every, resume=True)
+        return st.fit(rho0, rho1, **dict(kw, checkpoint=resume, **changes))
 
     return flow, again, tmp_path / "checkpoint.pt"
 
@@ -126,8 +130,12 @@ def checkpointed(data, tmp_path):
         ({"interpolant": "linear"}, [r"interpolant\.name: 'trig' -> 'linear'"]),
         ({"lr": 1e-5}, [r"lr: 0\.002 -> 1e-05"]),
         (
-            {"width": 16},  # used to be a raw load_state_dict error
-            [r"\n  width: 8 -> 16", r"config\.width: 8 -> 16", r"network_architecture\.shapes"],
+            {"network": tiny_mlp(width=16)},  # used to be a raw load_state_dict error
+            [
+                r"\n  network\.width: 8 -> 16",
+                r"config\.width: 8 -> 16",
+                r"network_architecture\.shapes",
+            ],
         ),
         ({"lr": 1e-3, "batch_size": 64}, [r"batch_size: 512 -> 64", r"lr: 0\.002 -> 0\.001"]),
     ],
@@ -148,11 +156,12 @@ def test_resume_of_another_run_lists_every_differing_field(data, checkpointed, c
 
 def test_resume_with_another_distribution_is_refused(data, tmp_path):
     _, x1 = data
-    kw = dict(TINY, checkpoint_every=10, checkpoint_dir=tmp_path)
-    st.fit(torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2)), x1, **kw)
+    every = st.Checkpointing(tmp_path, every=10)
+    first = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
+    st.fit(first, x1, **TINY, checkpoint=every)
     shifted = torch.distributions.MultivariateNormal(torch.ones(2), torch.eye(2))
     with pytest.raises(CheckpointMismatchError, match=r"rho0\.sha256"):
-        st.fit(shifted, x1, **kw, resume=True)
+        st.fit(shifted, x1, **TINY, checkpoint=dataclasses.replace(every, resume=True))
 
 
 def test_resume_with_fewer_steps_than_done_is_refused(checkpointed):
@@ -163,7 +172,7 @@ def test_resume_with_fewer_steps_than_done_is_refused(checkpointed):
 
 def test_resume_may_change_progress_and_checkpoint_every(checkpointed, data):
     flow, again, _ = checkpointed
-    resumed = again(checkpoint_every=5)
+    resumed = again(every=5)
     x = data[0][:5]
     np.testing.assert_array_equal(resumed.push_forward(x), flow.push_forward(x))
 
@@ -172,11 +181,13 @@ def test_longer_steps_extend_the_run_on_its_own_schedule(data, tmp_path, killed_
     """Killed at step 10 of 20, resumed with steps=30: the first 20 steps are the original
     run's, bit for bit; the 10 more run at the schedule's floor lr (min_lr_ratio x lr)."""
     x0, x1 = data
-    kw = dict(TINY, warmup=2, checkpoint_every=10, seed=0)
+    kw = dict(TINY, training=tiny_training(warmup=2), seed=0)
+    every = st.Checkpointing(tmp_path, every=10)
     full = st.fit(x0, x1, **kw)
     with killed_after_checkpoint():
-        st.fit(x0, x1, **kw, checkpoint_dir=tmp_path)
-    longer = st.fit(x0, x1, **dict(kw, steps=30), checkpoint_dir=tmp_path, resume=True)
+        st.fit(x0, x1, **kw, checkpoint=every)
+    resume = dataclasses.replace(every, resume=True)
+    longer = st.fit(x0, x1, **dict(kw, steps=30), checkpoint=resume)
     h = longer.history
     np.testing.assert_array_equal(h["loss"].values[:20], full.history["loss"].values)
     np.testing.assert_allclose(h["lr"].values[20:], 0.01 * 2e-3, rtol=1e-12)
@@ -232,4 +243,4 @@ def test_a_run_shorter_than_the_window_that_blows_up_stops():
     # the 5-step median window, so the one-step rule must catch it
     x1 = st.datasets.sample("moons", 64, seed=0)
     with pytest.raises(TrainingDivergedError, match="diverged at step 1"):
-        st.fit("gaussian", x1, steps=3, width=8, depth=1, batch_size=16, lr=1e6, progress=False)
+        st.fit("gaussian", x1, steps=3, network=TINY_MLP, batch_size=16, lr=1e6, progress=False)

@@ -15,7 +15,8 @@ def test_short_fit_beats_moment_matched_gaussian(source, target):
     x1 = st.datasets.sample(target, 5000, seed=0)
     held = st.datasets.sample(target, 2000, seed=1)
     rho0 = "gaussian" if source == "gaussian" else st.datasets.sample(source, 5000, seed=2)
-    flow = st.fit(rho0, x1, steps=3000, width=64, depth=3, batch_size=256, lr=5e-3, progress=False)
+    net = st.MLPSpec(width=64, depth=3)
+    flow = st.fit(rho0, x1, steps=3000, network=net, batch_size=256, lr=5e-3, progress=False)
     if source == "gaussian":
         x0 = np.random.default_rng(3).standard_normal((1000, 2))
     else:

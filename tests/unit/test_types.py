@@ -158,8 +158,8 @@ class _Vectors(torch.utils.data.Dataset):
 def test_fit_takes_a_dataset_of_vectors():
     """Found by the type check: the rank comparison read the shape of ``rho1`` that a
     dataset leaves unset (AttributeError: 'NoneType' object has no attribute 'shape')."""
-    kw = dict(steps=3, width=8, depth=1, batch_size=16, progress=False, validation=0.0)
-    flow = st.fit("gaussian", _Vectors(), **kw)
+    kw = dict(steps=3, network=st.MLPSpec(width=8, depth=1), batch_size=16, progress=False)
+    flow = st.fit("gaussian", _Vectors(), **kw, validation=0.0)
     assert flow.sample(4, seed=0).shape == (4, 2)
 
 
