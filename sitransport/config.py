@@ -355,7 +355,9 @@ class LatentSpec(FieldsSpec):
     def __post_init__(self) -> None:
         if self.components is not None:
             check_positive_int(self.components, "latent components")
-        check_positive(self.variance, "latent variance")
+        check_positive(self.variance, "LatentSpec.variance")  # a finite number > 0
+        if self.variance > 1:
+            raise ValueError(f"LatentSpec.variance must be in (0, 1], got {self.variance!r}")
 
 
 # ---------------------------------------------------------------------------- FitConfig

@@ -357,9 +357,7 @@ def fit(
     )
 
 
-def _merge_settings(
-    given: TrainSettings | None, base: TrainSettings, **flat: Any
-) -> TrainSettings:
+def _merge_settings(given: TrainSettings | None, base: TrainSettings, **flat: Any) -> TrainSettings:
     """The training settings of a call: ``given`` (else ``base``) with the flat keywords
     ``flat`` that are not ``None``, which take precedence over its fields.
 
@@ -459,7 +457,7 @@ def _check_fit_arguments(
 
 
 def _check_dtype(dtype: Any) -> None:
-    if dtype not in (torch.float32, torch.float64):
+    if not isinstance(dtype, torch.dtype) or dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
 
 

@@ -75,7 +75,7 @@ class PCAEncoder:
         var = s**2 / max(x.shape[0] - 1, 1)
         frac = var / var.sum()
         if k is None:
-            variance = check_fraction(variance, "latent_variance", low=0.0, high=1.0 + 1e-12)
+            variance = check_fraction(variance, "variance", low=0.0, high=1.0 + 1e-12)
             k = int(torch.searchsorted(frac.cumsum(0), torch.tensor(variance - 1e-12)).item()) + 1
             k = min(k, x.shape[1])
         k = check_positive_int(k, "latent")

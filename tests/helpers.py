@@ -63,6 +63,7 @@ def tiny_mlp(**changes: Any) -> MLPSpec:
     """The tiny fit's MLP with ``changes`` (MLPSpec fields, e.g. ``kind="potential"``)."""
     return dataclasses.replace(TINY_MLP, **changes)
 
+
 #: Adaptive ODE tolerances tight enough for closed-form comparisons at ~1e-5.
 TIGHT = ODEOptions(atol=1e-7, rtol=1e-7)
 

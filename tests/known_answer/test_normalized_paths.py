@@ -73,7 +73,11 @@ def test_version1_files_keep_the_shifted_path(tmp_path):
 
 def test_other_versions_are_refused(tmp_path):
     flow = st.fit(
-        "gaussian", st.datasets.sample("moons", 500, seed=0), steps=5, network=st.MLPSpec(width=8), progress=False
+        "gaussian",
+        st.datasets.sample("moons", 500, seed=0),
+        steps=5,
+        network=st.MLPSpec(width=8),
+        progress=False,
     )
     flow.save(tmp_path / "flow.sit")
     payload = flow.to_payload()

@@ -86,7 +86,13 @@ def test_learned_score_matches_exact_on_a_gaussian_target():
     m, S = np.array([1.5, -0.5]), np.array([[0.8, 0.3], [0.3, 0.5]])
     x1 = np.random.default_rng(0).multivariate_normal(m, S, size=8000)
     flow = st_.fit(
-        "gaussian", x1, steps=2000, network=st_.MLPSpec(width=64, depth=3), batch_size=256, lr=5e-3, progress=False
+        "gaussian",
+        x1,
+        steps=2000,
+        network=st_.MLPSpec(width=64, depth=3),
+        batch_size=256,
+        lr=5e-3,
+        progress=False,
     )
     gmi = GaussianMixtureInterpolation.from_gaussians(np.zeros(2), np.eye(2), m, S, "trig")
     for t in (0.05, 0.3, 0.6, 0.9):

@@ -21,7 +21,9 @@ from tests.helpers import rotate, rotation_flow
 @pytest.fixture(scope="module")
 def small_flow() -> TransportFlow:
     x1 = st.datasets.sample("8gaussians", 2000, seed=0)
-    return st.fit("gaussian", x1, steps=60, network=st.MLPSpec(width=32, depth=2), progress=False, seed=0)
+    return st.fit(
+        "gaussian", x1, steps=60, network=st.MLPSpec(width=32, depth=2), progress=False, seed=0
+    )
 
 
 def test_push_forward_is_exact_rotation():
@@ -235,7 +237,11 @@ def test_save_load_identical(small_flow, tmp_path):
 def test_save_load_empirical_base(tmp_path):
     x0 = st.datasets.sample("moons", 300, seed=0)
     flow = st.fit(
-        x0, st.datasets.sample("circles", 300, seed=0), steps=3, network=st.MLPSpec(width=8, depth=1), progress=False
+        x0,
+        st.datasets.sample("circles", 300, seed=0),
+        steps=3,
+        network=st.MLPSpec(width=8, depth=1),
+        progress=False,
     )
     flow.save(tmp_path / "f.sit")
     loaded = st.load(tmp_path / "f.sit")
@@ -290,7 +296,11 @@ def test_network_shapes():
 def test_distribution_base_must_be_given_again_on_load(tmp_path):
     base = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
     flow = st.fit(
-        base, st.datasets.sample("moons", 300, seed=0), steps=3, network=st.MLPSpec(width=8, depth=1), progress=False
+        base,
+        st.datasets.sample("moons", 300, seed=0),
+        steps=3,
+        network=st.MLPSpec(width=8, depth=1),
+        progress=False,
     )
     flow.save(tmp_path / "d.sit")
     loaded = st.load(tmp_path / "d.sit")
