@@ -482,8 +482,9 @@ def _check_resume(
             raise CheckpointMismatchError(
                 f"checkpoint {path} was written by another run: {len(differ)} field(s) differ "
                 "(checkpoint -> this call):\n" + "\n".join(differ) + "\nResume with the "
-                "checkpoint's settings and data (only steps, progress, how often it checkpoints and "
-                "change), or start a new run in another checkpoint directory or without resuming"
+                "checkpoint's settings and data (only steps, progress, how often it "
+                "checkpoints and where it runs may change), or start a new run in another "
+                "checkpoint directory or without resuming"
             )
         total = int(old["lr_schedule_steps"])
     if steps < done:
