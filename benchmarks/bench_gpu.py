@@ -496,10 +496,18 @@ def device_facts(device: str) -> dict[str, Any]:
         "device_count": torch.cuda.device_count(),
         "device_memory_gib": props.total_memory / 2**30,
         "compute_capability": f"{props.major}.{props.minor}",
-        "bf16_native": torch.cuda.is_bf16_supported(including_emulation=False),
+        "bf16_native": props.major >= 8,  # Ampere and later
         "cudnn": torch.backends.cudnn.version(),
-        "nccl": ".".join(map(str, torch.cuda.nccl.version())),
+        "nccl": _nccl_version(),
     }
+
+
+def _nccl_version() -> str:
+    try:
+        version = torch.cuda.nccl.version()
+    except (AttributeError, RuntimeError):  # a build without NCCL
+        return "unavailable"
+    return ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
 
 
 TRAIN_COLUMNS = ["config", "preset", "params", "batch_size", "steps", "autocast", "images_per_s",
