@@ -367,6 +367,7 @@ def sample_report(flow: Any, plan: Plan, grid: Path) -> dict[str, Any]:
 def bpd_report(flow: Any, held: ImageData, plan: Plan) -> dict[str, Any]:
     """Step 4b: held-out bits/dim (Hutchinson, one probe, dopri5 at 1e-5) with its error."""
     ode = st.ODEOptions(method="dopri5", atol=1e-5, rtol=1e-5)
+    reset_memory(plan.device)
     t0 = clock(plan.device)
     est = st.images.bpd(flow, held, probes=1, seed=plan.seed, progress=False, ode=ode)
     seconds = clock(plan.device) - t0
@@ -376,15 +377,19 @@ def bpd_report(flow: Any, held: ImageData, plan: Plan) -> dict[str, Any]:
         "n": est.n,
         "nfe": est.nfe,
         "seconds": seconds,
+        "peak_memory_gib": peak_memory_gib(plan.device),
     }
 
 
 def run_config(name: str, plan: Plan, data: ImageData, held: ImageData) -> dict[str, Any]:
-    """Steps 1, 2 and 4 of one config in this process; an out-of-memory error is recorded."""
+    """Steps 1, 2 and 4 of one config in this process; an out-of-memory error is recorded
+    beside the numbers measured before it."""
     cfg = load_config(name, plan)
     print(f"[bench_gpu] {name}: training {plan.steps} steps", file=sys.stderr, flush=True)
+    report: dict[str, Any] = {"preset": cfg["network"]}
     try:
-        flow, report = train_report(cfg, plan, data)
+        flow, trained = train_report(cfg, plan, data)
+        report.update(trained)
         grid = Path(plan.out) / f"bench_gpu_samples_{name}{'_tiny' if plan.tiny else ''}.png"
         report["sampling"] = sample_report(flow, plan, grid)
         report["bits_per_dim"] = bpd_report(flow, held, plan)
@@ -393,7 +398,7 @@ def run_config(name: str, plan: Plan, data: ImageData, held: ImageData) -> dict[
         print(f"[bench_gpu] {name}: torch.compile timing", file=sys.stderr, flush=True)
         report["compile"] = compile_report(cfg, plan, data.pixels)
     except torch.cuda.OutOfMemoryError as err:
-        report = {"preset": cfg["network"], "error": f"out of memory: {err}"[:800]}
+        report["error"] = f"out of memory: {err}"[:800]
     reset_memory(plan.device)
     return report
 
@@ -518,7 +523,8 @@ COMPILE_COLUMNS = ["config", "backend", "eager_step_ms", "compiled_step_ms", "sp
 DDP_COLUMNS = ["config", "world_size", "backend", "batch_size", "step_ms", "images_per_s_steady",
                "scaling_efficiency", "ranks_equal", "max_abs_diff", "loss_decreased"]  # fmt: skip
 EVAL_COLUMNS = ["config", "n_samples", "dopri5_nfe", "dopri5_samples_per_s", "rk4", "rk4_nfe",
-                "rk4_samples_per_s", "bpd", "bpd_stderr", "bpd_n", "bpd_nfe"]  # fmt: skip
+                "rk4_samples_per_s", "bpd", "bpd_stderr", "bpd_n", "bpd_nfe",
+                "bpd_peak_memory_gib"]  # fmt: skip
 
 
 def eval_row(name: str, report: dict[str, Any]) -> dict[str, Any]:
@@ -536,14 +542,15 @@ def eval_row(name: str, report: dict[str, Any]) -> dict[str, Any]:
         "bpd_stderr": bits["bpd_stderr"],
         "bpd_n": bits["n"],
         "bpd_nfe": bits["nfe"],
+        "bpd_peak_memory_gib": bits["peak_memory_gib"],
     }
 
 
 def tables(single: dict[str, Any], ddp: dict[str, Any]) -> tuple[list[dict], str]:
     """The training rows and the Markdown of the other tables."""
-    ok = {k: v for k, v in single.items() if "error" not in v}
-    train_rows = [{"config": k, **v} for k, v in ok.items()]
-    compile_rows = [{"config": k, **v["compile"]} for k, v in ok.items()]
+    train_rows = [{"config": k, **v} for k, v in single.items() if "steps" in v]
+    compile_rows = [{"config": k, **v["compile"]} for k, v in single.items() if "compile" in v]
+    evaluated = {k: v for k, v in single.items() if "bits_per_dim" in v}
     ddp_rows = [{"config": k, **v} for k, v in ddp.get("configs", {}).items()]
     parts = [
         "Compile (time per step of sitransport.train without EMA, median after warm-up):",
@@ -551,7 +558,7 @@ def tables(single: dict[str, Any], ddp: dict[str, Any]) -> tuple[list[dict], str
         "DDP (torchrun; efficiency = images/s on N ranks / (N x one process)):",
         markdown_table(ddp_rows, DDP_COLUMNS) if ddp_rows else f"DDP failed: {ddp.get('error')}",
         "Sampling (ODE from N(0, I)) and held-out bits/dim (Hutchinson, 1 probe, dopri5 1e-5):",
-        markdown_table([eval_row(k, v) for k, v in ok.items()], EVAL_COLUMNS),
+        markdown_table([eval_row(k, v) for k, v in evaluated.items()], EVAL_COLUMNS),
     ]
     errors = [f"{k}: {v['error']}" for k, v in single.items() if "error" in v]
     if errors:
