@@ -21,13 +21,14 @@ the run) this script
 5. writes ``benchmarks/results/bench_gpu.{json,md}`` (device, torch/CUDA versions, every
    number) and a samples grid per config.
 
-``--tiny`` runs the same code on a CPU (tiny U-Net preset at 16x16, a few steps, small
-batches, two gloo ranks), in well under a minute; it writes ``bench_gpu_tiny.*``. The test
-suite runs it so the script cannot rot. ``--device cuda`` without CUDA fails at once.
+``--tiny`` runs the same code on a CPU (the cifar10 config only, tiny U-Net preset at 3x8x8,
+40 steps of batch 16, two gloo ranks, 16 images; about half a minute on two idle cores); it
+writes ``bench_gpu_tiny.*``. The test suite runs it so the script cannot rot. ``--device
+cuda`` without CUDA fails at once, naming the option.
 
-Run: ``python benchmarks/bench_gpu.py`` on a GPU machine (about 8 minutes on one GPU; fewer
-with ``--configs cifar10`` or ``--no-compile``), ``python benchmarks/bench_gpu.py --tiny``
-anywhere.
+Run: ``python benchmarks/bench_gpu.py`` on a GPU machine (meant to take under 8 minutes on
+one GPU, not yet timed on one; shorter with ``--configs cifar10`` or ``--no-compile``),
+``python benchmarks/bench_gpu.py --tiny`` anywhere.
 """
 
 from __future__ import annotations
