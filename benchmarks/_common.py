@@ -80,12 +80,18 @@ def write_results(
     columns: Sequence[str],
     params: dict[str, Any],
     notes: str = "",
+    *,
+    directory: Path | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``results/<name>.json`` and ``results/<name>.md``; return the Markdown path."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    """Write ``<directory>/<name>.json`` and ``<directory>/<name>.md`` (``directory``:
+    ``results/``), the JSON with ``extra``'s keys beside the rows; return the Markdown path."""
+    directory = RESULTS if directory is None else Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     env = environment()
     payload = {"benchmark": name, "parameters": params, "environment": env, "rows": rows}
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    payload.update(extra or {})
+    (directory / f"{name}.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
     md = [
         f"# {name}",
         "",
@@ -98,7 +104,7 @@ def write_results(
     ]
     if notes:
         md += [notes, ""]
-    path = RESULTS / f"{name}.md"
+    path = directory / f"{name}.md"
     path.write_text("\n".join(md))
     return path
 
