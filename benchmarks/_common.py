@@ -1,4 +1,5 @@
-"""Shared plumbing of the benchmark scripts: environment record, JSON + Markdown output."""
+"""Shared plumbing of the benchmark scripts: environment record, JSON + Markdown output,
+our fit configurations (:class:`OurFit`) and the peers' training loop."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,10 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
 
+from sitransport.config import MLPSpec
 from sitransport.flow import Normalization, TransportFlow
 from sitransport.nn import MLPVelocity
+from sitransport.paths import PathSettings
 from sitransport.train import LRSchedule, TrainSettings, ema_decay
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -109,6 +113,43 @@ def write_results(
     return path
 
 
+# ------------------------------------------------------ our configurations (bench_ot, bench_ot_map)
+
+
+@dataclass(frozen=True)
+class OurFit:
+    """One of our configurations in a benchmark's table: the fit keywords that tell the
+    methods apart (the shared ones, steps, batch, network, come from the run).
+
+    Args:
+        interpolant: ``fit``'s ``interpolant=``.
+        coupling: ``fit``'s ``coupling=``.
+        network: ``fit``'s ``network=`` (a name or an :class:`~sitransport.config.MLPSpec`);
+            ``None``: the run's (not among the keywords).
+        ascent: for a max-min fit, its path ascent as a function of the run's steps (the
+            step the path freezes at depends on them); ``None``: a fixed path.
+
+    Example:
+        >>> fourier = OurFit("fourier", ascent=lambda steps: PathSettings(stop=steps // 2))
+        >>> fourier.keywords(300)["optimize_path"].stop
+        150
+    """
+
+    interpolant: str | dict = "trig"
+    coupling: str | dict = "independent"
+    network: str | MLPSpec | None = None
+    ascent: Callable[[int], PathSettings] | None = None
+
+    def keywords(self, steps: int) -> dict[str, Any]:
+        """``fit`` keywords of this configuration for a run of ``steps`` steps."""
+        out = {
+            "interpolant": self.interpolant,
+            "coupling": self.coupling,
+            "optimize_path": False if self.ascent is None else self.ascent(steps),
+        }
+        return out if self.network is None else {**out, "network": self.network}
+
+
 # ------------------------------------------------------------- peers (bench_ot, bench_peers)
 
 # the tasks of the peers' comparisons (REFERENCES.md): name -> (source, target)
@@ -165,16 +206,27 @@ def _ema_with_warmup(decay: float):
     return update
 
 
-def fit_peer(matcher, rho0, x1: np.ndarray, kw: dict, seed: int) -> TransportFlow:
-    """Train our MLP on a peer's regression target with our optimiser, schedule and EMA."""
-    settings = TrainSettings(steps=kw["steps"], batch_size=kw["batch_size"], progress=False)
+def peer_network(spec: MLPSpec, d: int) -> MLPVelocity:
+    """The MLP of ``st.fit(..., network=spec)`` on ``d``-dimensional vectors (its width given)."""
+    if spec.kind != "mlp" or spec.width is None:
+        raise ValueError(f"peers train a plain MLP of a given width, got {spec}")
+    return MLPVelocity(
+        d, spec.width, spec.depth, spec.activation, spec.time_frequencies, spec.space_frequencies
+    )
+
+
+def fit_peer(
+    matcher, rho0, x1: np.ndarray, network: MLPSpec, settings: TrainSettings, seed: int
+) -> TransportFlow:
+    """Train our MLP (``network``) on a peer's regression target with our optimiser,
+    schedule and EMA (``settings``: steps, batch size, learning rate, EMA decay, clipping)."""
     x1t = torch.from_numpy(x1)
     d = x1t.shape[1]
     x0t = None if isinstance(rho0, str) else torch.from_numpy(rho0)
     norm = Normalization.from_samples(x1t, x0t if x0t is not None else torch.randn(len(x1), d))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = MLPVelocity(d, kw["width"], 4)
+        net = peer_network(network, d)
         g = torch.Generator().manual_seed(seed)
         ema = AveragedModel(net, multi_avg_fn=_ema_with_warmup(settings.ema), use_buffers=True)
         opt = torch.optim.AdamW(net.parameters(), lr=settings.lr)

@@ -105,10 +105,9 @@ def fit_ours(x: np.ndarray, steps: int, args, **extra):
     runs in high dimension overfit 20,000 points), warm-up min(200, steps / 10) so short
     runs leave their warm-up."""
     t0 = time.perf_counter()
-    warmup = min(200, max(1, steps // 10))
-    extra = {"restore_best": True, **extra}
+    training = st.TrainSettings(warmup=min(200, max(1, steps // 10)), restore_best=True)
     flow = st.fit(
-        "gaussian", x, steps=steps, warmup=warmup, seed=args.seed, progress=False, **extra
+        "gaussian", x, steps=steps, seed=args.seed, progress=False, training=training, **extra
     )
     return flow, time.perf_counter() - t0
 
@@ -158,8 +157,7 @@ def part_known(args, rows: list, cache: dict) -> None:
 #: fit settings for densities with jumps (the failure-modes guide): positional features of x,
 #: times weighted toward t = 1 where the edges form, width 256
 EDGES = {
-    "space_frequencies": 5,
-    "width": 256,
+    "network": st.MLPSpec(width=256, space_frequencies=5),
     "time_sampler": {"name": "beta", "a": 1.0, "b": 0.5},
 }
 CHECKER_TEST = 4000  # held-out points (its gap's standard error is larger than the mixtures')

@@ -150,7 +150,13 @@ def part_c(steps: int, seed: int) -> list[dict]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             flow = st.fit(
-                "gaussian", train, steps=steps, seed=seed, progress=False, restore_best=True, **kw
+                "gaussian",
+                train,
+                steps=steps,
+                seed=seed,
+                progress=False,
+                training=st.TrainSettings(restore_best=True),
+                **kw,
             )
         train_s = time.perf_counter() - t0
         z = np.asarray(flow.pull_back(test))

@@ -25,29 +25,35 @@ import time
 import numpy as np
 import torch
 from _common import OT_TASKS as TASKS
-from _common import RESULTS, fit_peer, peer_matchers, write_results
+from _common import RESULTS, OurFit, fit_peer, peer_matchers, write_results
 
 import sitransport as st
 from sitransport.datasets import draw
 from sitransport.flow import TransportFlow
 
-# the nonlinear path's ascent: gentle (the velocity must stay near its minimiser, or the
-# ascent exploits its errors: path_lr 3e-3 every step diverged to KE 7x W2^2 on
-# moons->8gaussians), frozen for the last quarter
-NEURAL_ASCENT = {"optimize_path": True, "path_lr": 1e-3, "path_every": 2, "path_freeze": 0.75}
+
+def fourier_ascent(steps: int) -> st.PathSettings:
+    """The default ascent (``optimize_path=True``): frozen for the last half."""
+    return st.PathSettings(stop=steps // 2)
+
+
+def neural_ascent(steps: int) -> st.PathSettings:
+    """The nonlinear path's ascent: gentle (the velocity must stay near its minimiser, or the
+    ascent exploits its errors: a path lr of 3e-3 every step diverged to KE 7x W2^2 on
+    moons->8gaussians), frozen for the last quarter."""
+    return st.PathSettings(lr=1e-3, every=2, stop=int(0.75 * steps))
+
+
+NEURAL = {"name": "neural", "dim": 2}
 OURS = {
-    "indep+linear": {"interpolant": "linear"},
-    "indep+trig": {"interpolant": "trig"},
-    "exact_ot+linear": {"interpolant": "linear", "coupling": "exact_ot"},
-    "global_ot+linear": {"interpolant": "linear", "coupling": "global_ot"},
-    "maxmin-fourier": {"interpolant": "fourier", "optimize_path": True},
-    "maxmin-fourier-dim": {"interpolant": {"name": "fourier", "dim": 2}, "optimize_path": True},
-    "maxmin-neural": {"interpolant": {"name": "neural", "dim": 2}, **NEURAL_ASCENT},
-    "global_ot+maxmin-neural": {
-        "coupling": "global_ot",
-        "interpolant": {"name": "neural", "dim": 2},
-        **NEURAL_ASCENT,
-    },
+    "indep+linear": OurFit("linear"),
+    "indep+trig": OurFit("trig"),
+    "exact_ot+linear": OurFit("linear", "exact_ot"),
+    "global_ot+linear": OurFit("linear", "global_ot"),
+    "maxmin-fourier": OurFit("fourier", ascent=fourier_ascent),
+    "maxmin-fourier-dim": OurFit({"name": "fourier", "dim": 2}, ascent=fourier_ascent),
+    "maxmin-neural": OurFit(NEURAL, ascent=neural_ascent),
+    "global_ot+maxmin-neural": OurFit(NEURAL, "global_ot", ascent=neural_ascent),
 }
 COLUMNS = [
     "task",
@@ -263,9 +269,17 @@ def training_record(flow: TransportFlow, steps: int) -> dict:
 
 
 def run_task(
-    task: str, methods: list[str], kw: dict, peers: dict, n_eval: int, repeats: int, seed: int
+    task: str,
+    methods: list[str],
+    setup: tuple[st.MLPSpec, st.TrainSettings],
+    peers: dict,
+    n_eval: int,
+    repeats: int,
+    seed: int,
 ) -> list:
-    """The chosen methods on one task, side by side."""
+    """The chosen methods on one task, side by side; ``setup``: the network and training
+    settings every method shares."""
+    network, training = setup
     src, tgt = TASKS[task]
     x1 = draw(tgt, 20_000, seed)
     rho0 = "gaussian" if src == "gaussian" else draw(src, 20_000, seed + 1)
@@ -273,21 +287,24 @@ def run_task(
 
     def record(method: str, flow: TransportFlow, t0: float) -> None:
         rows.append({"task": task, "method": method, "train_s": time.perf_counter() - t0})
-        rows[-1].update(training_record(flow, kw["steps"]))
+        rows[-1].update(training_record(flow, training.steps))
         rows[-1].update(evaluate(flow, src, tgt, n_eval, repeats, seed))
         print(json.dumps(rows[-1]), flush=True)
 
     for method in (m for m in OURS if m in methods):
         t0 = time.perf_counter()
-        flows[method] = st.fit(rho0, x1, seed=seed, progress=False, **kw, **OURS[method])
+        keywords = OURS[method].keywords(training.steps)
+        flows[method] = st.fit(rho0, x1, seed=seed, network=network, training=training, **keywords)
         record(method, flows[method], t0)
     if REFLOW in methods:
         t0 = time.perf_counter()
-        rf = st.reflow(flows["indep+linear"], 20_000, steps=kw["steps"], seed=seed, progress=False)
+        rf = st.reflow(
+            flows["indep+linear"], 20_000, steps=training.steps, seed=seed, progress=False
+        )
         record(REFLOW, rf, t0)
     for name, matcher in peers.items():
         t0 = time.perf_counter()
-        record(name, fit_peer(matcher, rho0, x1, kw, seed), t0)
+        record(name, fit_peer(matcher, rho0, x1, network, training, seed), t0)
     return rows
 
 
@@ -319,13 +336,15 @@ def main() -> None:
     tasks, n_eval, repeats = args.tasks, args.n_eval, 3
     if args.quick:
         args.steps, tasks, n_eval, repeats = 300, args.tasks[:1], 1000, 1
-    kw = {"steps": args.steps, "width": args.width, "batch_size": args.batch_size}
+    network = st.MLPSpec(width=args.width)
+    training = st.TrainSettings(steps=args.steps, batch_size=args.batch_size, progress=False)
     peers = {} if args.no_peers else peer_matchers()
     if REFLOW in args.methods and "indep+linear" not in args.methods:
         parser.error(f"{REFLOW} needs indep+linear in --methods")
-    run = [args.methods, kw, peers, n_eval, repeats, args.seed]
+    run = [args.methods, (network, training), peers, n_eval, repeats, args.seed]
     rows = [r for t in tasks for r in run_task(t, *run)]
     suffix = ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
+    kw = {"steps": args.steps, "width": args.width, "batch_size": args.batch_size}
     params = {**kw, "n_eval": n_eval, "repeats": repeats, "seed": args.seed, "peers": list(peers)}
     write_all(rows, params, suffix)
 

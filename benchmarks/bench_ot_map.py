@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import RESULTS, write_results
+from _common import RESULTS, OurFit, write_results
 from matplotlib.figure import Figure
 
 import sitransport as st
@@ -46,25 +46,24 @@ from sitransport.flow import TransportFlow
 PAIRS = ("gaussian", "mixture")
 DIMS = (2, 4, 8, 16, 32, 64)
 BASELINE = "linear map (moments)"
-FITS: dict[str, dict[str, Any]] = {
-    "indep+linear": {"interpolant": "linear"},
-    "indep+trig": {"interpolant": "trig"},
-    "exact_ot+linear": {"interpolant": "linear", "coupling": "exact_ot"},
-    "global_ot+linear": {"interpolant": "linear", "coupling": "global_ot"},
-    "maxmin-fourier": {"interpolant": "fourier", "optimize_path": True},
-    "exact_ot+potential": {"interpolant": "linear", "coupling": "exact_ot", "network": "potential"},
-    "global_ot+potential": {
-        "interpolant": "linear",
-        "coupling": "global_ot",
-        "network": "potential",
-    },
+
+
+def fourier_ascent(steps: int) -> st.PathSettings:
+    """The max-min path's ascent: from step min(1000, steps / 5), frozen for the last half."""
+    return st.PathSettings(start=min(1000, steps // 5), stop=steps // 2)
+
+
+FITS: dict[str, OurFit] = {
+    "indep+linear": OurFit("linear"),
+    "indep+trig": OurFit("trig"),
+    "exact_ot+linear": OurFit("linear", "exact_ot"),
+    "global_ot+linear": OurFit("linear", "global_ot"),
+    "maxmin-fourier": OurFit("fourier", ascent=fourier_ascent),
+    "exact_ot+potential": OurFit("linear", "exact_ot", "potential"),
+    "global_ot+potential": OurFit("linear", "global_ot", "potential"),
     # a plan twice as large: its bias, not training, limits the 4096-point plan at d >= 16
     # (d = 16: 1.15 % at 8,000 and 16,000 steps alike)
-    "global_ot8192+potential": {
-        "interpolant": "linear",
-        "coupling": {"name": "global_ot", "n": 8192},
-        "network": "potential",
-    },
+    "global_ot8192+potential": OurFit("linear", {"name": "global_ot", "n": 8192}, "potential"),
 }
 # reflow rows: name -> (the flow it rectifies, number of rectifications)
 REFLOWS: dict[str, tuple[str, int]] = {
@@ -115,10 +114,8 @@ class Problem:
     def fit(self, method: str) -> dict[str, Any]:
         a = self.args
         kw = {"steps": a.steps, "batch_size": a.batch_size, "seed": a.seed, "progress": False}
-        if FITS[method].get("optimize_path"):
-            kw["path_start"] = min(1000, a.steps // 5)
         t0 = time.perf_counter()
-        flow = st.fit(self.x0, self.x1, **kw, **FITS[method])
+        flow = st.fit(self.x0, self.x1, **kw, **FITS[method].keywords(a.steps))
         self.flows[method] = flow
         return self.evaluate(method, flow, time.perf_counter() - t0)
 

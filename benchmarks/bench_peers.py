@@ -23,6 +23,7 @@ Run: ``python benchmarks/bench_peers.py`` (full) or ``--quick``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -106,13 +107,14 @@ def main() -> None:
     tasks, n_eval, repeats = args.tasks, 5000, 3
     if args.quick:
         args.steps, tasks, n_eval, repeats = 300, args.tasks[:1], 1000, 2
-    kw = {"steps": args.steps, "width": args.width, "batch_size": args.batch_size}
+    network = st.MLPSpec(width=args.width)
+    training = st.TrainSettings(steps=args.steps, batch_size=args.batch_size, progress=False)
     peers = peer_matchers()
     # warm-up: one short run of each code path, so no method pays one-time start-up costs
-    warm = {**kw, "steps": 20}
-    st.fit("gaussian", draw("moons", 2000, 0), seed=0, progress=False, **warm)
+    warm = dataclasses.replace(training, steps=20)
+    st.fit("gaussian", draw("moons", 2000, 0), seed=0, network=network, training=warm)
     for matcher in peers.values():
-        fit_peer(matcher, "gaussian", draw("moons", 2000, 0), warm, 0)
+        fit_peer(matcher, "gaussian", draw("moons", 2000, 0), network, warm, 0)
     rows, verdicts = [], []
     for task in tasks:
         src, tgt = TASKS[task]
@@ -120,13 +122,15 @@ def main() -> None:
         rho0 = "gaussian" if src == "gaussian" else draw(src, 20_000, args.seed + 1)
         fits = {
             method: lambda extra=extra, rho0=rho0, x1=x1: st.fit(
-                rho0, x1, seed=args.seed, progress=False, **kw, **extra
+                rho0, x1, seed=args.seed, network=network, training=training, **extra
             )
             for method, extra in OURS.items()
         }
         fits.update(
             {
-                name: lambda m=m, rho0=rho0, x1=x1: fit_peer(m, rho0, x1, kw, args.seed)
+                name: lambda m=m, rho0=rho0, x1=x1: fit_peer(
+                    m, rho0, x1, network, training, args.seed
+                )
                 for name, m in peers.items()
             }
         )
@@ -167,7 +171,15 @@ def main() -> None:
         "bench_peers" + ("_quick" if args.quick else ""),
         rows,
         COLUMNS,
-        {**kw, "n_eval": n_eval, "repeats": repeats, "seed": args.seed, "peers": list(peers)},
+        {
+            "steps": args.steps,
+            "width": args.width,
+            "batch_size": args.batch_size,
+            "n_eval": n_eval,
+            "repeats": repeats,
+            "seed": args.seed,
+            "peers": list(peers),
+        },
         notes,
     )
     print(path.read_text())

@@ -158,10 +158,8 @@ def fid(flow, test: ImageData, weights: str, n: int) -> float:
     return float(metric.compute())
 
 
-# configuration entries passed to st.fit as they are
-FIT_KEYS = (
-    "interpolant",
-    "network",
+# configuration entries that are st.TrainSettings fields, passed as they are
+TRAINING_KEYS = (
     "steps",
     "batch_size",
     "accumulate",
@@ -169,10 +167,36 @@ FIT_KEYS = (
     "warmup",
     "ema",
     "clip_grad",
-    "validation",
     "eval_every",
-    "checkpoint_every",
 )
+
+
+def unet_spec(network: str | dict) -> st.UNetSpec:
+    """The config's ``network``: a U-Net preset name, or ``{"preset": name, **arguments}``
+    with U-Net arguments that override the preset's."""
+    if isinstance(network, str):
+        return st.UNetSpec(network)
+    options = dict(network)
+    return st.UNetSpec(options.pop("preset", None), options)
+
+
+def fit_arguments(cfg: dict, out: Path, device: torch.device, progress: bool) -> dict:
+    """``st.fit`` keywords from a config's flat entries: the network as a
+    :class:`~sitransport.UNetSpec`, the optimisation as :class:`~sitransport.TrainSettings`
+    (bf16 autocast on GPUs when ``cfg["bf16"]``), checkpoints every ``checkpoint_every``
+    steps in ``out``, resumed from there when present."""
+    precision = "bf16" if cfg["bf16"] and device.type == "cuda" else None
+    training = st.TrainSettings(
+        **{key: cfg[key] for key in TRAINING_KEYS}, mixed_precision=precision, progress=progress
+    )
+    return dict(
+        interpolant=cfg["interpolant"],
+        network=unet_spec(cfg["network"]),
+        training=training,
+        checkpoint=st.Checkpointing(out, every=cfg["checkpoint_every"], resume=True),
+        validation=cfg["validation"],
+        num_workers=cfg.get("num_workers", 0),
+    )
 
 
 def main() -> None:
@@ -204,18 +228,8 @@ def main() -> None:
             flow = st.load(out / "flow.sit", map_location=device)
         else:
             t0 = time.perf_counter()
-            flow = st.fit(
-                "gaussian",
-                train,
-                **{key: cfg[key] for key in FIT_KEYS},
-                checkpoint_dir=out,
-                resume=True,
-                num_workers=cfg.get("num_workers", 0),
-                mixed_precision="bf16" if cfg["bf16"] and device.type == "cuda" else None,
-                device=device,
-                seed=args.seed,
-                progress=rank == 0,
-            )
+            keywords = fit_arguments(cfg, out, device, progress=rank == 0)
+            flow = st.fit("gaussian", train, device=device, seed=args.seed, **keywords)
             train_s = time.perf_counter() - t0
             if rank == 0:
                 flow.save(out / "flow.sit")
