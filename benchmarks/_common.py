@@ -223,7 +223,9 @@ def fit_peer(
     x1t = torch.from_numpy(x1)
     d = x1t.shape[1]
     x0t = None if isinstance(rho0, str) else torch.from_numpy(rho0)
-    norm = Normalization.from_samples(x1t, x0t if x0t is not None else torch.randn(len(x1), d))
+    if x0t is None:  # a Gaussian source: a seeded draw (the global RNG differs per process)
+        x0t = torch.randn(len(x1), d, generator=torch.Generator().manual_seed(seed + 1))
+    norm = Normalization.from_samples(x1t, x0t)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = peer_network(network, d)
