@@ -152,7 +152,10 @@ class OurFit:
 
 # ------------------------------------------------------------- peers (bench_ot, bench_peers)
 
-# the tasks of the peers' comparisons (REFERENCES.md): name -> (source, target)
+# the 2-D tasks on which Ryzhakov et al., "Explicit Flow Matching: On the Theory of Flow
+# Matching Algorithms with Applications" (arXiv:2402.03232), re-ran I-CFM and OT-CFM (Tong et
+# al., "Improving and generalizing flow-based generative models with minibatch optimal
+# transport", arXiv:2302.00482) and reported W2 and normalised path energy: name -> (source, target)
 OT_TASKS = {
     "N->moons": ("gaussian", "moons"),
     "N->8gaussians": ("gaussian", "8gaussians"),
