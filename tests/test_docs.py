@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ GALLERY_SCRIPTS = sorted(p for p in EXAMPLES.glob("*/plot_*.py") if p.parent.nam
 def _load(path: Path, name: str):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -89,7 +91,9 @@ def test_every_benchmark_result_states_its_command():
     for md in files:
         section = ext.render_result(md, document)
         commands = [
-            b.astext() for b in section.findall(nodes.literal_block) if b.get("language") == "bash"
+            b.astext()
+            for b in section.findall(nodes.literal_block)
+            if "benchmark-command" in b["classes"]
         ]
         assert len(commands) == 1, f"{md.name}: no 'Command:' line"
         assert re.match(r"python3? \S*bench_\w+\.py", commands[0]), (md.name, commands[0])
