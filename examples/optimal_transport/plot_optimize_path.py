@@ -41,8 +41,8 @@ ascent = st.PathSettings(start=500, stop=1250)
 maxmin = st.fit("gaussian", x1, interpolant="fourier", optimize_path=ascent, **common)
 
 # %%
-# Certificates
-# ------------
+# Diagnostics
+# -----------
 # Kinetic energy :math:`KE` (ODE integral along the paths of 2,000 base samples), exact
 # :math:`W_2^2` (POT) between those base samples and 2,000 target samples, and the
 # normalised path energy :math:`NPE = |KE - W_2^2| / W_2^2`.
