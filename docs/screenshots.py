@@ -3,7 +3,7 @@
 Builds the HTML (quick: the gallery is not executed) or takes an already-built folder, serves
 it on localhost and saves one PNG per page and window width::
 
-    python docs/screenshots.py                          # build, then shoot into docs/_build/screenshots
+    python docs/screenshots.py                          # build, shoot into docs/_build/screenshots
     python docs/screenshots.py --html docs/_build/html  # shoot an existing build
     python docs/screenshots.py --widths 1440 --pages index.html benchmarks.html
 
