@@ -43,6 +43,7 @@ extensions = [
     "matplotlib.sphinxext.plot_directive",
     "sphinx_gallery.gen_gallery",
     "sitransport_docs",
+    "results_numbers",  # :result:`QUERY`: guide numbers read from benchmarks/results/*.json
 ]
 
 # matplotlib's plot directive (the architecture figure): the figure only, no links

@@ -228,7 +228,7 @@ def run(
     print(f"train {train_s:.1f} s, sampling NFE {res.nfe:.0f} (dopri5)")
     if "heldout_nll" in report:
         print(f"held-out NLL = {report['heldout_nll']:.4f} nats")
-    print(f"optimal-transport certificates ({n_ot} samples):")
+    print(f"optimal-transport diagnostics ({n_ot} samples):")
     print("  " + str(ot_report).replace("\n", "\n  "))
     print(f"wrote {', '.join(str(out / w) for w in written)}")
     return report

@@ -916,7 +916,7 @@ def transport_report(
     n: int = 2000,
     seed: int = 0,
 ) -> TransportReport:
-    r"""Optimal-transport certificates of a fitted flow, checked against exact OT (POT).
+    r"""Optimal-transport diagnostics of a fitted flow, checked against exact OT (POT).
 
     What is rigorous and what is estimated:
 

@@ -22,7 +22,7 @@ It can also drive a custom loop.
 
 What it can and cannot reach: with the independent coupling a spatially linear path's
 marginals are fixed mixtures of scaled ``rho0`` and ``rho1``, so the optimum over such paths
-is in general above :math:`W_2^2`; the certificates of :func:`sitransport.metrics.transport_report`
+is in general above :math:`W_2^2`; the diagnostics of :func:`sitransport.metrics.transport_report`
 say how far.
 
 References:

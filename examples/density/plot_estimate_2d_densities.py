@@ -11,9 +11,9 @@ A flow from the standard Gaussian to data samples is a normalizing flow: its
     - \int_0^1 \nabla\cdot v_t(X_{1\to t}(x))\,dt .
 
 We fit three of the 2D toy densities of the paper (2,500 steps each instead of the
-20,000 of the benchmarks, to keep this page quick) and draw the learned densities as heat
-maps. Two of the three have an exact density (``sitransport.datasets.log_prob``), so the
-held-out negative log-likelihood can be compared with the true entropy
+20,000 of the benchmarks, to keep this page quick) and draw the learned densities as
+heat maps. Two of the three have an exact density (``sitransport.datasets.log_prob``),
+so the held-out negative log-likelihood can be compared with the true entropy
 :math:`H(\rho_1) = -\mathbb{E}\log\rho_1`: their difference is
 :math:`\mathrm{KL}(\rho_1\,\|\,\hat\rho_1) \ge 0`.
 """
@@ -37,7 +37,9 @@ names = ["checkerboard", "8gaussians", "2spirals"]
 flows = {}
 for name in names:
     x1 = st.datasets.sample(name, 20_000, seed=SEED)
-    flows[name] = st.fit("gaussian", x1, steps=2500, batch_size=256, seed=SEED, progress=False)
+    flows[name] = st.fit(
+        "gaussian", x1, steps=2500, batch_size=256, seed=SEED, progress=False
+    )
 
 # %%
 # Samples and learned densities
@@ -49,7 +51,9 @@ fig, axes = plt.subplots(2, 3, figsize=(11, 7), layout="constrained")
 for k, name in enumerate(names):
     y = flows[name].sample(5000, seed=SEED)
     plot_samples(axes[0, k], y, extent=extent, bins=100, title=f"{name}: samples")
-    plot_density(axes[1, k], flows[name], extent, resolution=50, title="learned density")
+    plot_density(
+        axes[1, k], flows[name], extent, resolution=50, title="learned density"
+    )
 plt.show()
 
 # %%
@@ -59,7 +63,10 @@ plt.show()
 # samples, next to the noise floor (the :math:`W_2` between two held-out sets of that
 # size; a perfect model has ratio about 1). Density: held-out NLL against the exact
 # entropy, both Monte Carlo averages over the same 2,000 points.
-print(f"{'data':>13} {'W2':>6} {'floor':>6} {'ratio':>6} {'NLL':>7} {'entropy':>7} {'KL':>6}")
+print(
+    f"{'data':>13} {'W2':>6} {'floor':>6} {'ratio':>6}",
+    f"{'NLL':>7} {'entropy':>7} {'KL':>6}",
+)
 for name in names:
     flow = flows[name]
     held_out = st.datasets.sample(name, 4000, seed=SEED + 1)
@@ -75,10 +82,10 @@ for name in names:
     assert q.ratio < 2.5, f"{name}: samples far from the target"
 
 # %%
-# Short training shows. The checkerboard's sharp edges are blurred (its KL is the largest of
-# the two with a known density; after the benchmark's 20,000 steps its NLL is 3.61 nats
-# against :math:`\log 32 = 3.466`). The spirals' inner arms are not resolved after 2,500
-# steps -- they appear only with far longer training (20,000 steps of batch 512 draw them) --
-# yet their :math:`W_2` ratio is close to 1: at 2,000 samples the sampling noise (a floor of
-# about 0.24) masks the misplaced mass. Read a :math:`W_2` together with its sample size, and
-# look at the picture.
+# Short training shows. The checkerboard's sharp edges are blurred (its KL is the
+# largest of the two with a known density; after the benchmark's 20,000 steps its NLL is
+# 3.61 nats against :math:`\log 32 = 3.466`). The spirals' inner arms are not resolved
+# after 2,500 steps -- they appear only with far longer training (20,000 steps of batch
+# 512 draw them) -- yet their :math:`W_2` ratio is close to 1: at 2,000 samples the
+# sampling noise (a floor of about 0.24) masks the misplaced mass. Read a :math:`W_2`
+# together with its sample size, and look at the picture.

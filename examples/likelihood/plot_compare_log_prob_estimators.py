@@ -6,14 +6,16 @@ The log-density of a flow integrates the divergence of the velocity along the pa
 
 .. math::
 
-    \log\hat\rho_1(x) = \log\rho_0(X_{1\to0}(x)) - \int_0^1 \nabla\cdot v_t(X_{1\to t}(x))\,dt .
+    \log\hat\rho_1(x) = \log\rho_0(X_{1\to0}(x))
+        - \int_0^1 \nabla\cdot v_t(X_{1\to t}(x))\,dt .
 
 The exact divergence (an autograd trace) costs :math:`d` backward passes per step;
-Hutchinson's estimator :math:`\nabla\cdot v = \mathbb{E}[\epsilon^\top \partial_x v\,\epsilon]`
-costs one per Rademacher probe and is unbiased, with a standard error that
-``flow.log_prob_estimate`` reports. We check both on a Gaussian mixture in four dimensions
-whose density, and so whose entropy, is known exactly (``datasets.GaussianMixture``): the
-mean held-out NLL estimates the cross-entropy
+Hutchinson's estimator
+:math:`\nabla\cdot v = \mathbb{E}[\epsilon^\top \partial_x v\,\epsilon]` costs one per
+Rademacher probe and is unbiased, with a standard error that ``flow.log_prob_estimate``
+reports. We check both on a Gaussian mixture in four dimensions whose density, and so
+whose entropy, is known exactly (``datasets.GaussianMixture``): the mean held-out NLL
+estimates the cross-entropy
 :math:`H(\rho_1) + \mathrm{KL}(\rho_1\,\|\,\hat\rho_1) \ge H(\rho_1)`.
 """
 
@@ -45,7 +47,12 @@ true = mixture.log_prob(held_out)
 
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
 axes[0].errorbar(
-    exact.log_prob[:200], hutch.log_prob[:200], yerr=hutch.stderr[:200], fmt=".", ms=3, lw=0.5
+    exact.log_prob[:200],
+    hutch.log_prob[:200],
+    yerr=hutch.stderr[:200],
+    fmt=".",
+    ms=3,
+    lw=0.5,
 )
 lims = [exact.log_prob.min(), exact.log_prob.max()]
 axes[0].plot(lims, lims, "k--", lw=0.8)
@@ -64,9 +71,10 @@ plt.show()
 # %%
 # Numeric checks
 # --------------
-# Hutchinson agrees with the exact divergence within its reported error, and the NLL lies
-# above the true entropy (Monte Carlo over 200,000 exact samples). The paired difference
-# :math:`\mathbb{E}[\log\rho_1 - \log\hat\rho_1]` on the held-out points estimates the KL.
+# Hutchinson agrees with the exact divergence within its reported error, and the NLL
+# lies above the true entropy (Monte Carlo over 200,000 exact samples). The paired
+# difference :math:`\mathbb{E}[\log\rho_1 - \log\hat\rho_1]` on the held-out points
+# estimates the KL.
 n = len(held_out)
 diff = hutch.log_prob - exact.log_prob
 print(
@@ -74,13 +82,15 @@ print(
     f"z-scores: mean {z.mean():+.2f}, std {z.std():.2f}"
 )
 print(
-    f"cost (NFE of the augmented ODE): exact {exact.nfe:.0f}, Hutchinson {hutch.nfe:.0f}; "
-    "per step exact needs d = 4 backward passes, Hutchinson one per probe (16)"
+    f"cost (NFE of the augmented ODE): exact {exact.nfe:.0f}, "
+    f"Hutchinson {hutch.nfe:.0f}; per step exact needs d = 4 backward passes, "
+    "Hutchinson one per probe (16)"
 )
 log_p = mixture.log_prob(mixture.sample(200_000, seed=SEED + 3))
 entropy, entropy_se = -log_p.mean(), log_p.std() / np.sqrt(len(log_p))
 for name, est in (("exact", exact), ("Hutchinson", hutch)):
-    print(f"NLL ({name}): {-est.log_prob.mean():.3f} +- {est.log_prob.std() / np.sqrt(n):.3f}")
+    se = est.log_prob.std() / np.sqrt(n)
+    print(f"NLL ({name}): {-est.log_prob.mean():.3f} +- {se:.3f}")
 print(f"true entropy: {entropy:.3f} +- {entropy_se:.3f}")
 kl = true - exact.log_prob
 print(f"KL estimate (paired): {kl.mean():.4f} +- {kl.std() / np.sqrt(n):.4f} nats")

@@ -2,13 +2,13 @@ r"""
 Fit a latent flow to data on a subspace
 =======================================
 
-Data that fill only a :math:`k`-dimensional affine subspace of :math:`\mathbb{R}^d` have no
-density there, and a flow from a full :math:`d`-dimensional Gaussian must squeeze its mass
-onto the subspace, which it does only approximately. ``fit(..., latent="pca")`` learns the
-transport in the principal coordinates :math:`y = W^\top (x - \mu)` of the data instead (the
-fewest components explaining 99.9% of the variance) and maps samples back with
-:math:`x = \mu + W y`: they lie on the subspace exactly, and the latent density is a proper
-density of the projected data.
+Data that fill only a :math:`k`-dimensional affine subspace of :math:`\mathbb{R}^d` have
+no density there, and a flow from a full :math:`d`-dimensional Gaussian must squeeze its
+mass onto the subspace, which it does only approximately. ``fit(..., latent="pca")``
+learns the transport in the principal coordinates :math:`y = W^\top (x - \mu)` of the
+data instead (the fewest components explaining 99.9% of the variance) and maps samples
+back with :math:`x = \mu + W y`: they lie on the subspace exactly, and the latent
+density is a proper density of the projected data.
 
 Here the eight Gaussians are embedded in a random plane of :math:`\mathbb{R}^6`.
 """
@@ -71,9 +71,10 @@ plt.show()
 # %%
 # Numeric checks
 # --------------
-# Distance of the samples to the plane; exact :math:`W_2` (POT) against held-out data with its
-# noise floor; and, since the principal coordinates are an isometry of the plane, the
-# latent negative log-likelihood against the exact entropy of the 8 Gaussians.
+# Distance of the samples to the plane; exact :math:`W_2` (POT) against held-out data
+# with its noise floor; and, since the principal coordinates are an isometry of the
+# plane, the latent negative log-likelihood against the exact entropy of the 8
+# Gaussians.
 for name, y in (("full-space", y_full), ("latent", y_latent)):
     q = st.metrics.sample_quality(y, held_out)
     print(
@@ -82,7 +83,9 @@ for name, y in (("full-space", y_full), ("latent", y_latent)):
     )
 nll = -float(np.mean(latent.latent_log_prob(held_out[:1000])))
 entropy = -float(np.mean(st.datasets.log_prob("8gaussians", held_2d[:1000])))
-print(f"latent NLL {nll:.3f} nats vs exact entropy {entropy:.3f} (difference = KL >= 0)")
+print(
+    f"latent NLL {nll:.3f} nats vs exact entropy {entropy:.3f} (difference = KL >= 0)"
+)
 try:
     latent.log_prob(held_out[:5])
 except ValueError as err:

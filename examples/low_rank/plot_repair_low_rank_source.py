@@ -2,13 +2,14 @@ r"""
 Repair a low-rank source: line to 8 Gaussians
 =============================================
 
-A deterministic flow is a diffeomorphism: it maps the support of ``rho0`` onto a set of the
-same dimension. From a source on a line (rank 1) it can only draw curves, never the 2D
-clusters of the target. ``fit`` detects this from the effective ranks of the two sample sets
-and warns. ``remedy="auto"`` switches to a stochastic interpolant
-:math:`x_t = \alpha x_0 + \beta x_1 + \gamma(t) z` (here :math:`\gamma = \sin^2(\pi t)`),
-whose intermediate densities have full support, trains a denoiser alongside the velocity,
-and samples with the SDE, whose noise fills the target.
+A deterministic flow is a diffeomorphism: it maps the support of ``rho0`` onto a set of
+the same dimension. From a source on a line (rank 1) it can only draw curves, never the
+2D clusters of the target. ``fit`` detects this from the effective ranks of the two
+sample sets and warns. ``remedy="auto"`` switches to a stochastic interpolant
+:math:`x_t = \alpha x_0 + \beta x_1 + \gamma(t) z` (here
+:math:`\gamma = \sin^2(\pi t)`), whose intermediate densities have full support, trains
+a denoiser alongside the velocity, and samples with the SDE, whose noise fills the
+target.
 """
 
 # %%
@@ -28,26 +29,30 @@ SEED = 0
 # ---------------------------------------
 line = st.datasets.sample("line", 20_000, seed=SEED)
 x1 = st.datasets.sample("8gaussians", 20_000, seed=SEED + 1)
-# 1,500 steps: more do not help a deterministic flow here (after 10,000 steps its W2 is still
-# 14 times the noise floor in ``benchmarks/bench_lowrank.py``).
+# 1,500 steps: more do not help a deterministic flow here (after 10,000 steps its W2 is
+# still 14 times the noise floor in ``benchmarks/bench_lowrank.py``).
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    deterministic = st.fit(line, x1, steps=1500, batch_size=256, seed=SEED, progress=False)
+    deterministic = st.fit(
+        line, x1, steps=1500, batch_size=256, seed=SEED, progress=False
+    )
 print(caught[0].message)
 
 # %%
 # The remedy
 # ----------
-# ``remedy="auto"`` picks the stochastic interpolant and makes the SDE the default sampler.
-# It trains two networks (velocity and denoiser), here for 4,000 steps.
-repaired = st.fit(line, x1, remedy="auto", steps=4000, batch_size=256, seed=SEED, progress=False)
+# ``remedy="auto"`` picks the stochastic interpolant and makes the SDE the default
+# sampler. It trains two networks (velocity and denoiser), here for 4,000 steps.
+repaired = st.fit(
+    line, x1, remedy="auto", steps=4000, batch_size=256, seed=SEED, progress=False
+)
 print(repaired.interpolant)
 
 # %%
 # Samples
 # -------
-# The SDE runs 200 Heun steps with the default noise level :math:`\epsilon_0 = 4`; the ODE
-# of the same stochastic-interpolant flow is shown for comparison.
+# The SDE runs 200 Heun steps with the default noise level :math:`\epsilon_0 = 4`; the
+# ODE of the same stochastic-interpolant flow is shown for comparison.
 source = st.datasets.sample("line", 2000, seed=SEED + 2)
 held_out = st.datasets.sample("8gaussians", 4000, seed=SEED + 3)
 samples = {
@@ -65,16 +70,19 @@ plt.show()
 # %%
 # Numeric check
 # -------------
-# Exact :math:`W_2` (POT, 2,000 vs 2,000) against held-out target samples, over the noise
-# floor.
+# Exact :math:`W_2` (POT, 2,000 vs 2,000) against held-out target samples, over the
+# noise floor.
 ratios = {}
 for name, y in samples.items():
     q = st.metrics.sample_quality(y, held_out)
     ratios[name] = q.ratio
-    print(f"{name:>28}: W2 = {q.w2:.3f}, noise floor {q.noise_floor:.3f}, ratio {q.ratio:.2f}")
+    print(
+        f"{name:>28}: W2 = {q.w2:.3f}, noise floor {q.noise_floor:.3f},",
+        f"ratio {q.ratio:.2f}",
+    )
 assert ratios["stochastic interpolant, SDE"] < ratios["deterministic flow (ODE)"] / 3
 
 # %%
-# After 10,000 steps the benchmark (``benchmarks/bench_lowrank.py``) reaches the noise floor
-# with the SDE (ratio 0.79 in one draw) against 14 for the deterministic flow and 12.8 for
-# the ODE of the stochastic flow: the noise has to be injected while sampling.
+# After 10,000 steps the benchmark (``benchmarks/bench_lowrank.py``) reaches the noise
+# floor with the SDE (ratio 0.79 in one draw) against 14 for the deterministic flow and
+# 12.8 for the ODE of the stochastic flow: the noise has to be injected while sampling.

@@ -9,12 +9,12 @@ the path it induces,
 
     \min_v G(v) = -\int_0^1 \mathbb{E}_{\rho_t}|v_t|^2\,dt ,
 
-and by Benamou–Brenier that energy is at least :math:`W_2^2(\rho_0, \rho_1)`, with equality
-only on the optimal-transport path. Maximising :math:`\min_v G` over a learnable interpolant
-(a Fourier series around the trig path, ``interpolant="fourier", optimize_path=True``)
-therefore shortens the path. ``st.metrics.transport_report(flow)`` measures the kinetic
-energy along the flow's own trajectories and sets it next to the exact :math:`W_2^2` of POT
-on the same samples.
+and by Benamou–Brenier that energy is at least :math:`W_2^2(\rho_0, \rho_1)`, with
+equality only on the optimal-transport path. Maximising :math:`\min_v G` over a
+learnable interpolant (a Fourier series around the trig path,
+``interpolant="fourier", optimize_path=True``) therefore shortens the path.
+``st.metrics.transport_report(flow)`` measures the kinetic energy along the flow's own
+trajectories and sets it next to the exact :math:`W_2^2` of POT on the same samples.
 """
 
 # %%
@@ -41,8 +41,8 @@ ascent = st.PathSettings(start=500, stop=1250)
 maxmin = st.fit("gaussian", x1, interpolant="fourier", optimize_path=ascent, **common)
 
 # %%
-# Certificates
-# ------------
+# Diagnostics
+# -----------
 # Kinetic energy :math:`KE` (ODE integral along the paths of 2,000 base samples), exact
 # :math:`W_2^2` (POT) between those base samples and 2,000 target samples, and the
 # normalised path energy :math:`NPE = |KE - W_2^2| / W_2^2`.
@@ -57,19 +57,34 @@ for name, report in reports.items():
 # The learned path and the trajectories
 # -------------------------------------
 # Left: :math:`\alpha(t), \beta(t)` of the trig path and of the optimised one. Right:
-# trajectories of both flows from the same base points (the optimised ones are straighter).
+# trajectories of both flows from the same base points (the optimised ones are
+# straighter).
 t = torch.linspace(0.0, 1.0, 101, dtype=torch.float64)
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
 with torch.no_grad():
     for flow, style, label in ((trig, "--", "trig"), (maxmin, "-", "max-min")):
-        axes[0].plot(t, flow.interpolant.alpha(t), style, color="tab:blue", label=f"alpha, {label}")
-        axes[0].plot(t, flow.interpolant.beta(t), style, color="tab:orange", label=f"beta, {label}")
+        axes[0].plot(
+            t,
+            flow.interpolant.alpha(t),
+            style,
+            color="tab:blue",
+            label=f"alpha, {label}",
+        )
+        axes[0].plot(
+            t,
+            flow.interpolant.beta(t),
+            style,
+            color="tab:orange",
+            label=f"beta, {label}",
+        )
 axes[0].set_xlabel("t")
 axes[0].legend(fontsize="small")
 x0 = np.random.default_rng(SEED).standard_normal((80, 2))
 times = np.linspace(0.0, 1.0, 41)
 plot_trajectories(axes[1], trig.trajectory(x0, times), max_paths=80, title="trig path")
-plot_trajectories(axes[2], maxmin.trajectory(x0, times), max_paths=80, title="max-min path")
+plot_trajectories(
+    axes[2], maxmin.trajectory(x0, times), max_paths=80, title="max-min path"
+)
 plt.show()
 
 # %%

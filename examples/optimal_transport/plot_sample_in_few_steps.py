@@ -39,7 +39,9 @@ SEED = 0
 # coarse (the clusters still joined in a ring); what follows compares each flow with
 # itself.
 x1 = st.datasets.sample("8gaussians", 10_000, seed=SEED)
-common = dict(steps=1500, batch_size=256, seed=SEED, progress=False, network=st.MLPSpec(width=64))
+common = dict(
+    steps=1500, batch_size=256, seed=SEED, progress=False, network=st.MLPSpec(width=64)
+)
 independent = st.fit("gaussian", x1, interpolant="linear", **common)
 exact_ot = st.fit("gaussian", x1, interpolant="linear", coupling="exact_ot", **common)
 reflow = st.reflow(independent, 5000, steps=1500, seed=SEED, progress=False)

@@ -1,4 +1,4 @@
-"""Optimal-transport certificates against closed forms: Gaussian displacement interpolation,
+"""Optimal-transport diagnostics against closed forms: Gaussian displacement interpolation,
 the W2 bound, and flows trained with exact minibatch OT or max-min path optimisation."""
 
 from __future__ import annotations
