@@ -1,4 +1,5 @@
-"""Sphinx extension of the sitransport docs: the ``benchmark-results`` directive.
+"""Sphinx extension of the sitransport docs: the ``benchmark-results`` directive, and the
+"[docs]" back-links of the highlighted sources (see :func:`_alias_imported_ids`).
 
 ``.. benchmark-results:: ../benchmarks/results`` renders every ``*.md`` result file of that
 folder (as written by ``benchmarks/_common.py``), sorted by name, as a section: its title,
@@ -16,7 +17,9 @@ from pathlib import Path
 
 from docutils import nodes
 from docutils.parsers.rst import Directive
+from sphinx import addnodes
 from sphinx.application import Sphinx
+from sphinx.ext.viewcode import _get_full_modname
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
@@ -155,7 +158,39 @@ def _always_reread(app: Sphinx, env, added, changed, removed) -> list[str]:
     return sorted(getattr(env, "sitransport_benchmark_docs", set()))
 
 
+def _alias_imported_ids(app: Sphinx, doctree: nodes.document) -> None:
+    """Give each API entry documented under another module than its source's (``sitransport.fit``
+    is defined in ``sitransport.fitting``) a second anchor under the source module's name.
+
+    ``sphinx.ext.viewcode`` links a source module's "[docs]" back to ``#<module>.<name>``
+    with one module name per source file; :func:`_viewcode_link_to_source_module` makes that
+    name the source module's, and this anchor is what it then points at on such pages.
+    """
+    for sig in doctree.findall(addnodes.desc_signature):
+        modname, fullname = sig.get("module"), sig.get("fullname")
+        if not modname or not fullname:
+            continue
+        source = _get_full_modname(modname, fullname)
+        alias = f"{source}.{fullname}"
+        if source and source != modname and alias not in sig["ids"]:
+            sig["ids"].append(alias)
+
+
+def _viewcode_link_to_source_module(app: Sphinx, env) -> None:
+    """viewcode keeps, per source module, the module name of the first page that documented
+    one of its objects (``sitransport`` for ``sitransport.fitting``, from ``sitransport.fit``)
+    and builds every back-link of that module with it: ``#sitransport.DatasetDraw`` on the
+    page of ``sitransport.fitting.DatasetDraw``, an anchor that does not exist. Use the source
+    module's own name, which every entry has (directly or as the alias above)."""
+    modules = getattr(env, "_viewcode_modules", {})
+    for modname, entry in modules.items():
+        if entry:
+            modules[modname] = (*entry[:3], modname)
+
+
 def setup(app: Sphinx) -> dict:
     app.add_directive("benchmark-results", BenchmarkResults)
     app.connect("env-get-outdated", _always_reread)
+    app.connect("doctree-read", _alias_imported_ids)
+    app.connect("env-updated", _viewcode_link_to_source_module)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
