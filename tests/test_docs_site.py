@@ -190,6 +190,7 @@ def test_gpu_training_script_is_shown_with_its_outputs_not_run(site):
     for expected in ("torchrun --nproc_per_node=N", "flow.sit", "samples.png", "report.json"):
         assert expected in text, expected
     assert "held-out bits/dim" in text and "def main()" in text
+    assert "--config cifar10 \\\n" in text  # commands keep their line continuations
     assert "sphx-glr-script-out" not in page  # no captured output: never executed
 
 

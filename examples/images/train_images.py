@@ -1,4 +1,4 @@
-"""Train an image flow on one or more GPUs
+r"""Train an image flow on one or more GPUs
 =========================================
 
 Fits a flow from ``N(0, I)`` to dequantised images with the paper's quadratic loss and
