@@ -5,8 +5,10 @@ Build (from the repository root, no network needed)::
     pip install -e ".[docs]" && sphinx-build -W -b html docs docs/_build/html
 
 The gallery scripts in ``examples/<topic>/plot_*.py`` are executed during the build
-(``-D sphinx_gallery_conf.plot_gallery=0`` skips that). ``examples/images/`` (GPU-scale
-scripts) is rendered but never executed.
+(``-D plot_gallery=0`` skips that). ``examples/images/train_images.py`` (GPU-scale) is
+rendered, last in the gallery, but never executed: its page shows the script and, from
+its docstring, what a run writes and prints. Math is typeset by a MathJax copy served with
+the pages (``sphinx-mathjax-offline``): no page loads anything from the internet.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 # Gallery scripts and autodoc run torch on a shared machine: one thread each (set before
 # torch is imported; every gallery script also calls torch.set_num_threads(1)).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from sphinx_gallery.sorting import ExplicitOrder  # noqa: E402
 
 import sitransport  # noqa: E402
 
@@ -39,6 +43,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax 3 in _static/: formulas render with no network
     "sphinx.ext.viewcode",
     "matplotlib.sphinxext.plot_directive",
     "sphinx_gallery.gen_gallery",
@@ -51,7 +56,14 @@ plot_html_show_source_link = False
 plot_html_show_formats = False
 plot_formats = [("png", 110)]
 
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "auto_examples/**/*.ipynb"]
+# sg_execution_times.rst: timing pages of older builds (no longer written, see below)
+exclude_patterns = [
+    "_build",
+    "**.ipynb_checkpoints",
+    "auto_examples/**/*.ipynb",
+    "sg_execution_times.rst",
+    "auto_examples/**/sg_execution_times.rst",
+]
 templates_path = ["_templates"]
 
 # ---------------------------------------------------------------------- API reference
@@ -118,22 +130,41 @@ autosummary_context = {"api_homes": api_homes()}  # read by _templates/autosumma
 autosummary_ignore_module_all = False  # a module's members are its __all__
 autosummary_imported_members = True  # __all__ may re-export (sitransport.fit lives in fitting)
 autodoc_typehints = "description"
+# "documented_params" adds the return type to every field list of a docstring: keep Args,
+# Returns and Raises together, free text after them (tests/test_docs_site.py checks)
 autodoc_typehints_description_target = "documented_params"
 autodoc_member_order = "bysource"
 autoclass_content = "class"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
+# one parameter per line once a signature is longer than this
+python_maximum_signature_line_length = 88
 
 # ------------------------------------------------------------------------- gallery
-# Example scripts run in file order within a topic; each prints its numeric check.
+# Example scripts run in file order within a topic; each prints its numeric check. Topics
+# come in this order (sphinx-gallery stops the build on a topic missing here, so a new one
+# is placed on purpose).
+GALLERY_ORDER = [
+    "transport",
+    "trajectories",
+    "density",
+    "likelihood",
+    "score",
+    "optimal_transport",
+    "low_rank",
+    "images",  # GPU-scale: train_images.py is shown, never executed (filename_pattern)
+]
+
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
     "gallery_dirs": "auto_examples",
-    # pages for plot_*.py only; execute examples/<topic>/plot_*.py, never examples/images/
-    # (GPU-scale scripts, rendered at most)
-    "ignore_pattern": r"^(?!plot_).*\.py$",
+    # pages for plot_*.py and examples/images/train_images.py; execute
+    # examples/<topic>/plot_*.py only, never examples/images/ (GPU-scale, shown with the
+    # outputs its docstring lists)
+    "ignore_pattern": r"^(?!plot_|train_images\.py$).*\.py$",
     "filename_pattern": r"[\\/]examples[\\/](?!images[\\/])[^\\/]+[\\/]plot_",
+    "subsection_order": ExplicitOrder([f"../examples/{t}" for t in GALLERY_ORDER]),
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": False,
     "remove_config_comments": True,
@@ -142,6 +173,8 @@ sphinx_gallery_conf = {
     "matplotlib_animations": False,
     "reset_modules": ("matplotlib",),
     "first_notebook_cell": None,
+    # the timing pages load jQuery and DataTables from CDNs: not written (pages work offline)
+    "write_computation_times": False,
 }
 
 # ---------------------------------------------------------------------------- HTML
@@ -156,7 +189,7 @@ html_theme_options = {
 html_sidebars = {"index": [], "benchmarks": []}
 html_show_sourcelink = False
 
-# No network at build time: no intersphinx, MathJax served from its CDN by the browser.
+# No network at build time (no intersphinx) nor at view time (MathJax from _static/).
 mathjax3_config = {"tex": {"macros": {"E": r"\mathbb{E}"}}}
 
 

@@ -102,6 +102,7 @@ class MLPSpec(FieldsSpec):
         space_frequencies: octaves of positional features of ``x`` (0: none).
 
     Example:
+        >>> from sitransport import MLPSpec
         >>> spec = MLPSpec(width=64, depth=2)
         >>> spec.spec()["kind"], MLPSpec.from_spec(spec.spec()) == spec
         ('mlp', True)
@@ -136,6 +137,7 @@ class UNetSpec:
         options: :class:`~sitransport.nn.UNetVelocity` arguments, as plain data.
 
     Example:
+        >>> from sitransport import UNetSpec
         >>> spec = UNetSpec("tiny", {"dropout": 0.0})
         >>> spec.spec(), UNetSpec.from_spec(spec.spec()) == spec
         ({'kind': 'unet', 'preset': 'tiny', 'options': {'dropout': 0.0}}, True)
@@ -212,6 +214,7 @@ class CouplingSpec:
 
     Example:
         >>> from sitransport.couplings import ExactOT
+        >>> from sitransport.config import CouplingSpec
         >>> spec = CouplingSpec.of(ExactOT(processes=0))
         >>> spec.spec()
         {'name': 'exact_ot', 'processes': 0, 'block': 256}
@@ -322,6 +325,7 @@ class Checkpointing(FieldsSpec):
             belong to the same settings and data: see :func:`~sitransport.fit`).
 
     Example:
+        >>> from sitransport import Checkpointing
         >>> Checkpointing("runs/a", every=500).spec()
         {'dir': 'runs/a', 'every': 500, 'resume': False}
     """
@@ -344,7 +348,13 @@ class LatentSpec(FieldsSpec):
     """A fit in principal coordinates (``fit(..., latent=..)``): ``components`` axes, or
     ``None`` for as many as keep ``variance`` of the variance (``latent="pca"``).
 
+    Args:
+        components: principal axes kept (default ``None``: chosen by ``variance``).
+        variance: fraction of the variance, in ``(0, 1]``, that the axes kept must explain
+            when ``components`` is ``None`` (default 0.999).
+
     Example:
+        >>> from sitransport import LatentSpec
         >>> LatentSpec(None, 0.99).spec()
         {'components': None, 'variance': 0.99}
     """
@@ -431,7 +441,9 @@ class FitConfig:
         remedy: ``fit``'s ``remedy`` (``None`` or ``"auto"``).
         num_workers: ``DataLoader`` workers of a dataset end.
         latent: principal coordinates (``None``: the data's own).
-        rank0, rank1: effective ranks of vector ends (``None``: not computed, e.g. images).
+        rank0: effective rank of ``rho0``'s samples, the number of covariance eigenvalues
+            above ``1e-6`` times the largest (``None``: not computed, e.g. images).
+        rank1: effective rank of ``rho1``'s samples, as ``rank0``.
         sample_method: the default of :meth:`~sitransport.TransportFlow.sample`
             (``"ode"`` or ``"sde"``).
         reflow_generation: 0 for a fit, ``k`` after ``k`` reflows.
@@ -439,6 +451,7 @@ class FitConfig:
 
     Example:
         >>> from sitransport.train import TrainSettings
+        >>> from sitransport.config import FitConfig
         >>> config = FitConfig(training=TrainSettings(steps=100), seed=3)
         >>> plain = config.spec()
         >>> plain["training"]["steps"], plain["dtype"], FitConfig.from_spec(plain) == config

@@ -74,6 +74,7 @@ class Coupling(abc.ABC):
 
     Example:
         >>> import torch
+        >>> from sitransport.couplings import ExactOT, Independent
         >>> x0, x1 = torch.tensor([[0.0], [1.0]]), torch.tensor([[1.5], [0.5]])
         >>> for coupling in (Independent(), ExactOT(processes=0)):
         ...     print(type(coupling).__name__, coupling.pair(x0, x1)[1].flatten().tolist())
@@ -156,6 +157,7 @@ class Independent(Coupling):
 
     Example:
         >>> import torch
+        >>> from sitransport.couplings import Independent
         >>> x0, x1 = torch.zeros(3, 2), torch.ones(3, 2)
         >>> a, b = Independent().pair(x0, x1)
         >>> a is x0, b is x1
@@ -195,6 +197,7 @@ class ExactOT(Coupling):
 
     Example:
         >>> import torch
+        >>> from sitransport.couplings import ExactOT
         >>> g = torch.Generator().manual_seed(0)
         >>> x0, x1 = torch.randn(64, 2, generator=g), torch.randn(64, 2, generator=g) + 3
         >>> a, b = ExactOT(processes=0).pair(x0, x1)
@@ -313,6 +316,7 @@ class Sinkhorn(Coupling):
 
     Example:
         >>> import torch
+        >>> from sitransport.couplings import Sinkhorn
         >>> x0, x1 = torch.tensor([[0.0], [10.0]]), torch.tensor([[10.5], [0.5]])
         >>> g = torch.Generator().manual_seed(0)
         >>> Sinkhorn(reg=0.01).pair(x0, x1, g)[1].flatten().tolist()
@@ -442,6 +446,7 @@ class GlobalOT(Coupling):
 
     Example:
         >>> import torch
+        >>> from sitransport.couplings import GlobalOT
         >>> g = torch.Generator().manual_seed(0)
         >>> x0 = torch.randn(500, 2, generator=g, dtype=torch.float64)
         >>> x1 = x0[torch.randperm(500, generator=g)] + 0.001
@@ -484,8 +489,9 @@ class GlobalOT(Coupling):
         """A ``draw(m, generator)`` of pairs from this coupling's plans between two ends.
 
         Args:
-            x0, x1: each a finite set of samples ``(N, ...)`` (a tensor) or a function
-                ``sample(m, generator)`` of fresh draws (a stream).
+            x0: the source end: a finite set of samples ``(N, ...)`` (a tensor) or a
+                function ``sample(m, generator)`` of fresh draws (a stream).
+            x1: the target end, of the same kinds (and the same sample shape).
             seed: seeds the subsamples of the plans (batches use the generator passed to
                 each draw).
 
@@ -525,6 +531,7 @@ class PlanSampler:
 
     Example:
         >>> import torch
+        >>> from sitransport.couplings import GlobalOT, PlanSampler
         >>> x0 = torch.tensor([[0.0], [10.0]], dtype=torch.float64)
         >>> x1 = torch.tensor([[10.5], [0.5]], dtype=torch.float64)
         >>> draw = PlanSampler(GlobalOT(processes=0), x0, x1)

@@ -149,6 +149,8 @@ class GaussianMixture:
             to 1, or a covariance that is not symmetric positive definite.
 
     Example:
+        >>> import numpy as np
+        >>> from sitransport.datasets import GaussianMixture
         >>> gm = GaussianMixture([0.3, 0.7], [[0.0, 0.0], [3.0, 0.0]], [np.eye(2), np.eye(2)])
         >>> x = gm.sample(5, seed=0)
         >>> print(x.shape, gm.log_prob(x).shape, gm.score(x).shape, gm.mean.shape, gm.cov.shape)
@@ -441,6 +443,7 @@ class Gaussian(GaussianMixture):
             not symmetric positive definite.
 
     Example:
+        >>> from sitransport.datasets import Gaussian
         >>> g = Gaussian([1.0, -1.0], [[2.0, 0.5], [0.5, 1.0]])
         >>> print(g.dim, g.mean.shape, g.cov.shape, g.sample(4, seed=0).shape)
         2 (2,) (2, 2) (4, 2)
@@ -581,6 +584,8 @@ class KnownOTPair:
             semi-definite, ``a < 0`` or ``beta <= 0``.
 
     Example:
+        >>> import numpy as np
+        >>> from sitransport.datasets import Gaussian, KnownOTPair
         >>> pair = KnownOTPair(Gaussian(np.zeros(2), np.eye(2)), 2 * np.eye(2), [1.0, 0.0])
         >>> x0, x1 = pair.sample(3, seed=0)  # independent draws of rho0 and rho1 = N(b, 4 I)
         >>> x0.shape, x1.shape
@@ -1035,6 +1040,7 @@ class ToyDistribution(torch.distributions.Distribution):
 
     Example:
         >>> import torch
+        >>> from sitransport.datasets import ToyDistribution, log_prob
         >>> dist = ToyDistribution("checkerboard")
         >>> _ = torch.manual_seed(0)
         >>> x = dist.sample((4,))
@@ -1116,6 +1122,8 @@ class TabularSplits:
         test: read-only ``float64`` array of shape ``(n_test, d)``.
 
     Example:
+        >>> import numpy as np
+        >>> from sitransport.datasets import TabularSplits
         >>> s = TabularSplits("toy", np.zeros((4, 2)), np.zeros((1, 2)), np.zeros((1, 2)))
         >>> print(s.dim, s.train.shape)
         2 (4, 2)

@@ -163,6 +163,8 @@ class ShardedDataset:
         num_workers: ``DataLoader`` worker processes.
 
     Example:
+        >>> import torch
+        >>> from sitransport.distributed import ShardedDataset
         >>> data = torch.randint(0, 256, (10, 1, 2, 2), dtype=torch.uint8)
         >>> source = ShardedDataset(torch.utils.data.TensorDataset(data), seed=0)
         >>> source(4, torch.Generator().manual_seed(0)).shape

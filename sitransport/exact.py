@@ -170,6 +170,7 @@ class GaussianMixtureInterpolation:
 
     Example:
         >>> import numpy as np, torch
+        >>> from sitransport.exact import GaussianMixtureInterpolation
         >>> gmi = GaussianMixtureInterpolation(
         ...     [0.5, 0.5], [[-2.0, 0.0], [2.0, 0.0]], np.stack([np.eye(2)] * 2),
         ...     [1.0], [[0.0, 3.0]], [0.25 * np.eye(2)], interpolant="linear")

@@ -232,18 +232,9 @@ def fit(
         ode: default ODE settings of the returned flow.
         num_workers: ``DataLoader`` workers when ``rho1`` is a torch ``Dataset``.
 
-    Under ``torch.distributed`` (launch with ``torchrun``, call
-    :func:`sitransport.distributed.setup`), ``batch_size`` is the global batch: see
-    :func:`~sitransport.train.train`.
-
-    Training that diverges stops with an error rather than return a broken flow: a
-    non-finite loss or gradient norm, or a flow-matching loss whose 5-step running median
-    grew to ``1e4`` times its lowest, or one batch loss ``1e8`` times it (see
-    :func:`~sitransport.train.train`).
-
     Returns:
-        The fitted :class:`~sitransport.Flow`: a :class:`TransportFlow`, or with ``latent=`` a
-        :class:`~sitransport.latent.LatentFlow`; ``flow.config`` records these settings (a
+        The fitted flow, a :class:`TransportFlow` (with ``latent=``, a
+        :class:`~sitransport.latent.LatentFlow`); ``flow.config`` records these settings (a
         :class:`~sitransport.config.FitConfig`) and ``flow.history`` the training record.
 
     Raises:
@@ -257,6 +248,16 @@ def fit(
             orders of magnitude (a ``FloatingPointError``; the message names the step).
         CheckpointMismatchError: resuming a checkpoint of another run (every differing
             field is listed) or with ``steps`` below the checkpoint's step.
+
+    Notes:
+        Under ``torch.distributed`` (launch with ``torchrun``, call
+        :func:`sitransport.distributed.setup`), ``batch_size`` is the global batch: see
+        :func:`~sitransport.train.train`.
+
+        Training that diverges stops with an error rather than return a broken flow: a
+        non-finite loss or gradient norm, or a flow-matching loss whose 5-step running
+        median grew to ``1e4`` times its lowest, or one batch loss ``1e8`` times it (see
+        :func:`~sitransport.train.train`).
 
     Example:
         >>> import sitransport as st
@@ -766,6 +767,7 @@ class DatasetDraw:
         >>> from sitransport._bases import StandardNormal
         >>> from sitransport.distributed import ShardedDataset
         >>> from sitransport.flow import Normalization
+        >>> from sitransport.fitting import DatasetDraw
         >>> data = torch.utils.data.TensorDataset(torch.rand(8, 1, 2, 2))
         >>> draw = DatasetDraw(StandardNormal((1, 2, 2)), ShardedDataset(data, seed=0),
         ...                    Normalization.identity((1, 2, 2)))

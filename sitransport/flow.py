@@ -62,6 +62,7 @@ class Normalization:
 
     Example:
         >>> import torch
+        >>> from sitransport.flow import Normalization
         >>> norm = Normalization(torch.tensor([1.0, 2.0], dtype=torch.float64), 2.0)
         >>> x = torch.tensor([[3.0, 2.0]], dtype=torch.float64)
         >>> norm.encode(x), norm.decode(norm.encode(x))
@@ -211,6 +212,7 @@ class TransportResult:
 
     Example:
         >>> import numpy as np
+        >>> from sitransport.flow import TransportFlow
         >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
         >>> result = flow.transport(np.ones((3, 2)))
         >>> type(result.x).__name__, result.x.shape, result.nfe > 0
@@ -229,6 +231,8 @@ class PathEnergy:
 
     Example:
         >>> import numpy as np
+        >>> import torch
+        >>> from sitransport.flow import TransportFlow
         >>> flow = TransportFlow(lambda z, t: torch.ones_like(z), "linear", shape=(2,))
         >>> result = flow.path_energy(np.zeros((3, 2)))  # constant speed sqrt(2)
         >>> result.x[0], result.energy, result.nfe > 0
@@ -248,6 +252,7 @@ class LogProbEstimate:
 
     Example:
         >>> import numpy as np
+        >>> from sitransport.flow import TransportFlow
         >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
         >>> est = flow.log_prob_estimate(np.zeros((2, 2)), method="exact")
         >>> np.round(est.log_prob, 4), est.stderr  # exact divergence: zero standard error
@@ -300,6 +305,8 @@ class TransportFlow:
 
     Example:
         >>> import torch
+        >>> import numpy as np
+        >>> from sitransport import TransportFlow
         >>> flow = TransportFlow(lambda z, t: torch.ones_like(z), "linear", shape=(2,))
         >>> flow.push_forward(np.zeros((3, 2))).round(6).tolist()
         [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
@@ -376,12 +383,21 @@ class TransportFlow:
 
     @property
     def history(self) -> xr.Dataset | None:
-        """Training record: losses, learning rate and time per step; validation losses."""
+        """xarray.Dataset | None: the training record, ``None`` for a flow built by hand.
+
+        Per recorded step (dimension ``step``): ``loss`` (the quadratic loss G), ``fm_loss``
+        (the flow-matching loss), ``kinetic``, ``lr``, ``grad_norm`` and ``wall_time``
+        (seconds); per evaluation (dimension ``eval_step``), ``val_loss`` and
+        ``val_fm_loss`` when data was held out, and the path coefficients ``path_a`` and
+        ``path_b`` of a max–min fit. ``attrs`` hold values of the whole run (``seed``,
+        ``lr_schedule_steps``; ``best_val_loss`` with ``restore_best``; ``ot_plan_solve_s``
+        with the ``"global_ot"`` coupling).
+        """
         return self._history
 
     @property
     def interpolant(self) -> Interpolant:
-        """The path :math:`x_t = \alpha x_0 + \beta x_1` in the caller's coordinates."""
+        r"""The path :math:`x_t = \alpha x_0 + \beta x_1` in the caller's coordinates."""
         return self._interpolant
 
     @property

@@ -62,6 +62,8 @@ class ImageData:
     ``{0, ..., levels - 1}``, and integer ``labels`` of shape ``(n,)`` (or ``None``).
 
     Example:
+        >>> import numpy as np
+        >>> from sitransport.images import ImageData
         >>> pixels = np.arange(8, dtype=np.uint8).reshape(2, 1, 2, 2)  # 3-bit images
         >>> data = ImageData(pixels, np.array([0, 1]), levels=8)
         >>> len(data), data.shape, data.bin_width
@@ -154,6 +156,9 @@ class DequantizedImages(Density):
         levels: grid levels.
 
     Example:
+        >>> import numpy as np
+        >>> import torch
+        >>> from sitransport.images import DequantizedImages
         >>> images = DequantizedImages(np.full((5, 1, 2, 2), 3, dtype=np.uint8), levels=4)
         >>> x = images.sample(8, torch.Generator().manual_seed(0))
         >>> x.shape, bool(((x >= 0.75) & (x < 1.0)).all())  # (3 + u) / 4
@@ -472,6 +477,8 @@ class BitsPerDim:
 
     Example:
         >>> import sitransport as st
+        >>> import numpy as np
+        >>> from sitransport.images import ImageData, bpd
         >>> flow = st.TransportFlow(lambda z, t: 0 * z, "linear", base="gaussian", shape=(1, 2, 2))
         >>> result = bpd(flow, ImageData(np.zeros((3, 1, 2, 2), np.uint8), None, 2))
         >>> result.n, result.stderr > 0  # spread of the dequantisation noise
@@ -516,7 +523,11 @@ def bpd(
             or already dequantised float images ``(n, c, h, w)`` in the flow's coordinates
             with their ``bin_width``.
         bin_width: grid spacing, required for float input.
-        method, probes: as in :meth:`~sitransport.flow.TransportFlow.log_prob_estimate`.
+        method: divergence of the log-density ODE: ``"exact"`` (autograd trace),
+            ``"hutchinson"`` (unbiased, ``probes`` Rademacher probes) or ``"auto"`` (exact for
+            ``d <= 16``); see :meth:`~sitransport.flow.TransportFlow.log_prob_estimate`.
+        probes: Hutchinson probes per image (default 4); their spread gives the standard
+            error.
         seed: seed of the dequantisation noise and the probes.
         batch_size: images integrated at once.
         progress: show a progress bar over batches.

@@ -282,6 +282,7 @@ class Linear(Interpolant):
 
     Example:
         >>> import torch
+        >>> from sitransport.interpolants import Linear
         >>> path = Linear()
         >>> x0, x1 = torch.zeros(1, 2), torch.tensor([[2.0, -2.0]])
         >>> path.interpolate(x0, x1, 0.5), path.velocity_target(x0, x1, 0.5)
@@ -313,6 +314,7 @@ class Trig(Interpolant):
 
     Example:
         >>> import torch
+        >>> from sitransport.interpolants import Trig
         >>> path, t = Trig(), torch.linspace(0, 1, 5)
         >>> torch.allclose(path.alpha(t) ** 2 + path.beta(t) ** 2, torch.ones(5))
         True
@@ -356,6 +358,7 @@ class Custom(Interpolant):
 
     Example:
         >>> import torch
+        >>> from sitransport.interpolants import Custom
         >>> path = Custom(lambda t: (1 - t) ** 2, lambda t: 1 - (1 - t) ** 2)
         >>> float(path.dbeta(torch.tensor(0.0)))
         2.0
@@ -402,7 +405,7 @@ class Custom(Interpolant):
 
 
 class _OnBase(Interpolant):
-    """An interpolant whose :math:`\alpha, \beta` and their derivatives are those of its
+    r"""An interpolant whose :math:`\alpha, \beta` and their derivatives are those of its
     ``base`` interpolant (set by the subclass)."""
 
     base: Interpolant
@@ -440,6 +443,8 @@ class Fourier(Interpolant):
         dim: ``None`` for scalar coefficients, or ``d`` for per-dimension coefficients.
 
     Example:
+        >>> import torch
+        >>> from sitransport.interpolants import Fourier
         >>> path = Fourier("linear", K=3)
         >>> ends = path.alpha(torch.tensor([0.0, 1.0])).detach()
         >>> float(ends[0]), float(ends[1])
@@ -549,6 +554,8 @@ class Stochastic(_OnBase):
         a: noise amplitude (> 0).
 
     Example:
+        >>> import torch
+        >>> from sitransport.interpolants import Stochastic
         >>> path = Stochastic("linear", "sin2", a=0.5)
         >>> float(path.gamma(torch.tensor(0.5)))
         0.5
@@ -609,6 +616,7 @@ class NeuralPath(_OnBase):
 
     Example:
         >>> import torch
+        >>> from sitransport.interpolants import NeuralPath
         >>> path = NeuralPath(2, K=2, width=8)
         >>> x0, x1 = torch.zeros(3, 2), torch.ones(3, 2)
         >>> path.interpolate(x0, x1, 0.25)[0].detach()  # zero series at start: linear
@@ -723,6 +731,7 @@ class Normalized(_OnBase):
         the image of that point, not :math:`(u_0 + u_1)/\sqrt 2`:
 
         >>> import torch
+        >>> from sitransport.interpolants import Normalized, Trig
         >>> shift, scale = torch.tensor([3.0, 3.0]), 2.0
         >>> u_path = Normalized(Trig(), shift, scale)
         >>> x0, x1 = torch.tensor([[1.0, 1.0]]), torch.tensor([[5.0, 5.0]])

@@ -50,6 +50,7 @@ class PCAEncoder:
 
     Example:
         >>> import torch
+        >>> from sitransport.latent import PCAEncoder
         >>> x = torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 1.0], [4.0, 0.0, 1.0]])
         >>> enc = PCAEncoder.fit(x.double())  # the points lie on a line
         >>> enc.latent_dim, enc.mean.tolist(), enc.explained.tolist()
@@ -362,9 +363,12 @@ class LatentFlow:
         Args:
             payload: the dict written by :meth:`to_payload`, of a version in
                 :attr:`READABLE_VERSIONS`.
-            base, interpolant, map_location, source: as in
-                :meth:`TransportFlow.from_payload <sitransport.TransportFlow.from_payload>`,
-                for the flow in latent coordinates.
+            base: ``rho0`` in latent coordinates, for flows saved with a torch Distribution
+                base (not storable as data); it replaces the stored base.
+            interpolant: for flows trained with a custom interpolant (not storable as data).
+            map_location: device for the network, e.g. ``"cpu"`` or ``"cuda:0"``.
+            source: where the payload was read from, named in error messages (the file's
+                path for :func:`sitransport.load`).
 
         Returns:
             The :class:`LatentFlow`.

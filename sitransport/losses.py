@@ -51,6 +51,7 @@ class LossOutput:
     Example:
         >>> import torch
         >>> from sitransport.interpolants import Linear
+        >>> from sitransport.losses import quadratic_loss
         >>> x0, x1 = torch.zeros(4, 2), torch.full((4, 2), 3.0)  # dI/dt = (3, 3)
         >>> out = quadratic_loss(lambda x, t: torch.zeros_like(x), Linear(), x0, x1, torch.rand(4))
         >>> float(out.quadratic), float(out.flow_matching), float(out.kinetic)
@@ -59,8 +60,8 @@ class LossOutput:
 
     quadratic: Tensor
     flow_matching: Tensor
-    #: batch mean of ``|v(x_t)|^2``: at the optimum, a Monte Carlo estimate of the path's
-    #: kinetic energy (for uniform times)
+    #: The batch mean of ``|v(x_t)|^2`` (at the optimum, a Monte Carlo estimate of the
+    #: path's kinetic energy, for uniform times).
     kinetic: Tensor
 
 
@@ -146,6 +147,7 @@ class TimeSampler(abc.ABC):
 
     Example:
         >>> import torch
+        >>> from sitransport.losses import BetaTime
         >>> g = torch.Generator().manual_seed(0)
         >>> t = BetaTime(2.0, 2.0).sample(6, generator=g, antithetic=True)
         >>> t.shape
@@ -216,6 +218,7 @@ class UniformTime(TimeSampler):
 
     Example:
         >>> import torch
+        >>> from sitransport.losses import UniformTime
         >>> g = torch.Generator().manual_seed(0)
         >>> t = UniformTime().sample(1000, generator=g)
         >>> t.shape, t.dtype, round(float(t.mean()), 1)
@@ -241,6 +244,7 @@ class BetaTime(TimeSampler):
 
     Example:
         >>> import torch
+        >>> from sitransport.losses import BetaTime
         >>> g = torch.Generator().manual_seed(0)
         >>> t = BetaTime(1.0, 3.0).sample(2000, generator=g)
         >>> round(float(t.mean()), 2)  # a / (a + b)

@@ -608,6 +608,7 @@ class MapError:
         n: number of source points.
 
     Example:
+        >>> from sitransport.metrics import MapError
         >>> MapError(l2_uvp=1.5, cosine=0.99, n=1000).l2_uvp
         1.5
     """
@@ -681,6 +682,7 @@ class SampleQuality:
 
     Example:
         >>> import numpy as np
+        >>> from sitransport.metrics import sample_quality
         >>> rng = np.random.default_rng(0)
         >>> shifted = rng.normal(size=(500, 2)) + [1.0, 0.0]  # a model off by one unit
         >>> q = sample_quality(shifted, rng.normal(size=(1000, 2)))
@@ -840,6 +842,7 @@ class TransportReport:
         >>> import numpy as np
         >>> import torch
         >>> from sitransport import TransportFlow
+        >>> from sitransport.metrics import transport_report
         >>> flow = TransportFlow(lambda z, t: torch.ones_like(z), "linear", shape=(2,))
         >>> x0 = np.random.default_rng(0).normal(size=(200, 2))
         >>> report = transport_report(flow, x0, x0 + 1.0)

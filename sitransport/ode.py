@@ -106,6 +106,16 @@ class ODEOptions(FieldsSpec):
     A fixed-step solve costs exactly ``steps`` times the method's stages (1, 2, 3, 4)
     velocity evaluations: :attr:`nfe`. :meth:`budget` picks the scheme for a given cost.
 
+    Args:
+        method: ``"dopri5"`` (adaptive, the default), or the fixed-step ``"rk4"``,
+            ``"heun3"``, ``"midpoint"`` or ``"euler"``.
+        atol: absolute tolerance of an adaptive solve (default ``1e-5``).
+        rtol: relative tolerance of an adaptive solve (default ``1e-5``).
+        steps: equal steps of a fixed-step solve over its span (default 100).
+        batch_size: samples integrated at once (default 10,000).
+        max_steps: most steps an adaptive solve may take before it stops with
+            :class:`~sitransport.errors.TransportError` (default 10,000).
+
     Example:
         >>> import torch
         >>> from sitransport.ode import ODEOptions, integrate
@@ -169,8 +179,8 @@ class ODEOptions(FieldsSpec):
 
     @property
     def nfe(self) -> int | None:
-        """Velocity evaluations per solve: ``steps`` times the stages of a fixed-step
-        method; ``None`` for the adaptive ``dopri5`` (its cost depends on the field).
+        """The velocity evaluations of one solve, ``steps`` times the stages of a fixed-step
+        method (``None`` for the adaptive ``dopri5``, whose cost depends on the field).
 
         Example:
             >>> ODEOptions(method="midpoint", steps=3).nfe, ODEOptions().nfe

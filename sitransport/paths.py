@@ -63,6 +63,8 @@ class PathSettings(FieldsSpec):
 
     Example:
         >>> from sitransport.interpolants import Fourier
+        >>> from sitransport import PathSettings
+        >>> from sitransport.paths import PathOptimizer
         >>> opt = PathOptimizer(Fourier(), PathSettings(lr=1e-2, every=2, start=100, stop=104))
         >>> [step for step in range(95, 110) if opt.due(step)]
         [100, 102, 104]
@@ -95,6 +97,8 @@ class PathOptimizer:
 
     Example:
         >>> from sitransport.interpolants import Fourier
+        >>> import torch
+        >>> from sitransport.paths import PathOptimizer
         >>> path = Fourier("trig", K=2)
         >>> opt = PathOptimizer(path)
         >>> x0, x1, t = torch.randn(64, 2), torch.randn(64, 2) + 3, torch.rand(64)

@@ -43,6 +43,7 @@ class Flow(Protocol):
     Example:
         >>> import numpy as np
         >>> from sitransport import TransportFlow
+        >>> from sitransport import Flow
         >>> def describe(flow: Flow) -> str:
         ...     return f"{type(flow).__name__} on {flow.shape}"
         >>> describe(TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,)))
@@ -51,7 +52,7 @@ class Flow(Protocol):
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """Per-sample shape of ``rho1``'s samples: ``(d,)`` or ``(c, h, w)``."""
+        """Per-sample shape of ``rho1``'s samples, ``(d,)`` or ``(c, h, w)``."""
         ...
 
     @property

@@ -81,6 +81,7 @@ class TrainResult:
         >>> import torch
         >>> from sitransport.interpolants import Linear
         >>> from sitransport.nn import MLPVelocity
+        >>> from sitransport.train import TrainSettings, train
         >>> def draw(n, g):
         ...     return torch.randn(n, 1, generator=g), torch.randn(n, 1, generator=g) + 2
         >>> settings = TrainSettings(steps=3, batch_size=8, progress=False)
@@ -95,9 +96,36 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class TrainSettings(FieldsSpec):
-    """Optimisation settings of :func:`train` (see :func:`~sitransport.fit` for their meaning).
+    """Optimisation settings of :func:`train` and of :func:`~sitransport.fit`'s
+    ``training=``.
+
+    Args:
+        steps: optimisation steps (default 20,000).
+        batch_size: pairs per step, the global batch under ``torch.distributed``
+            (default 512).
+        lr: peak AdamW learning rate (default ``2e-3``).
+        weight_decay: AdamW weight decay (default 0).
+        warmup: steps of linear warm-up from 0 to ``lr`` (default 200); then cosine decay.
+        min_lr_ratio: where the cosine decay ends, as a fraction of ``lr`` (default 0.01).
+        ema: decay of the exponential moving average of the weights that the returned
+            model holds (default 0.999, ramped up as :func:`ema_decay`); ``None``: the
+            trained weights themselves.
+        clip_grad: largest gradient norm, larger ones are scaled down to it (default 1.0);
+            ``None``: no clipping.
+        antithetic: variance reduction (default on): times in pairs ``u, 1 - u``, or, for
+            stochastic interpolants, each noise ``z`` with ``-z``.
+        eval_every: steps between validation losses (default 500).
+        checkpoint_every: steps between checkpoints when checkpointing (default 1000).
+        progress: show a tqdm progress bar (default on).
+        restore_best: end with the weights of the lowest validation loss (default off;
+            needs held-out data).
+        accumulate: micro-batches per step, gradients accumulated (default 1): the same
+            step in less memory.
+        mixed_precision: ``"bf16"``: the network runs under bfloat16 autocast, the loss,
+            optimiser and EMA stay in float32 (default ``None``: off).
 
     Example:
+        >>> from sitransport import TrainSettings
         >>> settings = TrainSettings(steps=2000, batch_size=256, ema=None, progress=False)
         >>> settings.steps, settings.lr, settings.ema
         (2000, 0.002, None)
@@ -192,6 +220,7 @@ class LRSchedule:
     Benchmarks train peers on the same schedule (``LambdaLR(optimizer, LRSchedule(s))``).
 
     Example:
+        >>> from sitransport.train import LRSchedule, TrainSettings
         >>> factor = LRSchedule(TrainSettings(steps=110, warmup=10, min_lr_ratio=0.01))
         >>> [round(factor(k), 3) for k in (0, 9, 10, 60, 110, 500)]
         [0.1, 1.0, 1.0, 0.505, 0.01, 0.01]
@@ -311,6 +340,7 @@ class DivergenceGuard:
     the same way.
 
     Example:
+        >>> from sitransport.train import DivergenceGuard
         >>> DivergenceGuard(clip_grad=None, fm_losses=[1.0, 0.9]).lowest  # median(1.0, 0.9)
         0.95
     """
@@ -516,6 +546,7 @@ class Trainer:
         >>> import torch
         >>> from sitransport.interpolants import Linear
         >>> from sitransport.nn import MLPVelocity
+        >>> from sitransport.train import TrainSettings, Trainer
         >>> def draw(n, generator):
         ...     x0 = torch.randn(n, 1, generator=generator)
         ...     return x0, torch.randn(n, 1, generator=generator) + 2.0
@@ -1070,15 +1101,6 @@ def train(
         A :class:`TrainResult`: ``model``, the EMA model (or ``net`` without EMA), and
         ``history``, the record.
 
-    Training stops with :class:`~sitransport.errors.TrainingDivergedError` (before the
-    weights move) on a non-finite loss, a non-finite gradient norm, or a flow-matching loss
-    grown by orders of magnitude: once 5 steps are recorded, when the median of the last 5
-    batch values exceeds ``1e4`` times the lowest such running median since the first step
-    and 10 times the first step's value (the untrained level), or at once when one batch
-    value exceeds ``1e8`` times that lowest median (runs shorter than 5 steps). The median
-    makes single noisy batches harmless; the flow-matching loss is used because ``G`` can be
-    negative.
-
     Raises:
         ValueError: the global batch does not split into ``world size x accumulate`` equal
             parts; path optimisation with several ranks or micro-batches; ``seed`` outside
@@ -1089,6 +1111,16 @@ def train(
         CheckpointMismatchError: on resume, the checkpoint was written by a run with other
             settings or data (the message lists every differing field, checkpoint -> this
             call), or ``steps`` is below the checkpoint's step (a ``ValueError``).
+
+    Notes:
+        Training stops with :class:`~sitransport.errors.TrainingDivergedError` (before the
+        weights move) on a non-finite loss, a non-finite gradient norm, or a flow-matching
+        loss grown by orders of magnitude: once 5 steps are recorded, when the median of the
+        last 5 batch values exceeds ``1e4`` times the lowest such running median since the
+        first step and 10 times the first step's value (the untrained level), or at once
+        when one batch value exceeds ``1e8`` times that lowest median (runs shorter than 5
+        steps). The median makes single noisy batches harmless; the flow-matching loss is
+        used because ``G`` can be negative.
 
     Example:
         The low-level loop behind :func:`~sitransport.fit`, here from ``N(0, 1)`` to ``N(2, 1)``:

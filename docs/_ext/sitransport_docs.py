@@ -1,4 +1,5 @@
-"""Sphinx extension of the sitransport docs: the ``benchmark-results`` directive.
+"""Sphinx extension of the sitransport docs: the ``benchmark-results`` directive, and the
+"[docs]" back-links of the highlighted sources (see :func:`_alias_imported_ids`).
 
 ``.. benchmark-results:: ../benchmarks/results`` reads every ``*.md`` result file of that
 folder (as written by ``benchmarks/_common.py``) and renders, depending on ``:part:``:
@@ -33,7 +34,9 @@ from pathlib import Path
 
 from docutils import nodes
 from docutils.parsers.rst import Directive, directives
+from sphinx import addnodes
 from sphinx.application import Sphinx
+from sphinx.ext.viewcode import _get_full_modname
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
@@ -764,6 +767,36 @@ def _add_static(app: Sphinx, config) -> None:
     config.html_static_path = [*config.html_static_path, str(STATIC)]
 
 
+def _alias_imported_ids(app: Sphinx, doctree: nodes.document) -> None:
+    """Give each API entry documented under another module than its source's (``sitransport.fit``
+    is defined in ``sitransport.fitting``) a second anchor under the source module's name.
+
+    ``sphinx.ext.viewcode`` links a source module's "[docs]" back to ``#<module>.<name>``
+    with one module name per source file; :func:`_viewcode_link_to_source_module` makes that
+    name the source module's, and this anchor is what it then points at on such pages.
+    """
+    for sig in doctree.findall(addnodes.desc_signature):
+        modname, fullname = sig.get("module"), sig.get("fullname")
+        if not modname or not fullname:
+            continue
+        source = _get_full_modname(modname, fullname)
+        alias = f"{source}.{fullname}"
+        if source and source != modname and alias not in sig["ids"]:
+            sig["ids"].append(alias)
+
+
+def _viewcode_link_to_source_module(app: Sphinx, env) -> None:
+    """viewcode keeps, per source module, the module name of the first page that documented
+    one of its objects (``sitransport`` for ``sitransport.fitting``, from ``sitransport.fit``)
+    and builds every back-link of that module with it: ``#sitransport.DatasetDraw`` on the
+    page of ``sitransport.fitting.DatasetDraw``, an anchor that does not exist. Use the source
+    module's own name, which every entry has (directly or as the alias above)."""
+    modules = getattr(env, "_viewcode_modules", {})
+    for modname, entry in modules.items():
+        if entry:
+            modules[modname] = (*entry[:3], modname)
+
+
 def setup(app: Sphinx) -> dict:
     app.add_directive("benchmark-results", BenchmarkResults)
     others = {b: (_pass, _pass) for b in ("latex", "text", "man", "texinfo")}
@@ -772,4 +805,6 @@ def setup(app: Sphinx) -> dict:
     app.connect("env-get-outdated", _always_reread)
     app.connect("config-inited", _add_static)
     app.add_css_file("sitransport_benchmarks.css")
+    app.connect("doctree-read", _alias_imported_ids)
+    app.connect("env-updated", _viewcode_link_to_source_module)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "2"}

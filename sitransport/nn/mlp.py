@@ -41,6 +41,7 @@ class TimeEmbedding(nn.Module):
 
     Example:
         >>> import torch
+        >>> from sitransport.nn import TimeEmbedding
         >>> emb = TimeEmbedding(frequencies=2)
         >>> emb.dim
         5
@@ -89,6 +90,7 @@ class SpaceEmbedding(nn.Module):
 
     Example:
         >>> import torch
+        >>> from sitransport.nn import SpaceEmbedding
         >>> emb = SpaceEmbedding(frequencies=2)
         >>> emb.out_dim(3)
         15
@@ -225,6 +227,8 @@ class MLPVelocity(nn.Module):
             jumps (edges, bounded supports), 4-6 sharpens the edges.
 
     Example:
+        >>> import torch
+        >>> from sitransport.nn import MLPVelocity
         >>> net = MLPVelocity(2, width=32, depth=2)
         >>> net(torch.zeros(5, 2), torch.zeros(5)).shape
         torch.Size([5, 2])
@@ -271,6 +275,7 @@ class VelocityDenoiser(nn.Module):
 
     Example:
         >>> import torch
+        >>> from sitransport.nn import MLPVelocity, VelocityDenoiser
         >>> net = VelocityDenoiser(MLPVelocity(2, width=16, depth=1), MLPVelocity(2, width=16))
         >>> x, t = torch.zeros(5, 2), torch.full((5,), 0.5)
         >>> net(x, t).shape, net.denoiser(x, t).shape

@@ -56,6 +56,7 @@ class PotentialVelocity(nn.Module):
 
     Example:
         >>> import torch
+        >>> from sitransport.nn import PotentialVelocity
         >>> net = PotentialVelocity(3, width=16, depth=2)
         >>> x, t = torch.randn(5, 3), torch.full((5,), 0.5)
         >>> net(x, t).shape, net.potential(x, t).shape

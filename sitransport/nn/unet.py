@@ -180,6 +180,8 @@ class UNetVelocity(nn.Module):
         time_frequencies: sinusoidal frequencies of the time embedding.
 
     Example:
+        >>> import torch
+        >>> from sitransport.nn import UNetVelocity, unet_config
         >>> net = UNetVelocity(**unet_config("tiny", 1, 8))
         >>> net(torch.zeros(2, 1, 8, 8), torch.tensor(0.5)).shape
         torch.Size([2, 1, 8, 8])
