@@ -101,13 +101,17 @@ class FolderDataset(torch.utils.data.Dataset):
             s = min(w, h)
             box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
             im = im.resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
-            return torch.from_numpy(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy())
+            return torch.from_numpy(
+                np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+            )
 
 
 def load_config(name: str) -> dict:
     path = Path(name) if name.endswith(".json") else CONFIGS / f"{name}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no config {str(path)!r}; built in: {sorted(CONFIGS.glob('*'))}")
+        raise FileNotFoundError(
+            f"no config {str(path)!r}; built in: {sorted(CONFIGS.glob('*'))}"
+        )
     return json.loads(path.read_text())
 
 
@@ -145,7 +149,10 @@ def load_data(cfg: dict, root: str | None, tiny: bool):
     if root is None:
         raise SystemExit(f"--data-root is required for the {kind!r} data set")
     if kind == "cifar10":
-        train, test = st.images.load_cifar10(root, "train"), st.images.load_cifar10(root, "test")
+        train, test = (
+            st.images.load_cifar10(root, "train"),
+            st.images.load_cifar10(root, "test"),
+        )
     elif kind == "imagenet32":
         batches = 1 if tiny else 10
         train = st.images.load_imagenet32(root, "train", batches=batches)
@@ -155,23 +162,31 @@ def load_data(cfg: dict, root: str | None, tiny: bool):
         files = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in suffixes)
         n_test = min(cfg["n_eval"], len(files) // 2)
         if n_test < 1:
-            raise SystemExit(f"need at least 2 images under {root!r}, found {len(files)}")
+            raise SystemExit(
+                f"need at least 2 images under {root!r}, found {len(files)}"
+            )
         size = cfg["image_size"]
         held = FolderDataset(files[-n_test:], size)
-        test = ImageData(torch.stack([held[i] for i in range(len(held))]).numpy(), None, 256)
+        test = ImageData(
+            torch.stack([held[i] for i in range(len(held))]).numpy(), None, 256
+        )
         return FolderDataset(files[:-n_test], size), test
     else:
         raise SystemExit(f"unknown dataset {kind!r} in the config")
     return train, test
 
 
-def evaluate(flow, test: ImageData, cfg: dict, out: Path, fid_weights: str | None) -> dict:
+def evaluate(
+    flow, test: ImageData, cfg: dict, out: Path, fid_weights: str | None
+) -> dict:
     """Held-out bits/dim, a samples grid and (optionally) FID; rank 0 only."""
     n = min(cfg["n_eval"], len(test))
     sub = ImageData(test.pixels[:n], None, test.levels)
     ode = st.ODEOptions(**cfg["ode"]) if "ode" in cfg else None  # default: dopri5, 1e-5
     t0 = time.perf_counter()
-    est = st.images.bpd(flow, sub, probes=cfg["probes"], seed=0, batch_size=256, ode=ode)
+    est = st.images.bpd(
+        flow, sub, probes=cfg["probes"], seed=0, batch_size=256, ode=ode
+    )
     report = {
         "bpd": est.bpd,
         "bpd_stderr": est.stderr,
@@ -191,13 +206,23 @@ def fid(flow, test: ImageData, weights: str, n: int) -> float:
     try:
         from torchmetrics.image.fid import FrechetInceptionDistance
     except ImportError:
-        raise SystemExit("--fid-weights needs: pip install torchmetrics torch-fidelity") from None
-    metric = FrechetInceptionDistance(feature_extractor_weights_path=weights, normalize=True)
+        raise SystemExit(
+            "--fid-weights needs: pip install torchmetrics torch-fidelity"
+        ) from None
+    metric = FrechetInceptionDistance(
+        feature_extractor_weights_path=weights, normalize=True
+    )
     for i in range(0, n, 500):
-        real = st.images.dequantize(test.pixels[i : i + 500], levels=test.levels, seed=i)
-        metric.update(torch.as_tensor(real, dtype=torch.float32).expand(-1, 3, -1, -1), real=True)
+        real = st.images.dequantize(
+            test.pixels[i : i + 500], levels=test.levels, seed=i
+        )
+        metric.update(
+            torch.as_tensor(real, dtype=torch.float32).expand(-1, 3, -1, -1), real=True
+        )
         fake = np.clip(flow.sample(len(real), seed=10_000 + i), 0.0, 1.0)
-        metric.update(torch.as_tensor(fake, dtype=torch.float32).expand(-1, 3, -1, -1), real=False)
+        metric.update(
+            torch.as_tensor(fake, dtype=torch.float32).expand(-1, 3, -1, -1), real=False
+        )
     return float(metric.compute())
 
 
@@ -215,8 +240,8 @@ TRAINING_KEYS = (
 
 
 def unet_spec(network: str | dict) -> st.UNetSpec:
-    """The config's ``network``: a U-Net preset name, or ``{"preset": name, **arguments}``
-    with U-Net arguments that override the preset's."""
+    """The config's ``network``: a U-Net preset name, or
+    ``{"preset": name, **arguments}`` with U-Net arguments overriding the preset's."""
     if isinstance(network, str):
         return st.UNetSpec(network)
     options = dict(network)
@@ -225,12 +250,15 @@ def unet_spec(network: str | dict) -> st.UNetSpec:
 
 def fit_arguments(cfg: dict, out: Path, device: torch.device, progress: bool) -> dict:
     """``st.fit`` keywords from a config's flat entries: the network as a
-    :class:`~sitransport.UNetSpec`, the optimisation as :class:`~sitransport.TrainSettings`
-    (bf16 autocast on GPUs when ``cfg["bf16"]``), checkpoints every ``checkpoint_every``
-    steps in ``out``, resumed from there when present."""
+    :class:`~sitransport.UNetSpec`, the optimisation as
+    :class:`~sitransport.TrainSettings` (bf16 autocast on GPUs when ``cfg["bf16"]``),
+    checkpoints every ``checkpoint_every`` steps in ``out``, resumed from there when
+    present."""
     precision = "bf16" if cfg["bf16"] and device.type == "cuda" else None
     training = st.TrainSettings(
-        **{key: cfg[key] for key in TRAINING_KEYS}, mixed_precision=precision, progress=progress
+        **{key: cfg[key] for key in TRAINING_KEYS},
+        mixed_precision=precision,
+        progress=progress,
     )
     return dict(
         interpolant=cfg["interpolant"],
@@ -244,10 +272,14 @@ def fit_arguments(cfg: dict, out: Path, device: torch.device, progress: bool) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="digits", help="name in configs/ or a .json path")
+    parser.add_argument(
+        "--config", default="digits", help="name in configs/ or a .json path"
+    )
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", default="runs/images")
-    parser.add_argument("--tiny", action="store_true", help="CPU-sized end-to-end check")
+    parser.add_argument(
+        "--tiny", action="store_true", help="CPU-sized end-to-end check"
+    )
     parser.add_argument("--eval-only", action="store_true")
     parser.add_argument("--fid-weights", default=None, help="Inception weights for FID")
     parser.add_argument("--seed", type=int, default=0)
@@ -283,7 +315,9 @@ def main() -> None:
                 steps = cfg["steps"]
                 report["train_s"] = train_s
                 report["images_per_s"] = steps * cfg["batch_size"] / max(train_s, 1e-9)
-            (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+            (out / "report.json").write_text(
+                json.dumps(report, indent=2, default=str) + "\n"
+            )
             bpd = f"{report['bpd']:.4f} +- {report['bpd_stderr']:.4f}"
             uniform = math.log2(test.levels)
             print(f"held-out bits/dim {bpd} (uniform: {uniform:.3f}); wrote {out}")
