@@ -91,7 +91,7 @@ class Coupling(abc.ABC):
         Args:
             x0: batch of rho0, shape ``(n0, ...)``.
             x1: batch of rho1, shape ``(n1, ...)``.
-            generator: random source for couplings that draw partners.
+            generator: random source for couplings that draw partners. Default ``None``.
 
         Returns:
             ``(x0_paired, x1_paired)``, both with ``n0`` rows.
@@ -189,8 +189,8 @@ class ExactOT(Coupling):
     Args:
         processes: with ``processes=1``, :meth:`submit` solves the next batch's assignment in
             a worker process while the current step trains (the solver holds the GIL, so a
-            thread would not overlap); ``0`` solves in place. Pairings are identical.
-        block: largest block solved exactly (``None``: the whole batch, one solve).
+            thread would not overlap); ``0`` solves in place. Pairings are identical. Default ``1``.
+        block: largest block solved exactly (``None``: the whole batch, one solve). Default ``256``.
 
     Raises:
         ValueError: ``processes`` is negative or ``block`` is below 2.
@@ -310,9 +310,9 @@ class Sinkhorn(Coupling):
 
     Args:
         reg: entropic regularisation as a fraction of the batch's mean squared distance
-            (scale-free; small values approach exact OT).
+            (scale-free; small values approach exact OT). Default ``0.05``.
         replace: draw ``n`` pairs from the whole plan with replacement (as torchcfm does)
-            instead of one partner per ``x0``.
+            instead of one partner per ``x0``. Default ``False``.
 
     Example:
         >>> import torch
@@ -431,8 +431,10 @@ class GlobalOT(Coupling):
 
     Args:
         n: points per end in each plan (finite sets of at most ``n`` points are used whole).
+            Default ``4096``.
         reuse: passes over a plan's pairs before it is re-solved on fresh subsamples
             (``None``: never; irrelevant when both ends are finite sets of at most ``n``).
+            Default ``250``.
         processes: ``1`` solves the next plan in a worker process during training; ``0``
             solves in place.
 
@@ -493,7 +495,7 @@ class GlobalOT(Coupling):
                 function ``sample(m, generator)`` of fresh draws (a stream).
             x1: the target end, of the same kinds (and the same sample shape).
             seed: seeds the subsamples of the plans (batches use the generator passed to
-                each draw).
+                each draw). Default ``0``.
 
         Returns:
             A :class:`PlanSampler`.

@@ -347,7 +347,7 @@ class GaussianMixture:
         """The same distribution as a :mod:`torch.distributions` object.
 
         Args:
-            dtype: ``torch.float32`` or ``torch.float64``.
+            dtype: ``torch.float32`` or ``torch.float64``. Default ``torch.float64``.
             device: device of the parameters (default: CPU).
 
         Returns:
@@ -395,7 +395,7 @@ class GaussianMixture:
             k: number of components, ``>= 1``.
             d: dimension, ``>= 1``.
             seed: an ``int``, a :class:`numpy.random.Generator` or ``None``.
-            scale: spread of the component means, ``> 0``.
+            scale: spread of the component means, ``> 0``. Default ``2.0``.
 
         Returns:
             A :class:`GaussianMixture` (a :class:`Gaussian` when called as
@@ -462,7 +462,7 @@ class Gaussian(GaussianMixture):
         """The same distribution as a :class:`torch.distributions.MultivariateNormal`.
 
         Args:
-            dtype: ``torch.float32`` or ``torch.float64``.
+            dtype: ``torch.float32`` or ``torch.float64``. Default ``torch.float64``.
             device: device of the parameters (default: CPU).
 
         Returns:
@@ -486,7 +486,7 @@ class Gaussian(GaussianMixture):
             k: must be 1 (kept so the signature matches :meth:`GaussianMixture.random`).
             d: dimension, ``>= 1``.
             seed: an ``int``, a :class:`numpy.random.Generator` or ``None``.
-            scale: spread of the mean, ``> 0``.
+            scale: spread of the mean, ``> 0``. Default ``2.0``.
 
         Returns:
             A :class:`Gaussian`.
@@ -572,11 +572,11 @@ class KnownOTPair:
         source: :math:`\rho_0`, a :class:`GaussianMixture` (or :class:`Gaussian`).
         quadratic: ``A``, shape ``(d, d)``, symmetric positive semi-definite.
         linear: ``b``, shape ``(d,)``.
-        directions: ``w``, shape ``(m, d)`` (``m = 0``: an affine map).
-        offsets: ``c``, shape ``(m,)``.
-        amplitude: ``a >= 0``.
-        sharpness: ``beta > 0``.
-        kind: a label for tables (``"gaussian"``, ``"mixture"``, ...).
+        directions: ``w``, shape ``(m, d)`` (``m = 0``: an affine map). Default ``None``.
+        offsets: ``c``, shape ``(m,)``. Default ``None``.
+        amplitude: ``a >= 0``. Default ``0.0``.
+        sharpness: ``beta > 0``. Default ``1.0``.
+        kind: a label for tables (``"gaussian"``, ``"mixture"``, ...). Default ``"custom"``.
 
     Raises:
         TypeError: a parameter is not a real array.
@@ -747,6 +747,7 @@ def known_ot_pair(kind: str, dim: int, *, seed: Seed = 0) -> KnownOTPair:
         kind: ``"gaussian"`` or ``"mixture"``.
         dim: dimension ``d >= 1``.
         seed: an ``int`` or :class:`numpy.random.Generator`: the same seed gives the same pair.
+            Default ``0``.
 
     Returns:
         :class:`KnownOTPair`.
@@ -965,7 +966,7 @@ def draw(name: str, n: int, seed: Seed = None, *, dim: int = 2) -> np.ndarray:
         n: number of samples, an integer ``>= 1``.
         seed: an ``int``, a :class:`numpy.random.Generator` or ``None``.
         dim: the dimension of ``"gaussian"``; a toy data set is 2D, so 2 is the only value
-            accepted with one.
+            accepted with one. Default ``2``.
 
     Returns:
         A ``float64`` numpy array of shape ``(n, dim)``.

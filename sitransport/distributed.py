@@ -158,9 +158,9 @@ class ShardedDataset:
 
     Args:
         dataset: map-style dataset of images ``(c, h, w)`` or ``(image, label)`` pairs.
-        levels: grid levels of integer images.
-        seed: seed of the shuffling.
-        num_workers: ``DataLoader`` worker processes.
+        levels: grid levels of integer images. Default ``256``.
+        seed: seed of the shuffling. Default ``0``.
+        num_workers: ``DataLoader`` worker processes. Default ``0``.
 
     Example:
         >>> import torch

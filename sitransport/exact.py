@@ -157,7 +157,7 @@ class GaussianMixtureInterpolation:
             :class:`~sitransport.interpolants.Interpolant` (stochastic ones included). Its
             ``alpha, beta, gamma`` must be scalar per time.
         dtype: floating dtype in which the parameters are stored (``float64`` by default).
-        device: device on which the parameters are stored.
+        device: device on which the parameters are stored. Default ``None``.
 
     Raises:
         TypeError: a parameter is not an array of floats, or a bad interpolant.
@@ -242,9 +242,9 @@ class GaussianMixtureInterpolation:
             cov0: covariance of ``rho0``, shape ``(d, d)``, symmetric positive definite.
             mean1: mean of ``rho1``, shape ``(d,)``.
             cov1: covariance of ``rho1``, shape ``(d, d)``.
-            interpolant: as in the constructor.
-            dtype: parameter dtype.
-            device: parameter device.
+            interpolant: as in the constructor. Default ``"trig"``.
+            dtype: parameter dtype. Default ``torch.float64``.
+            device: parameter device. Default ``None``.
 
         Returns:
             A :class:`GaussianMixtureInterpolation` with one component on each side.
@@ -561,7 +561,7 @@ class GaussianMixtureInterpolation:
             n: number of samples.
             t: time in ``[0, 1]``: a float, a 0-d tensor or shape ``(n,)``; ``t = 0`` draws
                 from ``rho0`` and ``t = 1`` (default) from ``rho1``.
-            generator: torch random generator (the global RNG is never seeded).
+            generator: torch random generator (the global RNG is never seeded). Default ``None``.
 
         Returns:
             Samples of shape ``(n, d)`` in the parameters' dtype and device.

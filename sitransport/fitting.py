@@ -170,11 +170,11 @@ def fit(
         lr: peak AdamW learning rate (default: ``training.lr``, ``2e-3``): linear warm-up
             over ``training.warmup`` steps, then cosine decay to 1% of it.
         seed: seeds the whole run (splits, batches, times, initial weights); an integer in
-            ``[0, 2**63 - 1]``.
+            ``[0, 2**63 - 1]``. Default ``0``.
         device: torch device for training and the returned flow: ``"cpu"``, an available
             ``"cuda[:index]"`` or ``"mps"``.
-        dtype: network dtype (``torch.float32`` or ``torch.float64``).
-        validation: fraction of each sample set held out for the validation loss.
+        dtype: network dtype (``torch.float32`` or ``torch.float64``). Default ``torch.float32``.
+        validation: fraction of each sample set held out for the validation loss. Default ``0.1``.
         progress: show a tqdm progress bar (default: ``training.progress``, on).
         network: ``"auto"`` (an MLP for vectors, a U-Net for images), ``"mlp"``,
             ``"potential"`` (vectors: the velocity is the gradient of an MLP potential,
@@ -195,7 +195,7 @@ def fit(
             ``True`` is ``PathSettings(stop=steps // 2)``: the path is frozen after half
             of the steps and the velocity finishes on it. A
             :class:`~sitransport.paths.PathSettings` sets the ascent's learning rate,
-            step ratio, start, mode and last step.
+            step ratio, start, mode and last step. Default ``False``.
         checkpoint: a directory (or :class:`~sitransport.config.Checkpointing` with
             ``every`` and ``resume``) for ``checkpoint.pt``, written every ``every`` steps
             (default 1000). The file also stores a fingerprint of the call: these settings
@@ -217,7 +217,7 @@ def fit(
             change of coordinates only: the network learns the named path
             :math:`\alpha x_0 + \beta x_1` itself, written in those coordinates
             (:class:`~sitransport.interpolants.Normalized`), so velocities, scores and
-            marginals are the same as with ``normalize=False``.
+            marginals are the same as with ``normalize=False``. Default ``True``.
         remedy: ``None`` (default) or ``"auto"`` (vector ends only). ``fit`` compares the
             effective ranks (covariance spectrum) of the two sample sets and warns, naming
             both, when ``rho0``'s is lower: a deterministic flow maps a lower-dimensional
@@ -228,9 +228,9 @@ def fit(
         latent: fit in principal coordinates of the sample sets (vectors only): a number of
             axes, ``"pca"`` (as many as keep 99.9% of the variance) or a
             :class:`~sitransport.config.LatentSpec`; returns a
-            :class:`~sitransport.latent.LatentFlow`.
+            :class:`~sitransport.latent.LatentFlow`. Default ``None``.
         ode: default ODE settings of the returned flow.
-        num_workers: ``DataLoader`` workers when ``rho1`` is a torch ``Dataset``.
+        num_workers: ``DataLoader`` workers when ``rho1`` is a torch ``Dataset``. Default ``0``.
 
     Returns:
         The fitted flow, a :class:`TransportFlow` (with ``latent=``, a
@@ -1014,11 +1014,11 @@ def reflow(
 
     Args:
         flow: a fitted :class:`TransportFlow` with a base to draw ``rho0`` from.
-        n: number of pairs generated.
+        n: number of pairs generated. Default ``20000``.
         steps: training steps (default: ``training.steps``).
         batch_size: pairs per step (default: ``training.batch_size``).
         lr: peak learning rate (default: ``training.lr``).
-        seed: seed of the pairs and the training run.
+        seed: seed of the pairs and the training run. Default ``0``.
         device: where to train (default: where the flow's network is).
         dtype: the new network's dtype (default: the flow's, ``flow.config.dtype``).
         progress: show progress bars (default: ``training.progress``).

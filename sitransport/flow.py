@@ -287,16 +287,17 @@ class TransportFlow:
         velocity: ``v(z, t)`` in normalised coordinates: an ``nn.Module`` (saved with the flow
             if it is a built-in network) or any callable.
         interpolant: the interpolant it was trained with (name or object); needed by the
-            score and path diagnostics.
+            score and path diagnostics. Default ``"trig"``.
         base: ``rho0``: ``"gaussian"``, a torch Distribution, samples ``(n, d)`` or ``None``.
         target: ``rho1`` the flow was fitted to (same kinds), kept for transport
-            diagnostics and reflow; optional.
+            diagnostics and reflow; optional. Default ``None``.
         shape: per-sample shape ``(d,)``; inferred from ``base`` or the network when possible.
+            Default ``None``.
         normalization: the map to normalised coordinates (identity if ``None``).
         ode: default :class:`~sitransport.ode.ODEOptions` (dopri5, atol = rtol = 1e-5).
         config: how the flow was fitted, a :class:`~sitransport.config.FitConfig` (read-only
             :attr:`config`; ``None``: built by hand).
-        history: the training record (:attr:`history`).
+        history: the training record (:attr:`history`). Default ``None``.
 
     Raises:
         TypeError: ``velocity`` is not callable, or ``ode`` is not an
@@ -524,14 +525,14 @@ class TransportFlow:
 
         Args:
             x: states at ``start``, shape ``(n, d)``.
-            start: start time in ``[0, 1]``.
-            end: end time in ``[0, 1]``.
+            start: start time in ``[0, 1]``. Default ``0.0``.
+            end: end time in ``[0, 1]``. Default ``1.0``.
             ode: ODE settings (default: the flow's :attr:`ode`).
             nfe: instead of ``ode``, a budget of velocity evaluations: fixed steps of
                 :meth:`ODEOptions.budget(nfe) <sitransport.ode.ODEOptions.budget>`
                 (``rk4`` with ``nfe // 4`` steps; one step of ``euler``, ``midpoint`` or
                 ``heun3`` for 1, 2, 3). Few evaluations suffice for straight paths
-                (``coupling="exact_ot"``, reflow).
+                (``coupling="exact_ot"``, reflow). Default ``None``.
 
         Returns:
             :class:`TransportResult` with the end states and the NFE.
@@ -610,7 +611,7 @@ class TransportFlow:
             x: samples of ``rho0``, shape ``(n, d)`` (numpy, torch or xarray).
             ode: ODE settings (default: the flow's :attr:`ode`).
             nfe: instead of ``ode``, a budget of velocity evaluations (fixed steps, see
-                :meth:`transport`).
+                :meth:`transport`). Default ``None``.
 
         Returns:
             Samples of ``rho1``, of the array type, dtype and device of ``x``.
@@ -639,7 +640,7 @@ class TransportFlow:
             y: samples of ``rho1``, shape ``(n, d)`` (numpy, torch or xarray).
             ode: ODE settings (default: the flow's :attr:`ode`).
             nfe: instead of ``ode``, a budget of velocity evaluations (fixed steps, see
-                :meth:`transport`).
+                :meth:`transport`). Default ``None``.
 
         Returns:
             Samples of ``rho0``, of the array type, dtype and device of ``y``.
@@ -671,7 +672,7 @@ class TransportFlow:
             ode: ODE settings (default: the flow's :attr:`ode`).
             nfe: instead of ``ode``, a budget of velocity evaluations for the whole solve
                 from ``times[0]`` to ``times[-1]`` (fixed steps, see :meth:`transport`);
-                states at times between the steps are interpolated linearly.
+                states at times between the steps are interpolated linearly. Default ``None``.
 
         Returns:
             ``xarray.DataArray`` with dims ``("time", "sample", "dim")`` and a ``time`` coordinate.
@@ -985,13 +986,13 @@ class TransportFlow:
             probes: Hutchinson probes; the standard error is their spread, shrunk toward the
                 spread pooled over the points of a batch
                 (:func:`~sitransport.ode.probe_stderr`), divided by ``sqrt(probes)``. One
-                probe measures no spread: its standard error is ``nan``, never zero.
+                probe measures no spread: its standard error is ``nan``, never zero. Default ``16``.
             seed: seed of the probes (default 0: repeated calls agree).
             ode: ODE settings (default: the flow's :attr:`ode`).
             batch_size: points integrated at once (default: ``ode.batch_size``). With an
                 adaptive solver the step sizes are chosen per batch, so values depend on it
                 at the level of the solver tolerance.
-            progress: show a progress bar when there is more than one batch.
+            progress: show a progress bar when there is more than one batch. Default ``True``.
 
         Returns:
             :class:`LogProbEstimate`: per-point log-densities (nats) and standard errors, shape
@@ -1168,11 +1169,12 @@ class TransportFlow:
             payload: the dict written by :meth:`to_payload`, of a version in
                 :attr:`READABLE_VERSIONS`.
             base: ``rho0`` for flows saved with a torch Distribution base (not storable as
-                data); it replaces the stored base.
+                data); it replaces the stored base. Default ``None``.
             interpolant: for flows trained with a custom interpolant (not storable as data).
+                Default ``None``.
             map_location: device for the network, e.g. ``"cpu"`` or ``"cuda:0"``.
             source: where the payload was read from, named in error messages (the file's
-                path for :func:`sitransport.load`).
+                path for :func:`sitransport.load`). Default ``None``.
 
         Returns:
             The :class:`TransportFlow`.

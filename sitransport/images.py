@@ -107,9 +107,9 @@ def dequantize(pixels: Any, *, levels: int = 256, seed: int | torch.Generator | 
 
     Args:
         pixels: integer images (numpy or torch), values in ``{0, ..., levels - 1}``.
-        levels: number of grid levels ``L`` (256 for 8-bit images).
+        levels: number of grid levels ``L`` (256 for 8-bit images). Default ``256``.
         seed: seed (an integer in ``[0, 2**63 - 1]``, or ``None`` for fresh entropy) or
-            ``torch.Generator`` of the noise.
+            ``torch.Generator`` of the noise. Default ``0``.
 
     Returns:
         float64 numpy for numpy input; for a torch tensor, a float32 tensor on its device.
@@ -153,7 +153,7 @@ class DequantizedImages(Density):
 
     Args:
         pixels: integer images ``(n, c, h, w)``.
-        levels: grid levels.
+        levels: grid levels. Default ``256``.
 
     Example:
         >>> import numpy as np
@@ -328,6 +328,7 @@ def load_imagenet32(root: str | Path, split: str = "train", *, batches: int = 10
         root: folder holding the files.
         split: ``"train"`` or ``"val"``.
         batches: number of training batches to read (10 in the full set; fewer for a subset).
+            Default ``10``.
 
     Returns:
         :class:`ImageData` with pixels ``(n, 3, 32, 32)``, 256 levels.
@@ -386,7 +387,7 @@ def load_image_folder(
         root: the folder.
         size: output side length, or ``None`` to keep the files' size.
         mode: Pillow mode, ``"RGB"`` (3 channels) or ``"L"`` (grey, 1 channel).
-        limit: read at most this many files.
+        limit: read at most this many files. Default ``None``.
 
     Returns:
         :class:`ImageData` with pixels ``(n, c, size, size)``, 256 levels, no labels.
@@ -522,15 +523,15 @@ def bpd(
         data: :class:`ImageData` (dequantised here with ``seed``; ``bin_width = 1/levels``)
             or already dequantised float images ``(n, c, h, w)`` in the flow's coordinates
             with their ``bin_width``.
-        bin_width: grid spacing, required for float input.
+        bin_width: grid spacing, required for float input. Default ``None``.
         method: divergence of the log-density ODE: ``"exact"`` (autograd trace),
             ``"hutchinson"`` (unbiased, ``probes`` Rademacher probes) or ``"auto"`` (exact for
             ``d <= 16``); see :meth:`~sitransport.flow.TransportFlow.log_prob_estimate`.
         probes: Hutchinson probes per image (default 4); their spread gives the standard
             error.
-        seed: seed of the dequantisation noise and the probes.
-        batch_size: images integrated at once.
-        progress: show a progress bar over batches.
+        seed: seed of the dequantisation noise and the probes. Default ``0``.
+        batch_size: images integrated at once. Default ``256``.
+        progress: show a progress bar over batches. Default ``True``.
         ode: :class:`~sitransport.ode.ODEOptions` (default: the flow's).
 
     Returns:

@@ -194,6 +194,7 @@ class Interpolant(nn.Module, abc.ABC):
             x1: samples of ``rho1``, same shape.
             t: times, scalar or shape ``(n,)``.
             z: standard normal noise of the same shape; required iff :attr:`stochastic`.
+                Default ``None``.
 
         Returns:
             Tensor of the shape of ``x0``.
@@ -349,8 +350,8 @@ class Custom(Interpolant):
     Args:
         alpha: callable with ``alpha(0) = 1``, ``alpha(1) = 0``.
         beta: callable with ``beta(0) = 0``, ``beta(1) = 1``.
-        dalpha: optional closed-form derivative of ``alpha``.
-        dbeta: optional closed-form derivative of ``beta``.
+        dalpha: optional closed-form derivative of ``alpha``. Default ``None``.
+        dbeta: optional closed-form derivative of ``beta``. Default ``None``.
 
     Raises:
         TypeError: an argument is not callable.
@@ -439,7 +440,7 @@ class Fourier(Interpolant):
 
     Args:
         base: ``"trig"`` or ``"linear"``, the path at zero coefficients.
-        K: number of sine terms.
+        K: number of sine terms. Default ``4``.
         dim: ``None`` for scalar coefficients, or ``d`` for per-dimension coefficients.
 
     Example:
@@ -501,7 +502,7 @@ class Fourier(Interpolant):
 
         Args:
             base: ``"trig"`` or ``"linear"``.
-            K: number of sine terms.
+            K: number of sine terms. Default ``4``.
             dim: ``None`` for scalar coefficients, or ``d``.
             a: coefficients of :math:`\alpha`, shape ``(K,)`` or ``(K, d)``; zeros if ``None``.
             b: coefficients of :math:`\beta`, same shape; zeros if ``None``.
@@ -551,7 +552,7 @@ class Stochastic(_OnBase):
     Args:
         base: ``"trig"`` or ``"linear"``.
         gamma: ``"sin2"`` or ``"sqrt"``.
-        a: noise amplitude (> 0).
+        a: noise amplitude (> 0). Default ``1.0``.
 
     Example:
         >>> import torch
@@ -611,8 +612,8 @@ class NeuralPath(_OnBase):
     Args:
         dim: ``d``, the dimension of the samples (vectors only).
         base: ``"linear"`` or ``"trig"``.
-        K: number of sine terms.
-        width: hidden width of the two-layer MLP ``h``.
+        K: number of sine terms. Default ``2``.
+        width: hidden width of the two-layer MLP ``h``. Default ``64``.
 
     Example:
         >>> import torch

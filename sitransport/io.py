@@ -55,7 +55,9 @@ def load(
     Args:
         path: the file.
         base: ``rho0`` for flows saved with a torch Distribution base (not storable as data).
+            Default ``None``.
         interpolant: for flows trained with a custom interpolant (not storable as data).
+            Default ``None``.
         map_location: device for the network, e.g. ``"cpu"`` or ``"cuda:0"``.
 
     Returns:

@@ -364,11 +364,12 @@ class LatentFlow:
             payload: the dict written by :meth:`to_payload`, of a version in
                 :attr:`READABLE_VERSIONS`.
             base: ``rho0`` in latent coordinates, for flows saved with a torch Distribution
-                base (not storable as data); it replaces the stored base.
+                base (not storable as data); it replaces the stored base. Default ``None``.
             interpolant: for flows trained with a custom interpolant (not storable as data).
+                Default ``None``.
             map_location: device for the network, e.g. ``"cpu"`` or ``"cuda:0"``.
             source: where the payload was read from, named in error messages (the file's
-                path for :func:`sitransport.load`).
+                path for :func:`sitransport.load`). Default ``None``.
 
         Returns:
             The :class:`LatentFlow`.

@@ -81,7 +81,7 @@ def quadratic_loss(
         x0: samples of rho0, shape ``(n, ...)``; paired with ``x1`` by the coupling.
         x1: samples of rho1, same shape.
         t: times, shape ``(n,)``.
-        z: noise for stochastic interpolants.
+        z: noise for stochastic interpolants. Default ``None``.
 
     Returns:
         :class:`LossOutput` with both losses averaged over the batch and summed over dimensions.
@@ -183,10 +183,10 @@ class TimeSampler(abc.ABC):
 
         Args:
             n: number of times.
-            generator: random source.
-            antithetic: draw pairs ``icdf(u)``, ``icdf(1 - u)``.
-            device: device of the result.
-            dtype: dtype of the result.
+            generator: random source. Default ``None``.
+            antithetic: draw pairs ``icdf(u)``, ``icdf(1 - u)``. Default ``False``.
+            device: device of the result. Default ``"cpu"``.
+            dtype: dtype of the result. Default ``torch.float32``.
 
         Example:
             >>> import torch
@@ -239,8 +239,8 @@ class BetaTime(TimeSampler):
     """Beta(a, b) times: reweights the loss toward one end (``a < b``: toward ``t = 0``).
 
     Args:
-        a: first shape parameter (> 0).
-        b: second shape parameter (> 0).
+        a: first shape parameter (> 0). Default ``1.0``.
+        b: second shape parameter (> 0). Default ``1.0``.
 
     Example:
         >>> import torch

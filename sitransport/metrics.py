@@ -185,14 +185,16 @@ def w2(
     Args:
         x: samples of shape ``(n, d)`` (numpy, torch or xarray, float32 or float64).
         y: samples of shape ``(m, d)``.
-        max_samples: largest number of points per side solved exactly.
+        max_samples: largest number of points per side solved exactly. Default ``10000``.
         subsample: if True, subsample a side with more than ``max_samples`` points instead
-            of raising.
+            of raising. Default ``False``.
         seed: seed or ``numpy.random.Generator`` for the subsampling; the global RNG is
-            never used.
+            never used. Default ``None``.
         weights_x: optional non-negative weights of shape ``(n,)``; normalised to sum 1.
             When subsampling, the weights of the drawn points are kept and renormalised.
+            Default ``None``.
         weights_y: optional non-negative weights of shape ``(m,)``; normalised to sum 1.
+            Default ``None``.
 
     Returns:
         :math:`W_2` as a Python float (computed in float64).
@@ -330,8 +332,8 @@ def sinkhorn_w2(
     Args:
         x: samples of shape ``(n, d)`` (numpy, torch or xarray).
         y: samples of shape ``(m, d)``.
-        blur: entropic length scale (``> 0``), in data units.
-        scaling: ε-scaling ratio, in ``(0, 1)``.
+        blur: entropic length scale (``> 0``), in data units. Default ``0.01``.
+        scaling: ε-scaling ratio, in ``(0, 1)``. Default ``0.9``.
         device: torch device for the computation; by default the device of ``x`` if it is
             a tensor, else CPU.
 
@@ -535,8 +537,8 @@ def noise_floor(
         target: samples of shape ``(N, d)``, or a sampler ``target(n, seed)`` returning an
             array of shape ``(n, d)``.
         n: size of each of the two samples (at most 10 000, the limit of :func:`w2`).
-        seed: seed or ``numpy.random.Generator``; the global RNG is never used.
-        repeats: number of independent pairs to average over.
+        seed: seed or ``numpy.random.Generator``; the global RNG is never used. Default ``None``.
+        repeats: number of independent pairs to average over. Default ``1``.
 
     Returns:
         the (mean) exact :math:`W_2` between the two samples, as a Python float.
@@ -944,8 +946,9 @@ def transport_report(
         x0: samples of ``rho0`` (default: ``n`` draws from ``flow.base``).
         x1: samples of ``rho1`` (default: ``n`` of the target samples the flow was fitted to).
         held_out: held-out target samples (``2 m`` rows) for the measured W2 and noise floor.
+            Default ``None``.
         n: number of samples when drawing defaults.
-        seed: seed of the draws.
+        seed: seed of the draws. Default ``0``.
 
     Returns:
         :class:`TransportReport`.

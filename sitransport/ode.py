@@ -152,7 +152,7 @@ class ODEOptions(FieldsSpec):
 
         Args:
             nfe: the budget of velocity evaluations per solve, an integer ``>= 1``.
-            batch_size: samples integrated at once, as in :class:`ODEOptions`.
+            batch_size: samples integrated at once, as in :class:`ODEOptions`. Default ``10000``.
 
         Returns:
             :class:`ODEOptions` with a fixed-step ``method`` and ``steps``.
@@ -380,7 +380,7 @@ def integrate(
         velocity: ``v(x, t)`` with ``x`` of shape ``(n, ...)`` and ``t`` a scalar tensor.
         x: initial states at ``times[0]``, shape ``(n, ...)``.
         times: 1-D increasing or decreasing tensor of at least 2 times.
-        options: solver settings (:class:`ODEOptions`).
+        options: solver settings (:class:`ODEOptions`). Default ``None``.
 
     Returns:
         :class:`ODEResult` with states of shape ``(len(times), n, ...)``.
@@ -502,12 +502,13 @@ def integrate_logdet(
         x: states at ``t0``, shape ``(n, ...)``.
         t0: start time.
         t1: end time (``t1 < t0`` solves backward).
-        options: solver settings (:class:`ODEOptions`).
+        options: solver settings (:class:`ODEOptions`). Default ``None``.
         divergence: ``"exact"`` or ``"hutchinson"``.
         probes: number of Rademacher probes for Hutchinson; the reported standard error is
             the spread across probes, shrunk toward the spread pooled over the rows
             (:func:`probe_stderr`), divided by ``sqrt(probes)`` (``nan`` for one probe).
-        generator: random source of the probes.
+            Default ``1``.
+        generator: random source of the probes. Default ``None``.
 
     Returns:
         :class:`LogDetResult`.
@@ -584,6 +585,7 @@ def probe_stderr(estimates: Tensor, prior_dof: float = _PRIOR_DOF) -> Tensor:
     Args:
         estimates: ``k`` probe estimates per row, shape ``(n, k)``.
         prior_dof: :math:`\nu_0`, the weight of the pooled variance in degrees of freedom.
+            Default ``8.0``.
 
     Returns:
         The standard errors, shape ``(n,)``.
@@ -615,7 +617,7 @@ def integrate_energy(
         x: states at ``t0``, shape ``(n, ...)``.
         t0: start time.
         t1: end time.
-        options: solver settings (:class:`ODEOptions`).
+        options: solver settings (:class:`ODEOptions`). Default ``None``.
 
     Returns:
         :class:`EnergyResult`.

@@ -50,10 +50,10 @@ class PathSettings(FieldsSpec):
     """Settings of the ascent on the interpolant.
 
     Args:
-        lr: Adam learning rate of the path coefficients.
-        every: velocity steps per path step (the step ratio of the alternation).
+        lr: Adam learning rate of the path coefficients. Default ``0.005``.
+        every: velocity steps per path step (the step ratio of the alternation). Default ``1``.
         start: velocity steps before the first path step, so ``v`` first approximates its
-            minimiser (the ascent direction is only meaningful near it).
+            minimiser (the ascent direction is only meaningful near it). Default ``1000``.
         mode: ``"alternating"`` (ascent on a fresh batch after the velocity step) or
             ``"simultaneous"`` (descent and ascent from the same evaluation of G).
         stop: the last velocity step with a path step (``None``: ascend to the end). After
@@ -90,7 +90,7 @@ class PathOptimizer:
 
     Args:
         interpolant: an interpolant with parameters (e.g. ``Fourier``).
-        settings: :class:`PathSettings`.
+        settings: :class:`PathSettings`. Default ``None``.
 
     Raises:
         ValueError: the interpolant has no parameters to optimise.

@@ -45,9 +45,9 @@ def plot_samples(
         ax: the axes to draw on.
         x: samples, shape ``(n, d)`` with ``d >= 2``.
         extent: ``(xmin, xmax, ymin, ymax)``; default: the 0.1%-99.9% quantiles, padded.
-        bins: histogram bins per axis.
-        title: axes title.
-        cmap: matplotlib colormap name.
+        bins: histogram bins per axis. Default ``150``.
+        title: axes title. Default ``None``.
+        cmap: matplotlib colormap name. Default ``"magma"``.
 
     Returns:
         ``ax``.
@@ -81,8 +81,8 @@ def plot_trajectories(
     Args:
         ax: the axes to draw on.
         trajectory: ``xarray.DataArray`` with dims ``("time", "sample", "dim")``.
-        max_paths: draw at most this many paths.
-        title: axes title.
+        max_paths: draw at most this many paths. Default ``50``.
+        title: axes title. Default ``None``.
 
     Returns:
         ``ax``.
@@ -125,8 +125,9 @@ def plot_density(
         flow: a 2-D flow with a base density (``flow.log_prob`` works).
         extent: ``(xmin, xmax, ymin, ymax)`` of the grid.
         resolution: grid points per axis (``resolution**2`` log-density evaluations).
-        title: axes title.
-        cmap: matplotlib colormap name.
+            Default ``80``.
+        title: axes title. Default ``None``.
+        cmap: matplotlib colormap name. Default ``"viridis"``.
 
     Returns:
         ``ax``.
@@ -174,8 +175,9 @@ def summary_figure(
         target: held-out samples of ``rho1``.
         generated: samples of the flow.
         source: samples of ``rho0`` to start trajectories from (else ``flow.base``).
-        n_paths: number of trajectories drawn.
-        resolution: grid points per axis of the density panel.
+            Default ``None``.
+        n_paths: number of trajectories drawn. Default ``40``.
+        resolution: grid points per axis of the density panel. Default ``80``.
 
     Returns:
         A ``matplotlib.figure.Figure`` (no pyplot): save it with ``fig.savefig(path)``.

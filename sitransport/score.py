@@ -133,8 +133,8 @@ def score_from_velocity(
         x: points, shape ``(n, d)``.
         t: times, shape ``(n,)`` or scalar.
         interpolant: a deterministic spatially linear interpolant with scalar coefficients.
-        shift: as in :func:`denoiser_from_velocity`.
-        alpha_min: smallest admissible :math:`\alpha(t)`.
+        shift: as in :func:`denoiser_from_velocity`. Default ``None``.
+        alpha_min: smallest admissible :math:`\alpha(t)`. Default ``0.001``.
 
     Returns:
         The score, shape ``(n, d)``.

@@ -1067,7 +1067,7 @@ def train(
             (independent draws, or pairs for a given coupling such as reflow's). A draw with
             ``state_dict``/``load_state_dict`` methods (e.g. over a
             :class:`~sitransport.distributed.ShardedDataset`) is checkpointed too.
-        settings: optimisation settings.
+        settings: optimisation settings. Default ``None``.
         time_sampler: distribution of training times (uniform by default).
         coupling: how each batch is paired (:mod:`sitransport.couplings`; default as drawn).
             A :class:`~sitransport.couplings.GlobalOT` draws the batches from its plans
@@ -1076,14 +1076,14 @@ def train(
         path: settings of the ascent on the interpolant's parameters (``None``: fixed path).
         seed: seeds every random draw of the run (one ``torch.Generator``; dropout masks from
             the global RNG, reseeded from ``seed``, rank and step inside ``fork_rng``); an
-            integer in ``[0, 2**63 - 1]``.
+            integer in ``[0, 2**63 - 1]``. Default ``0``.
         validation: ``(x0, x1)`` held-out pairs evaluated every ``eval_every`` steps at
-            fixed times.
+            fixed times. Default ``None``.
         checkpoint: file written every ``checkpoint_every`` steps (atomically): model, EMA,
             optimiser, scheduler, step, generator and data-position states, and the run's
             fingerprint (the settings, named as :func:`~sitransport.fit`'s arguments,
             ``seed``, ``dtype``, the interpolant's, time sampler's, coupling's and path
-            settings' specs, the network's architecture, and ``fingerprint``).
+            settings' specs, the network's architecture, and ``fingerprint``). Default ``None``.
         resume: continue from ``checkpoint`` if it exists (bit-for-bit the same run). The
             checkpoint's fingerprint must equal this call's, except ``steps``, ``progress``
             and ``checkpoint_every``. A larger ``steps`` extends the run: the learning-rate
@@ -1092,10 +1092,11 @@ def train(
             steps run at its floor ``min_lr_ratio * lr``, and the first steps are those of the
             original run. ``steps`` must not be below the steps already done. A checkpoint
             without a fingerprint (written by an older version) resumes with a warning.
+            Default ``False``.
         device: ``"cpu"``, an available ``"cuda[:index]"`` or ``"mps"``.
         fingerprint: plain data that also identifies the run (:func:`~sitransport.fit` passes its
             arguments and a description of the data: spec and SHA-256 of a fixed subsample);
-            stored in checkpoints and compared on resume.
+            stored in checkpoints and compared on resume. Default ``None``.
 
     Returns:
         A :class:`TrainResult`: ``model``, the EMA model (or ``net`` without EMA), and

@@ -37,7 +37,7 @@ class TimeEmbedding(nn.Module):
     scale the network can resolve.
 
     Args:
-        frequencies: ``K``, the number of frequencies.
+        frequencies: ``K``, the number of frequencies. Default ``8``.
 
     Example:
         >>> import torch
@@ -86,7 +86,7 @@ class SpaceEmbedding(nn.Module):
     identity.
 
     Args:
-        frequencies: ``K``, the number of octaves (``>= 0``).
+        frequencies: ``K``, the number of octaves (``>= 0``). Default ``0``.
 
     Example:
         >>> import torch
@@ -218,10 +218,10 @@ class MLPVelocity(nn.Module):
 
     Args:
         dim: data dimension ``d``.
-        width: hidden width.
-        depth: number of hidden layers.
-        activation: one of ``elu, gelu, relu, selu, silu, tanh``.
-        time_frequencies: number of sinusoidal time frequencies.
+        width: hidden width. Default ``256``.
+        depth: number of hidden layers. Default ``4``.
+        activation: one of ``elu, gelu, relu, selu, silu, tanh``. Default ``"silu"``.
+        time_frequencies: number of sinusoidal time frequencies. Default ``8``.
         space_frequencies: octaves of positional features of ``x``
             (:class:`SpaceEmbedding`); 0 (default) feeds ``x`` as it is. For densities with
             jumps (edges, bounded supports), 4-6 sharpens the edges.

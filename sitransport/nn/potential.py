@@ -43,11 +43,12 @@ class PotentialVelocity(nn.Module):
 
     Args:
         dim: data dimension ``d``.
-        width: hidden width.
-        depth: number of hidden layers.
-        activation: a smooth one of ``elu, gelu, silu, softplus, tanh``.
-        time_frequencies: number of sinusoidal time frequencies.
+        width: hidden width. Default ``256``.
+        depth: number of hidden layers. Default ``4``.
+        activation: a smooth one of ``elu, gelu, silu, softplus, tanh``. Default ``"silu"``.
+        time_frequencies: number of sinusoidal time frequencies. Default ``8``.
         space_frequencies: octaves of positional features of ``x`` (:class:`SpaceEmbedding`).
+            Default ``0``.
 
     References:
         Benamou & Brenier (2000), *A computational fluid mechanics solution to the

@@ -170,14 +170,17 @@ class UNetVelocity(nn.Module):
         channels: image channels ``c``.
         image_size: ``h`` (square) or ``(h, w)``; each must be divisible by
             ``2 ** (len(channel_mult) - 1)``.
-        base_channels: feature channels at full resolution.
+        base_channels: feature channels at full resolution. Default ``64``.
         channel_mult: channel multiplier of each resolution level (one halving per level).
+            Default ``(1, 2, 2)``.
         num_res_blocks: residual blocks per level on the way down (one more on the way up).
+            Default ``2``.
         attention_resolutions: feature-map heights at which self-attention is applied.
-        dropout: dropout rate inside the residual blocks.
-        norm_groups: GroupNorm groups (must divide every level's channels).
-        heads: attention heads.
-        time_frequencies: sinusoidal frequencies of the time embedding.
+            Default ``(16,)``.
+        dropout: dropout rate inside the residual blocks. Default ``0.1``.
+        norm_groups: GroupNorm groups (must divide every level's channels). Default ``32``.
+        heads: attention heads. Default ``1``.
+        time_frequencies: sinusoidal frequencies of the time embedding. Default ``32``.
 
     Example:
         >>> import torch
