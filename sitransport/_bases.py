@@ -43,6 +43,9 @@ class Density(abc.ABC):
         """Log-density at ``x`` of shape ``(n, *shape)``, shape ``(n,)``; only where
         :attr:`has_density` (others raise ``NotImplementedError``).
 
+        Args:
+            x: points, a tensor of shape ``(n, *shape)`` in the density's dtype and device.
+
         Example:
             >>> x = torch.zeros(1, 2, dtype=torch.float64)
             >>> round(float(StandardNormal((2,)).log_prob(x)[0]), 4)  # -log(2 pi)

@@ -32,6 +32,10 @@ class FieldsSpec:
     def from_spec(cls: type[_S], spec: Mapping[str, Any]) -> _S:
         """The inverse of :meth:`spec`; missing fields take their defaults.
 
+        Args:
+            spec: a dict of field names to values, as :meth:`spec` returns it (a subset of the
+                fields).
+
         Raises:
             TypeError: ``spec`` is not a dict.
             ValueError: a field the class does not have (named, with the valid ones).

@@ -300,6 +300,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``sitransport`` command with ``argv`` (default: ``sys.argv[1:]``).
 
+    Args:
+        argv: the command-line arguments without the program name, e.g. ``["demo", "-o", "out"]``;
+            ``None``: ``sys.argv[1:]``. Default ``None``.
+
     Returns:
         The exit status: 0 on success, 2 when the input is rejected (a one-line message on
         stderr names the flag or file; nothing is written), 1 when the run fails with one of

@@ -75,6 +75,11 @@ def freeze_step(freeze: Any, steps: int) -> int | None:
     """The last path step of a max–min fit frozen after a fraction ``freeze`` of ``steps``
     (``None``: ascend to the end, ``freeze == 1``).
 
+    Args:
+        freeze: the fraction of the run after which the path stops ascending, a number in
+            ``[0, 1]``.
+        steps: the number of training steps of the run.
+
     Raises:
         ValueError: ``freeze`` is not a number in ``[0, 1]``.
 
@@ -172,6 +177,10 @@ class UNetSpec:
     def from_spec(cls, spec: Mapping[str, Any]) -> UNetSpec:
         """The inverse of :meth:`spec`.
 
+        Args:
+            spec: a dict as :meth:`spec` returns it: ``kind`` (``"unet"``, optional), ``preset`` and
+                ``options``.
+
         Example:
             >>> UNetSpec.from_spec({"kind": "unet", "preset": "tiny", "options": {}})
             UNetSpec(preset='tiny', options={})
@@ -188,6 +197,10 @@ NetworkSpec = MLPSpec | UNetSpec
 
 def network_from_spec(spec: Mapping[str, Any]) -> NetworkSpec:
     """:class:`MLPSpec` or :class:`UNetSpec` from its ``spec()``, by its ``kind``.
+
+    Args:
+        spec: a network's ``spec()``: a dict whose ``kind`` is ``"mlp"``, ``"potential"`` or
+            ``"unet"``, with that spec's fields.
 
     Raises:
         ValueError: an unknown ``kind`` (the message lists the valid ones).
@@ -212,6 +225,15 @@ class CouplingSpec:
     as itself (a subclass, or one whose ``spec()`` names no built-in) is kept in ``custom``:
     it trains and :meth:`build` returns it, but :meth:`spec` refuses it, so a flow fitted
     with it cannot be saved (never rebuilt as a built-in on loading).
+
+    Args:
+        name: a built-in coupling's name (``"independent"``, ``"exact_ot"``, ``"global_ot"``,
+            ``"sinkhorn"``), ``"paired"`` for reflow, or the class name of a ``custom`` coupling.
+            Default ``"independent"``.
+        options: the built-in coupling's settings besides its name, as plain data (e.g.
+            ``{"reg": 0.05}`` for Sinkhorn). Default ``{}``: the coupling's own defaults.
+        custom: a user's coupling object that no spec rebuilds (then ``name`` is its class name and
+            ``options`` empty); ``None`` for a built-in. Default ``None``.
 
     Example:
         >>> from sitransport.couplings import ExactOT
@@ -242,6 +264,9 @@ class CouplingSpec:
     @classmethod
     def of(cls, coupling: Coupling) -> CouplingSpec:
         """The spec of a coupling object (``custom`` if it cannot be rebuilt as itself).
+
+        Args:
+            coupling: a :class:`~sitransport.couplings.Coupling` instance, built-in or the user's.
 
         Example:
             >>> from sitransport.couplings import ExactOT, Sinkhorn
@@ -283,6 +308,10 @@ class CouplingSpec:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any] | str) -> CouplingSpec:
         """The inverse of :meth:`spec`; a name alone is its default options.
+
+        Args:
+            spec: a dict as :meth:`spec` returns it (``{"name": ..., **options}``), or a coupling's
+                name alone.
 
         Example:
             >>> CouplingSpec.from_spec("sinkhorn")
@@ -555,6 +584,9 @@ class FitConfig:
     def is_spec(cls, data: Any) -> bool:
         """Whether ``data`` is headed as a :meth:`spec` (and not a legacy flat dict).
 
+        Args:
+            data: any object, typically the ``config`` entry of a saved flow's payload.
+
         Example:
             >>> FitConfig.is_spec(FitConfig().spec()), FitConfig.is_spec({"steps": 10})
             (True, False)
@@ -564,6 +596,10 @@ class FitConfig:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> FitConfig:
         """The inverse of :meth:`spec`.
+
+        Args:
+            spec: a dict as :meth:`spec` returns it: ``format`` and ``version`` headers and every
+                field, its parts as plain data.
 
         Raises:
             ValueError: not a spec of this version, or unknown or missing fields (named).

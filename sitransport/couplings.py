@@ -112,6 +112,12 @@ class Coupling(abc.ABC):
         """Start pairing a batch; returns a function that completes it. Couplings that can
         overlap their work with a training step override this (default: pair now).
 
+        Args:
+            x0: batch of rho0, shape ``(n0, ...)``.
+            x1: batch of rho1, shape ``(n1, ...)``.
+            generator: random source for couplings that draw partners, as in :meth:`pair`. Default
+                ``None``.
+
         Example:
             >>> import torch
             >>> x0, x1 = torch.tensor([[0.0], [1.0]]), torch.tensor([[1.0], [0.0]])
@@ -332,6 +338,10 @@ class Sinkhorn(Coupling):
     def plan(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The entropic plan (float64, rows sum to ``1/n0``, columns to ``1/n1``).
 
+        Args:
+            x0: batch of rho0, shape ``(n0, ...)`` (flattened to vectors for the cost).
+            x1: batch of rho1, shape ``(n1, ...)``, same sample shape.
+
         Example:
             >>> import torch
             >>> x0, x1 = torch.tensor([[0.0], [1.0]]), torch.tensor([[0.0], [1.0], [2.0]])
@@ -476,6 +486,12 @@ class GlobalOT(Coupling):
         :func:`~sitransport.metrics.transport_report`). Training draws from
         :meth:`sampler` instead.
 
+        Args:
+            x0: batch of rho0, shape ``(n0, ...)``.
+            x1: batch of rho1, shape ``(n1, ...)``.
+            generator: random source of the blocks' partners, as in :meth:`ExactOT.pair`. Default
+                ``None``.
+
         Example:
             >>> import torch
             >>> x0, x1 = torch.tensor([[0.0], [1.0]]), torch.tensor([[1.5], [0.5]])
@@ -520,6 +536,15 @@ class PlanSampler:
     :class:`GlobalOT` for the refresh policy and the bias). Its position (current plan,
     pairs drawn from it, subsample generator) is in :meth:`state_dict`, so a checkpointed
     run resumes exactly without solving again.
+
+    Args:
+        coupling: the :class:`GlobalOT` coupling whose settings (subsample size ``n``, ``reuse``)
+            the sampler follows.
+        x0: the source end: a tensor of samples of shape ``(n0, ...)``, or a callable
+            ``(m, generator) -> tensor`` drawing ``m`` fresh samples.
+        x1: the target end, as ``x0`` (same sample shape).
+        seed: seed of the generator of the subsamples and of the pairs drawn from each plan. Default
+            ``0``.
 
     Attributes:
         coupling: the :class:`GlobalOT` settings.
@@ -641,6 +666,10 @@ class PlanSampler:
         """Continue from a position returned by :meth:`state_dict` (checkpoint resume); the
         pending plan's subsamples are drawn again from the saved generator state.
 
+        Args:
+            state: a dict returned by :meth:`state_dict` (generator state, current plan's pairs and
+                weights, pairs drawn, solve times).
+
         Example:
             >>> import torch
             >>> x = torch.arange(6.0, dtype=torch.float64).reshape(3, 2)
@@ -713,6 +742,10 @@ _COUPLINGS: dict[str, Callable[..., Coupling]] = {
 def get_coupling(spec: str | dict[str, Any] | Coupling) -> Coupling:
     """Resolve ``"independent"``, ``"exact_ot"``, ``"global_ot"``, ``"sinkhorn"``, a spec dict
     (``{"name": "sinkhorn", "reg": 0.01}``) or a :class:`Coupling` instance.
+
+    Args:
+        spec: a coupling name, a dict with ``"name"`` and that coupling's settings, or a
+            :class:`Coupling` (returned as is).
 
     Raises:
         ValueError: unknown name (the message lists the valid ones).

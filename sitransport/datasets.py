@@ -658,6 +658,9 @@ class KnownOTPair:
         r"""The convex potential :math:`\varphi(x)`, shape ``(n,)`` (same array type as ``x``;
         a tensor result is differentiable with respect to ``x``).
 
+        Args:
+            x: points of shape ``(n, d)``: numpy, torch or xarray.
+
         Example:
             >>> pair = known_ot_pair("mixture", 2, seed=0)
             >>> pair.potential(np.zeros((4, 2))).shape
@@ -674,6 +677,9 @@ class KnownOTPair:
     def ot_map(self, x: ArrayLike) -> ArrayLike:
         r"""The optimal-transport map :math:`T(x) = \nabla\varphi(x)` in closed form, shape
         ``(n, d)``, same array type as ``x``.
+
+        Args:
+            x: points of shape ``(n, d)``: numpy, torch or xarray.
 
         Example:
             >>> import torch
@@ -693,6 +699,11 @@ class KnownOTPair:
     def sample(self, n: int, *, seed: Seed = None) -> tuple[np.ndarray, np.ndarray]:
         """``n`` draws of :math:`\\rho_0` and ``n`` *independent* draws of :math:`\\rho_1`
         (the push-forward of a second, independent source sample): what a solver sees.
+
+        Args:
+            n: number of samples of each end, an integer ``>= 1``.
+            seed: an ``int``, a :class:`numpy.random.Generator` or ``None`` (fresh entropy) for both
+                draws. Default ``None``.
 
         Returns:
             ``(x0, x1)``, ``float64`` arrays of shape ``(n, d)``.
@@ -1061,6 +1072,10 @@ class ToyDistribution(torch.distributions.Distribution):
     def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
         """Draw ``float64`` points of shape ``(*sample_shape, 2)``.
 
+        Args:
+            sample_shape: leading shape of the draws (``torch.distributions`` convention). Default
+                ``()``: one point.
+
         Example:
             >>> ToyDistribution("moons").sample((3, 5)).shape
             torch.Size([3, 5, 2])
@@ -1073,6 +1088,9 @@ class ToyDistribution(torch.distributions.Distribution):
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Exact log density, as :func:`log_prob`, of shape ``value.shape[:-1]``.
+
+        Args:
+            value: points of shape ``(..., 2)``.
 
         Raises:
             NotImplementedError: the data set has no exact density.

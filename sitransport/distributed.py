@@ -118,6 +118,9 @@ def all_gather_batch(x: Tensor) -> Tensor:
     """Concatenate every rank's ``x`` (same shape on all ranks) in rank order, on ``x``'s
     device; ``x`` itself without a process group.
 
+    Args:
+        x: this rank's tensor; every rank passes the same shape and dtype.
+
     Example:
         >>> x = torch.zeros(8, 2)  # this rank's shard
         >>> all_gather_batch(x).shape  # (8 N, 2) on N ranks; one process here
@@ -195,6 +198,9 @@ class ShardedDataset:
         """The images at ``indices`` of the dataset, stacked as stored (not dequantised);
         the image of an ``(image, label)`` item is its first entry.
 
+        Args:
+            indices: positions in the whole dataset (not this rank's shard), any order.
+
         Example:
             >>> data = torch.utils.data.TensorDataset(torch.arange(12).reshape(3, 1, 2, 2))
             >>> ShardedDataset(data).images([2, 0])[:, 0, 0, 0].tolist()
@@ -216,6 +222,9 @@ class ShardedDataset:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Continue from a position returned by :meth:`state_dict` (checkpoint resume).
+
+        Args:
+            state: ``{"epoch": ..., "position": ...}`` as :meth:`state_dict` returns it.
 
         Example:
             >>> data = torch.utils.data.TensorDataset(torch.rand(10, 1, 2, 2))

@@ -762,6 +762,11 @@ class DatasetDraw:
     ``n`` items of a :class:`~sitransport.distributed.ShardedDataset`, both normalised. It is
     stateful (the dataset's position), and its ``state_dict`` goes into checkpoints.
 
+    Args:
+        base: the source density ``rho0``; its samples have the images' shape.
+        source: the target data set, read in shuffled order (this rank's shard).
+        norm: the normalisation applied to both ends before they reach the trainer.
+
     Example:
         >>> import torch
         >>> from sitransport._bases import StandardNormal
@@ -801,6 +806,9 @@ class DatasetDraw:
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Continue from a position returned by :meth:`state_dict`.
 
+        Args:
+            state: ``{"epoch": ..., "position": ...}`` as :meth:`state_dict` returns it.
+
         Example:
             >>> import torch
             >>> from sitransport._bases import StandardNormal
@@ -832,6 +840,11 @@ def _dataset_items(source: ShardedDataset, n: int, gen: torch.Generator) -> Tens
 def effective_rank(x: Tensor, rtol: float = 1e-6) -> int:
     """Number of covariance eigenvalues above ``rtol`` times the largest: the dimension of
     the affine span the samples fill (a line in the plane has rank 1).
+
+    Args:
+        x: samples of shape ``(n, ...)``, flattened to ``(n, d)``; fewer than two samples give rank
+            0.
+        rtol: relative threshold on the eigenvalues of the sample covariance. Default ``1e-6``.
 
     Example:
         >>> import sitransport as st

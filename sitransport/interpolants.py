@@ -689,6 +689,15 @@ class NeuralPath(_OnBase):
     ) -> NeuralPath:
         """Build a path with given weights of ``h`` (the inverse of :meth:`spec`).
 
+        Args:
+            dim: ``d``, the dimension of the samples.
+            base: ``"linear"`` or ``"trig"``, the path the learned term perturbs. Default
+                ``"linear"``.
+            K: number of sine terms. Default ``2``.
+            width: hidden width of the two-layer MLP ``h``. Default ``64``.
+            state: the ``state_dict`` of ``h`` (tensors or nested lists, as :meth:`spec` writes it);
+                ``None``: freshly initialised weights. Default ``None``.
+
         Example:
             >>> path = NeuralPath(2, K=1, width=4)
             >>> spec = {k: v for k, v in path.spec().items() if k != "name"}
