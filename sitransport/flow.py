@@ -57,6 +57,10 @@ _MIN_LEVELS = 100
 class Normalization:
     """Affine map ``z = (x - shift) / scale`` with a scalar ``scale`` (a similarity).
 
+    Args:
+        shift: the pooled mean, a finite float64 tensor of the sample shape (e.g. ``(d,)``).
+        scale: the root-mean per-coordinate standard deviation, a finite float ``> 0``.
+
     Raises:
         ValueError: ``scale`` is not finite and positive, or ``shift`` is not finite.
 
@@ -84,6 +88,9 @@ class Normalization:
     def identity(cls, shape: tuple[int, ...]) -> Normalization:
         """The identity map (zero shift, unit scale) for samples of shape ``shape``.
 
+        Args:
+            shape: the sample shape, e.g. ``(d,)`` or ``(c, h, w)``.
+
         Example:
             >>> Normalization.identity((2,))
             Normalization(shift=tensor([0., 0.], dtype=torch.float64), scale=1.0)
@@ -105,7 +112,7 @@ class Normalization:
         relative to their spreads, or of very different spreads, collapse to a few points).
 
         Args:
-            samples: sample sets, shape ``(n_i, ...)``, one per end.
+            *samples: sample sets, shape ``(n_i, ...)``, one per end.
             names: their names in error messages (default ``samples[i]``).
             dtype: the dtype the samples will be transported in (``None``: not checked).
 
@@ -186,6 +193,10 @@ class Normalization:
     def encode(self, x: Tensor) -> Tensor:
         """Caller's coordinates to normalised ones, ``(x - shift) / scale``.
 
+        Args:
+            x: points in the caller's coordinates, shape ``(n, *shape)``; the result keeps their
+                dtype.
+
         Example:
             >>> import torch
             >>> norm = Normalization(torch.tensor([1.0, -1.0]), 0.5)
@@ -196,6 +207,10 @@ class Normalization:
 
     def decode(self, z: Tensor) -> Tensor:
         """Normalised coordinates back to the caller's, ``z * scale + shift``.
+
+        Args:
+            z: points in normalised coordinates, shape ``(n, *shape)``; the result keeps their
+                dtype.
 
         Example:
             >>> import torch
@@ -209,6 +224,10 @@ class Normalization:
 @dataclass(frozen=True)
 class TransportResult:
     """Transported samples (caller's array type) and the ODE's function evaluations.
+
+    Attributes:
+        x: transported samples, shape ``(n, d)``, the caller's array type.
+        nfe: velocity evaluations of the ODE per batch, averaged over batches.
 
     Example:
         >>> import numpy as np
@@ -228,6 +247,12 @@ class PathEnergy:
     r"""What :meth:`TransportFlow.path_energy` returns: end points ``x`` (caller's array type),
     per-sample path energies :math:`\int_0^1 |v_t(X_t)|^2 dt` (caller's coordinates, shape
     ``(n,)``) and the ODE's function evaluations.
+
+    Attributes:
+        x: end points of the paths, shape ``(n, d)``, the caller's array type.
+        energy: per-sample path energies :math:`\int_0^1 |v_t(X_t)|^2 dt` in the caller's
+            coordinates, shape ``(n,)``, same type.
+        nfe: velocity evaluations of the ODE per batch, averaged over batches.
 
     Example:
         >>> import numpy as np
@@ -249,6 +274,11 @@ class LogProbEstimate:
     """Log-density estimates (nats), their standard errors (zero for the exact divergence,
     from the across-probe spread for Hutchinson, see :func:`~sitransport.ode.probe_stderr`)
     and the NFE of the augmented ODE.
+
+    Attributes:
+        log_prob: log-densities in nats, shape ``(n,)``, the caller's array type.
+        stderr: their standard errors, shape ``(n,)``, same type (zeros for the exact divergence).
+        nfe: velocity evaluations of the augmented ODE per batch, averaged over batches.
 
     Example:
         >>> import numpy as np
@@ -754,6 +784,9 @@ class TransportFlow:
         Args:
             x: points, shape ``(n, d)``.
             t: a time or times of shape ``(n,)`` with :math:`\alpha(t) \ge` ``alpha_min``.
+            alpha_min: smallest :math:`\alpha(t)` (or :math:`\gamma(t)` with a denoiser) the score
+                may divide by, a finite float ``> 0``; nearer ``t = 1`` is refused. Default
+                ``1e-3``.
 
         Returns:
             Scores of the shape and array type of ``x``.
@@ -1060,6 +1093,11 @@ class TransportFlow:
         Keyword arguments as in :meth:`log_prob_estimate` (``method``, ``probes``, ``seed``,
         ``ode``, ``batch_size``, ``progress``); use that method for the standard errors.
 
+        Args:
+            y: points, shape ``(n, d)`` (numpy, torch or xarray).
+            **kwargs: options of :meth:`log_prob_estimate`: ``method``, ``probes``, ``seed``,
+                ``ode``, ``batch_size``, ``progress``.
+
         Example:
             >>> import numpy as np
             >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
@@ -1078,6 +1116,10 @@ class TransportFlow:
         interpolant of exactly their class (a subclass would load as its parent). A torch
         Distribution base is recorded by name only and must be passed again to
         :func:`sitransport.load`.
+
+        Args:
+            path: file to write (``str`` or path-like, not a folder); its folder must exist and an
+                existing file is replaced.
 
         Raises:
             TypeError: the velocity is not a built-in sitransport network, or the interpolant

@@ -61,6 +61,12 @@ class ImageData:
     """Integer images: ``pixels`` of shape ``(n, c, h, w)`` (uint8 numpy) with values in
     ``{0, ..., levels - 1}``, and integer ``labels`` of shape ``(n,)`` (or ``None``).
 
+    Args:
+        pixels: integer images, uint8 numpy of shape ``(n, c, h, w)``, values in
+            ``{0, ..., levels - 1}``.
+        labels: integer class labels of shape ``(n,)``, or ``None`` for unlabelled images.
+        levels: number of grey levels per channel, ``L`` (256 for 8-bit images). Default ``256``.
+
     Example:
         >>> import numpy as np
         >>> from sitransport.images import ImageData
@@ -92,6 +98,10 @@ class ImageData:
 
     def dequantized(self, *, seed: int = 0) -> np.ndarray:
         """One dequantised draw of every image, float64 in ``[0, 1)`` (see :func:`dequantize`).
+
+        Args:
+            seed: seed of the uniform dequantisation noise (the same seed, the same draw). Default
+                ``0``.
 
         Example:
             >>> data = ImageData(np.arange(8, dtype=np.uint8).reshape(2, 1, 2, 2), None, 8)
@@ -138,6 +148,11 @@ def to_pixels(x: Any, *, levels: int = 256) -> np.ndarray:
     """Quantise values in ``[0, 1]`` to integer pixels ``floor(x L)`` clipped to the grid
     (the inverse of :func:`dequantize`), as uint8 numpy (for ``levels <= 256``).
 
+    Args:
+        x: values in ``[0, 1]`` of 1 to 4 dimensions, e.g. images ``(n, c, h, w)`` (numpy, torch or
+            xarray).
+        levels: number of grid levels ``L >= 2``. Default ``256``.
+
     Example:
         >>> to_pixels(np.array([0.0, 0.5, 1.0])).tolist()
         [0, 128, 255]
@@ -177,6 +192,10 @@ class DequantizedImages(Density):
     def take(self, idx: Tensor, generator: torch.Generator) -> Tensor:
         """Dequantised images ``idx`` (float64), noise from ``generator``.
 
+        Args:
+            idx: integer indices of the images, shape ``(m,)``.
+            generator: torch generator of the uniform dequantisation noise.
+
         Example:
             >>> pixels = np.arange(4, dtype=np.uint8).reshape(4, 1, 1, 1)
             >>> images = DequantizedImages(pixels, levels=4)
@@ -190,6 +209,9 @@ class DequantizedImages(Density):
     def subset(self, idx: Tensor) -> DequantizedImages:
         """The images ``idx`` as a new set (e.g. a training split).
 
+        Args:
+            idx: integer indices of the images to keep, shape ``(m,)``.
+
         Example:
             >>> images = DequantizedImages(np.zeros((10, 1, 2, 2), dtype=np.uint8))
             >>> len(images.subset(torch.arange(8)))
@@ -199,6 +221,10 @@ class DequantizedImages(Density):
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` images drawn with replacement, each dequantised afresh (float64).
+
+        Args:
+            n: number of images to draw, an integer ``>= 1``.
+            generator: torch generator of the indices and the dequantisation noise.
 
         Example:
             >>> images = DequantizedImages(np.zeros((3, 1, 2, 2), dtype=np.uint8))
@@ -476,6 +502,15 @@ class BitsPerDim:
     standard error (spread of the per-image values / sqrt(n): sampling and, for Hutchinson,
     probe noise together), the mean NLL in nats per image, ``n`` and the ODE's NFE.
 
+    Attributes:
+        bpd: mean bits per dimension over the images.
+        stderr: its standard error: spread of the per-image values over ``sqrt(n)`` (``nan`` for one
+            image).
+        nll: mean negative log-likelihood of the dequantised images, nats per image (density of the
+            ``[0, 1]``-scaled values).
+        n: number of images evaluated.
+        nfe: velocity evaluations of the augmented ODE per batch, averaged over batches.
+
     Example:
         >>> import sitransport as st
         >>> import numpy as np
@@ -585,6 +620,14 @@ def save_grid(
     """Write images ``(n, c, h, w)`` with values in ``[0, 1]``, or integer pixels of
     ``levels`` grey levels, as one PNG grid (matplotlib's writer; no Pillow needed), each
     pixel drawn as a ``scale x scale`` block. Returns the path.
+
+    Args:
+        images: images ``(n, c, h, w)`` with ``c`` 1 or 3: floats in ``[0, 1]`` (numpy, torch or
+            xarray; clipped) or integer numpy pixels.
+        path: PNG file to write; missing folders are created.
+        nrow: images per grid row; ``None``: ``ceil(sqrt(n))``. Default ``None``.
+        levels: grey levels of integer pixels (ignored for floats). Default ``256``.
+        scale: each pixel becomes a ``scale x scale`` block, an integer ``>= 1``. Default ``1``.
 
     Example:
         >>> import tempfile, os

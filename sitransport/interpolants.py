@@ -114,6 +114,9 @@ class Interpolant(nn.Module, abc.ABC):
     def alpha(self, t: Tensor) -> Tensor:
         """Coefficient of ``x0``, elementwise in ``t`` (1 at ``t = 0``, 0 at ``t = 1``).
 
+        Args:
+            t: times, a tensor of any shape (a scalar or ``(n,)``), values in ``[0, 1]``.
+
         Example:
             >>> import torch
             >>> from sitransport.interpolants import Linear
@@ -126,6 +129,9 @@ class Interpolant(nn.Module, abc.ABC):
     def beta(self, t: Tensor) -> Tensor:
         """Coefficient of ``x1``, elementwise in ``t`` (0 at ``t = 0``, 1 at ``t = 1``).
 
+        Args:
+            t: times, a tensor of any shape (a scalar or ``(n,)``), values in ``[0, 1]``.
+
         Example:
             >>> import torch
             >>> from sitransport.interpolants import Trig
@@ -136,6 +142,9 @@ class Interpolant(nn.Module, abc.ABC):
 
     def gamma(self, t: Tensor) -> Tensor:
         """Noise scale; zero for deterministic interpolants.
+
+        Args:
+            t: times, a tensor of any shape (a scalar or ``(n,)``), values in ``[0, 1]``.
 
         Example:
             >>> import torch
@@ -150,6 +159,9 @@ class Interpolant(nn.Module, abc.ABC):
     def dalpha(self, t: Tensor) -> Tensor:
         """Time derivative of :meth:`alpha` (forward-mode autodiff unless overridden).
 
+        Args:
+            t: times, a tensor of any shape (a scalar or ``(n,)``), values in ``[0, 1]``.
+
         Example:
             >>> import torch
             >>> from sitransport.interpolants import Custom
@@ -162,6 +174,9 @@ class Interpolant(nn.Module, abc.ABC):
     def dbeta(self, t: Tensor) -> Tensor:
         """Time derivative of :meth:`beta` (forward-mode autodiff unless overridden).
 
+        Args:
+            t: times, a tensor of any shape (a scalar or ``(n,)``), values in ``[0, 1]``.
+
         Example:
             >>> import torch
             >>> from sitransport.interpolants import Trig
@@ -172,6 +187,9 @@ class Interpolant(nn.Module, abc.ABC):
 
     def dgamma(self, t: Tensor) -> Tensor:
         """Time derivative of :meth:`gamma`.
+
+        Args:
+            t: times, a tensor of any shape (a scalar or ``(n,)``), values in ``[0, 1]``.
 
         Example:
             >>> import torch
@@ -218,6 +236,13 @@ class Interpolant(nn.Module, abc.ABC):
         r"""Return :math:`\partial_t x_t = \dot\alpha x_0 + \dot\beta x_1 [+ \dot\gamma z]`.
 
         Same arguments as :meth:`interpolate`; the target of the quadratic loss.
+
+        Args:
+            x0: samples of ``rho0``, shape ``(n, ...)``.
+            x1: samples of ``rho1``, same shape.
+            t: times, scalar or shape ``(n,)``.
+            z: standard normal noise of the same shape; required iff :attr:`stochastic`. Default
+                ``None``.
 
         Example:
             >>> import torch

@@ -65,6 +65,13 @@ class PCAEncoder:
     def fit(cls, x: Tensor, k: int | None = None, variance: float = 0.999) -> PCAEncoder:
         """Principal components of ``x``; ``k`` given, or the fewest that explain ``variance``.
 
+        Args:
+            x: samples, shape ``(n, d)`` (computed in float64).
+            k: number of components, ``1 <= k <= d``; ``None``: chosen by ``variance``. Default
+                ``None``.
+            variance: fraction of the total variance the components must explain, in ``[0, 1]``;
+                used only when ``k`` is ``None``. Default ``0.999``.
+
         Example:
             >>> x = torch.cat([torch.randn(500, 2), torch.zeros(500, 3)], 1).double()
             >>> PCAEncoder.fit(x).components.shape
@@ -95,6 +102,9 @@ class PCAEncoder:
     def encode(self, x: Tensor) -> Tensor:
         """Principal coordinates ``(x - mean) @ components``: ``(n, d)`` to ``(n, k)``.
 
+        Args:
+            x: ambient points, shape ``(n, d)``; the result keeps their dtype and device.
+
         Example:
             >>> import torch
             >>> x = torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 1.0], [4.0, 0.0, 1.0]]).double()
@@ -106,6 +116,9 @@ class PCAEncoder:
 
     def decode(self, y: Tensor) -> Tensor:
         """Ambient points ``mean + y @ components.T``: ``(n, k)`` to ``(n, d)``.
+
+        Args:
+            y: principal coordinates, shape ``(n, k)``; the result keeps their dtype and device.
 
         Example:
             >>> import torch
@@ -185,6 +198,10 @@ class LatentFlow:
 
         Keyword arguments as in :meth:`TransportFlow.push_forward`.
 
+        Args:
+            x: samples of ``rho0``: latent ``(n, k)`` for a Gaussian base, else ambient ``(n, d)``.
+            **kwargs: options of :meth:`TransportFlow.push_forward` (``ode``, ``nfe``).
+
         Example:
             >>> import numpy as np
             >>> import torch
@@ -206,6 +223,10 @@ class LatentFlow:
         base, else ambient).
 
         Keyword arguments as in :meth:`TransportFlow.pull_back`.
+
+        Args:
+            y: ambient samples of ``rho1``, shape ``(n, d)`` (numpy, torch or xarray).
+            **kwargs: options of :meth:`TransportFlow.pull_back` (``ode``, ``nfe``).
 
         Example:
             >>> import numpy as np
@@ -229,6 +250,10 @@ class LatentFlow:
 
         Keyword arguments as in :meth:`TransportFlow.sample`.
 
+        Args:
+            n: number of samples, an integer ``>= 1``.
+            **kwargs: options of :meth:`TransportFlow.sample` (``seed``, ``ode``, ``method``, ...).
+
         Example:
             >>> import torch
             >>> from sitransport import TransportFlow
@@ -246,6 +271,12 @@ class LatentFlow:
         """Log-density of the projected data ``W^T (y - mean)`` under the latent flow.
 
         Keyword arguments as in :meth:`TransportFlow.log_prob`.
+
+        Args:
+            y: ambient points, shape ``(n, d)`` (numpy, torch or xarray); projected onto the latent
+                subspace.
+            **kwargs: options of :meth:`TransportFlow.log_prob` (``method``, ``probes``, ``seed``,
+                ...).
 
         Example:
             >>> import numpy as np
@@ -266,6 +297,11 @@ class LatentFlow:
         """Log-density on the ambient space; exists only when ``k = d`` (unit Jacobian).
 
         Keyword arguments as in :meth:`TransportFlow.log_prob`.
+
+        Args:
+            y: ambient points, shape ``(n, d)`` (numpy, torch or xarray).
+            **kwargs: options of :meth:`TransportFlow.log_prob` (``method``, ``probes``, ``seed``,
+                ...).
 
         Raises:
             ValueError: ``k < d``: the learned law lives on a ``k``-dimensional subspace.
@@ -292,6 +328,9 @@ class LatentFlow:
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically with a checksum; :func:`sitransport.load` reads it back (no code
         executed) and verifies it.
+
+        Args:
+            path: file to write (``str`` or path-like, not a folder); its folder must exist.
 
         Raises:
             TypeError, ValueError: as :meth:`TransportFlow.save` (a network or interpolant

@@ -69,6 +69,12 @@ class Flow(Protocol):
     def push_forward(self, x: Any, *, ode: ODEOptions | None = None, nfe: int | None = None) -> Any:
         """Map samples of ``rho0`` to samples of ``rho1`` (``t: 0 -> 1``).
 
+        Args:
+            x: samples of ``rho0``, shape ``(n, *shape)`` (numpy, torch or xarray).
+            ode: ODE settings; ``None``: the flow's :attr:`ode`. Default ``None``.
+            nfe: instead of ``ode``, a budget of velocity evaluations (fixed steps); ``None``: use
+                ``ode``. Default ``None``.
+
         Example:
             >>> import numpy as np
             >>> from sitransport import TransportFlow
@@ -80,6 +86,12 @@ class Flow(Protocol):
 
     def pull_back(self, y: Any, *, ode: ODEOptions | None = None, nfe: int | None = None) -> Any:
         """Map samples of ``rho1`` back to ``rho0`` (``t: 1 -> 0``).
+
+        Args:
+            y: samples of ``rho1``, shape ``(n, *shape)`` (numpy, torch or xarray).
+            ode: ODE settings; ``None``: the flow's :attr:`ode`. Default ``None``.
+            nfe: instead of ``ode``, a budget of velocity evaluations (fixed steps); ``None``: use
+                ``ode``. Default ``None``.
 
         Example:
             >>> import numpy as np
@@ -93,6 +105,10 @@ class Flow(Protocol):
     def sample(self, n: int, *, seed: int | None = None) -> np.ndarray:
         """``n`` samples of the learned ``rho1``, a numpy array of shape ``(n, *shape)``.
 
+        Args:
+            n: number of samples, an integer ``>= 1``.
+            seed: seed of the base draws; ``None``: fresh randomness. Default ``None``.
+
         Example:
             >>> import numpy as np
             >>> from sitransport import TransportFlow
@@ -105,6 +121,11 @@ class Flow(Protocol):
     def log_prob(self, y: Any, **kwargs: Any) -> Any:
         """Log-density of the learned ``rho1`` at ``y``, shape ``(n,)``, in nats.
 
+        Args:
+            y: points of ``rho1``'s space, shape ``(n, *shape)`` (numpy, torch or xarray).
+            **kwargs: the flow kind's own options (e.g. ``method``, ``probes``, ``seed`` of
+                :meth:`TransportFlow.log_prob_estimate`).
+
         Example:
             >>> import numpy as np
             >>> from sitransport import TransportFlow
@@ -116,6 +137,9 @@ class Flow(Protocol):
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the flow to ``path``; :func:`sitransport.load` reads it back.
+
+        Args:
+            path: file to write (``str`` or path-like); its folder must exist.
 
         Example:
             >>> import tempfile
