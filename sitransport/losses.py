@@ -48,6 +48,12 @@ class LossOutput:
     mean squared error to the velocity target; ``flow_matching - quadratic`` is the batch
     mean of ``|dI/dt|^2``, a constant of the data.
 
+    Attributes:
+        quadratic: the paper's quadratic loss G, batch mean, a scalar tensor.
+        flow_matching: the batch mean of ``|v(x_t) - dI/dt|^2``, a scalar tensor.
+        kinetic: the batch mean of ``|v(x_t)|^2`` (at the optimum, a Monte Carlo estimate of the
+            path's kinetic energy, for uniform times), a scalar tensor.
+
     Example:
         >>> import torch
         >>> from sitransport.interpolants import Linear
@@ -160,6 +166,9 @@ class TimeSampler(abc.ABC):
     def icdf(self, u: Tensor) -> Tensor:
         """Inverse CDF: the time at quantile ``u`` (float64 tensor of values in ``[0, 1]``).
 
+        Args:
+            u: quantiles, a float64 tensor of any shape with values in ``[0, 1]``.
+
         Example:
             >>> import torch
             >>> u = torch.tensor([0.1, 0.5], dtype=torch.float64)
@@ -270,6 +279,10 @@ _SAMPLERS: dict[str, Callable[..., TimeSampler]] = {"beta": BetaTime, "uniform":
 
 def get_time_sampler(spec: str | dict[str, Any] | TimeSampler) -> TimeSampler:
     """Resolve ``"uniform"``, ``"beta"``, ``{"name": "beta", "a": 2, "b": 2}`` or an instance.
+
+    Args:
+        spec: a sampler name, a dict with ``"name"`` and the sampler's settings, or a
+            :class:`TimeSampler` (returned as is).
 
     Raises:
         ValueError: unknown name (the message lists the valid ones).

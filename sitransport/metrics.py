@@ -682,6 +682,13 @@ class SampleQuality:
     """Exact ``w2`` of generated vs held-out samples, the ``noise_floor`` (held-out vs an
     independent held-out set of the same size ``n``) and their ``ratio`` (1 is perfect).
 
+    Attributes:
+        w2: exact :math:`W_2` (POT) between the generated and the held-out samples.
+        noise_floor: :math:`W_2` between two independent held-out sets of size ``n``: what a perfect
+            model would score.
+        ratio: ``w2 / noise_floor``: 1 is perfect, larger is worse.
+        n: number of samples in each compared set.
+
     Example:
         >>> import numpy as np
         >>> from sitransport.metrics import sample_quality
@@ -836,7 +843,8 @@ class TransportReport:
         w2_generated: measured exact :math:`W_2` between pushed samples and held-out target
             samples (``nan`` without ``held_out``); compare with ``w2_bound``.
         noise_floor: :math:`W_2` between two held-out halves (``nan`` without ``held_out``).
-        n: number of samples used; nfe: function evaluations of the energy ODE.
+        n: number of samples used.
+        nfe: velocity evaluations of the energy ODE per batch, averaged over batches.
 
     Example:
         A translation by ``(1, 1)`` at constant speed is optimal and straight:

@@ -198,6 +198,10 @@ class ODEOptions(FieldsSpec):
         first and last time (both ends exact), so the velocity is never evaluated outside
         ``[0, 1]`` and a fixed-step solve costs exactly :attr:`nfe` evaluations.
 
+        Args:
+            times: the times of the solve, a 1-D tensor (increasing or decreasing); its last entry
+                is where adaptive steps must land.
+
         Example:
             >>> import torch
             >>> ODEOptions(method="rk4", steps=20).kwargs(torch.tensor([0.0, 1.0]))
@@ -226,6 +230,10 @@ class ODEResult:
     """States at the requested times, shape ``(len(times), n, ...)``, and the number of
     velocity evaluations (NFE) per batch, averaged over batches.
 
+    Attributes:
+        states: states at the requested times, shape ``(len(times), n, ...)``.
+        nfe: velocity evaluations per batch, averaged over batches.
+
     Example:
         >>> import torch
         >>> from sitransport.ode import integrate
@@ -247,6 +255,12 @@ class LogDetResult:
     for a forward solve; see :func:`integrate_logdet`), its standard error (zeros when exact)
     and the NFE.
 
+    Attributes:
+        x: end states, shape ``(n, ...)``.
+        delta_logp: integral of the divergence along each path, shape ``(n,)``.
+        stderr: its standard error, shape ``(n,)`` (zeros for the exact divergence).
+        nfe: evaluations of the augmented ODE per batch, averaged over batches.
+
     Example:
         >>> import torch
         >>> from sitransport.ode import integrate_logdet
@@ -265,6 +279,11 @@ class LogDetResult:
 class EnergyResult:
     """End state ``x`` of shape ``(n, ...)``, the path energy :math:`\\int |v|^2 dt` of each
     sample's trajectory, shape ``(n,)``, and the NFE.
+
+    Attributes:
+        x: end states, shape ``(n, ...)``.
+        energy: path energy :math:`\\int |v|^2 dt` of each sample's trajectory, shape ``(n,)``.
+        nfe: velocity evaluations per batch, averaged over batches.
 
     Example:
         >>> import torch

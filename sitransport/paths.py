@@ -90,7 +90,7 @@ class PathOptimizer:
 
     Args:
         interpolant: an interpolant with parameters (e.g. ``Fourier``).
-        settings: :class:`PathSettings`. Default ``None``.
+        settings: :class:`PathSettings`; ``None``: ``PathSettings()``. Default ``None``.
 
     Raises:
         ValueError: the interpolant has no parameters to optimise.
@@ -121,6 +121,9 @@ class PathOptimizer:
     def due(self, step: int) -> bool:
         """Whether a path step follows velocity step ``step`` (1-based).
 
+        Args:
+            step: the velocity step just taken, 1-based.
+
         Example:
             >>> from sitransport.interpolants import Fourier
             >>> opt = PathOptimizer(Fourier("trig", K=2), PathSettings(start=10, every=5))
@@ -137,6 +140,10 @@ class PathOptimizer:
         own schedule factor, or, with a ``stop``, a cosine from 1 at ``start`` to 0 at
         ``stop``, so the path comes to rest before it is frozen (frozen mid-stride at a high
         learning rate, it stops wherever its last steps threw it).
+
+        Args:
+            step: the velocity step, 1-based.
+            velocity_factor: the velocity's learning-rate schedule factor at that step.
 
         Example:
             >>> from sitransport.interpolants import Fourier
@@ -183,6 +190,9 @@ class PathOptimizer:
         Used by the simultaneous mode, where the gradients come from the same evaluation of
         G as the velocity's.
 
+        Args:
+            grads: gradients of G, one per tensor of :attr:`params`, in that order.
+
         Example:
             >>> import torch
             >>> from sitransport.interpolants import Fourier
@@ -213,6 +223,9 @@ class PathOptimizer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned.
+
+        Args:
+            state: ``{"interpolant": ..., "optimizer": ...}`` as :meth:`state_dict` returns it.
 
         Example:
             >>> import torch

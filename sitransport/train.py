@@ -77,6 +77,11 @@ class TrainResult:
     """What :func:`train` (and :meth:`Trainer.run`) return: the trained ``model`` (the EMA
     model, or the network without EMA, in eval mode) and ``history``, the record of the run.
 
+    Attributes:
+        model: the trained network (the EMA model, or the network without EMA), in eval mode.
+        history: the record of the run, an ``xarray.Dataset``: per-step losses, learning
+            rate, gradient norms and wall time, and the validation losses.
+
     Example:
         >>> import torch
         >>> from sitransport.interpolants import Linear
@@ -219,6 +224,9 @@ class LRSchedule:
     run that wrote the checkpoint, so a longer ``steps`` continues at the floor after it.
     Benchmarks train peers on the same schedule (``LambdaLR(optimizer, LRSchedule(s))``).
 
+    Args:
+        settings: the run's settings: ``warmup``, ``steps`` (the total) and ``min_lr_ratio``.
+
     Example:
         >>> from sitransport.train import LRSchedule, TrainSettings
         >>> factor = LRSchedule(TrainSettings(steps=110, warmup=10, min_lr_ratio=0.01))
@@ -246,6 +254,10 @@ def run_generator(seed: int, stream: int = 0) -> torch.Generator:
 def ema_decay(decay: float, k: int) -> float:
     """EMA decay ``min(decay, (1 + k) / (10 + k))`` after ``k`` updates, so early weights are
     forgotten quickly and short runs are not dragged back to initialisation.
+
+    Args:
+        decay: the configured EMA decay, in ``[0, 1)``.
+        k: number of EMA updates done so far, ``>= 0``.
 
     Example:
         >>> [round(ema_decay(0.999, k), 4) for k in (0, 10, 10_000)]
@@ -339,6 +351,12 @@ class DivergenceGuard:
     be negative. The state is rebuilt from the record's ``fm_loss``, so a resumed run checks
     the same way.
 
+    Args:
+        clip_grad: the run's gradient-clipping norm (``None``: no clipping), quoted in the advice of
+            the error.
+        fm_losses: flow-matching batch losses of the steps already done (the record's ``fm_loss``;
+            empty for a new run).
+
     Example:
         >>> from sitransport.train import DivergenceGuard
         >>> DivergenceGuard(clip_grad=None, fm_losses=[1.0, 0.9]).lowest  # median(1.0, 0.9)
@@ -375,6 +393,13 @@ class DivergenceGuard:
 
     def check(self, step: int, loss: float, fm: float, grad_norm: float, lr: float) -> None:
         """Raise :class:`TrainingDivergedError` if step ``step`` (0-based) diverged.
+
+        Args:
+            step: the step, 0-based, named in the error.
+            loss: the batch's quadratic loss G.
+            fm: the batch's flow-matching loss ``E|v - dI/dt|^2``.
+            grad_norm: the gradient norm before clipping.
+            lr: the current learning rate, quoted in the advice of the error.
 
         Example:
             >>> guard = DivergenceGuard(clip_grad=1.0, fm_losses=[])
@@ -542,6 +567,26 @@ class Trainer:
 
     The arguments are those of :func:`train`.
 
+    Args:
+        net: velocity network ``v(z, t)``; trained in place and moved to ``device``.
+        interpolant: the path (trained in place too when ``path`` is given).
+        draw: ``draw(n, generator)`` returning a global batch ``(x0, x1)`` of normalised samples.
+        settings: optimisation settings; ``None``: ``TrainSettings()``. Default ``None``.
+        time_sampler: distribution of training times; ``None``: uniform. Default ``None``.
+        coupling: how each batch is paired; ``None``: as drawn (independent). Default ``None``.
+        path: settings of the ascent on the interpolant's parameters; ``None``: a fixed path.
+            Default ``None``.
+        seed: seeds every random draw of the run, an integer in ``[0, 2**63 - 1]``. Default ``0``.
+        validation: ``(x0, x1)`` held-out pairs evaluated every ``eval_every`` steps; ``None``: no
+            validation. Default ``None``.
+        checkpoint: file written every ``checkpoint_every`` steps; ``None``: no checkpoints. Default
+            ``None``.
+        resume: continue from ``checkpoint`` if it exists (see :func:`train`). Default ``False``.
+        device: ``"cpu"``, an available ``"cuda[:index]"`` or ``"mps"``. Default ``"cpu"``.
+        dtype: dtype of the network and the batches. Default ``torch.float32``.
+        fingerprint: plain data that also identifies the run, stored in checkpoints and compared on
+            resume. Default ``None``.
+
     Example:
         >>> import torch
         >>> from sitransport.interpolants import Linear
@@ -699,6 +744,9 @@ class Trainer:
         """Continue from the checkpoint at ``path`` (verified; its ``.prev`` if the file is
         missing or damaged) after checking it belongs to this run (:func:`_check_resume`).
 
+        Args:
+            path: the checkpoint file (its ``<name>.prev`` is read if it is missing or damaged).
+
         Example:
             >>> import torch
             >>> from sitransport.interpolants import Linear
@@ -714,7 +762,9 @@ class Trainer:
             >>> again = Trainer(MLPVelocity(1, width=8, depth=1), Linear(), draw, settings=settings)
             >>> again.restore(path)
             >>> again.start, again.record.step
-            (4, [1, 2, 3, 4])"""
+            (4, [1, 2, 3, 4])
+
+        """
         state = load_checkpoint(path, map_location=self.device)
         total = _check_resume(state, self.fingerprint, path, self.settings.steps)
         self.lr_factor.total = self.fingerprint["lr_schedule_steps"] = total
@@ -926,6 +976,9 @@ class Trainer:
         """Record the learned path's coefficients and the validation losses at ``step``;
         with ``restore_best``, keep the weights of the lowest validation loss.
 
+        Args:
+            step: the number of steps done, recorded as ``eval_step``.
+
         Example:
             >>> import torch
             >>> from sitransport.interpolants import Linear
@@ -938,7 +991,9 @@ class Trainer:
             >>> trainer = Trainer(net, Linear(), draw, settings=settings, validation=held)
             >>> trainer.evaluate(0)
             >>> trainer.record.eval_step, len(trainer.record.val_loss)
-            ([0], 1)"""
+            ([0], 1)
+
+        """
         record, model = self.record, self.model
         record.eval_step.append(step)
         interpolant = self.interpolant
@@ -963,6 +1018,9 @@ class Trainer:
         checksum; the previous file kept as ``<name>.prev``), then call
         :meth:`on_checkpoint`.
 
+        Args:
+            path: the checkpoint file.
+
         Example:
             >>> import torch
             >>> from sitransport.interpolants import Linear
@@ -977,7 +1035,9 @@ class Trainer:
             >>> _ = trainer.run()
             >>> trainer.checkpoint(path)
             >>> trainer.done, path.is_file()
-            (4, True)"""
+            (4, True)
+
+        """
         ema, path_opt, best = self.ema, self.path_opt, self.best
         state = {
             "net": self.net.state_dict(),
@@ -1001,6 +1061,10 @@ class Trainer:
         done) is written to ``path``; does nothing. Override it to act on checkpoints (copy
         them elsewhere, stop the run by raising).
 
+        Args:
+            step: the number of steps done when the checkpoint was written.
+            path: the checkpoint file just written.
+
         Example:
             >>> import torch
             >>> from sitransport.interpolants import Linear
@@ -1017,7 +1081,9 @@ class Trainer:
             >>> net = MLPVelocity(1, width=8, depth=1)
             >>> _ = Logged(net, Linear(), draw, settings=settings, checkpoint=path).run()
             checkpoint 2 checkpoint.pt
-            checkpoint 4 checkpoint.pt"""
+            checkpoint 4 checkpoint.pt
+
+        """
 
     def _result(self) -> TrainResult:
         """The :class:`TrainResult` at the end of the run (the best weights with
@@ -1067,7 +1133,7 @@ def train(
             (independent draws, or pairs for a given coupling such as reflow's). A draw with
             ``state_dict``/``load_state_dict`` methods (e.g. over a
             :class:`~sitransport.distributed.ShardedDataset`) is checkpointed too.
-        settings: optimisation settings. Default ``None``.
+        settings: optimisation settings; ``None``: ``TrainSettings()``. Default ``None``.
         time_sampler: distribution of training times (uniform by default).
         coupling: how each batch is paired (:mod:`sitransport.couplings`; default as drawn).
             A :class:`~sitransport.couplings.GlobalOT` draws the batches from its plans
@@ -1094,6 +1160,8 @@ def train(
             without a fingerprint (written by an older version) resumes with a warning.
             Default ``False``.
         device: ``"cpu"``, an available ``"cuda[:index]"`` or ``"mps"``.
+        dtype: dtype of the network and the batches (``torch.float32`` or ``torch.float64``).
+            Default ``torch.float32``.
         fingerprint: plain data that also identifies the run (:func:`~sitransport.fit` passes its
             arguments and a description of the data: spec and SHA-256 of a fixed subsample);
             stored in checkpoints and compared on resume. Default ``None``.

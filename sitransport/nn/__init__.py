@@ -39,6 +39,10 @@ _NETWORKS: dict[str, Any] = {
 def build_network(config: dict[str, Any]) -> nn.Module:
     """Rebuild a velocity network from its ``config`` dict (as stored in saved flows).
 
+    Args:
+        config: a network's ``config`` dict: ``kind`` (``"mlp"``, ``"potential"``, ``"unet"``, ...)
+            and that class's constructor arguments.
+
     Raises:
         ValueError: unknown ``kind`` (the message lists the valid ones).
 

@@ -66,6 +66,9 @@ class TimeEmbedding(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         """Map times of shape ``(n,)`` to features of shape ``(n, 2K + 1)``.
 
+        Args:
+            t: times, shape ``(n,)``, in ``[0, 1]``.
+
         Example:
             >>> import torch
             >>> TimeEmbedding(frequencies=8)(torch.linspace(0, 1, 4)).shape
@@ -110,6 +113,9 @@ class SpaceEmbedding(nn.Module):
     def out_dim(self, dim: int) -> int:
         """Number of features for ``dim`` coordinates: ``dim (2K + 1)``.
 
+        Args:
+            dim: number of coordinates ``d`` of a point.
+
         Example:
             >>> SpaceEmbedding(0).out_dim(2), SpaceEmbedding(5).out_dim(2)
             (2, 22)
@@ -118,6 +124,9 @@ class SpaceEmbedding(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map points of shape ``(n, d)`` to features of shape ``(n, d (2K + 1))``.
+
+        Args:
+            x: points, shape ``(n, d)``.
 
         Example:
             >>> import torch
@@ -158,6 +167,14 @@ def build_trunk(
     then a linear map to ``out``). ``settings`` is ``(dim, width, depth, activation,
     time_frequencies, space_frequencies)``; ``kind`` names the network in ``config``.
 
+    Args:
+        module: the network under construction; the layers are set as its attributes.
+        kind: the network's name recorded in ``config["kind"]`` (e.g. ``"mlp"``).
+        activations: valid activation names to their ``nn.Module`` classes.
+        settings: ``(dim, width, depth, activation, time_frequencies, space_frequencies)``.
+        out: output features of the last linear layer (``dim`` for a velocity, 1 for a potential).
+        bias: whether the last linear layer has a bias.
+
     Example:
         >>> trunk = nn.Module()  # x (2), then t with sin, cos of 2 frequencies (5)
         >>> build_trunk(trunk, "mlp", {"silu": nn.SiLU}, (2, 8, 1, "silu", 2, 0), out=2, bias=True)
@@ -197,6 +214,11 @@ def build_trunk(
 def run_trunk(module: nn.Module, x: Tensor, t: Tensor) -> Tensor:
     """The output of a trunk made by :func:`build_trunk` at ``x`` (``(n, d)``) and ``t``
     (scalar, shared by all samples, or ``(n,)``).
+
+    Args:
+        module: a module set up by :func:`build_trunk`.
+        x: points, shape ``(n, d)``.
+        t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
 
     Example:
         >>> trunk = nn.Module()
@@ -250,6 +272,10 @@ class MLPVelocity(nn.Module):
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """Return ``v(x, t)`` of shape ``(n, d)``; ``t`` is a scalar or of shape ``(n,)``.
 
+        Args:
+            x: points, shape ``(n, d)``.
+            t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
+
         Example:
             >>> import torch
             >>> net = MLPVelocity(3, width=16, depth=1)
@@ -297,6 +323,10 @@ class VelocityDenoiser(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """The velocity ``b(x, t)`` (the denoiser is :attr:`denoiser`).
+
+        Args:
+            x: points, shape ``(n, d)``.
+            t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
 
         Example:
             >>> import torch

@@ -84,6 +84,10 @@ class PotentialVelocity(nn.Module):
     def potential(self, x: Tensor, t: Tensor) -> Tensor:
         r"""The potential :math:`\varphi_\theta(x, t)`, shape ``(n,)``; ``t`` scalar or ``(n,)``.
 
+        Args:
+            x: points, shape ``(n, d)``.
+            t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
+
         Example:
             >>> import torch
             >>> net = PotentialVelocity(2, width=8, depth=1)
@@ -97,6 +101,10 @@ class PotentialVelocity(nn.Module):
 
         Samples do not interact, so the gradient of the summed potential is each sample's
         own gradient.
+
+        Args:
+            x: points, shape ``(n, d)``.
+            t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
 
         Example:
             >>> import torch

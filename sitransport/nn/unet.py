@@ -293,6 +293,10 @@ class UNetVelocity(nn.Module):
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """Return ``v(x, t)`` of shape ``(n, c, h, w)``; ``t`` is a scalar or of shape ``(n,)``.
 
+        Args:
+            x: images, shape ``(n, c, h, w)`` with this network's ``c, h, w``.
+            t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
+
         Raises:
             ValueError: ``x`` is not of shape ``(n, c, h, w)`` with this network's ``c, h, w``.
 
