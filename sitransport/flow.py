@@ -909,20 +909,15 @@ class TransportFlow:
         With an empirical base (``rho0`` given as samples) the base draws are a resample,
         with replacement, of the stored ``rho0`` samples.
 
-        ``method`` is ``"ode"`` (default) or ``"sde"`` (the default of flows fitted with
-        ``remedy="auto"`` on a low-rank source). ``"sde"`` (Gaussian base, or a stochastic
-        interpolant with its denoiser for any base) integrates
+        ``method="sde"`` (Gaussian base, or a stochastic interpolant with its denoiser for any
+        base) integrates
         :math:`dX = [v + \epsilon \nabla\log\rho_t]\,dt + \sqrt{2\epsilon}\,dW`, which has
-        the same marginals as the ODE; ``steps`` uniform steps of ``scheme`` ``"heun"``
-        (default) or ``"euler"`` (Euler-Maruyama).
+        the same marginals as the ODE, in ``steps`` uniform steps of ``scheme``.
 
-        ``eps``: with a Gaussian base, a float :math:`\epsilon_0` (default 1) for the schedule
-        :math:`\epsilon(t) = \epsilon_0\alpha(t)^2` (vanishing at ``t = 1`` where the score is
-        singular) or a callable ``eps(t)``. For a stochastic interpolant, a float
-        :math:`\epsilon_0` (default 4) for :math:`\epsilon(t) = \epsilon_0\gamma(t)^2`.
-        Why 4: in a direction where ``rho0`` has no spread (a low-rank source) the velocity is
-        singular at ``t = 0`` and the marginals of the flow are not pinned down by its start;
-        the noise restores them only at the rate :math:`2\epsilon/C_t`,
+        Noise level of the SDE for a stochastic interpolant, why :math:`\epsilon_0 = 4`: in a
+        direction where ``rho0`` has no spread (a low-rank source) the velocity is singular
+        at ``t = 0`` and the marginals of the flow are not pinned down by its start; the noise
+        restores them only at the rate :math:`2\epsilon/C_t`,
         :math:`C_t = \beta^2\sigma_1^2 + \gamma^2` the variance of :math:`x_t` there. The
         sample's variance in that direction reaches
         :math:`\sigma_1^2\,(1 - e^{-2\epsilon_0 I})`, :math:`I = \int_0^1 \gamma^2 / C_t\,dt`
@@ -931,9 +926,29 @@ class TransportFlow:
         :math:`\epsilon_0 = 1` leaves 37% of the variance missing and :math:`\epsilon_0 = 4`
         about 2%. Larger values need finer ``steps``.
 
-        ``nfe`` (ODE only) is a budget of velocity evaluations: the ODE is solved with the
-        fixed steps of :meth:`ODEOptions.budget(nfe) <sitransport.ode.ODEOptions.budget>`
-        instead of ``ode`` (see :meth:`transport`). It is not ``steps``, which counts SDE steps.
+        Args:
+            n: number of samples, an integer ``>= 1``.
+            seed: seed of the base draws and of the SDE's noise, an integer in
+                ``[0, 2**63 - 1]``; ``None``: fresh entropy. Default ``None``.
+            ode: ODE settings of ``method="ode"``; ``None``: the flow's :attr:`ode`. Default
+                ``None``.
+            method: ``"ode"`` or ``"sde"``; ``None``: the fit's ``config.sample_method``
+                (``"sde"`` after ``remedy="auto"`` on a low-rank source), ``"ode"`` for a
+                flow without a config. Default ``None``.
+            eps: noise level of the SDE. With a Gaussian base, a float :math:`\epsilon_0` for
+                the schedule :math:`\epsilon(t) = \epsilon_0\alpha(t)^2` (vanishing at
+                ``t = 1`` where the score is singular) or a callable ``eps(t)``; for a
+                stochastic interpolant, a float :math:`\epsilon_0` for
+                :math:`\epsilon(t) = \epsilon_0\gamma(t)^2` (see above). Default ``None``:
+                :math:`\epsilon_0 = 1` with a Gaussian base, 4 for a stochastic interpolant.
+            steps: number of uniform SDE steps (``method="sde"`` only), an integer ``>= 1``.
+                Default ``200``.
+            scheme: SDE scheme, ``"heun"`` (stochastic Heun) or ``"euler"``
+                (Euler-Maruyama). Default ``"heun"``.
+            nfe: ``method="ode"`` only: instead of ``ode``, a budget of velocity evaluations,
+                solved with the fixed steps of
+                :meth:`ODEOptions.budget(nfe) <sitransport.ode.ODEOptions.budget>` (see
+                :meth:`transport`); not ``steps``, which counts SDE steps. Default ``None``.
 
         Returns:
             numpy array of shape ``(n, d)``, float64.
