@@ -66,8 +66,6 @@ class LossOutput:
 
     quadratic: Tensor
     flow_matching: Tensor
-    #: The batch mean of ``|v(x_t)|^2`` (at the optimum, a Monte Carlo estimate of the
-    #: path's kinetic energy, for uniform times).
     kinetic: Tensor
 
 
