@@ -322,7 +322,7 @@ class TransportFlow:
         target: ``rho1`` the flow was fitted to (same kinds), kept for transport
             diagnostics and reflow; optional. Default ``None``.
         shape: per-sample shape ``(d,)``; inferred from ``base`` or the network when possible.
-            Default ``None``.
+            Default ``None``: inferred.
         normalization: the map to normalised coordinates (identity if ``None``).
         ode: default :class:`~sitransport.ode.ODEOptions` (dopri5, atol = rtol = 1e-5).
         config: how the flow was fitted, a :class:`~sitransport.config.FitConfig` (read-only

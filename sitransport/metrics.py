@@ -189,12 +189,12 @@ def w2(
         subsample: if True, subsample a side with more than ``max_samples`` points instead
             of raising. Default ``False``.
         seed: seed or ``numpy.random.Generator`` for the subsampling; the global RNG is
-            never used. Default ``None``.
+            never used. Default ``None``: fresh entropy.
         weights_x: optional non-negative weights of shape ``(n,)``; normalised to sum 1.
             When subsampling, the weights of the drawn points are kept and renormalised.
-            Default ``None``.
+            Default ``None``: uniform weights.
         weights_y: optional non-negative weights of shape ``(m,)``; normalised to sum 1.
-            Default ``None``.
+            Default ``None``: uniform weights.
 
     Returns:
         :math:`W_2` as a Python float (computed in float64).
@@ -954,7 +954,7 @@ def transport_report(
         x0: samples of ``rho0`` (default: ``n`` draws from ``flow.base``).
         x1: samples of ``rho1`` (default: ``n`` of the target samples the flow was fitted to).
         held_out: held-out target samples (``2 m`` rows) for the measured W2 and noise floor.
-            Default ``None``.
+            Default ``None``: both reported as ``nan``.
         n: number of samples when drawing defaults.
         seed: seed of the draws. Default ``0``.
 
