@@ -209,26 +209,29 @@ TARGETS = (
 )
 
 
+def _verdict(rows: list[dict], label: str, key: str, target: tuple[str, float]) -> list[str]:
+    """The verdict line of part ``label`` (its experiments start with the label's first
+    word), met by its best row (lowest ``key``) when that satisfies ``target``, an operator
+    ``"<"`` or ``"<="`` and a bound; nothing when the part was not run."""
+    runs = [r for r in rows if r["experiment"].startswith(label.split()[0])]
+    if not runs:
+        return []
+    best = min(runs, key=lambda r: r[key])
+    op, bound = target
+    met = best[key] < bound if op == "<" else best[key] <= bound
+    measure = "W2 ratio" if key == "ratio" else "KS"
+    return [
+        f"{label}, {best['method']}: {measure} {best[key]:.3g} (target {op} {bound:g}): "
+        f"{'met' if met else 'NOT met'}"
+    ]
+
+
 def verdicts(rows: list[dict]) -> list[str]:
     """The targets of parts (a) and (b), met by the best remedy (a method other than the
     deterministic flow) of each; nothing for parts not run."""
     remedies = [r for r in rows if r["method"] != "deterministic flow, ODE"]
-    out = []
-    line = [r for r in remedies if r["experiment"].startswith("(a) line->")]
-    if line:
-        best = min(line, key=lambda r: r["ratio"])
-        out.append(
-            f"(a) line->8gaussians, {best['method']}: W2 ratio {best['ratio']:.3g} (target "
-            f"<= 1.3): {'met' if best['ratio'] <= 1.3 else 'NOT met'}"
-        )
-    norms = [r for r in remedies if r["experiment"].startswith("(b)")]
-    if norms:
-        best = min(norms, key=lambda r: r["value"])
-        out.append(
-            f"(b) 128-D norms, {best['method']}: KS {best['value']:.3g} (target < 0.05): "
-            f"{'met' if best['value'] < 0.05 else 'NOT met'}"
-        )
-    return out
+    line = _verdict(remedies, "(a) line->8gaussians", "ratio", ("<=", 1.3))
+    return line + _verdict(remedies, "(b) 128-D norms", "value", ("<", 0.05))
 
 
 def main() -> None:

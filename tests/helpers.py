@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ __all__ = [
     "TINY_TRAINING",
     "displacement_velocity",
     "gaussian_flow",
+    "own_methods",
     "rotate",
     "rotation",
     "rotation_flow",
@@ -132,3 +134,21 @@ def gaussian_flow(
     if isinstance(base, str) and base == "exact":
         base = torch.distributions.MultivariateNormal(torch.from_numpy(m0), torch.from_numpy(S0))
     return TransportFlow(gmi, interpolant, base=base, shape=(len(m0),), ode=ode)
+
+
+def own_methods(cls: type) -> Iterator[tuple[str, type, Callable]]:
+    """``(name, defining class, function)`` of the public methods of ``cls`` that a
+    sitransport class defines (inherited ones where a sitransport base defines them; those
+    of torch, ``object`` or ``tuple`` are documented there). Properties are attributes,
+    without parameters, and are left out."""
+    for attr in sorted(dir(cls)):
+        if attr.startswith("_"):
+            continue
+        owner = next(k for k in cls.__mro__ if attr in vars(k))
+        if not owner.__module__.startswith("sitransport"):
+            continue
+        raw = vars(owner)[attr]
+        if isinstance(raw, (staticmethod, classmethod)):
+            raw = raw.__func__
+        if inspect.isfunction(raw):
+            yield attr, owner, raw

@@ -9,6 +9,7 @@ import re
 import pytest
 
 import sitransport as st
+from tests.helpers import own_methods
 
 MODULES = [
     "sitransport",
@@ -46,25 +47,6 @@ def test_public_names_documented(module):
         assert inspect.getdoc(obj), f"{module}.{name} has no docstring"
 
 
-def _public_methods(cls: type):
-    """``(name, method)`` of the public methods of ``cls`` that sitransport defines.
-
-    Inherited ones count where a sitransport base defines them; those inherited from torch,
-    ``object`` or ``tuple`` are documented there. Properties are attributes, not methods.
-    """
-    for attr in sorted(dir(cls)):
-        if attr.startswith("_"):
-            continue
-        owner = next(k for k in cls.__mro__ if attr in vars(k))
-        if not owner.__module__.startswith("sitransport"):
-            continue
-        raw = vars(owner)[attr]
-        if isinstance(raw, (staticmethod, classmethod)):
-            raw = raw.__func__
-        if inspect.isfunction(raw):
-            yield attr, getattr(cls, attr)
-
-
 def _public_callables():
     """``(qualified name, object)`` of every public function and class of ``MODULES``, and of
     the public methods of the classes defined in sitransport; each object once."""
@@ -78,7 +60,8 @@ def _public_callables():
             seen.add(id(obj))
             yield f"{module}.{name}", obj
             if inspect.isclass(obj) and obj.__module__.startswith("sitransport"):
-                for attr, method in _public_methods(obj):
+                for attr, _, _ in own_methods(obj):
+                    method = getattr(obj, attr)
                     yield f"{module}.{name}.{attr}", method
 
 

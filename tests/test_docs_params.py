@@ -27,9 +27,9 @@ import importlib
 import inspect
 import pkgutil
 import re
-from collections.abc import Iterator
 
 import sitransport
+from tests.helpers import own_methods
 
 # Google section headers that hold one entry per parameter or field.
 PARAM_SECTIONS = {"Args", "Arguments", "Parameters", "Keyword Args", "Keyword Arguments"}
@@ -47,22 +47,6 @@ def public_modules() -> list[str]:
     return ["sitransport", *sorted(names)]
 
 
-def _own_methods(cls: type) -> Iterator[tuple[str, type, object]]:
-    """``(name, defining class, function)`` of the public methods of ``cls`` that a
-    sitransport class defines (properties are attributes, without parameters)."""
-    for attr in sorted(dir(cls)):
-        if attr.startswith("_"):
-            continue
-        owner = next(k for k in cls.__mro__ if attr in vars(k))
-        if not owner.__module__.startswith("sitransport"):
-            continue
-        raw = vars(owner)[attr]
-        if isinstance(raw, (staticmethod, classmethod)):
-            raw = raw.__func__
-        if inspect.isfunction(raw):
-            yield attr, owner, raw
-
-
 def public_callables() -> dict[str, object]:
     """Qualified name -> object: each public function and class once (under its first
     public name), and each public method once (under the class defining it)."""
@@ -77,7 +61,7 @@ def public_callables() -> dict[str, object]:
             seen.add(id(obj))
             out[f"{module}.{name}"] = obj
             if inspect.isclass(obj) and obj.__module__.startswith("sitransport"):
-                for attr, owner, func in _own_methods(obj):
+                for attr, owner, func in own_methods(obj):
                     if id(func) not in seen:
                         seen.add(id(func))
                         out[f"{owner.__module__}.{owner.__qualname__}.{attr}"] = func
