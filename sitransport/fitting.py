@@ -80,29 +80,6 @@ __all__ = [
 # held-out pairs of the validation loss: at most this many (of each end) are kept
 MAX_HELD_OUT = 4096
 
-# fit's keywords, as fit passes them on to itself for a latent fit
-_FIT_KEYWORDS = (
-    "interpolant",
-    "coupling",
-    "steps",
-    "batch_size",
-    "lr",
-    "seed",
-    "device",
-    "dtype",
-    "validation",
-    "progress",
-    "network",
-    "training",
-    "optimize_path",
-    "checkpoint",
-    "time_sampler",
-    "normalize",
-    "remedy",
-    "ode",
-    "num_workers",
-)
-
 
 def fit(
     rho0: Any,
@@ -267,7 +244,9 @@ def fit(
         >>> flow.sample(5, seed=0).shape
         (5, 2)
     """
-    call = {k: v for k, v in locals().items() if k in _FIT_KEYWORDS}
+    # the keywords as given (locals() holds only the arguments here), for a latent fit's
+    # second call of fit
+    call = {k: v for k, v in locals().items() if k not in ("rho0", "rho1", "latent")}
     seed = check_seed(seed)  # before the config records it
     _check_fit_arguments(device, dtype, normalize, ode, num_workers)
     validation = check_fraction(validation, "validation", high=0.9)
