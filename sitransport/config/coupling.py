@@ -1,0 +1,138 @@
+"""The coupling of a fit as a frozen spec: :class:`CouplingSpec`, the ``spec()`` of a built-in
+coupling, reflow's ``"paired"``, or a user's coupling object kept as it is."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sitransport.couplings import Coupling, get_coupling
+
+__all__ = ["CouplingSpec"]
+
+
+@dataclass(frozen=True)
+class CouplingSpec:
+    """The coupling of a fit: the ``spec()`` of a built-in coupling, or ``"paired"`` (the
+    pairs ``(x0, T(x0))`` of :func:`~sitransport.reflow`).
+
+    A user's :class:`~sitransport.couplings.Coupling` that :func:`get_coupling` cannot rebuild
+    as itself (a subclass, or one whose ``spec()`` names no built-in) is kept in ``custom``:
+    it trains and :meth:`build` returns it, but :meth:`spec` refuses it, so a flow fitted
+    with it cannot be saved (never rebuilt as a built-in on loading).
+
+    Args:
+        name: a built-in coupling's name (``"independent"``, ``"exact_ot"``, ``"global_ot"``,
+            ``"sinkhorn"``), ``"paired"`` for reflow, or the class name of a ``custom`` coupling.
+            Default ``"independent"``.
+        options: the built-in coupling's settings besides its name, as plain data (e.g.
+            ``{"reg": 0.05}`` for Sinkhorn). Default ``{}``: the coupling's own defaults.
+        custom: a user's coupling object that no spec rebuilds (then ``name`` is its class name and
+            ``options`` empty); ``None`` for a built-in. Default ``None``.
+
+    Example:
+        >>> from sitransport.couplings import ExactOT
+        >>> from sitransport.config import CouplingSpec
+        >>> spec = CouplingSpec.of(ExactOT(processes=0))
+        >>> spec.spec()
+        {'name': 'exact_ot', 'processes': 0, 'block': 256}
+        >>> spec.build()
+        ExactOT(processes=0, block=256)
+    """
+
+    #: The name of reflow's coupling (pairs from a map), which is no Coupling object.
+    PAIRED: ClassVar[str] = "paired"
+
+    name: str = "independent"
+    options: dict[str, Any] = field(default_factory=dict)
+    custom: Coupling | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.custom is not None:
+            return
+        if not isinstance(self.options, Mapping):
+            raise TypeError(f"coupling options must be a dict, got {type(self.options).__name__}")
+        object.__setattr__(self, "options", dict(self.options))
+        if self.name != self.PAIRED:
+            get_coupling(self.spec())  # a built-in: the name and options are checked
+
+    @classmethod
+    def of(cls, coupling: Coupling) -> CouplingSpec:
+        """The spec of a coupling object (``custom`` if it cannot be rebuilt as itself).
+
+        Args:
+            coupling: a :class:`~sitransport.couplings.Coupling` instance, built-in or the user's.
+
+        Example:
+            >>> from sitransport.couplings import ExactOT, Sinkhorn
+            >>> CouplingSpec.of(Sinkhorn(reg=0.1))
+            CouplingSpec(name='sinkhorn', options={'reg': 0.1, 'replace': False})
+            >>> class Mine(ExactOT): ...
+            >>> CouplingSpec.of(Mine()).name  # a subclass: kept as the user's object
+            'Mine'
+        """
+        try:
+            spec = dict(coupling.spec())
+            rebuilt = get_coupling(spec)
+        except (NotImplementedError, TypeError, ValueError, KeyError):
+            return cls(type(coupling).__qualname__, {}, custom=coupling)
+        if type(rebuilt) is not type(coupling) or rebuilt.spec() != spec:
+            return cls(type(coupling).__qualname__, {}, custom=coupling)
+        name = spec.pop("name")
+        return cls(name, spec)
+
+    def spec(self) -> dict[str, Any]:
+        """Plain data: ``{"name": .., **options}``, the coupling's own ``spec()``.
+
+        Raises:
+            TypeError: a user's coupling (``custom``), which a file cannot rebuild.
+
+        Example:
+            >>> CouplingSpec("exact_ot", {"processes": 0}).spec()
+            {'name': 'exact_ot', 'processes': 0}
+        """
+        if self.custom is not None:
+            raise TypeError(
+                f"the coupling {self.name} is not a built-in sitransport coupling (its spec() "
+                "does not rebuild it with get_coupling), so a saved flow could not record it "
+                "and would load it as something else; fit with a built-in coupling "
+                "(independent, exact_ot, global_ot, sinkhorn) to save the flow"
+            )
+        return {"name": self.name, **self.options}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any] | str) -> CouplingSpec:
+        """The inverse of :meth:`spec`; a name alone is its default options.
+
+        Args:
+            spec: a dict as :meth:`spec` returns it (``{"name": ..., **options}``), or a coupling's
+                name alone.
+
+        Example:
+            >>> CouplingSpec.from_spec("sinkhorn")
+            CouplingSpec(name='sinkhorn', options={'reg': 0.05, 'replace': False})
+        """
+        if isinstance(spec, str):
+            spec = {"name": spec}
+        fields = dict(spec)
+        name = fields.pop("name", None)
+        if name != cls.PAIRED:
+            return cls.of(get_coupling({"name": name, **fields}))  # defaults filled in
+        return cls(name, fields)
+
+    def build(self) -> Coupling:
+        """The coupling object (a fresh built-in, or the user's own).
+
+        Raises:
+            ValueError: the spec is reflow's ``"paired"``, which is no coupling object.
+
+        Example:
+            >>> CouplingSpec("global_ot", {"n": 512}).build()
+            GlobalOT(n=512, reuse=250, processes=1)
+        """
+        if self.custom is not None:
+            return self.custom
+        if self.name == self.PAIRED:
+            raise ValueError("the 'paired' coupling of reflow pairs x0 with T(x0): no object")
+        return get_coupling(self.spec())

@@ -1,0 +1,28 @@
+r"""Simulation-free training: minimise the quadratic loss over the velocity network.
+
+:func:`train` runs a :class:`Trainer`: AdamW with warm-up and cosine decay, optional EMA of
+the weights, gradient clipping, a divergence guard, gradient accumulation and data-parallel
+ranks, validation losses, a tqdm progress bar, resumable checkpoints and a training record as
+an ``xarray.Dataset``, with the optional ascent on a learnable interpolant (max–min). Its
+settings are a :class:`TrainSettings`. :func:`sitransport.fit` is the entry point that builds
+the network and the data and calls :func:`train`. No ODE is solved during training.
+"""
+
+from __future__ import annotations
+
+from sitransport.config.training import TrainSettings
+from sitransport.train.guard import DivergenceGuard
+from sitransport.train.schedule import LRSchedule, ema_decay
+from sitransport.train.schedule import run_generator as run_generator
+from sitransport.train.step import DrawPairs as DrawPairs
+from sitransport.train.trainer import Trainer, TrainResult, train
+
+__all__ = [
+    "DivergenceGuard",
+    "LRSchedule",
+    "TrainResult",
+    "TrainSettings",
+    "Trainer",
+    "ema_decay",
+    "train",
+]
