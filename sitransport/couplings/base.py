@@ -1,0 +1,128 @@
+"""The coupling interface: :class:`Coupling` (``pair``, ``submit``, ``spec`` and the solve
+clock) and the product coupling :class:`Independent`, which pairs the batches as drawn."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["Coupling", "Independent"]
+
+
+class Coupling(abc.ABC):
+    """Abstract coupling: ``pair(x0, x1, generator)`` returns the paired batches.
+
+    Subclasses implement :meth:`pair` (abstract); :meth:`spec` is needed only to save or
+    checkpoint the coupling by name, and :meth:`submit` only to overlap pairing with a step.
+
+    Example:
+        >>> import torch
+        >>> from sitransport.couplings import ExactOT, Independent
+        >>> x0, x1 = torch.tensor([[0.0], [1.0]]), torch.tensor([[1.5], [0.5]])
+        >>> for coupling in (Independent(), ExactOT(processes=0)):
+        ...     print(type(coupling).__name__, coupling.pair(x0, x1)[1].flatten().tolist())
+        Independent [1.5, 0.5]
+        ExactOT [0.5, 1.5]
+    """
+
+    @abc.abstractmethod
+    def pair(
+        self, x0: Tensor, x1: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Pair the batches: ``x0[i]`` goes with ``x1_paired[i]``.
+
+        Args:
+            x0: batch of rho0, shape ``(n0, ...)``.
+            x1: batch of rho1, shape ``(n1, ...)``.
+            generator: random source for couplings that draw partners. Default ``None``.
+
+        Returns:
+            ``(x0_paired, x1_paired)``, both with ``n0`` rows.
+
+        Example:
+            >>> import torch
+            >>> from sitransport.couplings import ExactOT
+            >>> x0 = torch.tensor([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]])
+            >>> x1 = x0[[2, 0, 1]] + 0.1
+            >>> a, b = ExactOT(processes=0).pair(x0, x1)
+            >>> torch.equal(a, x0), torch.allclose(b, x0 + 0.1)  # each point to its neighbour
+            (True, True)
+        """
+        raise NotImplementedError
+
+    def submit(
+        self, x0: Tensor, x1: Tensor, generator: torch.Generator | None = None
+    ) -> Callable[[], tuple[Tensor, Tensor]]:
+        """Start pairing a batch; returns a function that completes it. Couplings that can
+        overlap their work with a training step override this (default: pair now).
+
+        Args:
+            x0: batch of rho0, shape ``(n0, ...)``.
+            x1: batch of rho1, shape ``(n1, ...)``.
+            generator: random source for couplings that draw partners, as in :meth:`pair`. Default
+                ``None``.
+
+        Example:
+            >>> import torch
+            >>> from sitransport.couplings import ExactOT
+            >>> x0, x1 = torch.tensor([[0.0], [1.0]]), torch.tensor([[1.0], [0.0]])
+            >>> finish = ExactOT(processes=0).submit(x0, x1)  # ... train on the previous batch
+            >>> finish()[1].flatten().tolist()
+            [0.0, 1.0]
+        """
+        out = self.pair(x0, x1, generator)
+        return lambda: out
+
+    def spec(self) -> dict[str, Any]:
+        """A plain-data description from which :func:`get_coupling` rebuilds this object.
+
+        Example:
+            >>> from sitransport.couplings import ExactOT, Sinkhorn, get_coupling
+            >>> Sinkhorn(reg=0.1).spec()
+            {'name': 'sinkhorn', 'reg': 0.1, 'replace': False}
+            >>> get_coupling(ExactOT().spec())
+            ExactOT(processes=1, block=256)
+        """
+        raise NotImplementedError
+
+    @property
+    def solve_time(self) -> dict[str, float]:
+        """Wall-clock seconds of the OT solves this object has run (in a worker process or
+        in place): ``{"count": .., "total": .., "last": ..}``; all zero for couplings that
+        solve nothing. :func:`~sitransport.fit` shows the mean in its progress bar."""
+        return dict(self._clock())
+
+    def _clock(self) -> dict[str, float]:
+        # bookkeeping outside the (frozen) dataclass fields: not part of equality or spec
+        return self.__dict__.setdefault("_solve_clock", {"count": 0, "total": 0.0, "last": 0.0})
+
+    def _record(self, seconds: float) -> None:
+        clock = self._clock()
+        clock["count"] += 1
+        clock["total"] += seconds
+        clock["last"] = seconds
+
+
+@dataclass(frozen=True)
+class Independent(Coupling):
+    """The product coupling: batches are used as drawn.
+
+    Example:
+        >>> import torch
+        >>> from sitransport.couplings import Independent
+        >>> x0, x1 = torch.zeros(3, 2), torch.ones(3, 2)
+        >>> a, b = Independent().pair(x0, x1)
+        >>> a is x0, b is x1
+        (True, True)
+    """
+
+    def pair(self, x0, x1, generator=None):
+        return x0, x1
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": "independent"}

@@ -1,0 +1,359 @@
+"""Amortised optimal transport: batches drawn from one exact plan of large subsamples of the
+two ends (:class:`GlobalOT`), refreshed on fresh subsamples by :class:`PlanSampler`."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import ot
+import torch
+from torch import Tensor
+
+from sitransport._validation import check_positive_int, torch_generator
+from sitransport.couplings.base import Coupling
+from sitransport.couplings.minibatch import ExactOT, cost_matrix, permutation, worker_pool
+
+__all__ = ["GlobalOT", "PlanSampler"]
+
+
+#: An end of a :class:`PlanSampler`: a finite set of samples ``(N, ...)`` or a function
+#: ``sample(m, generator)`` returning ``m`` fresh draws.
+End = Tensor | Callable[[int, torch.Generator], Tensor]
+
+
+@dataclass(frozen=True)
+class GlobalOT(Coupling):
+    r"""Amortised optimal transport: batches drawn from one exact OT plan of large subsamples.
+
+    Minibatch OT (:class:`ExactOT`) solves an assignment for every batch. ``GlobalOT``
+    instead solves the exact OT problem (squared Euclidean cost) once between ``n`` points of
+    each training set, in the coordinates the network trains in, and draws every batch's
+    pairs from that plan (with replacement), through :meth:`sampler`. Training then costs
+    what independent pairing costs plus one solve per plan. :func:`~sitransport.fit` builds
+    the sampler from its training sets; :func:`~sitransport.train` wraps any ``draw`` with it.
+
+    **The plan.** Equal subsample sizes: the optimal permutation (POT's ``ot.emd``, with
+    ``scipy.optimize.linear_sum_assignment`` as fallback), ``n`` pairs. Unequal sizes (a
+    finite set of fewer than ``n`` points at one end): ``ot.emd``'s plan, at most
+    ``n0 + n1 - 1`` weighted pairs. The solve takes about 0.6 s at ``n = 2048`` and 3--4 s
+    at ``n = 4096`` on one core (it grows as about ``n^2.3``) and holds about three
+    ``n x n`` float64 arrays (400 MB at ``n = 4096``).
+
+    **Refresh policy.** An end given as a finite set of at most ``n`` points is used whole;
+    a larger set is subsampled without replacement; a stream (``"gaussian"``, a torch
+    Distribution) gives ``n`` fresh draws. When both ends are finite sets of at most ``n``
+    points the plan is the exact OT plan of the two training sets: solved once, never
+    refreshed. Otherwise a new plan is solved on fresh subsamples once ``reuse * n`` pairs
+    have been drawn from the current one (every pair drawn about ``reuse`` times; at batch
+    size ``b``, every ``reuse * n / b`` steps: 4000 at the defaults and ``b = 256``), and
+    ``reuse=None`` keeps the first plan for the whole run. With ``processes=1`` the next
+    plan is solved in a worker process while the current one is in use, so refreshes
+    overlap training (it is started once half of the current plan's pairs have been
+    drawn); pairs are identical with ``processes=0`` (solved in place when due).
+
+    **Bias.** The pairs are those of a finite ``n``-point plan, the empirical OT plan of
+    the two subsamples: an estimate of the OT plan of ``rho0`` and ``rho1`` whose error
+    shrinks as ``n`` grows (more slowly in higher dimension), and much smaller than that of
+    a minibatch plan of a few hundred points. Between refreshes training sees only those
+    ``n`` pairs, so the network can fit them more closely than the population; refreshes
+    (or a larger ``n``) renew them. The cost of an ``n``-point plan fluctuates by several
+    percent from subsample to subsample (and exceeds the population :math:`W_2^2` on
+    average), and the learned flow inherits it: on the 2-D benchmark tasks, flows trained on
+    2048-point plans had kinetic energies up to 15% below those of minibatch OT, 4096-point
+    plans within a few percent. The plan's subsamples come from the training split only.
+
+    Args:
+        n: points per end in each plan (finite sets of at most ``n`` points are used whole).
+            Default ``4096``.
+        reuse: passes over a plan's pairs before it is re-solved on fresh subsamples
+            (``None``: never; irrelevant when both ends are finite sets of at most ``n``).
+            Default ``250``.
+        processes: ``1`` solves the next plan in a worker process during training; ``0``
+            solves in place.
+
+    Raises:
+        ValueError, TypeError: ``n`` below 2, ``reuse`` below 1 or ``processes`` negative,
+            or not integers.
+
+    References:
+        Albergo & Vanden-Eijnden, arXiv:2209.15571; Pooladian et al. (minibatch OT
+        couplings), arXiv:2304.14772; Tong et al., arXiv:2302.00482.
+
+    Example:
+        >>> import torch
+        >>> from sitransport.couplings import GlobalOT
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x0 = torch.randn(500, 2, generator=g, dtype=torch.float64)
+        >>> x1 = x0[torch.randperm(500, generator=g)] + 0.001
+        >>> draw = GlobalOT(n=1000, processes=0).sampler(x0, x1)  # both sets whole: one plan
+        >>> a, b = draw(4, g)
+        >>> torch.allclose(b, a + 0.001)  # the plan pairs each point with its shifted copy
+        True
+        >>> draw.fixed, len(draw.solve_seconds)
+        (True, 1)
+    """
+
+    n: int = 4096
+    reuse: int | None = 250
+    processes: int = 1
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.n, "n", minimum=2)
+        if self.reuse is not None:
+            check_positive_int(self.reuse, "reuse")
+        check_positive_int(self.processes, "processes", minimum=0)
+
+    def pair(self, x0, x1, generator=None):
+        """Pair one given batch by exact OT in blocks, as :class:`ExactOT` does: where
+        there is no plan to draw from (e.g. the ``h_upper`` estimate of
+        :func:`~sitransport.metrics.transport_report`). Training draws from
+        :meth:`sampler` instead.
+
+        Args:
+            x0: batch of rho0, shape ``(n0, ...)``.
+            x1: batch of rho1, shape ``(n1, ...)``.
+            generator: random source of the blocks' partners, as in :meth:`ExactOT.pair`. Default
+                ``None``.
+
+        Example:
+            >>> import torch
+            >>> x0, x1 = torch.tensor([[0.0], [1.0]]), torch.tensor([[1.5], [0.5]])
+            >>> GlobalOT().pair(x0, x1)[1].flatten().tolist()
+            [0.5, 1.5]
+        """
+        inner = ExactOT(processes=0)
+        out = inner.pair(x0, x1, generator)
+        self._record(inner.solve_time["last"])
+        return out
+
+    def sampler(self, x0: End, x1: End, *, seed: int = 0) -> PlanSampler:
+        """A ``draw(m, generator)`` of pairs from this coupling's plans between two ends.
+
+        Args:
+            x0: the source end: a finite set of samples ``(N, ...)`` (a tensor) or a
+                function ``sample(m, generator)`` of fresh draws (a stream).
+            x1: the target end, of the same kinds (and the same sample shape).
+            seed: seeds the subsamples of the plans (batches use the generator passed to
+                each draw). Default ``0``.
+
+        Returns:
+            A :class:`PlanSampler`.
+
+        Example:
+            >>> import torch
+            >>> stream = lambda m, g: torch.randn(m, 3, generator=g, dtype=torch.float64)
+            >>> draw = GlobalOT(n=64, reuse=2, processes=0).sampler(stream, stream)
+            >>> g = torch.Generator().manual_seed(0)
+            >>> [draw(32, g)[0].shape[0] for _ in range(5)], len(draw.solve_seconds)
+            ([32, 32, 32, 32, 32], 2)
+        """
+        return PlanSampler(self, x0, x1, seed=seed)
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": "global_ot", "n": self.n, "reuse": self.reuse, "processes": self.processes}
+
+
+class PlanSampler:
+    """``draw(m, generator)``: ``m`` pairs ``(x0, x1)`` drawn from the current plan of a
+    :class:`GlobalOT` coupling, which is re-solved on fresh subsamples when due (see
+    :class:`GlobalOT` for the refresh policy and the bias). Its position (current plan,
+    pairs drawn from it, subsample generator) is in :meth:`state_dict`, so a checkpointed
+    run resumes exactly without solving again.
+
+    Args:
+        coupling: the :class:`GlobalOT` coupling whose settings (subsample size ``n``, ``reuse``)
+            the sampler follows.
+        x0: the source end: a tensor of samples of shape ``(n0, ...)``, or a callable
+            ``(m, generator) -> tensor`` drawing ``m`` fresh samples.
+        x1: the target end, as ``x0`` (same sample shape).
+        seed: seed of the generator of the subsamples and of the pairs drawn from each plan. Default
+            ``0``.
+
+    Attributes:
+        coupling: the :class:`GlobalOT` settings.
+        fixed: the plan is between two whole finite sets and is never re-solved.
+        solve_seconds: wall-clock seconds of each plan solved so far (the first is the
+            one-off solve before training).
+
+    Raises:
+        TypeError: an end is neither a tensor nor a callable.
+        ValueError: finite ends with different sample shapes, or an empty one.
+
+    Example:
+        >>> import torch
+        >>> from sitransport.couplings import GlobalOT, PlanSampler
+        >>> x0 = torch.tensor([[0.0], [10.0]], dtype=torch.float64)
+        >>> x1 = torch.tensor([[10.5], [0.5]], dtype=torch.float64)
+        >>> draw = PlanSampler(GlobalOT(processes=0), x0, x1)
+        >>> a, b = draw(3, torch.Generator().manual_seed(0))
+        >>> (b - a).flatten().tolist()
+        [0.5, 0.5, 0.5]
+    """
+
+    def __init__(self, coupling: GlobalOT, x0: End, x1: End, *, seed: int = 0) -> None:
+        if not isinstance(coupling, GlobalOT):
+            raise TypeError(f"coupling must be a GlobalOT, got {type(coupling).__name__}")
+        for end, name in ((x0, "x0"), (x1, "x1")):
+            _check_end(end, name)
+        if isinstance(x0, Tensor) and isinstance(x1, Tensor) and x0.shape[1:] != x1.shape[1:]:
+            raise ValueError(
+                f"x0 and x1 must have the same sample shape, got {tuple(x0.shape[1:])} "
+                f"and {tuple(x1.shape[1:])}"
+            )
+        self.coupling = coupling
+        self.fixed = all(isinstance(e, Tensor) and e.shape[0] <= coupling.n for e in (x0, x1))
+        self.solve_seconds: list[float] = []
+        self._ends = (x0, x1)
+        self._gen = torch_generator(seed)
+        self._mark = self._gen.get_state()  # generator state before the pending subsample
+        self._pairs: tuple[Tensor, Tensor, Tensor | None] | None = None
+        self._drawn = 0
+        self._next: tuple[Tensor, Tensor, Callable[[], tuple]] | None = None
+
+    def __call__(self, m: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        pairs = self._pairs
+        if pairs is None or self._due():
+            pairs = self._install()
+        x0, x1, weights = pairs
+        if weights is None:
+            idx = torch.randint(0, x0.shape[0], (m,), generator=generator)
+        else:
+            idx = torch.multinomial(weights, m, replacement=True, generator=generator)
+        self._drawn += m
+        if self._next is None and self._refreshes() and 2 * self._drawn >= self._lifetime():
+            self._next = self._start(True)  # halfway through this plan: start the next one
+        return x0[idx], x1[idx]
+
+    def _refreshes(self) -> bool:
+        return not self.fixed and self.coupling.reuse is not None
+
+    def _lifetime(self) -> int:
+        reuse = self.coupling.reuse
+        assert reuse is not None  # asked only when plans are refreshed (_refreshes)
+        return reuse * self.coupling.n  # pairs drawn from a plan
+
+    def _due(self) -> bool:
+        return self._refreshes() and self._drawn >= self._lifetime()
+
+    def _install(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Make the pending plan (or a new one, solved now) current; its pairs and weights."""
+        sub0, sub1, result = self._next if self._next is not None else self._start(False)
+        rows, cols, weights, seconds = result()
+        rows, cols = torch.from_numpy(rows), torch.from_numpy(cols)
+        w = None if weights is None else torch.from_numpy(weights)
+        self._pairs = (sub0[rows], sub1[cols], w)
+        self.solve_seconds.append(float(seconds))
+        self._drawn, self._next = 0, None
+        return self._pairs
+
+    def _start(self, prefetch: bool) -> tuple[Tensor, Tensor, Callable[[], tuple]]:
+        """Draw the next plan's subsamples; solve them in the worker process (``prefetch``
+        with ``processes=1``), or in place when the result is asked for."""
+        self._mark = self._gen.get_state()
+        sub0, sub1 = (_subsample(e, self.coupling.n, self._gen) for e in self._ends)
+        a = sub0.detach().flatten(1).cpu().numpy()
+        b = sub1.detach().flatten(1).cpu().numpy()
+        use_pool = prefetch and self.coupling.processes > 0 and (os.cpu_count() or 1) > 1
+        pool = worker_pool() if use_pool else None
+        if pool is None:
+            return sub0, sub1, lambda: _solve_plan(a, b)
+        return sub0, sub1, pool.submit(_solve_plan, a, b).result
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position: current plan's pairs, pairs drawn from it, the subsample generator
+        (as before the pending plan's draw) and the solve times.
+
+        Example:
+            >>> import torch
+            >>> stream = lambda m, g: torch.randn(m, 2, generator=g, dtype=torch.float64)
+            >>> coupling = GlobalOT(n=16, reuse=1, processes=0)
+            >>> draw, again = coupling.sampler(stream, stream), coupling.sampler(stream, stream)
+            >>> g = torch.Generator().manual_seed(0)
+            >>> _ = draw(16, g)
+            >>> again.load_state_dict(draw.state_dict())
+            >>> h = g.clone_state()
+            >>> torch.equal(draw(16, g)[1], again(16, h)[1])  # a new plan, the same in both
+            True
+        """
+        pairs = self._pairs if self._pairs is not None else (None, None, None)
+        return {
+            "x0": pairs[0],
+            "x1": pairs[1],
+            "weights": pairs[2],
+            "drawn": self._drawn,
+            "generator": self._mark if self._next is not None else self._gen.get_state(),
+            "solve_seconds": list(self.solve_seconds),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a position returned by :meth:`state_dict` (checkpoint resume); the
+        pending plan's subsamples are drawn again from the saved generator state.
+
+        Args:
+            state: a dict returned by :meth:`state_dict` (generator state, current plan's pairs and
+                weights, pairs drawn, solve times).
+
+        Example:
+            >>> import torch
+            >>> x = torch.arange(6.0, dtype=torch.float64).reshape(3, 2)
+            >>> draw = GlobalOT(processes=0).sampler(x, x + 1)
+            >>> _ = draw(2, torch.Generator().manual_seed(0))
+            >>> resumed = GlobalOT(processes=0).sampler(x, x + 1)
+            >>> resumed.load_state_dict(draw.state_dict())
+            >>> resumed.solve_seconds == draw.solve_seconds  # the plan is restored, not re-solved
+            True
+        """
+        self._gen.set_state(state["generator"].cpu())
+        self._next = None
+        if state["x0"] is None:
+            self._pairs = None
+        else:
+            self._pairs = (state["x0"], state["x1"], state["weights"])
+        self._drawn = int(state["drawn"])
+        self.solve_seconds = [float(s) for s in state["solve_seconds"]]
+        if self._pairs is not None and self._refreshes() and 2 * self._drawn >= self._lifetime():
+            self._next = self._start(True)  # it was pending: draw it again, from the mark
+
+
+def _check_end(end: Any, name: str) -> None:
+    if isinstance(end, Tensor):
+        if end.ndim < 2 or end.shape[0] < 1:
+            raise ValueError(
+                f"{name} must be samples of shape (N, ...) with N >= 1, got shape "
+                f"{tuple(end.shape)}"
+            )
+    elif not callable(end):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of samples or a function sample(m, generator), "
+            f"got {type(end).__name__}"
+        )
+
+
+def _subsample(end: End, n: int, gen: torch.Generator) -> Tensor:
+    """``n`` points of an end: fresh draws of a stream, a finite set whole (at most ``n``
+    points) or ``n`` of its points without replacement."""
+    if not isinstance(end, Tensor):
+        return end(n, gen)
+    if end.shape[0] <= n:
+        return end
+    return end[torch.randperm(end.shape[0], generator=gen)[:n]]
+
+
+def _solve_plan(
+    a: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
+    """The exact OT plan of two point sets as weighted pairs ``(rows, cols, weights,
+    seconds)`` (``weights=None``: uniform, a permutation); numpy-only for a worker process."""
+    start = time.perf_counter()
+    if a.shape[0] == b.shape[0]:
+        cols = permutation(a, b)
+        return np.arange(a.shape[0]), cols, None, time.perf_counter() - start
+    wa, wb = np.full(a.shape[0], 1.0 / a.shape[0]), np.full(b.shape[0], 1.0 / b.shape[0])
+    plan = ot.emd(wa, wb, cost_matrix(a, b), numItermax=100_000_000)
+    rows, cols = np.nonzero(plan > 0)
+    return rows, cols, plan[rows, cols], time.perf_counter() - start

@@ -1,0 +1,51 @@
+"""The one registry of couplings: names and spec dicts to objects (:func:`get_coupling`,
+:func:`coupling_names`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sitransport._validation import resolve
+from sitransport.couplings.base import Coupling, Independent
+from sitransport.couplings.global_plan import GlobalOT
+from sitransport.couplings.minibatch import ExactOT, Sinkhorn
+
+__all__ = ["coupling_names", "get_coupling"]
+
+
+_COUPLINGS: dict[str, Callable[..., Coupling]] = {
+    "exact_ot": ExactOT,
+    "global_ot": GlobalOT,
+    "independent": Independent,
+    "sinkhorn": Sinkhorn,
+}
+
+
+def coupling_names() -> list[str]:
+    """Names accepted by :func:`get_coupling`, sorted.
+
+    Example:
+        >>> coupling_names()
+        ['exact_ot', 'global_ot', 'independent', 'sinkhorn']
+    """
+    return sorted(_COUPLINGS)
+
+
+def get_coupling(spec: str | dict[str, Any] | Coupling) -> Coupling:
+    """Resolve ``"independent"``, ``"exact_ot"``, ``"global_ot"``, ``"sinkhorn"``, a spec dict
+    (``{"name": "sinkhorn", "reg": 0.01}``) or a :class:`Coupling` instance.
+
+    Args:
+        spec: a coupling name, a dict with ``"name"`` and that coupling's settings, or a
+            :class:`Coupling` (returned as is).
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+        TypeError: anything else.
+
+    Example:
+        >>> get_coupling({"name": "sinkhorn", "reg": 0.01})
+        Sinkhorn(reg=0.01, replace=False)
+    """
+    return resolve(spec, _COUPLINGS, "coupling", Coupling)
