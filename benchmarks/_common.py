@@ -21,7 +21,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from sitransport.config import MLPSpec
 from sitransport.flow import Normalization, TransportFlow
-from sitransport.nn import MLPVelocity
+from sitransport.nn.builder import build_from_spec
 from sitransport.paths import PathSettings
 from sitransport.train import LRSchedule, TrainSettings, ema_decay
 
@@ -209,20 +209,12 @@ def _ema_with_warmup(decay: float):
     return update
 
 
-def peer_network(spec: MLPSpec, d: int) -> MLPVelocity:
-    """The MLP of ``st.fit(..., network=spec)`` on ``d``-dimensional vectors (its width given)."""
-    if spec.kind != "mlp" or spec.width is None:
-        raise ValueError(f"peers train a plain MLP of a given width, got {spec}")
-    return MLPVelocity(
-        d, spec.width, spec.depth, spec.activation, spec.time_frequencies, spec.space_frequencies
-    )
-
-
 def fit_peer(
     matcher, rho0, x1: np.ndarray, network: MLPSpec, settings: TrainSettings, seed: int
 ) -> TransportFlow:
-    """Train our MLP (``network``) on a peer's regression target with our optimiser,
-    schedule and EMA (``settings``: steps, batch size, learning rate, EMA decay, clipping)."""
+    """Train our MLP (``network``, built as ``st.fit`` builds it) on a peer's regression target
+    with our optimiser, schedule and EMA (``settings``: steps, batch size, learning rate, EMA
+    decay, clipping)."""
     x1t = torch.from_numpy(x1)
     d = x1t.shape[1]
     x0t = None if isinstance(rho0, str) else torch.from_numpy(rho0)
@@ -231,7 +223,7 @@ def fit_peer(
     norm = Normalization.from_samples(x1t, x0t)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = peer_network(network, d)
+        net = build_from_spec(network, (d,))
         g = torch.Generator().manual_seed(seed)
         ema = AveragedModel(net, multi_avg_fn=_ema_with_warmup(settings.ema), use_buffers=True)
         opt = torch.optim.AdamW(net.parameters(), lr=settings.lr)

@@ -205,7 +205,7 @@ def test_the_graph_sees_the_whole_package():
     assert ("sitransport", "sitransport.latent") in pairs  # from sitransport import (latent, ...)
     assert ("sitransport.io", "sitransport.latent") in pairs
     assert ("sitransport.nn", "sitransport.nn.mlp") in pairs
-    assert any(e.source == "sitransport.nn" and "lazy" in e.where for e in edges)
+    assert any("lazy" in e.where for e in edges)  # imports inside functions are seen too
 
 
 def test_no_import_cycles():

@@ -1,0 +1,21 @@
+r"""The entry point: learn a transport flow between two densities.
+
+:func:`fit` resolves both ends (samples, images, ``"gaussian"``, a torch Distribution or a
+torch ``Dataset``), holds out a validation fraction, normalises, builds the network and hands
+the run to :func:`~sitransport.train.train`; :func:`reflow` retrains a fitted flow on the
+coupling of its own map. ``latent=`` fits in principal coordinates. No ODE is solved during
+training.
+"""
+
+from __future__ import annotations
+
+from sitransport.fitting.api import fit, reflow
+from sitransport.fitting.ends import effective_rank
+from sitransport.fitting.pairs import DatasetDraw
+
+__all__ = [
+    "DatasetDraw",
+    "effective_rank",
+    "fit",
+    "reflow",
+]
