@@ -1,0 +1,87 @@
+"""Log-densities of the learned ``rho1`` of a :class:`~sitransport.flow.TransportFlow`:
+the change of variables along the reverse ODE, batch by batch, with standard errors (the body
+of its method ``log_prob_estimate``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sitransport._validation import check_choice, check_positive_int, torch_generator
+from sitransport.flow.integration import back_1d
+from sitransport.flow.results import LogProbEstimate
+from sitransport.ode import ODEOptions, integrate_logdet
+
+if TYPE_CHECKING:
+    from sitransport.flow.transport import TransportFlow
+
+#: Nothing public: these are the bodies of TransportFlow's methods, documented there.
+__all__: list[str] = []
+
+
+def log_prob_estimate(
+    flow: TransportFlow,
+    y: Any,
+    method: str,
+    probes: int,
+    seed: int | None,
+    ode: ODEOptions | None,
+    batch_size: int | None,
+    progress: bool,
+) -> LogProbEstimate:
+    """The body of :meth:`TransportFlow.log_prob_estimate`."""
+    check_choice(method, "method", ("auto", "exact", "hutchinson"))
+    if flow._base is None or not flow._base.has_density:
+        kind = "no base" if flow._base is None else f"a {flow._base.kind} base"
+        raise ValueError(
+            f"log_prob needs a density for rho0, but this flow has {kind}: the density of "
+            "samples is unknown. Fit with rho0='gaussian' or a torch Distribution"
+        )
+    d = math.prod(flow._shape)
+    if method == "auto":
+        method = "exact" if d <= 16 else "hutchinson"
+    if method == "hutchinson":
+        check_positive_int(probes, "probes")
+    options = flow._options(ode)
+    if batch_size is not None:
+        options = replace(options, batch_size=check_positive_int(batch_size, "batch_size"))
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be a bool, got {type(progress).__name__} {progress!r}")
+    yt, back, in_dtype = flow._prepare(y, "y")
+    flow._eval_mode()
+    generator = torch_generator(0 if seed is None else seed)
+    lps, errs, nfes = [], [], []
+    chunks = torch.split(yt, options.batch_size)
+    for chunk in _progress(chunks, progress and len(chunks) > 1, "log_prob"):
+        res = integrate_logdet(
+            flow._v,
+            flow._norm.encode(chunk),
+            1.0,
+            0.0,
+            options,
+            divergence=method,
+            probes=probes,
+            generator=generator,
+        )
+        x0 = flow._norm.decode(res.x)
+        lps.append(flow._base.log_prob(x0.to(torch.float64)) + res.delta_logp.to(torch.float64))
+        errs.append(res.stderr)
+        nfes.append(res.nfe)
+    lp, err = torch.cat(lps), torch.cat(errs)
+    return LogProbEstimate(
+        back_1d(back, lp.to(in_dtype)),
+        back_1d(back, err.to(in_dtype)),
+        float(np.mean(nfes)),
+    )
+
+
+def _progress(chunks: tuple[Tensor, ...], show: bool, desc: str) -> Any:
+    """Iterate over batches, with a tqdm bar counting them when ``show``."""
+    from tqdm.auto import tqdm
+
+    return tqdm(chunks, desc=desc, unit="batch", disable=not show, leave=False)

@@ -1,0 +1,329 @@
+"""A :class:`~sitransport.flow.TransportFlow` as tensors and plain data, and back: writing
+the payload (refusing what could not be rebuilt exactly) and reading one, every stored part
+checked against the others before anything is allocated from it."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor, nn
+
+from sitransport._bases import Density, EmpiricalDensity, StandardNormal, as_density
+from sitransport._io import check_map_location, module_mismatch, plain, state_mismatch
+from sitransport.config import FitConfig
+from sitransport.ends.normalization import Normalization
+from sitransport.errors import CorruptFileError
+from sitransport.interpolants import Interpolant, get_interpolant, interpolant_names
+from sitransport.ode import ODEOptions
+
+if TYPE_CHECKING:
+    from sitransport.flow.transport import TransportFlow
+
+#: Nothing public: these are the bodies of TransportFlow's methods, documented there.
+__all__: list[str] = []
+
+
+def write_payload(flow: TransportFlow) -> dict[str, Any]:
+    """The body of :meth:`TransportFlow.to_payload`."""
+    net = flow._velocity
+    if not (isinstance(net, nn.Module) and isinstance(getattr(net, "config", None), dict)):
+        raise TypeError(
+            "only flows with a built-in sitransport network can be saved, got velocity "
+            f"of type {type(net).__name__}; save its state_dict yourself"
+        )
+    _check_restorable(net, flow._interpolant)
+    base, target = _density_spec(flow._base), _density_spec(flow._target)
+    return {
+        "format": flow.FORMAT,
+        "version": flow.VERSION,
+        "shape": list(flow._shape),
+        "network": dict(cast(Mapping[str, Any], net.config)),  # checked restorable above
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "interpolant": flow._interpolant.spec(),
+        "base": base,
+        "target": target,
+        "normalization": {"shift": flow._norm.shift.cpu(), "scale": flow._norm.scale},
+        "ode": asdict(flow._ode),
+        "config": flow._config.spec() if flow._config is not None else {},
+        "history": _history_to_plain(flow._history),
+    }
+
+
+def read_payload(
+    cls: type[TransportFlow],
+    payload: Any,
+    base: Any,
+    interpolant: str | Interpolant | None,
+    map_location: str | torch.device,
+    source: str | os.PathLike | None,
+) -> TransportFlow:
+    """The body of :meth:`TransportFlow.from_payload`."""
+    device = check_map_location(map_location)
+    given = get_interpolant(interpolant) if interpolant is not None else None
+    where = "the payload" if source is None else repr(os.fspath(source))
+    _check_header(payload, cls.FORMAT, cls.READABLE_VERSIONS, where)
+    try:
+        parts = _stored_parts(payload, given, stored_base=base is None)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+        raise _damaged(where, err) from None
+    net, shape = parts.pop("network"), parts["shape"]
+    if base is not None:
+        parts["base"] = as_density(base, "base", shape=shape)
+    flow = cls(net.to(device), **parts)  # outside the try: out of memory is no damage
+    if payload["version"] == 1:
+        flow._use_version1_path()
+    return flow
+
+
+def _density_spec(density: Density | None) -> dict[str, Any] | None:
+    """Plain-data record of an end of the flow (samples included for empirical ends)."""
+    if density is None:
+        return None
+    spec = density.spec()
+    if isinstance(density, EmpiricalDensity):
+        spec["samples"] = density.samples.detach().cpu()
+    return spec
+
+
+def _density_from_spec(spec: dict[str, Any] | None, shape: tuple[int, ...]) -> Density | None:
+    if spec is None or spec["kind"] not in ("gaussian", "samples"):
+        return None  # distributions, dequantised image sets: not stored with the flow
+    if spec["kind"] == "gaussian":
+        return StandardNormal(shape)
+    samples = spec["samples"]
+    if not (isinstance(samples, Tensor) and samples.is_floating_point()):
+        raise TypeError(f"stored samples must be a float tensor, got {type(samples).__name__}")
+    if tuple(samples.shape[1:]) != shape or samples.shape[0] < 1:
+        raise ValueError(
+            f"stored samples have shape {tuple(samples.shape)}, expected (n, *{shape})"
+        )
+    return EmpiricalDensity(samples)
+
+
+def _check_restorable(net: nn.Module, path: Interpolant) -> None:
+    """Refuse to save what :meth:`TransportFlow.from_payload` would rebuild as something
+    else: a subclass or a modified copy of a built-in network or interpolant is saved under
+    its parent's name."""
+    from sitransport.nn import build_network
+
+    try:
+        with torch.device("meta"):  # no memory: the architecture only
+            rebuilt_net = build_network(dict(cast(Mapping[str, Any], net.config)))
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"only flows with a built-in sitransport network can be saved; the velocity "
+            f"{type(net).__qualname__} has a config that sitransport.nn cannot rebuild: {err}"
+        ) from None
+    problem = module_mismatch(net, rebuilt_net)
+    if problem is not None:
+        raise ValueError(
+            f"cannot save a flow whose network is {type(net).__qualname__}: {problem}, so the "
+            f"file would load it as a plain {type(rebuilt_net).__name__}. Only the built-in "
+            "networks of sitransport.nn, unmodified, can be saved; save the state_dict yourself"
+        )
+    rebuilt_path = get_interpolant(path.spec())  # TypeError for user callables
+    problem = module_mismatch(path, rebuilt_path)
+    if problem is not None:
+        raise ValueError(
+            f"cannot save a flow whose interpolant is {type(path).__qualname__}: {problem}, so "
+            f"the file would load it as {type(rebuilt_path).__name__} with its alpha and beta. "
+            f"Only the built-in interpolants ({', '.join(interpolant_names())}) can be saved "
+            "as they are; save the network's state_dict and rebuild the flow yourself"
+        )
+
+
+def _history_to_plain(history: xr.Dataset | None) -> dict[str, Any] | None:
+    if history is None:
+        return None
+    out: dict[str, Any] = {"coords": {}, "vars": {}, "attrs": plain(dict(history.attrs))}
+    for name, c in history.coords.items():
+        out["coords"][str(name)] = _float64_copy(c.values)
+    for name, v in history.data_vars.items():
+        out["vars"][str(name)] = {"dims": list(v.dims), "data": _float64_copy(v.values)}
+    return out
+
+
+def _float64_copy(values: Any) -> Tensor:
+    """A tensor owning a copy of ``values``: arrays of a loaded flow are read-only, and
+    ``torch.from_numpy`` warns on those."""
+    return torch.from_numpy(np.array(values, dtype=np.float64, copy=True))
+
+
+def _history_fromplain(plain: dict[str, Any] | None) -> xr.Dataset | None:
+    if plain is None:
+        return None
+    coords = {k: v.numpy() for k, v in plain["coords"].items()}
+    data = {k: (tuple(v["dims"]), v["data"].numpy()) for k, v in plain["vars"].items()}
+    return xr.Dataset(data, coords=coords, attrs=plain.get("attrs", {}))
+
+
+def _damaged(where: str, err: BaseException) -> CorruptFileError:
+    return CorruptFileError(f"{where} is a damaged sitransport file: {type(err).__name__}: {err}")
+
+
+def _check_header(payload: Any, name: str, versions: tuple[int, ...], where: str) -> None:
+    """A payload headed by the format ``name`` in one of the ``versions``."""
+    if not isinstance(payload, dict) or payload.get("format") != name:
+        raise CorruptFileError(f"{where} is not a sitransport flow file (no {name!r} header)")
+    if payload.get("version") not in versions:
+        raise CorruptFileError(
+            f"{where} has format version {payload.get('version')}; this sitransport reads "
+            f"versions {', '.join(map(str, versions))}"
+        )
+
+
+def _stored_parts(
+    payload: dict[str, Any], interpolant: Interpolant | None, stored_base: bool
+) -> dict[str, Any]:
+    """The checked parts of a payload, as arguments of :class:`TransportFlow` (the network
+    on the CPU; the stored base only if ``stored_base``)."""
+    shape = _stored_shape(payload["shape"])
+    net = _stored_network(payload["network"], payload["state_dict"], shape)
+    path = interpolant
+    if path is None:
+        path = _stored_interpolant(payload["interpolant"], shape)
+    return {
+        "network": net,
+        "interpolant": path,
+        "shape": shape,
+        "normalization": _stored_normalization(payload["normalization"], shape),
+        "base": _density_from_spec(payload["base"], shape) if stored_base else None,
+        "target": _density_from_spec(payload.get("target"), shape),
+        "ode": ODEOptions(**payload["ode"]),
+        "config": _stored_config(payload["config"], shape),
+        "history": _history_fromplain(payload["history"]),
+    }
+
+
+def _stored_config(stored: Any, shape: tuple[int, ...]) -> FitConfig | None:
+    """The file's :class:`FitConfig`: from its spec, or converted from the flat dict of
+    files written before it (:meth:`FitConfig.from_legacy`; one that names no built-in
+    object warns and gives ``None``); ``None`` for a flow built by hand (``{}``)."""
+    if not isinstance(stored, dict):
+        raise TypeError(f"the config record must be a dict, got {type(stored).__name__}")
+    if not stored:
+        return None
+    if FitConfig.is_spec(stored):
+        return FitConfig.from_spec(stored)
+    try:
+        return FitConfig.from_legacy(stored, shape=shape)
+    except (TypeError, ValueError) as err:
+        warnings.warn(
+            f"the flow's config, written by an older sitransport, could not be converted "
+            f"({err}); flow.config is None",
+            stacklevel=2,
+        )
+        return None
+
+
+#: No stored size (a width, a dimension, a number of terms) is larger than this.
+_MAX_SIZE = 2**24
+#: Keys of network descriptions that count layers.
+_LAYER_COUNTS = ("depth", "num_res_blocks")
+
+
+def _stored_shape(shape: Any) -> tuple[int, ...]:
+    """The per-sample shape of a file: 1 (vectors) or 3 (images) positive integers."""
+    if not isinstance(shape, (list, tuple)) or len(shape) not in (1, 3):
+        raise ValueError(f"stored shape must be [d] or [c, h, w], got {shape!r}")
+    for s in shape:
+        if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= _MAX_SIZE:
+            raise ValueError(f"stored shape must hold integers in [1, {_MAX_SIZE}], got {shape!r}")
+    return tuple(shape)
+
+
+def _check_sizes(spec: Any, what: str) -> int:
+    """Every integer of a stored description is at most :data:`_MAX_SIZE`; returns the
+    number of layers the description asks for (layer counts times list lengths, summed over
+    nested descriptions), which the caller compares with the tensors stored."""
+    if isinstance(spec, (list, tuple)):
+        return sum(_check_sizes(v, what) for v in spec)
+    if isinstance(spec, int) and not isinstance(spec, bool) and abs(spec) > _MAX_SIZE:
+        raise ValueError(f"stored {what} holds the size {spec}, above {_MAX_SIZE}")
+    if not isinstance(spec, dict):
+        return 0
+    layers, nested = 1, 0
+    for key, value in spec.items():
+        nested += _check_sizes(value, what)
+        if key in _LAYER_COUNTS and isinstance(value, int):
+            layers *= max(value, 1)
+        elif isinstance(value, (list, tuple)):
+            layers *= max(len(value), 1)
+    return layers + nested
+
+
+def _stored_network(config: Any, state: Any, shape: tuple[int, ...]) -> nn.Module:
+    """The network of a file, built only once its description is known to match the stored
+    weights (so a crafted width cannot make it allocate more than the file holds)."""
+    from sitransport.nn import build_network
+
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise TypeError("the network record must be a description dict and a state dict")
+    layers = _check_sizes(config, "network description")
+    if layers > 4 * len(state) + 16:
+        raise ValueError(
+            f"the network description asks for ~{layers} layers but the file stores "
+            f"{len(state)} tensors"
+        )
+    with torch.device("meta"):
+        meta = build_network(config)
+    problem = state_mismatch(state, meta)
+    if problem is not None:
+        raise ValueError(f"the network's weights do not match its description: {problem}")
+    net_shape = getattr(meta, "shape", None) or ((config["dim"],) if "dim" in config else None)
+    if net_shape is not None and tuple(net_shape) != shape:
+        raise ValueError(f"the network takes samples of shape {tuple(net_shape)}, not {shape}")
+    net = build_network(config)
+    first = next(iter(state.values()), None)
+    if first is not None:
+        net = net.to(dtype=first.dtype)
+    net.load_state_dict(state)
+    return net
+
+
+def _stored_normalization(norm: Any, shape: tuple[int, ...]) -> Normalization:
+    """The file's normalisation: a finite float shift of the sample shape, a finite scale > 0."""
+    shift, scale = norm["shift"], norm["scale"]
+    if not (isinstance(shift, Tensor) and shift.is_floating_point()):
+        raise TypeError(f"normalisation shift must be a float tensor, got {shift!r:.80}")
+    if tuple(shift.shape) != shape or not torch.isfinite(shift).all():
+        raise ValueError(
+            f"normalisation shift must be finite, of shape {shape}; got shape {tuple(shift.shape)}"
+        )
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"normalisation scale must be a number, got {scale!r:.80}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"normalisation scale must be finite and > 0, got {scale!r}")
+    return Normalization(shift, float(scale))
+
+
+def _stored_interpolant(spec: Any, shape: tuple[int, ...]) -> Interpolant:
+    """The file's interpolant; learnable ones only once their stored coefficients or weights
+    match the sizes they claim."""
+    from sitransport.interpolants import NeuralPath
+
+    if not isinstance(spec, dict):
+        raise TypeError(f"interpolant record must be a dict, got {type(spec).__name__}")
+    _check_sizes({k: v for k, v in spec.items() if k != "state"}, "interpolant")
+    if spec.get("name") == "fourier":
+        K, dim = spec.get("K"), spec.get("dim")
+        for key in ("a", "b"):
+            got = tuple(torch.as_tensor(spec.get(key), dtype=torch.float64).shape)
+            if got != ((K,) if dim is None else (K, dim)):
+                raise ValueError(f"fourier coefficients {key} have shape {got}, K={K}, dim={dim}")
+    if spec.get("name") == "neural":
+        kwargs = {k: v for k, v in spec.items() if k not in ("name", "state")}
+        with torch.device("meta"):
+            meta = NeuralPath(**kwargs)
+        problem = state_mismatch(spec.get("state") or {}, meta.h)
+        if problem is not None or (meta.dim,) != shape:
+            raise ValueError(f"the neural path's weights do not match (dim {meta.dim}): {problem}")
+    return get_interpolant(spec)
