@@ -137,7 +137,9 @@ def fresh_network(network: Any, shape: tuple[int, ...], spec: NetworkSpec) -> nn
     """
     network = getattr(network, "velocity", network)
     if isinstance(network, (MLPVelocity, PotentialVelocity, UNetVelocity)):
-        return build_network(cast(dict[str, Any], network.config))  # ours all have one
+        kind = type(network)  # a user's subclass stays itself
+        config_of = cast(dict[str, Any], network.config)  # ours all have one
+        return kind(**{k: v for k, v in config_of.items() if k != "kind"})
     return build_from_spec(spec, shape)
 
 
