@@ -23,24 +23,30 @@ straightens the paths toward the Benamou–Brenier optimum.
   ``n`` pairs from the whole plan.
 
 Couplings act on whatever batch they are given, on its device, so under data parallelism
-they can run on the all-gathered global batch.
+they can run on the all-gathered global batch. A coupling also says where a training run's
+batches come from (:meth:`Coupling.source`, a :class:`PairSource`): each batch as drawn and
+then paired, or, for ``global_ot``, drawn from the plans; the trainer only draws from the
+source it is given.
 """
 
 from __future__ import annotations
 
 from sitransport.couplings.base import Coupling, Independent
-from sitransport.couplings.global_plan import End as End
+from sitransport.couplings.base import End as End
 from sitransport.couplings.global_plan import GlobalOT, PlanSampler
 from sitransport.couplings.minibatch import BLOCK as BLOCK
 from sitransport.couplings.minibatch import ExactOT, Sinkhorn
 from sitransport.couplings.registry import coupling_names, get_coupling
+from sitransport.couplings.source import DrawPairs as DrawPairs
+from sitransport.couplings.source import PairSource
 
-# End and BLOCK (public names of the former module, outside __all__) stay importable here
+# BLOCK, End and DrawPairs (type aliases and a constant, outside __all__) are importable here
 __all__ = [
     "Coupling",
     "ExactOT",
     "GlobalOT",
     "Independent",
+    "PairSource",
     "PlanSampler",
     "Sinkhorn",
     "coupling_names",

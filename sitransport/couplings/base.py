@@ -11,6 +11,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sitransport.couplings.source import DrawPairs, PairSource
+
+#: An end of a global plan: a finite set of samples ``(N, ...)`` or a function
+#: ``sample(m, generator)`` returning ``m`` fresh draws.
+End = Tensor | Callable[[int, torch.Generator], Tensor]
+
 __all__ = ["Coupling", "Independent"]
 
 
@@ -89,6 +95,38 @@ class Coupling(abc.ABC):
             ExactOT(processes=1, block=256)
         """
         raise NotImplementedError
+
+    def source(
+        self,
+        draw: DrawPairs,
+        *,
+        seed: int = 0,
+        ends: Callable[[], tuple[End, End]] | None = None,
+    ) -> PairSource:
+        """The batches of a training run with this coupling: ``draw``'s batches, each paired
+        by this coupling. A coupling that draws its batches otherwise (a global plan)
+        overrides this; the trainer only draws from the source it is given.
+
+        Args:
+            draw: ``draw(n, generator)`` returning ``n`` independent pairs ``(x0, x1)``.
+            seed: the run's seed, for couplings with random state of their own (a global
+                plan's subsamples). Default ``0``.
+            ends: a function returning the two ends (finite sample sets or streams), for a
+                coupling that solves over whole ends rather than batches; called only by
+                such a coupling. Default ``None``: the ends are seen through ``draw`` only.
+
+        Returns:
+            A :class:`~sitransport.couplings.PairSource`.
+
+        Example:
+            >>> import torch
+            >>> from sitransport.couplings import ExactOT
+            >>> draw = lambda n, g: (torch.randn(n, 1, generator=g), torch.randn(n, 1, generator=g))
+            >>> source = ExactOT(processes=0).source(draw)
+            >>> source.draw is draw, source.batch_coupling
+            (True, ExactOT(processes=0, block=256))
+        """
+        return PairSource(draw, self)
 
     @property
     def solve_time(self) -> dict[str, float]:

@@ -15,15 +15,11 @@ import torch
 from torch import Tensor
 
 from sitransport._validation import check_positive_int, torch_generator
-from sitransport.couplings.base import Coupling
+from sitransport.couplings.base import Coupling, End, Independent
 from sitransport.couplings.minibatch import ExactOT, cost_matrix, permutation, worker_pool
+from sitransport.couplings.source import DrawPairs, PairSource
 
 __all__ = ["GlobalOT", "PlanSampler"]
-
-
-#: An end of a :class:`PlanSampler`: a finite set of samples ``(N, ...)`` or a function
-#: ``sample(m, generator)`` returning ``m`` fresh draws.
-End = Tensor | Callable[[int, torch.Generator], Tensor]
 
 
 @dataclass(frozen=True)
@@ -153,6 +149,56 @@ class GlobalOT(Coupling):
             ([32, 32, 32, 32, 32], 2)
         """
         return PlanSampler(self, x0, x1, seed=seed)
+
+    def source(
+        self,
+        draw: DrawPairs,
+        *,
+        seed: int = 0,
+        ends: Callable[[], tuple[End, End]] | None = None,
+    ) -> PairSource:
+        """The batches of a training run drawn from this coupling's plans (used as drawn):
+        plans between the two ``ends`` when given, else between the two sides of ``draw``
+        (as streams); a :class:`PlanSampler` passed as ``draw`` is used as it is.
+
+        Args:
+            draw: ``draw(n, generator)`` of independent pairs, or a :class:`PlanSampler`.
+            seed: the run's seed; the plans' subsamples are seeded by ``seed + 4``. Default
+                ``0``.
+            ends: a function returning the two ends (finite sample sets or streams) to solve
+                plans between. Default ``None``: the two sides of ``draw``.
+
+        Raises:
+            ValueError: ``draw`` is stateful (a dataset's items) and no ``ends`` are given.
+
+        Example:
+            >>> import torch
+            >>> from sitransport.couplings import GlobalOT
+            >>> x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+            >>> draw = lambda n, g: (x[:n], x[:n] + 1.0)
+            >>> source = GlobalOT(n=64, processes=0).source(draw, ends=lambda: (x, x + 1.0))
+            >>> type(source.draw).__name__, type(source.batch_coupling).__name__
+            ('PlanSampler', 'Independent')
+            >>> source.coupling
+            GlobalOT(n=64, reuse=250, processes=0)
+        """
+        if isinstance(draw, PlanSampler):
+            return PairSource(draw, Independent(), coupling=self, plans=draw)
+        if ends is None:
+            if hasattr(draw, "state_dict"):
+                raise ValueError(
+                    "coupling=GlobalOT cannot wrap a stateful draw (a torch Dataset's items): "
+                    "its plans are solved between two sets of samples or streams. Give rho1 "
+                    "as samples, ImageData or a distribution, pass a PlanSampler built with "
+                    "GlobalOT.sampler, or use coupling='exact_ot'"
+                )
+            joint = draw
+            sampler = self.sampler(
+                lambda m, g: joint(m, g)[0], lambda m, g: joint(m, g)[1], seed=seed + 4
+            )
+        else:
+            sampler = self.sampler(*ends(), seed=seed + 4)
+        return PairSource(sampler, Independent(), coupling=self, plans=sampler)
 
     def spec(self) -> dict[str, Any]:
         return {"name": "global_ot", "n": self.n, "reuse": self.reuse, "processes": self.processes}

@@ -1,6 +1,7 @@
 """How :func:`~sitransport.fit` draws its training pairs ``(x0, x1)`` for the trainer:
 independent draws of the two ends, a dataset's items in shuffled order
-(:class:`DatasetDraw`), or the plans of a global optimal-transport coupling."""
+(:class:`DatasetDraw`), or the plans of a global optimal-transport coupling: the one
+:class:`~sitransport.couplings.PairSource` of the run, built by the coupling itself."""
 
 from __future__ import annotations
 
@@ -9,56 +10,41 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sitransport._bases import Density, EmpiricalDensity
-from sitransport.couplings import Coupling, GlobalOT, PlanSampler
+from sitransport.couplings import Coupling, End, PairSource
 from sitransport.distributed import ShardedDataset
+from sitransport.ends.densities import Density, EmpiricalDensity
 from sitransport.flow import Normalization
 
-__all__ = ["DatasetDraw", "pair_draw"]
+__all__ = ["DatasetDraw", "pair_source"]
 
 
-def pair_draw(
+def pair_source(
     train0: Density, train1: Any, norm: Normalization, coupling: Coupling, seed: int
-) -> Any:
-    """``draw(n, generator)`` of normalised training pairs for
-    :func:`~sitransport.train.train`: independent draws, a dataset's items (stateful), or the
-    plans of a :class:`GlobalOT` coupling.
+) -> PairSource:
+    """The :class:`~sitransport.couplings.PairSource` of ``fit``'s normalised training
+    pairs, built once by ``coupling``: independent draws of the two ends, or a dataset's
+    items (stateful), paired per batch or drawn from a global plan between the two ends
+    (sample sets as finite ends, other densities as streams).
 
     Args:
         train0: the training source end.
         train1: the training target end (a density or a dataset).
         norm: the normalisation applied to both ends.
-        coupling: the coupling of the fit (a :class:`GlobalOT` draws from its plans).
-        seed: the run's seed (the plans' subsamples).
+        coupling: the coupling of the fit.
+        seed: the run's seed (a global plan's subsamples).
     """
-    if isinstance(coupling, GlobalOT):  # batches from OT plans of the training sets
-        return _plan_sampler(coupling, train0, train1, norm, seed)
     if isinstance(train1, ShardedDataset):  # its position in the epoch is checkpointed too
-        return DatasetDraw(train0, train1, norm)
+        return coupling.source(DatasetDraw(train0, train1, norm), seed=seed)
 
     def draw(n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
         return norm.encode(train0.sample(n, g)), norm.encode(train1.sample(n, g))
 
-    return draw
-
-
-def _plan_sampler(
-    coupling: GlobalOT, train0: Density, train1: Any, norm: Normalization, seed: int
-) -> PlanSampler:
-    """The :class:`PlanSampler` of ``fit``'s training ends in normalised coordinates: sample
-    sets as finite ends, other densities as streams."""
-    if isinstance(train1, ShardedDataset):
-        raise ValueError(
-            "coupling='global_ot' needs rho1 as samples, ImageData or a distribution, not a "
-            "torch Dataset; use coupling='exact_ot' for datasets"
-        )
-
-    def end(density: Density) -> Any:
+    def end(density: Density) -> End:
         if isinstance(density, EmpiricalDensity):
             return norm.encode(density.samples)
         return lambda m, g: norm.encode(density.sample(m, g))
 
-    return coupling.sampler(end(train0), end(train1), seed=seed + 4)
+    return coupling.source(draw, seed=seed, ends=lambda: (end(train0), end(train1)))
 
 
 class DatasetDraw:
@@ -73,7 +59,7 @@ class DatasetDraw:
 
     Example:
         >>> import torch
-        >>> from sitransport._bases import StandardNormal
+        >>> from sitransport.ends.densities import StandardNormal
         >>> from sitransport.distributed import ShardedDataset
         >>> from sitransport.flow import Normalization
         >>> from sitransport.fitting import DatasetDraw
@@ -95,7 +81,7 @@ class DatasetDraw:
 
         Example:
             >>> import torch
-            >>> from sitransport._bases import StandardNormal
+            >>> from sitransport.ends.densities import StandardNormal
             >>> from sitransport.distributed import ShardedDataset
             >>> from sitransport.flow import Normalization
             >>> data = torch.utils.data.TensorDataset(torch.rand(8, 2))
@@ -115,7 +101,7 @@ class DatasetDraw:
 
         Example:
             >>> import torch
-            >>> from sitransport._bases import StandardNormal
+            >>> from sitransport.ends.densities import StandardNormal
             >>> from sitransport.distributed import ShardedDataset
             >>> from sitransport.flow import Normalization
             >>> data = torch.utils.data.TensorDataset(torch.rand(8, 2))

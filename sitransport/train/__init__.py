@@ -11,10 +11,10 @@ the network and the data and calls :func:`train`. No ODE is solved during traini
 from __future__ import annotations
 
 from sitransport.config.training import TrainSettings
+from sitransport.couplings import DrawPairs as DrawPairs
 from sitransport.train.guard import DivergenceGuard
 from sitransport.train.schedule import LRSchedule, ema_decay
 from sitransport.train.schedule import run_generator as run_generator
-from sitransport.train.step import DrawPairs as DrawPairs
 from sitransport.train.trainer import Trainer, TrainResult, train
 
 __all__ = [

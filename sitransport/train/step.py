@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import torch
 from torch import Tensor, nn
 
-from sitransport.couplings import Coupling
+from sitransport.couplings import Coupling, DrawPairs
 from sitransport.interpolants import Interpolant
 from sitransport.losses import TimeSampler, denoiser_loss, quadratic_loss
 from sitransport.paths import PathOptimizer
@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from torch.nn.parallel import DistributedDataParallel
 
 __all__: list[str] = []
-
-DrawPairs = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 
 
 class StatefulDraw(Protocol):

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from sitransport._io import load_checkpoint, save_checkpoint
 from sitransport._validation import check_device, check_seed
 from sitransport.config.training import TrainSettings
-from sitransport.couplings import Coupling, GlobalOT, Independent, PlanSampler
+from sitransport.couplings import Coupling, DrawPairs, Independent, PairSource
 from sitransport.distributed import rank_and_world
 from sitransport.interpolants import Fourier, Interpolant, Normalized
 from sitransport.losses import TimeSampler, get_time_sampler, quadratic_loss
@@ -31,7 +31,7 @@ from sitransport.train.guard import DivergenceGuard
 from sitransport.train.record import Record
 from sitransport.train.resume import any_checkpoint, check_resume, run_fingerprint
 from sitransport.train.schedule import LRSchedule, ema_updater, run_generator, step_seed
-from sitransport.train.step import Batches, DrawPairs, Gradients, Objective, StatefulDraw
+from sitransport.train.step import Batches, Gradients, Objective, StatefulDraw
 
 __all__ = ["TrainResult", "Trainer", "train"]
 
@@ -83,10 +83,13 @@ class Trainer:
     Args:
         net: velocity network ``v(z, t)``; trained in place and moved to ``device``.
         interpolant: the path (trained in place too when ``path`` is given).
-        draw: ``draw(n, generator)`` returning a global batch ``(x0, x1)`` of normalised samples.
+        draw: ``draw(n, generator)`` returning a global batch ``(x0, x1)`` of normalised
+            samples, or a :class:`~sitransport.couplings.PairSource` built by a coupling.
         settings: optimisation settings; ``None``: ``TrainSettings()``. Default ``None``.
         time_sampler: distribution of training times; ``None``: uniform. Default ``None``.
-        coupling: how each batch is paired; ``None``: as drawn (independent). Default ``None``.
+        coupling: the coupling whose :meth:`~sitransport.couplings.Coupling.source` turns
+            ``draw`` into the run's batches; ``None``: as drawn (independent), or the
+            coupling of a given ``PairSource``. Default ``None``.
         path: settings of the ascent on the interpolant's parameters; ``None``: a fixed path.
             Default ``None``.
         seed: seeds every random draw of the run, an integer in ``[0, 2**63 - 1]``. Default ``0``.
@@ -119,7 +122,7 @@ class Trainer:
         self,
         net: nn.Module,
         interpolant: Interpolant,
-        draw: DrawPairs,
+        draw: DrawPairs | PairSource,
         *,
         settings: TrainSettings | None = None,
         time_sampler: TimeSampler | None = None,
@@ -138,6 +141,7 @@ class Trainer:
         self.device = device = check_device(device)
         self.dtype = dtype
         self.time_sampler = time_sampler or get_time_sampler("uniform")
+        source = pair_source(draw, coupling, seed)
         self.fingerprint = run_fingerprint(
             net,
             interpolant,
@@ -146,11 +150,10 @@ class Trainer:
             seed=seed,
             dtype=str(dtype),
             time_sampler=self.time_sampler,
-            coupling=coupling or Independent(),
+            coupling=source.coupling,
             path=path.spec() if path is not None else None,
         )
-        self.draw, self.coupling = _plan_draw(draw, coupling or Independent(), seed)
-        self.meter = _OTMeter(self.draw, self.coupling)
+        self.draw, self.coupling, self.meter = source.draw, source.batch_coupling, source
         self.rank, self.world = rank_and_world()
         self.stochastic = interpolant.stochastic
         self._check_batches(path)
@@ -569,7 +572,7 @@ class Trainer:
 def train(
     net: nn.Module,
     interpolant: Interpolant,
-    draw: DrawPairs,
+    draw: DrawPairs | PairSource,
     *,
     settings: TrainSettings | None = None,
     time_sampler: TimeSampler | None = None,
@@ -599,13 +602,16 @@ def train(
         draw: ``draw(n, generator)`` returns a global batch ``(x0, x1)`` of normalised samples
             (independent draws, or pairs for a given coupling such as reflow's). A draw with
             ``state_dict``/``load_state_dict`` methods (e.g. over a
-            :class:`~sitransport.distributed.ShardedDataset`) is checkpointed too.
+            :class:`~sitransport.distributed.ShardedDataset`) is checkpointed too. Or a
+            :class:`~sitransport.couplings.PairSource` built once by the caller with a
+            coupling's :meth:`~sitransport.couplings.Coupling.source` (as ``fit`` does).
         settings: optimisation settings; ``None``: ``TrainSettings()``. Default ``None``.
         time_sampler: distribution of training times (uniform by default).
-        coupling: how each batch is paired (:mod:`sitransport.couplings`; default as drawn).
-            A :class:`~sitransport.couplings.GlobalOT` draws the batches from its plans
-            instead: ``draw`` is wrapped in its sampler (its subsamples seeded by
-            ``seed + 4``) unless it is a :class:`~sitransport.couplings.PlanSampler`.
+        coupling: how the batches come from ``draw`` (:mod:`sitransport.couplings`;
+            default as drawn): its :meth:`~sitransport.couplings.Coupling.source`. Most
+            couplings pair each drawn batch; a :class:`~sitransport.couplings.GlobalOT`
+            draws the batches from its plans instead (subsamples seeded by ``seed + 4``).
+            ``None`` with a ``PairSource`` as ``draw``.
         path: settings of the ascent on the interpolant's parameters (``None``: fixed path).
         seed: seeds every random draw of the run (one ``torch.Generator``; dropout masks from
             the global RNG, reseeded from ``seed``, rank and step inside ``fork_rng``); an
@@ -640,7 +646,8 @@ def train(
     Raises:
         ValueError: the global batch does not split into ``world size x accumulate`` equal
             parts; path optimisation with several ranks or micro-batches; ``seed`` outside
-            ``[0, 2**63 - 1]``; an unsupported or unavailable ``device``.
+            ``[0, 2**63 - 1]``; an unsupported or unavailable ``device``; a ``coupling``
+            given with a ``PairSource``; a ``GlobalOT`` coupling of a stateful draw.
         TrainingDivergedError: the loss or gradient norm became NaN or infinite, or the loss
             grew by orders of magnitude (a ``FloatingPointError``; the message names the
             step, the value and what to try: a lower ``lr``, ``clip_grad``).
@@ -693,54 +700,14 @@ def train(
     ).run()
 
 
-def _plan_draw(draw: DrawPairs, coupling: Coupling, seed: int) -> tuple[DrawPairs, Coupling]:
-    """Under :class:`GlobalOT`, batches are drawn from its plans (``draw`` wrapped in a
-    :class:`PlanSampler` unless it is one) and used as drawn."""
-    if not isinstance(coupling, GlobalOT):
-        return draw, coupling
-    if not isinstance(draw, PlanSampler):
-        if hasattr(draw, "state_dict"):
+def pair_source(draw: DrawPairs | PairSource, coupling: Coupling | None, seed: int) -> PairSource:
+    """The run's :class:`~sitransport.couplings.PairSource`: ``draw`` itself when it is one
+    (built by the caller), else ``coupling``'s source of ``draw`` (default independent)."""
+    if isinstance(draw, PairSource):
+        if coupling is not None:
             raise ValueError(
-                "coupling=GlobalOT cannot wrap a stateful draw (a dataset); pass a "
-                "PlanSampler built with GlobalOT.sampler, or use coupling='exact_ot'"
+                "coupling: the PairSource given as draw carries its coupling already "
+                f"({draw.coupling!r}); pass coupling=None"
             )
-        joint = draw
-        draw = coupling.sampler(
-            lambda m, g: joint(m, g)[0], lambda m, g: joint(m, g)[1], seed=seed + 4
-        )
-    return draw, Independent()
-
-
-class _OTMeter:
-    """The OT solve times of a run: plan solves of a :class:`PlanSampler`, or the per-batch
-    solves of a minibatch coupling during this run; for the progress bar and the record."""
-
-    def __init__(self, draw: DrawPairs, coupling: Coupling) -> None:
-        self.plans = draw if isinstance(draw, PlanSampler) else None
-        self.coupling = coupling
-        self.start = coupling.solve_time
-
-    def _batches(self) -> tuple[int, float]:
-        now = self.coupling.solve_time
-        return int(now["count"] - self.start["count"]), now["total"] - self.start["total"]
-
-    def postfix(self) -> dict[str, str]:
-        """``ot=0.61s/plan`` (the latest plan) or ``ot=3.1ms`` (mean per batch so far)."""
-        if self.plans is not None:
-            seconds = self.plans.solve_seconds
-            return {"ot": f"{_duration(seconds[-1])}/plan"} if seconds else {}
-        count, total = self._batches()
-        return {"ot": _duration(total / count)} if count else {}
-
-    def attrs(self) -> dict[str, Any]:
-        if self.plans is not None:
-            return {
-                "ot_plan_solve_s": list(self.plans.solve_seconds),
-                "ot_plan_n": self.plans.coupling.n,
-            }
-        count, total = self._batches()
-        return {"ot_batch_solve_ms": 1e3 * total / count, "ot_batches": count} if count else {}
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.2f}s" if seconds >= 1.0 else f"{1e3 * seconds:.1f}ms"
+        return draw
+    return (coupling or Independent()).source(draw, seed=seed)
