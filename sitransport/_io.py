@@ -34,10 +34,12 @@ from sitransport.errors import CorruptFileError
 
 __all__ = [
     "CHECKED_FORMAT",
+    "MAX_SIZE",
     "atomic_save",
     "check_load_path",
     "check_map_location",
     "check_save_path",
+    "check_sizes",
     "load_checkpoint",
     "module_mismatch",
     "plain",
@@ -442,6 +444,40 @@ def state_mismatch(state: dict[str, Any], module: nn.Module) -> str | None:
         if value.shape != ref.shape:
             return f"{name!r} has shape {tuple(value.shape)}, expected {tuple(ref.shape)}"
     return None
+
+
+#: No stored size (a width, a dimension, a number of terms) is larger than this.
+MAX_SIZE = 2**24
+
+
+def check_sizes(spec: Any, what: str, layer_keys: tuple[str, ...] = ()) -> int:
+    """Every integer of a stored description is at most :data:`MAX_SIZE`; returns the
+    number of layers the description asks for (the counts under ``layer_keys`` times list
+    lengths, summed over nested descriptions), which a reader compares with the tensors
+    stored.
+
+    Example:
+        >>> check_sizes({"width": 8, "depth": 3}, "network", ("depth",))
+        3
+        >>> check_sizes({"width": 2**30}, "network")
+        Traceback (most recent call last):
+        ...
+        ValueError: stored network holds the size 1073741824, above 16777216
+    """
+    if isinstance(spec, (list, tuple)):
+        return sum(check_sizes(v, what, layer_keys) for v in spec)
+    if isinstance(spec, int) and not isinstance(spec, bool) and abs(spec) > MAX_SIZE:
+        raise ValueError(f"stored {what} holds the size {spec}, above {MAX_SIZE}")
+    if not isinstance(spec, dict):
+        return 0
+    layers, nested = 1, 0
+    for key, value in spec.items():
+        nested += check_sizes(value, what, layer_keys)
+        if key in layer_keys and isinstance(value, int):
+            layers *= max(value, 1)
+        elif isinstance(value, (list, tuple)):
+            layers *= max(len(value), 1)
+    return layers + nested
 
 
 def plain(value: Any) -> Any:

@@ -16,12 +16,18 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
-from sitransport._bases import Density, EmpiricalDensity, StandardNormal, as_density
-from sitransport._io import check_map_location, module_mismatch, plain, state_mismatch
+from sitransport._io import MAX_SIZE, check_map_location, module_mismatch, plain
 from sitransport.config import FitConfig
+from sitransport.ends.densities import Density, EmpiricalDensity, StandardNormal, as_density
 from sitransport.ends.normalization import Normalization
 from sitransport.errors import CorruptFileError
-from sitransport.interpolants import Interpolant, get_interpolant, interpolant_names
+from sitransport.interpolants import (
+    Interpolant,
+    get_interpolant,
+    interpolant_names,
+    read_interpolant,
+)
+from sitransport.nn import build_network, read_network
 from sitransport.ode import ODEOptions
 
 if TYPE_CHECKING:
@@ -112,8 +118,6 @@ def _check_restorable(net: nn.Module, path: Interpolant) -> None:
     """Refuse to save what :meth:`TransportFlow.from_payload` would rebuild as something
     else: a subclass or a modified copy of a built-in network or interpolant is saved under
     its parent's name."""
-    from sitransport.nn import build_network
-
     try:
         with torch.device("meta"):  # no memory: the architecture only
             rebuilt_net = build_network(dict(cast(Mapping[str, Any], net.config)))
@@ -186,10 +190,10 @@ def _stored_parts(
     """The checked parts of a payload, as arguments of :class:`TransportFlow` (the network
     on the CPU; the stored base only if ``stored_base``)."""
     shape = _stored_shape(payload["shape"])
-    net = _stored_network(payload["network"], payload["state_dict"], shape)
+    net = read_network(payload["network"], payload["state_dict"], shape)
     path = interpolant
     if path is None:
-        path = _stored_interpolant(payload["interpolant"], shape)
+        path = read_interpolant(payload["interpolant"], shape)
     return {
         "network": net,
         "interpolant": path,
@@ -224,69 +228,14 @@ def _stored_config(stored: Any, shape: tuple[int, ...]) -> FitConfig | None:
         return None
 
 
-#: No stored size (a width, a dimension, a number of terms) is larger than this.
-_MAX_SIZE = 2**24
-#: Keys of network descriptions that count layers.
-_LAYER_COUNTS = ("depth", "num_res_blocks")
-
-
 def _stored_shape(shape: Any) -> tuple[int, ...]:
     """The per-sample shape of a file: 1 (vectors) or 3 (images) positive integers."""
     if not isinstance(shape, (list, tuple)) or len(shape) not in (1, 3):
         raise ValueError(f"stored shape must be [d] or [c, h, w], got {shape!r}")
     for s in shape:
-        if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= _MAX_SIZE:
-            raise ValueError(f"stored shape must hold integers in [1, {_MAX_SIZE}], got {shape!r}")
+        if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_SIZE:
+            raise ValueError(f"stored shape must hold integers in [1, {MAX_SIZE}], got {shape!r}")
     return tuple(shape)
-
-
-def _check_sizes(spec: Any, what: str) -> int:
-    """Every integer of a stored description is at most :data:`_MAX_SIZE`; returns the
-    number of layers the description asks for (layer counts times list lengths, summed over
-    nested descriptions), which the caller compares with the tensors stored."""
-    if isinstance(spec, (list, tuple)):
-        return sum(_check_sizes(v, what) for v in spec)
-    if isinstance(spec, int) and not isinstance(spec, bool) and abs(spec) > _MAX_SIZE:
-        raise ValueError(f"stored {what} holds the size {spec}, above {_MAX_SIZE}")
-    if not isinstance(spec, dict):
-        return 0
-    layers, nested = 1, 0
-    for key, value in spec.items():
-        nested += _check_sizes(value, what)
-        if key in _LAYER_COUNTS and isinstance(value, int):
-            layers *= max(value, 1)
-        elif isinstance(value, (list, tuple)):
-            layers *= max(len(value), 1)
-    return layers + nested
-
-
-def _stored_network(config: Any, state: Any, shape: tuple[int, ...]) -> nn.Module:
-    """The network of a file, built only once its description is known to match the stored
-    weights (so a crafted width cannot make it allocate more than the file holds)."""
-    from sitransport.nn import build_network
-
-    if not isinstance(config, dict) or not isinstance(state, dict):
-        raise TypeError("the network record must be a description dict and a state dict")
-    layers = _check_sizes(config, "network description")
-    if layers > 4 * len(state) + 16:
-        raise ValueError(
-            f"the network description asks for ~{layers} layers but the file stores "
-            f"{len(state)} tensors"
-        )
-    with torch.device("meta"):
-        meta = build_network(config)
-    problem = state_mismatch(state, meta)
-    if problem is not None:
-        raise ValueError(f"the network's weights do not match its description: {problem}")
-    net_shape = getattr(meta, "shape", None) or ((config["dim"],) if "dim" in config else None)
-    if net_shape is not None and tuple(net_shape) != shape:
-        raise ValueError(f"the network takes samples of shape {tuple(net_shape)}, not {shape}")
-    net = build_network(config)
-    first = next(iter(state.values()), None)
-    if first is not None:
-        net = net.to(dtype=first.dtype)
-    net.load_state_dict(state)
-    return net
 
 
 def _stored_normalization(norm: Any, shape: tuple[int, ...]) -> Normalization:
@@ -303,27 +252,3 @@ def _stored_normalization(norm: Any, shape: tuple[int, ...]) -> Normalization:
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"normalisation scale must be finite and > 0, got {scale!r}")
     return Normalization(shift, float(scale))
-
-
-def _stored_interpolant(spec: Any, shape: tuple[int, ...]) -> Interpolant:
-    """The file's interpolant; learnable ones only once their stored coefficients or weights
-    match the sizes they claim."""
-    from sitransport.interpolants import NeuralPath
-
-    if not isinstance(spec, dict):
-        raise TypeError(f"interpolant record must be a dict, got {type(spec).__name__}")
-    _check_sizes({k: v for k, v in spec.items() if k != "state"}, "interpolant")
-    if spec.get("name") == "fourier":
-        K, dim = spec.get("K"), spec.get("dim")
-        for key in ("a", "b"):
-            got = tuple(torch.as_tensor(spec.get(key), dtype=torch.float64).shape)
-            if got != ((K,) if dim is None else (K, dim)):
-                raise ValueError(f"fourier coefficients {key} have shape {got}, K={K}, dim={dim}")
-    if spec.get("name") == "neural":
-        kwargs = {k: v for k, v in spec.items() if k not in ("name", "state")}
-        with torch.device("meta"):
-            meta = NeuralPath(**kwargs)
-        problem = state_mismatch(spec.get("state") or {}, meta.h)
-        if problem is not None or (meta.dim,) != shape:
-            raise ValueError(f"the neural path's weights do not match (dim {meta.dim}): {problem}")
-    return get_interpolant(spec)

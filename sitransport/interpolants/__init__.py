@@ -26,7 +26,7 @@ from sitransport.interpolants.base import Interpolant, broadcast_coefficient
 from sitransport.interpolants.fixed import Custom, Linear, Trig
 from sitransport.interpolants.learnable import Fourier, NeuralPath
 from sitransport.interpolants.normalized import Normalized
-from sitransport.interpolants.registry import get_interpolant, interpolant_names
+from sitransport.interpolants.registry import get_interpolant, interpolant_names, read_interpolant
 from sitransport.interpolants.stochastic import Stochastic
 
 __all__ = [
@@ -41,4 +41,5 @@ __all__ = [
     "broadcast_coefficient",
     "get_interpolant",
     "interpolant_names",
+    "read_interpolant",
 ]

@@ -258,6 +258,26 @@ class Interpolant(nn.Module, abc.ABC):
             "code); rebuild it yourself and pass it to sitransport.load(..., interpolant=...)"
         )
 
+    @classmethod
+    def check_spec(cls, spec: dict[str, Any], shape: tuple[int, ...]) -> None:
+        """Check a stored :meth:`spec` of this family against the flow's sample ``shape``
+        before anything is built from it (a file is untrusted). The default checks nothing
+        beyond what the constructor checks; families whose spec carries coefficients or
+        weights override it.
+
+        Args:
+            spec: the stored spec, as :meth:`spec` writes it.
+            shape: the sample shape of the flow the spec belongs to.
+
+        Raises:
+            ValueError: the spec does not describe a path of this family for ``shape``.
+
+        Example:
+            >>> from sitransport.interpolants import Trig
+            >>> Trig.check_spec({"name": "trig"}, (2,)) is None
+            True
+        """
+
     def extra_repr(self) -> str:
         """The settings shown in the module's ``repr`` (a ``torch.nn.Module`` hook).
 

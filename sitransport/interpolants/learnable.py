@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sitransport._io import state_mismatch
 from sitransport._validation import check_choice, check_positive_int
 from sitransport.interpolants.base import Interpolant, OnBase, as_time
 from sitransport.interpolants.fixed import BASE_PATHS
@@ -115,6 +116,30 @@ class Fourier(Interpolant):
             if b is not None:
                 path.b.copy_(torch.tensor(b, dtype=torch.float64))
         return path
+
+    @classmethod
+    def check_spec(cls, spec: dict[str, Any], shape: tuple[int, ...]) -> None:
+        """A stored spec's coefficients ``a`` and ``b`` have the shape its ``K`` and ``dim``
+        claim: ``(K,)`` or ``(K, dim)``.
+
+        Args:
+            spec: the stored spec, as :meth:`spec` writes it.
+            shape: the sample shape of the flow the spec belongs to.
+
+        Raises:
+            ValueError: coefficients of another shape.
+
+        Example:
+            >>> Fourier.check_spec({"name": "fourier", "K": 2, "a": [0.0], "b": [0.0, 0.0]}, (2,))
+            Traceback (most recent call last):
+            ...
+            ValueError: fourier coefficients a have shape (1,), K=2, dim=None
+        """
+        K, dim = spec.get("K"), spec.get("dim")
+        for key in ("a", "b"):
+            got = tuple(torch.as_tensor(spec.get(key), dtype=torch.float64).shape)
+            if got != ((K,) if dim is None else (K, dim)):
+                raise ValueError(f"fourier coefficients {key} have shape {got}, K={K}, dim={dim}")
 
     def extra_repr(self) -> str:
         return f"base={self.base_name!r}, K={self.K}, dim={self.dim}"
@@ -243,6 +268,30 @@ class NeuralPath(OnBase):
         if state is not None:
             path.h.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
         return path
+
+    @classmethod
+    def check_spec(cls, spec: dict[str, Any], shape: tuple[int, ...]) -> None:
+        """A stored spec's weights match the sizes it claims and its ``dim`` is the flow's,
+        checked on the ``meta`` device (no memory is allocated for a crafted width).
+
+        Args:
+            spec: the stored spec, as :meth:`spec` writes it.
+            shape: the sample shape of the flow the spec belongs to.
+
+        Raises:
+            ValueError: weights of other names or shapes, or another dimension.
+
+        Example:
+            >>> spec = NeuralPath(2, K=1, width=4).spec()
+            >>> NeuralPath.check_spec(spec, (2,)) is None
+            True
+        """
+        kwargs = {k: v for k, v in spec.items() if k not in ("name", "state")}
+        with torch.device("meta"):
+            meta = cls(**kwargs)
+        problem = state_mismatch(spec.get("state") or {}, meta.h)
+        if problem is not None or (meta.dim,) != shape:
+            raise ValueError(f"the neural path's weights do not match (dim {meta.dim}): {problem}")
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, base={self.base_name!r}, K={self.K}, width={self.width}"

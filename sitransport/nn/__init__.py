@@ -4,7 +4,7 @@ network's spec into a module and a module back into its spec."""
 
 from __future__ import annotations
 
-from sitransport.nn.builder import build_network
+from sitransport.nn.builder import build_network, read_network
 from sitransport.nn.mlp import MLPVelocity, SpaceEmbedding, TimeEmbedding, VelocityDenoiser
 from sitransport.nn.potential import PotentialVelocity
 from sitransport.nn.unet import UNET_PRESETS, UNetVelocity, unet_config
@@ -18,5 +18,6 @@ __all__ = [
     "UNetVelocity",
     "VelocityDenoiser",
     "build_network",
+    "read_network",
     "unet_config",
 ]

@@ -12,6 +12,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from sitransport._io import check_sizes, state_mismatch
 from sitransport._validation import check_choice
 from sitransport.config import MLPSpec, NetworkSpec, UNetSpec
 from sitransport.nn.mlp import MLPVelocity, VelocityDenoiser
@@ -25,6 +26,7 @@ __all__ = [
     "network_config",
     "network_spec",
     "network_spec_of",
+    "read_network",
     "seeded_network",
 ]
 
@@ -62,6 +64,54 @@ def build_network(config: dict[str, Any]) -> nn.Module:
     kwargs = dict(config)
     kind = check_choice(kwargs.pop("kind", None), "network kind", _NETWORKS)
     return _NETWORKS[kind](**kwargs)
+
+
+#: Keys of network descriptions that count layers.
+LAYER_COUNTS = ("depth", "num_res_blocks")
+
+
+def read_network(config: Any, state: Any, shape: tuple[int, ...]) -> nn.Module:
+    """The network of a file, built only once its description is known to match the stored
+    weights (so a crafted width cannot make it allocate more than the file holds).
+
+    Args:
+        config: the stored description (as :func:`build_network` takes it).
+        state: the stored ``state_dict``.
+        shape: the flow's sample shape, which the network must take.
+
+    Raises:
+        TypeError: the records are not dicts.
+        ValueError: a size above the file limit, more layers than tensors stored, weights
+            that do not match the description, or another sample shape.
+
+    Example:
+        >>> from sitransport.nn import MLPVelocity
+        >>> net = MLPVelocity(2, width=8, depth=1)
+        >>> read_network(net.config, net.state_dict(), (2,)).config == net.config
+        True
+    """
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise TypeError("the network record must be a description dict and a state dict")
+    layers = check_sizes(config, "network description", LAYER_COUNTS)
+    if layers > 4 * len(state) + 16:
+        raise ValueError(
+            f"the network description asks for ~{layers} layers but the file stores "
+            f"{len(state)} tensors"
+        )
+    with torch.device("meta"):
+        meta = build_network(config)
+    problem = state_mismatch(state, meta)
+    if problem is not None:
+        raise ValueError(f"the network's weights do not match its description: {problem}")
+    net_shape = getattr(meta, "shape", None) or ((config["dim"],) if "dim" in config else None)
+    if net_shape is not None and tuple(net_shape) != shape:
+        raise ValueError(f"the network takes samples of shape {tuple(net_shape)}, not {shape}")
+    net = build_network(config)
+    first = next(iter(state.values()), None)
+    if first is not None:
+        net = net.to(dtype=first.dtype)
+    net.load_state_dict(state)
+    return net
 
 
 def network_config(spec: NetworkSpec, shape: tuple[int, ...]) -> dict[str, Any]:

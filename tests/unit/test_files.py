@@ -173,13 +173,13 @@ def no_big_allocation(monkeypatch):
     """Fail if a network or neural path wider than 10_000 (or deeper than 1000) is built
     outside the meta device."""
     import sitransport.interpolants as interpolants
-    import sitransport.nn as snn
+    import sitransport.nn.builder as builder  # read_network builds through it
 
     def on_meta(width, depth=1):
         if (width > 10_000 or depth > 1000) and torch.get_default_device().type != "meta":
             raise AssertionError(f"width {width}, depth {depth} allocated for real")
 
-    build, init = snn.build_network, interpolants.NeuralPath.__init__
+    build, init = builder.build_network, interpolants.NeuralPath.__init__
 
     def guarded_build(config):
         on_meta(int(config.get("width", 0)), int(config.get("depth", 1)))
@@ -189,7 +189,7 @@ def no_big_allocation(monkeypatch):
         on_meta(width)
         init(self, dim, base, K, width)
 
-    monkeypatch.setattr(snn, "build_network", guarded_build)
+    monkeypatch.setattr(builder, "build_network", guarded_build)
     monkeypatch.setattr(interpolants.NeuralPath, "__init__", guarded_init)
 
 
