@@ -32,8 +32,10 @@ import torch
 
 from sitransport import datasets
 from sitransport._validation import as_tensor, numpy_generator
+from sitransport.couplings import coupling_names
 from sitransport.errors import SitransportError
 from sitransport.fitting import fit
+from sitransport.interpolants import interpolant_names
 from sitransport.metrics import sample_quality, transport_report
 
 if TYPE_CHECKING:
@@ -288,12 +290,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("source", help=f"dataset name, 'gaussian', or {files}")
     f.add_argument("target", help=f"dataset name or {files}")
     common(f, "sitransport-fit")
-    f.add_argument("--interpolant", default="trig")
+    f.add_argument("--interpolant", default="trig", help=", ".join(interpolant_names()))
     f.add_argument("--batch-size", type=_int_at_least(1), default=None)
     f.add_argument("--lr", type=_positive_float, default=None)
-    f.add_argument(
-        "--coupling", default="independent", help="independent, exact_ot, global_ot, sinkhorn"
-    )
+    f.add_argument("--coupling", default="independent", help=", ".join(coupling_names()))
     return p
 
 

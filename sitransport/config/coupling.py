@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sitransport.couplings import Coupling, get_coupling
+from sitransport.couplings import Coupling, coupling_names, get_coupling
 
 __all__ = ["CouplingSpec"]
 
@@ -97,7 +97,7 @@ class CouplingSpec:
                 f"the coupling {self.name} is not a built-in sitransport coupling (its spec() "
                 "does not rebuild it with get_coupling), so a saved flow could not record it "
                 "and would load it as something else; fit with a built-in coupling "
-                "(independent, exact_ot, global_ot, sinkhorn) to save the flow"
+                f"({', '.join(coupling_names())}) to save the flow"
             )
         return {"name": self.name, **self.options}
 

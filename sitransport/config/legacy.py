@@ -20,7 +20,7 @@ from sitransport.config.training import (
     TrainSettings,
     freeze_step,
 )
-from sitransport.couplings import Coupling, ExactOT, GlobalOT, Independent, Sinkhorn
+from sitransport.couplings import Coupling, coupling_names, get_coupling
 from sitransport.interpolants import get_interpolant
 from sitransport.losses import get_time_sampler
 from sitransport.ode import ODEOptions
@@ -28,9 +28,10 @@ from sitransport.paths import PathSettings
 
 __all__: list[str] = []
 
-#: The built-in couplings by class name (legacy configs recorded their ``repr``).
+#: The built-in couplings by class name (legacy configs recorded their ``repr``), read
+#: from the registry.
 _COUPLING_CLASSES: dict[str, type[Coupling]] = {
-    cls.__name__: cls for cls in (ExactOT, GlobalOT, Independent, Sinkhorn)
+    type(coupling).__name__: type(coupling) for coupling in map(get_coupling, coupling_names())
 }
 #: The built-in time samplers by class name (legacy configs recorded their ``repr``).
 _SAMPLER_NAMES = {"UniformTime": "uniform", "BetaTime": "beta"}
