@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sitransport._bases import Density
 from sitransport._unpickle import restricted_load
 from sitransport._validation import as_tensor, check_pixels, check_positive_int, torch_generator
+from sitransport.ends.densities import Density
 
 if TYPE_CHECKING:
     from sitransport.flow import TransportFlow

@@ -28,8 +28,8 @@ import torch
 
 from sitransport._io import check_load_path, check_map_location, read_checked
 from sitransport.flow import TransportFlow
+from sitransport.flow.latent import LatentFlow
 from sitransport.interpolants import Interpolant, get_interpolant
-from sitransport.latent import LatentFlow
 from sitransport.protocols import Flow
 
 __all__ = ["FLOW_KINDS", "load"]

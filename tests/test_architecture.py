@@ -203,7 +203,7 @@ def test_the_graph_sees_the_whole_package():
     edges = import_edges()
     pairs = {(e.source, e.target) for e in edges}
     assert ("sitransport", "sitransport.latent") in pairs  # from sitransport import (latent, ...)
-    assert ("sitransport.io", "sitransport.latent") in pairs
+    assert ("sitransport.io", "sitransport.flow.latent") in pairs
     assert ("sitransport.nn", "sitransport.nn.mlp") in pairs
     assert any("lazy" in e.where for e in edges)  # imports inside functions are seen too
 
@@ -306,4 +306,105 @@ def test_private_imports_are_named(tmp_path):
     assert [text for _, text in found] == [
         "from sitransport._low import _secret",
         "from sitransport._low import hook as _hook",
+    ]
+
+
+# ------------------------------------------------------------------------------ the layers
+#: Each top-level module or subpackage of ``sitransport`` and its layer, bottom (0) to top.
+#: A module imports only from lower layers; in the two bottom layers (foundations and the
+#: families built on them) members may also import each other (the cycle test keeps that
+#: acyclic). Above them, modules of one layer never import each other: ``flow`` (inference)
+#: and ``train`` (the trainer) are siblings, so loading or sampling a flow never imports the
+#: code that fits it.
+LAYERS: dict[str, int] = {
+    # foundations: errors, input checks, plain-data specs, file plumbing, shared interfaces
+    **dict.fromkeys(["errors", "_validation", "_spec", "_io", "_unpickle", "protocols"], 0),
+    # families: what a density is, paths, couplings, losses, solvers
+    **dict.fromkeys(
+        [
+            "ends",
+            "interpolants",
+            "couplings",
+            "losses",
+            "ode",
+            "score",
+            "paths",
+            "distributed",
+            "exact",
+        ],
+        1,
+    ),
+    "config": 2,  # frozen settings records (they check themselves with the families' registries)
+    "nn": 3,  # networks and the one spec <-> module builder
+    **dict.fromkeys(["metrics", "plot"], 4),  # measures and figures of samples and flows
+    **dict.fromkeys(["datasets", "images", "flow", "train"], 5),
+    **dict.fromkeys(["fitting", "io", "latent"], 6),  # entry points; latent: the old path
+    "cli": 7,
+    **dict.fromkeys(["", "__main__"], 8),  # the package itself re-exports everything
+}
+#: Layers whose members may import each other.
+OPEN_LAYERS = (0, 1)
+
+
+def layer_of(module: str) -> str:
+    """``sitransport.flow.transport`` -> ``flow``; ``sitransport`` -> ``""``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def layer_violations(edges: list[Edge]) -> list[str]:
+    """Imports that point up, or sideways between members of a closed layer."""
+    found = []
+    for e in edges:
+        a, b = layer_of(e.source), layer_of(e.target)
+        if a == b:
+            continue
+        la, lb = LAYERS[a], LAYERS[b]
+        if lb > la or (lb == la and la not in OPEN_LAYERS):
+            found.append(f"{e.where}: {e.source} (layer {la}) imports {e.target} (layer {lb})")
+    return found
+
+
+def test_every_module_has_a_layer():
+    assert {layer_of(m) for m in module_files(PACKAGE)} == set(LAYERS)
+
+
+def test_imports_point_down_the_layers():
+    found = layer_violations(import_edges())
+    assert not found, "imports against the layers:\n" + "\n".join(found)
+
+
+def _closure(edges: list[Edge], start: str) -> set[str]:
+    graph = _graph(edges)
+    seen, todo = set(), [m for m in graph if m == start or m.startswith(start + ".")]
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo += graph[node]
+    return seen
+
+
+def test_a_flow_never_imports_the_code_that_fits_or_loads_it():
+    """Loading or sampling a flow imports neither the trainer nor fit (nor ``io``)."""
+    reached = {layer_of(m) for m in _closure(import_edges(), "sitransport.flow")}
+    assert not {"train", "fitting", "io", "cli"} & reached, sorted(reached)
+    reached = {layer_of(m) for m in _closure(import_edges(), "sitransport.config")}
+    assert not {"train", "fitting", "flow", "nn"} & reached, sorted(reached)
+
+
+def test_the_layer_check_can_fail(tmp_path):
+    root = _package(
+        tmp_path,
+        {
+            "flow/__init__.py": "from sitransport.train import Trainer\n",
+            "train/__init__.py": "from sitransport.config import x\n",
+            "config.py": "from sitransport.nn import y\n",
+            "nn.py": "",
+        },
+    )
+    found = layer_violations(import_edges(root))
+    assert [f.split(": ", 1)[1] for f in found] == [
+        "sitransport.config (layer 2) imports sitransport.nn (layer 3)",
+        "sitransport.flow (layer 5) imports sitransport.train (layer 5)",
     ]

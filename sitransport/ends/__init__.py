@@ -1,11 +1,28 @@
 """What a density is: the ends of a transport and the coordinates they are normalised in.
 
-:class:`Normalization` is the change of coordinates ``z = (x - m) / s`` that
-:func:`sitransport.fit` builds before training.
+A :class:`~sitransport.ends.densities.Density` is an end that can be drawn from: a standard
+normal, a torch distribution or a set of samples (``as_density`` turns what ``fit`` is given
+into one); ``log_prob`` exists only where a density is known. :class:`Normalization` is the
+change of coordinates ``z = (x - m) / s`` that :func:`sitransport.fit` builds before
+training. Image dequantisation lives with the image loaders (:mod:`sitransport.images`).
 """
 
 from __future__ import annotations
 
+from sitransport.ends.densities import (
+    Density,
+    DistributionDensity,
+    EmpiricalDensity,
+    StandardNormal,
+    as_density,
+)
 from sitransport.ends.normalization import Normalization
 
-__all__ = ["Normalization"]
+__all__ = [
+    "Density",
+    "DistributionDensity",
+    "EmpiricalDensity",
+    "Normalization",
+    "StandardNormal",
+    "as_density",
+]

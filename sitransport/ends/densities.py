@@ -33,6 +33,10 @@ class Density(abc.ABC):
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` draws, float64 tensor of shape ``(n, *shape)``, from ``generator``.
 
+        Args:
+            n: the number of draws.
+            generator: the random source of the draws.
+
         Example:
             >>> StandardNormal((2,)).sample(4, torch.Generator().manual_seed(0)).shape
             torch.Size([4, 2])
@@ -67,11 +71,22 @@ class Density(abc.ABC):
 
     @property
     def kind(self) -> str:
+        """The ``kind`` of :meth:`spec`: ``"gaussian"``, ``"distribution"``, ``"samples"``..."""
         return self.spec()["kind"]
 
 
 class StandardNormal(Density):
-    """``N(0, I)`` over samples of shape ``shape`` (``(d,)`` for vectors)."""
+    """``N(0, I)`` over samples of shape ``shape`` (``(d,)`` for vectors).
+
+    Args:
+        shape: the per-sample shape: ``(d,)`` for vectors, ``(c, h, w)`` for images.
+
+    Example:
+        >>> import torch
+        >>> from sitransport.ends import StandardNormal
+        >>> StandardNormal((3,)).sample(2, torch.Generator().manual_seed(0)).shape
+        torch.Size([2, 3])
+    """
 
     has_density = True
 
@@ -79,6 +94,12 @@ class StandardNormal(Density):
         self.shape = tuple(int(s) for s in shape)
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` standard normal draws of shape ``(n, *shape)``, float64.
+
+        Args:
+            n: the number of draws.
+            generator: the random source of the draws.
+        """
         return torch.randn((n, *self.shape), generator=generator, dtype=torch.float64)
 
     def log_prob(self, x: Tensor) -> Tensor:
@@ -95,6 +116,21 @@ class DistributionDensity(Density):
     torch distributions draw from the global RNG; sampling here runs inside
     ``torch.random.fork_rng`` seeded from the caller's generator, so results are reproducible
     and the global RNG state is left untouched.
+
+    Args:
+        dist: a distribution with an empty ``batch_shape`` and an event shape of at least one
+            dimension.
+        name: the argument's name, for error messages (``"rho0"`` or ``"rho1"``).
+
+    Raises:
+        ValueError: a batch of distributions, or a scalar event shape.
+
+    Example:
+        >>> import torch
+        >>> from sitransport.ends import DistributionDensity
+        >>> normal = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
+        >>> DistributionDensity(normal, "rho0").sample(3, torch.Generator().manual_seed(0)).shape
+        torch.Size([3, 2])
     """
 
     has_density = True
@@ -116,6 +152,12 @@ class DistributionDensity(Density):
         self.shape = tuple(dist.event_shape)
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` draws of the distribution, float64, reproducible from ``generator``.
+
+        Args:
+            n: the number of draws.
+            generator: seeds the draws (the global RNG state is left untouched).
+        """
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -129,13 +171,30 @@ class DistributionDensity(Density):
 
 
 class EmpiricalDensity(Density):
-    """The empirical measure of samples; :meth:`sample` resamples them with replacement."""
+    """The empirical measure of samples; :meth:`sample` resamples them with replacement.
+
+    Args:
+        samples: a tensor of shape ``(n, *shape)``.
+
+    Example:
+        >>> import torch
+        >>> from sitransport.ends import EmpiricalDensity
+        >>> end = EmpiricalDensity(torch.arange(4.0).reshape(4, 1))
+        >>> end.shape, end.has_density
+        ((1,), False)
+    """
 
     def __init__(self, samples: Tensor) -> None:
         self.samples = samples
         self.shape = tuple(samples.shape[1:])
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` rows of the samples, drawn uniformly with replacement.
+
+        Args:
+            n: the number of draws.
+            generator: the random source of the row indices.
+        """
         idx = torch.randint(0, self.samples.shape[0], (n,), generator=generator)
         return self.samples[idx]
 
@@ -147,7 +206,20 @@ def as_density(rho: Any, name: str, *, shape: tuple[int, ...] | None = None) -> 
     """Resolve ``"gaussian"``, a torch Distribution, an object with ``to_torch()`` (e.g.
     :class:`sitransport.datasets.GaussianMixture`) or an ``(n, d)`` array of samples.
 
-    ``shape`` is the per-sample shape for ``"gaussian"``, taken from the other end.
+    Args:
+        rho: ``"gaussian"``, a torch distribution, an object with ``to_torch()``, or samples
+            of shape ``(n, d)`` or ``(n, c, h, w)`` (numpy, torch or xarray).
+        name: the argument's name, for error messages (``"rho0"`` or ``"rho1"``).
+        shape: the per-sample shape for ``"gaussian"``, taken from the other end. Default
+            ``None`` (required for ``"gaussian"``).
+
+    Raises:
+        ValueError: another string, ``"gaussian"`` without ``shape``, or bad samples.
+
+    Example:
+        >>> from sitransport.ends import as_density
+        >>> as_density("gaussian", "rho0", shape=(2,)).spec()
+        {'kind': 'gaussian', 'shape': [2]}
     """
     if isinstance(rho, str):
         if rho != "gaussian":

@@ -14,7 +14,6 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from sitransport._bases import Density, EmpiricalDensity, StandardNormal
 from sitransport._validation import check_device, check_fraction, check_positive_int, check_seed
 from sitransport.config import (
     Checkpointing,
@@ -25,6 +24,7 @@ from sitransport.config import (
     UNetSpec,
 )
 from sitransport.couplings import Coupling, get_coupling
+from sitransport.ends.densities import Density, EmpiricalDensity, StandardNormal
 from sitransport.fitting.ends import (
     check_ranks,
     normalization,
@@ -33,7 +33,7 @@ from sitransport.fitting.ends import (
     validation_pairs,
 )
 from sitransport.fitting.fingerprint import fit_fingerprint
-from sitransport.fitting.pairs import pair_draw
+from sitransport.fitting.pairs import pair_source
 from sitransport.fitting.settings import (
     check_dtype,
     check_fit_arguments,
@@ -44,9 +44,9 @@ from sitransport.fitting.settings import (
     with_checkpointing,
 )
 from sitransport.flow import TransportFlow
+from sitransport.flow.latent import LatentFlow, PCAEncoder
 from sitransport.images import DequantizedImages
 from sitransport.interpolants import Interpolant, Normalized, get_interpolant
-from sitransport.latent import LatentFlow, PCAEncoder
 from sitransport.losses import TimeSampler, get_time_sampler
 from sitransport.nn.builder import fresh_network, network_spec, network_spec_of, seeded_network
 from sitransport.ode import ODEOptions
@@ -258,7 +258,7 @@ def fit(
     if validation > 0:
         val = validation_pairs(train0, held0, train1, held1, norm, gen)
     net = seeded_network(net_spec, d0.shape, interp.stochastic, seed)
-    draw = pair_draw(train0, train1, norm, pairing, seed)
+    pairs = pair_source(train0, train1, norm, pairing, seed)
     config = FitConfig(
         training=settings,
         network=net_spec,
@@ -288,10 +288,9 @@ def fit(
     trained = train(
         net,
         Normalized(interp, norm.shift, norm.scale),  # the caller's path, in the network's u
-        draw,
+        pairs,
         settings=settings,
         time_sampler=sampler,
-        coupling=pairing,
         path=path,
         seed=seed,
         validation=val,

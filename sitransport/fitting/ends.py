@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sitransport._bases import Density, EmpiricalDensity, as_density
 from sitransport._validation import check_choice, check_pixels
 from sitransport.distributed import ShardedDataset
+from sitransport.ends.densities import Density, EmpiricalDensity, as_density
 from sitransport.flow import Normalization
 from sitransport.images import DequantizedImages, ImageData
 from sitransport.interpolants import Interpolant, Linear, Stochastic, Trig

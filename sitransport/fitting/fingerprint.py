@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sitransport._bases import Density, EmpiricalDensity
 from sitransport.config import FitConfig
 from sitransport.distributed import ShardedDataset
+from sitransport.ends.densities import Density, EmpiricalDensity
 from sitransport.images import DequantizedImages
 from sitransport.train import run_generator
 

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sitransport._bases import StandardNormal
 from sitransport._validation import (
     check_choice,
     check_positive,
@@ -19,6 +18,7 @@ from sitransport._validation import (
     check_times,
     torch_generator,
 )
+from sitransport.ends.densities import StandardNormal
 from sitransport.ode import ODEOptions
 
 if TYPE_CHECKING:

@@ -13,10 +13,10 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
-from sitransport._bases import Density, as_density
 from sitransport._io import atomic_save, check_save_path
 from sitransport._validation import as_tensor, check_in_range, check_times
 from sitransport.config import FitConfig
+from sitransport.ends.densities import Density, as_density
 from sitransport.ends.normalization import Normalization
 from sitransport.flow import integration, likelihood, sampling
 from sitransport.flow.payload import read_payload, write_payload

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from sitransport._bases import EmpiricalDensity
 from sitransport._validation import (
     check_in_range,
     check_positive_int,
@@ -23,6 +22,7 @@ from sitransport._validation import (
     torch_generator,
 )
 from sitransport.couplings import Independent
+from sitransport.ends.densities import EmpiricalDensity
 from sitransport.losses import quadratic_loss
 from sitransport.metrics.distances import samples, w2
 from sitransport.metrics.quality import sample_quality

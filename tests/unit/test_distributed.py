@@ -12,10 +12,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import sitransport as st
-from sitransport._bases import StandardNormal
 from sitransport._io import load_checkpoint
 from sitransport.couplings import ExactOT
 from sitransport.distributed import ShardedDataset, rank_and_world
+from sitransport.ends.densities import StandardNormal
 from sitransport.fitting import DatasetDraw
 from sitransport.flow import Normalization
 from sitransport.interpolants import Linear

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import sitransport as st
-from sitransport._bases import Density
 from sitransport.couplings import Coupling
+from sitransport.ends.densities import Density
 from sitransport.flow import PathEnergy
 from sitransport.interpolants import Interpolant, Linear
 from sitransport.latent import LatentFlow, PCAEncoder
