@@ -216,7 +216,7 @@ def run(
     report["transport"] = dataclasses.asdict(ot_report)
     figure = None
     if x1.shape[1] == 2:
-        from sitransport.plot import summary_figure
+        from sitransport.plot import summary_figure  # lazy: matplotlib only for a figure
 
         def figure():
             return summary_figure(flow, held[:m], res.x, source=x0)

@@ -37,6 +37,7 @@ from torch import Tensor
 from sitransport._unpickle import restricted_load
 from sitransport._validation import as_tensor, check_pixels, check_positive_int, torch_generator
 from sitransport.ends.densities import Density
+from sitransport.metrics import bits_per_dim
 
 if TYPE_CHECKING:
     from sitransport.flow import TransportFlow
@@ -580,8 +581,6 @@ def bpd(
         >>> round(bpd(flow, data).bpd, 2) > 1.0  # N(0, I) is worse than uniform on [0, 1]
         True
     """
-    from sitransport.metrics import bits_per_dim
-
     if isinstance(data, ImageData):
         if bin_width is not None:
             raise ValueError("bin_width is set by ImageData (1 / levels); do not pass it")

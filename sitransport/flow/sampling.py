@@ -20,6 +20,7 @@ from sitransport._validation import (
 )
 from sitransport.ends.densities import StandardNormal
 from sitransport.ode import ODEOptions
+from sitransport.score import denoiser_from_velocity, score_from_velocity, sde_integrate
 
 if TYPE_CHECKING:
     from sitransport.flow.transport import TransportFlow
@@ -54,8 +55,6 @@ def _require_gaussian_base(flow: TransportFlow, what: str) -> None:
 
 def score(flow: TransportFlow, x: Any, t: Any, alpha_min: float) -> Any:
     """The body of :meth:`TransportFlow.score`."""
-    from sitransport.score import score_from_velocity
-
     _require_gaussian_base(flow, "score")
     alpha_min = check_positive(alpha_min, "alpha_min")
     xt, back, in_dtype = flow._prepare(x, "x")
@@ -89,8 +88,6 @@ def _sample_sde(
     scheme: str,
     gen: torch.Generator,
 ) -> Tensor:
-    from sitransport.score import denoiser_from_velocity, sde_integrate
-
     interp, norm = flow._interpolant, flow._norm
     p = flow._param()
     x = x0.to(dtype=p.dtype if p is not None else torch.float64)
