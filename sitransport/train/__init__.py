@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from sitransport.config.training import TrainSettings
 from sitransport.couplings import DrawPairs as DrawPairs
+from sitransport.train.entry import train
 from sitransport.train.guard import DivergenceGuard
 from sitransport.train.schedule import LRSchedule, ema_decay
 from sitransport.train.schedule import run_generator as run_generator
-from sitransport.train.trainer import Trainer, TrainResult, train
+from sitransport.train.trainer import Trainer, TrainResult
 
 __all__ = [
     "DivergenceGuard",
