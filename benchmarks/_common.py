@@ -221,6 +221,8 @@ def fit_peer(
     if x0t is None:  # a Gaussian source: a seeded draw (the global RNG differs per process)
         x0t = torch.randn(len(x1), d, generator=torch.Generator().manual_seed(seed + 1))
     norm = Normalization.from_samples(x1t, x0t)
+    numpy_state = np.random.get_state()  # torchcfm's OT plan samples with numpy's global RNG
+    np.random.seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_from_spec(network, (d,))
@@ -245,5 +247,6 @@ def fit_peer(
             opt.step()
             sched.step()
             ema.update_parameters(net)
+    np.random.set_state(numpy_state)
     model = ema.module.eval()
     return TransportFlow(model, "linear", base=rho0, target=x1, normalization=norm, shape=(d,))
