@@ -68,15 +68,28 @@ templates_path = ["_templates"]
 
 # ---------------------------------------------------------------------- API reference
 # The API pages are generated on every build (docs/api/ is not committed): one page per
-# public module -- every module of the package whose dotted name has no part starting with
-# "_" -- listing the names in its __all__, and the top-level names of `sitransport`.
+# public module -- the package, its top-level modules and subpackages, and any deeper module
+# that is the home of a public object -- listing the names in its __all__.
 
 
-def public_modules() -> list[str]:
-    """``sitransport`` and its public submodules, sorted."""
+def _importable_modules() -> list[str]:
+    """``sitransport`` and every submodule whose dotted name has no part starting with
+    ``_``, sorted."""
     found = pkgutil.walk_packages(sitransport.__path__, prefix="sitransport.")
     names = [m.name for m in found if not any(p.startswith("_") for p in m.name.split("."))]
     return ["sitransport", *sorted(names)]
+
+
+def public_modules() -> list[str]:
+    """The modules with an API page: ``sitransport``, its top-level modules and
+    subpackages, and the deeper modules that are the home of some public object (a
+    subpackage's files whose names the subpackage re-exports get no page of their own)."""
+    homes = set(api_homes().values())
+    keep = []
+    for mod in _importable_modules():
+        if mod.count(".") <= 1 or any(home.rsplit(".", 1)[0] == mod for home in homes):
+            keep.append(mod)
+    return keep
 
 
 def api_homes() -> dict[str, str]:
@@ -86,7 +99,7 @@ def api_homes() -> dict[str, str]:
     ``sitransport.train.fit``) gets one page, under the shortest of its public names; the
     other modules link to it. One page per object keeps cross-references unambiguous.
     """
-    modules = sorted(public_modules(), key=lambda m: (m.count("."), m))
+    modules = sorted(_importable_modules(), key=lambda m: (m.count("."), m))
     homes: dict[int, str] = {}
     out: dict[str, str] = {}
     for mod in modules:

@@ -18,6 +18,7 @@ MODULES = [
     "sitransport.couplings",
     "sitransport.datasets",
     "sitransport.distributed",
+    "sitransport.ends",
     "sitransport.exact",
     "sitransport.fitting",
     "sitransport.flow",

@@ -23,6 +23,13 @@ class Density(abc.ABC):
 
     Subclasses implement :meth:`sample` and :meth:`spec` and set :attr:`shape`; those with a
     known density set :attr:`has_density` and override :meth:`log_prob`.
+
+    Example:
+        >>> import torch
+        >>> from sitransport.ends import as_density
+        >>> end = as_density(torch.zeros(10, 3), "rho1")
+        >>> type(end).__name__, end.shape, end.has_density
+        ('EmpiricalDensity', (3,), False)
     """
 
     #: Whether :meth:`log_prob` is available.
@@ -99,6 +106,12 @@ class StandardNormal(Density):
         Args:
             n: the number of draws.
             generator: the random source of the draws.
+
+        Example:
+            >>> import torch
+            >>> from sitransport.ends import StandardNormal
+            >>> StandardNormal((2,)).sample(3, torch.Generator().manual_seed(0)).dtype
+            torch.float64
         """
         return torch.randn((n, *self.shape), generator=generator, dtype=torch.float64)
 
@@ -157,6 +170,15 @@ class DistributionDensity(Density):
         Args:
             n: the number of draws.
             generator: seeds the draws (the global RNG state is left untouched).
+
+        Example:
+            >>> import torch
+            >>> from sitransport.ends import DistributionDensity
+            >>> normal = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
+            >>> end = DistributionDensity(normal, "rho0")
+            >>> a = end.sample(2, torch.Generator().manual_seed(1))
+            >>> torch.equal(a, end.sample(2, torch.Generator().manual_seed(1)))  # reproducible
+            True
         """
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         with torch.random.fork_rng(devices=[]):
@@ -194,6 +216,14 @@ class EmpiricalDensity(Density):
         Args:
             n: the number of draws.
             generator: the random source of the row indices.
+
+        Example:
+            >>> import torch
+            >>> from sitransport.ends import EmpiricalDensity
+            >>> end = EmpiricalDensity(torch.tensor([[1.0], [2.0]]))
+            >>> rows = end.sample(8, torch.Generator().manual_seed(0))
+            >>> rows.shape, set(rows.flatten().tolist()) <= {1.0, 2.0}
+            (torch.Size([8, 1]), True)
         """
         idx = torch.randint(0, self.samples.shape[0], (n,), generator=generator)
         return self.samples[idx]

@@ -18,15 +18,8 @@ from sitransport.flow import Normalization
 from sitransport.images import DequantizedImages, ImageData
 from sitransport.interpolants import Interpolant, Linear, Stochastic, Trig
 
-__all__ = [
-    "MAX_HELD_OUT",
-    "check_ranks",
-    "effective_rank",
-    "normalization",
-    "resolve_ends",
-    "split",
-    "validation_pairs",
-]
+# The other functions are fit's own steps, imported by the package, not public API.
+__all__ = ["effective_rank"]
 
 # held-out pairs of the validation loss: at most this many (of each end) are kept
 MAX_HELD_OUT = 4096

@@ -16,7 +16,8 @@ from sitransport.ends.densities import Density, EmpiricalDensity
 from sitransport.images import DequantizedImages
 from sitransport.train import run_generator
 
-__all__ = ["fit_fingerprint"]
+# The other functions are fit's own steps, imported by the package, not public API.
+__all__: list[str] = []
 
 
 def _digest(x: Tensor) -> str:

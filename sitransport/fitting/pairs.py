@@ -15,7 +15,8 @@ from sitransport.distributed import ShardedDataset
 from sitransport.ends.densities import Density, EmpiricalDensity
 from sitransport.flow import Normalization
 
-__all__ = ["DatasetDraw", "pair_source"]
+# The other functions are fit's own steps, imported by the package, not public API.
+__all__ = ["DatasetDraw"]
 
 
 def pair_source(

@@ -17,15 +17,8 @@ from sitransport.ode import ODEOptions
 from sitransport.paths import PathSettings
 from sitransport.train import TrainSettings
 
-__all__ = [
-    "check_dtype",
-    "check_fit_arguments",
-    "checkpointing",
-    "latent_spec",
-    "merge_settings",
-    "path_settings",
-    "with_checkpointing",
-]
+# The other functions are fit's own steps, imported by the package, not public API.
+__all__: list[str] = []
 
 
 def merge_settings(given: TrainSettings | None, base: TrainSettings, **flat: Any) -> TrainSettings:
