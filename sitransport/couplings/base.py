@@ -48,7 +48,8 @@ class Coupling(abc.ABC):
             generator: random source for couplings that draw partners. Default ``None``.
 
         Returns:
-            ``(x0_paired, x1_paired)``, both with ``n0`` rows.
+            ``(x0_paired, x1_paired)``, both with ``n0`` rows (:class:`Independent` returns
+            the batches as given, so equal sizes are the caller's to draw).
 
         Example:
             >>> import torch

@@ -103,7 +103,7 @@ def read_network(config: Any, state: Any, shape: tuple[int, ...]) -> nn.Module:
     problem = state_mismatch(state, meta)
     if problem is not None:
         raise ValueError(f"the network's weights do not match its description: {problem}")
-    net_shape = getattr(meta, "shape", None) or ((config["dim"],) if "dim" in config else None)
+    net_shape = _sample_shape(meta, config)
     if net_shape is not None and tuple(net_shape) != shape:
         raise ValueError(f"the network takes samples of shape {tuple(net_shape)}, not {shape}")
     net = build_network(config)
@@ -112,6 +112,17 @@ def read_network(config: Any, state: Any, shape: tuple[int, ...]) -> nn.Module:
         net = net.to(dtype=first.dtype)
     net.load_state_dict(state)
     return net
+
+
+def _sample_shape(module: nn.Module, config: dict[str, Any]) -> tuple[int, ...] | None:
+    """The sample shape a network takes, from its ``shape`` or its description's ``dim``;
+    a velocity-denoiser pair's is its velocity's."""
+    if isinstance(module, VelocityDenoiser):
+        return _sample_shape(module.velocity, config.get("velocity", {}))
+    shape = getattr(module, "shape", None)
+    if shape is not None:
+        return tuple(shape)
+    return (config["dim"],) if "dim" in config else None
 
 
 def network_config(spec: NetworkSpec, shape: tuple[int, ...]) -> dict[str, Any]:

@@ -146,20 +146,7 @@ def test_read_network_gives_the_same_outputs(kind, make, shape):
     assert_same_outputs(net, again, shape)
 
 
-def _other_shape_cases() -> list:
-    reason = (
-        "read_network checks the sample shape through the network's `shape` or "
-        "config['dim']; a velocity_denoiser pair has neither, so a pair stored for another "
-        "shape is accepted"
-    )
-    mark = pytest.mark.xfail(strict=True, reason=reason)
-    return [
-        pytest.param(*p.values, id=p.id, marks=mark) if p.values[0] == "velocity_denoiser" else p
-        for p in CASES
-    ]
-
-
-@pytest.mark.parametrize(("kind", "make", "shape"), _other_shape_cases())
+@pytest.mark.parametrize(("kind", "make", "shape"), CASES)
 def test_read_network_refuses_another_sample_shape(kind, make, shape):
     net = build(kind, make, torch.float64)
     other = (shape[0] + 1, *shape[1:])
