@@ -117,3 +117,28 @@ def test_contract_names():
     for method in ("push_forward", "pull_back", "sample", "log_prob", "trajectory", "save"):
         assert callable(getattr(st.TransportFlow, method))
     assert callable(st.metrics.w2)
+
+
+#: Names of the flat modules of 0.1.0.dev0 that are outside their ``__all__`` or moved to a
+#: subpackage's file (issue 22 repackaged the modules): they resolve from the old paths.
+FORMER_PATHS = [
+    "sitransport.config.NetworkSpec",
+    "sitransport.couplings.BLOCK",
+    "sitransport.couplings.End",
+    "sitransport.datasets.ArrayLike",
+    "sitransport.datasets.TABULAR_FILES",
+    "sitransport.fitting.MAX_HELD_OUT",
+    "sitransport.flow.Normalization",
+    "sitransport.latent.LatentFlow",
+    "sitransport.latent.PCAEncoder",
+    "sitransport.train.DrawPairs",
+    "sitransport.train.RESUMABLE",
+    "sitransport.train.TrainSettings",
+    "sitransport.train.run_generator",
+]
+
+
+@pytest.mark.parametrize("path", FORMER_PATHS)
+def test_former_module_paths_still_resolve(path):
+    module, name = path.rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name) is not None

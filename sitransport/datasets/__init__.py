@@ -33,6 +33,8 @@ References:
 
 from __future__ import annotations
 
+# ArrayLike and TABULAR_FILES: public names of the former module, outside __all__
+from sitransport.datasets.gaussians import ArrayLike as ArrayLike
 from sitransport.datasets.gaussians import Gaussian, GaussianMixture, gaussian
 from sitransport.datasets.known_ot import KnownOTPair, known_ot_pair
 from sitransport.datasets.tabular import TABULAR_FILES as TABULAR_FILES

@@ -10,6 +10,7 @@ training.
 from __future__ import annotations
 
 from sitransport.fitting.api import fit, reflow
+from sitransport.fitting.ends import MAX_HELD_OUT as MAX_HELD_OUT  # of the former module
 from sitransport.fitting.ends import effective_rank
 from sitransport.fitting.pairs import DatasetDraw
 

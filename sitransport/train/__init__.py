@@ -14,6 +14,7 @@ from sitransport.config.training import TrainSettings
 from sitransport.couplings import DrawPairs as DrawPairs
 from sitransport.train.entry import train
 from sitransport.train.guard import DivergenceGuard
+from sitransport.train.resume import RESUMABLE as RESUMABLE  # of the former module
 from sitransport.train.schedule import LRSchedule, ema_decay
 from sitransport.train.schedule import run_generator as run_generator
 from sitransport.train.trainer import Trainer, TrainResult
