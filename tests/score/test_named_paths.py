@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.known_answer.test_normalized_paths import score_errors
+from tests.score.test_normalized_paths import score_errors
 
 pytestmark = pytest.mark.slow
 

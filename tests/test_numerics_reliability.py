@@ -24,7 +24,7 @@ from sitransport.score import denoiser_from_velocity, sde_integrate
 
 K = {"steps": 30, "progress": False}
 MLP16 = st.MLPSpec(width=16, depth=1)
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from sitransport.losses import TimeSampler
 from sitransport.nn import MLPVelocity
 from sitransport.train import TrainResult, TrainSettings, train
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _flows() -> dict[str, typing.Any]:

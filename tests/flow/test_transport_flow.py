@@ -52,7 +52,7 @@ def test_velocity_never_evaluated_outside_unit_interval(method):
 
 
 # solver convergence (the order of each fixed-step solver, the error of each adaptive one
-# against its tolerance): tests/known_answer/test_integrator_order.py
+# against its tolerance): tests/ode/test_integrator_order.py
 
 
 @pytest.mark.parametrize(
