@@ -96,6 +96,8 @@ class Legacy:
         )
 
     def network(self) -> NetworkSpec:
+        # The defaults of the releases that wrote flat configs (preset by image size, width by
+        # dimension), kept as they were then: not nn.builder's, which may change.
         network = self.get("network", "auto")
         images = self.shape is not None and len(self.shape) == 3
         if isinstance(network, dict) or network not in ("auto", "mlp", "potential") or images:
