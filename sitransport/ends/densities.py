@@ -78,7 +78,8 @@ class Density(abc.ABC):
 
     @property
     def kind(self) -> str:
-        """The ``kind`` of :meth:`spec`: ``"gaussian"``, ``"distribution"``, ``"samples"``..."""
+        """Which end this is, as :meth:`spec` names it (``"gaussian"``, ``"distribution"``,
+        ``"samples"``, ...)."""
         return self.spec()["kind"]
 
 
