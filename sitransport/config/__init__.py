@@ -19,7 +19,7 @@ import it.
 from __future__ import annotations
 
 from sitransport.config.coupling import CouplingSpec
-from sitransport.config.network import MLPSpec, UNetSpec, network_from_spec
+from sitransport.config.network import MLP_KINDS, MLPSpec, UNetSpec, network_from_spec
 from sitransport.config.network import NetworkSpec as NetworkSpec
 from sitransport.config.record import FitConfig
 from sitransport.config.training import (
@@ -35,6 +35,7 @@ __all__ = [
     "FitConfig",
     "LatentSpec",
     "MLPSpec",
+    "MLP_KINDS",
     "TrainSettings",
     "UNetSpec",
     "freeze_step",

@@ -12,7 +12,12 @@ from sitransport._io import plain
 from sitransport._spec import FieldsSpec
 from sitransport._validation import check_choice, check_positive_int
 
-__all__ = ["MLPSpec", "UNetSpec", "network_from_spec"]
+__all__ = ["MLP_KINDS", "MLPSpec", "UNetSpec", "network_from_spec"]
+
+#: The network kinds of vectors that an :class:`MLPSpec` describes (its ``kind``); the one
+#: list that ``fit(network=...)``, the builder (:mod:`sitransport.nn.builder`) and
+#: :func:`network_from_spec` read.
+MLP_KINDS: tuple[str, ...] = ("mlp", "potential")
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class MLPSpec(FieldsSpec):
     space_frequencies: int = 0
 
     def __post_init__(self) -> None:
-        check_choice(self.kind, "MLP kind", ("mlp", "potential"))
+        check_choice(self.kind, "MLP kind", MLP_KINDS)
         if self.width is not None:
             check_positive_int(self.width, "width")
         check_positive_int(self.depth, "depth")
@@ -133,5 +138,5 @@ def network_from_spec(spec: Mapping[str, Any]) -> NetworkSpec:
     """
     if not isinstance(spec, Mapping):
         raise TypeError(f"a network spec must be a dict, got {type(spec).__name__}")
-    kind = check_choice(spec.get("kind"), "network kind", ("mlp", "potential", "unet"))
-    return UNetSpec.from_spec(spec) if kind == "unet" else MLPSpec.from_spec(spec)
+    kind = check_choice(spec.get("kind"), "network kind", (*MLP_KINDS, UNetSpec.kind))
+    return UNetSpec.from_spec(spec) if kind == UNetSpec.kind else MLPSpec.from_spec(spec)

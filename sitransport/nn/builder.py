@@ -14,7 +14,7 @@ from torch import nn
 
 from sitransport._io import check_sizes, state_mismatch
 from sitransport._validation import check_choice
-from sitransport.config import MLPSpec, NetworkSpec, UNetSpec
+from sitransport.config import MLP_KINDS, MLPSpec, NetworkSpec, UNetSpec
 from sitransport.nn.mlp import MLPVelocity, VelocityDenoiser
 from sitransport.nn.potential import PotentialVelocity
 from sitransport.nn.unet import UNET_PRESETS, UNetVelocity, unet_config
@@ -197,7 +197,7 @@ def fresh_network(network: Any, shape: tuple[int, ...], spec: NetworkSpec) -> nn
         spec: the spec built from when ``network`` is not one of ours.
     """
     network = getattr(network, "velocity", network)
-    if isinstance(network, (MLPVelocity, PotentialVelocity, UNetVelocity)):
+    if isinstance(network, _classes(*MLP_KINDS, UNetSpec.kind)):
         kind = type(network)  # a user's subclass stays itself
         config_of = cast(dict[str, Any], network.config)  # ours all have one
         return kind(**{k: v for k, v in config_of.items() if k != "kind"})
@@ -225,12 +225,12 @@ def network_spec(network: Any, shape: tuple[int, ...]) -> NetworkSpec:
     images = len(shape) == 3
     spec: NetworkSpec
     if isinstance(network, str):
-        check_choice(network, "network", ("auto", "mlp", "potential", "unet", *UNET_PRESETS))
-        name = ("unet" if images else "mlp") if network == "auto" else network
+        check_choice(network, "network", ("auto", *MLP_KINDS, UNetSpec.kind, *UNET_PRESETS))
+        name = (UNetSpec.kind if images else "mlp") if network == "auto" else network
         auto_preset = "tiny" if images and max(shape[1:]) <= 16 else "small"
         spec = (
             MLPSpec(name)
-            if name in ("mlp", "potential")
+            if name in MLP_KINDS
             else UNetSpec(name if name in UNET_PRESETS else auto_preset, {})
         )
     elif isinstance(network, (MLPSpec, UNetSpec)):
@@ -275,10 +275,15 @@ def network_spec_of(network: Any, shape: tuple[int, ...]) -> NetworkSpec:
     if isinstance(network, UNetVelocity):
         skip = ("kind", "channels", "image_size")
         return UNetSpec(None, {k: v for k, v in description.items() if k not in skip})
-    if isinstance(network, (MLPVelocity, PotentialVelocity)):
+    if isinstance(network, _classes(*MLP_KINDS)):
         fields = [f.name for f in dataclasses.fields(MLPSpec)]
         return MLPSpec(**{k: description[k] for k in fields})
     return MLPSpec(width=_default_width(math.prod(shape)))
+
+
+def _classes(*kinds: str) -> tuple[type, ...]:
+    """The network classes of ``kinds`` in the builder's table."""
+    return tuple(_NETWORKS[kind] for kind in kinds)
 
 
 def _unet_arguments(spec: UNetSpec, shape: tuple[int, ...]) -> dict[str, Any]:

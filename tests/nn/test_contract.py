@@ -168,3 +168,15 @@ def test_spec_rebuilds_the_same_architecture(kind, make, shape):
     assert {k: v.shape for k, v in again.state_dict().items()} == want
     if not pair:  # and fit(network=kind) chooses this kind
         assert build_from_spec(network_spec(kind, shape), shape).config["kind"] == kind
+
+
+def test_every_spec_kind_builds_and_fit_accepts_it():
+    """The kinds an MLPSpec may name (``MLP_KINDS``, the one list) are network kinds of the
+    builder, and ``fit(network=...)``'s choices are read from it: a kind added to one place
+    and not the other fails here."""
+    from sitransport.config import MLP_KINDS
+    from sitransport.nn.builder import _NETWORKS, network_spec
+
+    assert set(MLP_KINDS) <= set(_NETWORKS)
+    for kind in MLP_KINDS:
+        assert network_spec(kind, (3,)).kind == kind
