@@ -197,9 +197,9 @@ def fresh_network(network: Any, shape: tuple[int, ...], spec: NetworkSpec) -> nn
         spec: the spec built from when ``network`` is not one of ours.
     """
     network = getattr(network, "velocity", network)
+    config_of: dict[str, Any] = getattr(network, "config", {})  # ours all have one
     if isinstance(network, _classes(*MLP_KINDS, UNetSpec.kind)):
         kind = type(network)  # a user's subclass stays itself
-        config_of = cast(dict[str, Any], network.config)  # ours all have one
         return kind(**{k: v for k, v in config_of.items() if k != "kind"})
     return build_from_spec(spec, shape)
 
@@ -281,7 +281,7 @@ def network_spec_of(network: Any, shape: tuple[int, ...]) -> NetworkSpec:
     return MLPSpec(width=_default_width(math.prod(shape)))
 
 
-def _classes(*kinds: str) -> tuple[type, ...]:
+def _classes(*kinds: str) -> tuple[type[nn.Module], ...]:
     """The network classes of ``kinds`` in the builder's table."""
     return tuple(_NETWORKS[kind] for kind in kinds)
 
