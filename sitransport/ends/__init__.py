@@ -4,7 +4,9 @@ A :class:`~sitransport.ends.densities.Density` is an end that can be drawn from:
 normal, a torch distribution or a set of samples (``as_density`` turns what ``fit`` is given
 into one); ``log_prob`` exists only where a density is known. :class:`Normalization` is the
 change of coordinates ``z = (x - m) / s`` that :func:`sitransport.fit` builds before
-training. Image dequantisation lives with the image loaders (:mod:`sitransport.images`).
+training. Sets of pixel images are an end through ``dequantized.py``
+(:class:`~sitransport.images.DequantizedImages`, documented with the image loaders in
+:mod:`sitransport.images`).
 """
 
 from __future__ import annotations
