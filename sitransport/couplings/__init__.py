@@ -31,14 +31,13 @@ source it is given.
 
 from __future__ import annotations
 
-from sitransport.couplings.base import Coupling, Independent
+from sitransport.couplings.base import Coupling, Independent, PairSource
+from sitransport.couplings.base import DrawPairs as DrawPairs
 from sitransport.couplings.base import End as End
 from sitransport.couplings.global_plan import GlobalOT, PlanSampler
 from sitransport.couplings.minibatch import BLOCK as BLOCK
 from sitransport.couplings.minibatch import ExactOT, Sinkhorn
 from sitransport.couplings.registry import coupling_names, get_coupling
-from sitransport.couplings.source import DrawPairs as DrawPairs
-from sitransport.couplings.source import PairSource
 
 # BLOCK, End and DrawPairs (type aliases and a constant, outside __all__) are importable here
 __all__ = [

@@ -15,9 +15,8 @@ import torch
 from torch import Tensor
 
 from sitransport._validation import check_positive_int, torch_generator
-from sitransport.couplings.base import Coupling, End, Independent
+from sitransport.couplings.base import Coupling, DrawPairs, End, Independent, PairSource
 from sitransport.couplings.minibatch import ExactOT, cost_matrix, permutation, worker_pool
-from sitransport.couplings.source import DrawPairs, PairSource
 
 __all__ = ["GlobalOT", "PlanSampler"]
 

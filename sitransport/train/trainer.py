@@ -142,7 +142,7 @@ class Trainer:
         self.device = device = check_device(device)
         self.dtype = dtype
         self.time_sampler = time_sampler or get_time_sampler("uniform")
-        source = pair_source(draw, coupling, seed)
+        source = _run_source(draw, coupling, seed)
         self.fingerprint = run_fingerprint(
             net,
             interpolant,
@@ -570,7 +570,7 @@ class Trainer:
         return TrainResult(model, self.record.to_dataset(attrs))
 
 
-def pair_source(draw: DrawPairs | PairSource, coupling: Coupling | None, seed: int) -> PairSource:
+def _run_source(draw: DrawPairs | PairSource, coupling: Coupling | None, seed: int) -> PairSource:
     """The run's :class:`~sitransport.couplings.PairSource`: ``draw`` itself when it is one
     (built by the caller), else ``coupling``'s source of ``draw`` (default independent)."""
     if isinstance(draw, PairSource):
