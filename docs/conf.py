@@ -13,6 +13,7 @@ the pages (``sphinx-mathjax-offline``): no page loads anything from the internet
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import os
@@ -92,6 +93,7 @@ def public_modules() -> list[str]:
     return keep
 
 
+@functools.cache  # public_modules and autosummary_context both read it
 def api_homes() -> dict[str, str]:
     """Where each public object is documented: ``"module.name"`` -> its home ``"module.name"``.
 
