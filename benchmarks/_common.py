@@ -19,13 +19,34 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
 
+from freshness import fingerprint
+
 from sitransport.config import MLPSpec
 from sitransport.flow import Normalization, TransportFlow
 from sitransport.nn.builder import build_from_spec
 from sitransport.paths import PathSettings
 from sitransport.train import LRSchedule, TrainSettings, ema_decay
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# the committed results; ``SITRANSPORT_BENCH_RESULTS`` sends a run elsewhere (CI's quick runs,
+# compared with the committed ones by ``check_quick.py``)
+RESULTS = Path(
+    os.environ.get("SITRANSPORT_BENCH_RESULTS") or Path(__file__).resolve().parent / "results"
+)
+# what a run of ``fit`` exercises, for the freshness record of the results (freshness.py)
+FIT_MODULES = (
+    "sitransport.config",
+    "sitransport.couplings",
+    "sitransport.ends",
+    "sitransport.fitting",
+    "sitransport.flow",
+    "sitransport.interpolants",
+    "sitransport.nn",
+    "sitransport.ode",
+    "sitransport.train",
+    "sitransport.losses",
+    "sitransport.paths",
+    "sitransport._validation",
+)
 
 
 def _script_path() -> str:
@@ -78,6 +99,56 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> st
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Spread:
+    """Repeated measurements of one quantity (evaluation draws, training seeds): their mean
+    and standard error, the numbers a verdict is judged on."""
+
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.values) < 2:
+            raise ValueError(f"a spread needs at least 2 values, got {len(self.values)}")
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def se(self) -> float:
+        """Standard error of the mean: sample std (ddof 1) over sqrt(n)."""
+        return float(np.std(self.values, ddof=1) / np.sqrt(len(self.values)))
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3g} +- {self.se:.2g} (n={len(self.values)})"
+
+
+def spread(values: Sequence[float]) -> Spread:
+    return Spread(tuple(float(v) for v in values))
+
+
+def beyond_noise(s: Spread, op: str, bound: float) -> bool:
+    """Whether ``mean op bound`` holds beyond two standard errors (``op``: ``<=``, ``<``,
+    ``>=``, ``>``): the mean plus (for an upper bound) or minus two SE still satisfies it."""
+    if op in ("<=", "<"):
+        edge = s.mean + 2 * s.se
+        return edge <= bound if op == "<=" else edge < bound
+    if op in (">=", ">"):
+        edge = s.mean - 2 * s.se
+        return edge >= bound if op == ">=" else edge > bound
+    raise ValueError(f"op must be one of '<=', '<', '>=', '>', got {op!r}")
+
+
+def verdict_line(label: str, measure: str, s: Spread, op: str, bound: float) -> str:
+    """``label: measure mean +- se (n=k; target op bound beyond 2 SE): met`` (or
+    ``NOT met``): the line the benchmarks page counts."""
+    met = beyond_noise(s, op, bound)
+    return (
+        f"{label}: {measure} {s.mean:.3g} +- {s.se:.2g} (n={len(s.values)}; target {op} "
+        f"{bound:g} beyond 2 SE): {'met' if met else 'NOT met'}"
+    )
+
+
 def write_results(
     name: str,
     rows: list[dict[str, Any]],
@@ -85,15 +156,21 @@ def write_results(
     params: dict[str, Any],
     notes: str = "",
     *,
+    modules: Sequence[str],
     directory: Path | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``<directory>/<name>.json`` and ``<directory>/<name>.md`` (``directory``:
-    ``results/``), the JSON with ``extra``'s keys beside the rows; return the Markdown path."""
+    ``results/``), the JSON with ``extra``'s keys beside the rows; return the Markdown path.
+
+    ``modules``: the dotted names of the modules the run exercises (the script's
+    ``MODULES``); the code hash of each of their files and of the script is recorded, so
+    ``freshness.py`` can tell when the result no longer describes the code."""
     directory = RESULTS if directory is None else Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     env = environment()
     payload = {"benchmark": name, "parameters": params, "environment": env, "rows": rows}
+    payload["code"] = fingerprint(modules, _script_path())
     payload.update(extra or {})
     (directory / f"{name}.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
     md = [
