@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel
-
 from freshness import fingerprint
+from torch.optim.swa_utils import AveragedModel
 
 from sitransport.config import MLPSpec
 from sitransport.flow import Normalization, TransportFlow
@@ -29,6 +28,7 @@ from sitransport.train import LRSchedule, TrainSettings, ema_decay
 
 # the committed results; ``SITRANSPORT_BENCH_RESULTS`` sends a run elsewhere (CI's quick runs,
 # compared with the committed ones by ``check_quick.py``)
+_START = time.perf_counter()  # the run's wall time is recorded with its results
 RESULTS = Path(
     os.environ.get("SITRANSPORT_BENCH_RESULTS") or Path(__file__).resolve().parent / "results"
 )
@@ -85,6 +85,7 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "command": shlex.join(["python", _script_path(), *sys.argv[1:]]),
+        "wall_s": round(time.perf_counter() - _START, 1),
     }
 
 
