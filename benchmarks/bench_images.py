@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 import torch
-from _common import RESULTS, write_results
+from _common import FIT_MODULES, RESULTS, write_results
 
 import sitransport as st
 from sitransport.images import ImageData, bpd
@@ -91,6 +91,11 @@ def throughput(flows: dict, batch: int, repeats: int, seed: int) -> dict:
         rate = batch / np.array(dt)
         out[name] = (float(np.median(rate)), *map(float, np.quantile(rate, [0.25, 0.75])))
     return out
+
+
+# what a run exercises (the freshness record of its results): fit with the U-Net and the MLP,
+# the digits, dequantisation, bits/dim and the samples grid
+MODULES = (*FIT_MODULES, "sitransport.images", "sitransport.metrics", "sitransport.distributed")
 
 
 def main() -> None:
@@ -192,7 +197,7 @@ def main() -> None:
         probes=2,
     )
     name = "bench_images_quick" if args.quick else "bench_images"
-    path = write_results(name, rows, COLUMNS, params, notes)
+    path = write_results(name, rows, COLUMNS, params, notes, modules=MODULES)
     print(path.read_text())
 
 
