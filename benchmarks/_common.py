@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel
-
 from freshness import fingerprint
+from torch.optim.swa_utils import AveragedModel
 
 from sitransport.config import MLPSpec
 from sitransport.flow import Normalization, TransportFlow
@@ -29,6 +28,7 @@ from sitransport.train import LRSchedule, TrainSettings, ema_decay
 
 # the committed results; ``SITRANSPORT_BENCH_RESULTS`` sends a run elsewhere (CI's quick runs,
 # compared with the committed ones by ``check_quick.py``)
+_START = time.perf_counter()  # the run's wall time is recorded with its results
 RESULTS = Path(
     os.environ.get("SITRANSPORT_BENCH_RESULTS") or Path(__file__).resolve().parent / "results"
 )
@@ -85,6 +85,7 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "command": shlex.join(["python", _script_path(), *sys.argv[1:]]),
+        "wall_s": round(time.perf_counter() - _START, 1),
     }
 
 
@@ -111,6 +112,10 @@ class Spread:
             raise ValueError(f"a spread needs at least 2 values, got {len(self.values)}")
 
     @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
     def mean(self) -> float:
         return float(np.mean(self.values))
 
@@ -120,14 +125,32 @@ class Spread:
         return float(np.std(self.values, ddof=1) / np.sqrt(len(self.values)))
 
     def __str__(self) -> str:
-        return f"{self.mean:.3g} +- {self.se:.2g} (n={len(self.values)})"
+        return f"{self.mean:.3g} +- {self.se:.2g} (n={self.n})"
 
 
 def spread(values: Sequence[float]) -> Spread:
     return Spread(tuple(float(v) for v in values))
 
 
-def beyond_noise(s: Spread, op: str, bound: float) -> bool:
+@dataclass(frozen=True)
+class Estimate:
+    """A mean and its standard error from ``n`` measurements, derived rather than measured
+    directly (:func:`ratio_of_means`)."""
+
+    mean: float
+    se: float
+    n: int
+
+
+def ratio_of_means(num: Spread, den: Spread) -> Estimate:
+    """``num.mean / den.mean`` with its first-order (delta-method) standard error, for
+    independent measurements: ``r sqrt((se_n / m_n)^2 + (se_d / m_d)^2)``."""
+    r = num.mean / den.mean
+    rel = np.hypot(num.se / num.mean, den.se / den.mean)
+    return Estimate(float(r), float(abs(r) * rel), num.n)
+
+
+def beyond_noise(s: Spread | Estimate, op: str, bound: float) -> bool:
     """Whether ``mean op bound`` holds beyond two standard errors (``op``: ``<=``, ``<``,
     ``>=``, ``>``): the mean plus (for an upper bound) or minus two SE still satisfies it."""
     if op in ("<=", "<"):
@@ -139,12 +162,12 @@ def beyond_noise(s: Spread, op: str, bound: float) -> bool:
     raise ValueError(f"op must be one of '<=', '<', '>=', '>', got {op!r}")
 
 
-def verdict_line(label: str, measure: str, s: Spread, op: str, bound: float) -> str:
+def verdict_line(label: str, measure: str, s: Spread | Estimate, op: str, bound: float) -> str:
     """``label: measure mean +- se (n=k; target op bound beyond 2 SE): met`` (or
     ``NOT met``): the line the benchmarks page counts."""
     met = beyond_noise(s, op, bound)
     return (
-        f"{label}: {measure} {s.mean:.3g} +- {s.se:.2g} (n={len(s.values)}; target {op} "
+        f"{label}: {measure} {s.mean:.3g} +- {s.se:.2g} (n={s.n}; target {op} "
         f"{bound:g} beyond 2 SE): {'met' if met else 'NOT met'}"
     )
 

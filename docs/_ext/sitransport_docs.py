@@ -27,8 +27,11 @@ verbatim. A new result file appears on the page without editing it.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +47,18 @@ logger = logging.getLogger(__name__)
 _CELL_SEP = " | "
 MAX_COLUMNS = 12  # wider tables are split into column groups (each keeping the key columns)
 STATIC = Path(__file__).resolve().parent / "_static"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _freshness_module():
+    """``benchmarks/freshness.py`` (standard library only), loaded once by file path."""
+    name = "sitransport_bench_freshness"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / "freshness.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # its dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 @dataclass(frozen=True)
@@ -158,6 +173,17 @@ class Result:
     @property
     def stem(self) -> str:
         return self.path.stem
+
+    @property
+    def freshness(self):
+        """Whether the file describes today's code (``benchmarks/freshness.py``), from the
+        JSON beside it; ``None`` for a file outside the repository's results folder or
+        without its JSON."""
+        data = self.path.with_suffix(".json")
+        if self.path.parent.resolve() != BENCHMARKS / "results" or not data.is_file():
+            return None
+        fresh = _freshness_module()
+        return fresh.check(json.loads(data.read_text(encoding="utf-8")), self.stem)
 
     @property
     def quick(self) -> bool:
@@ -499,7 +525,22 @@ def _source_line(result: Result) -> nodes.paragraph:
     para += nodes.literal(result.path.name, result.path.name)
     if env:
         para += nodes.Text(f" \N{MIDDLE DOT} {env}")
+    state = result.freshness
+    if state is not None:
+        para += nodes.Text(" \N{MIDDLE DOT} ")
+        para += nodes.inline(
+            state.describe(), state.describe(), classes=[_STATE_CLASS[state.state]]
+        )
     return para
+
+
+# the look of a result's freshness (sitransport_benchmarks.css)
+_STATE_CLASS = {
+    "fresh": "bm-fresh",
+    "kept": "bm-kept",
+    "stale": "bm-stale",
+    "unrecorded": "bm-stale",
+}
 
 
 def _image(folder: str, png: Path) -> nodes.Node:
@@ -594,10 +635,30 @@ def summary_row(family: Family, results: list[Result]) -> dict[str, str | Verdic
         "measures": family.measures,
         "target": "; ".join(dict.fromkeys(found)),
         "verdict": total,
+        "freshness": [f for r in main if (f := r.freshness) is not None],
     }
 
 
-def _verdict_cell(v: Verdict, target: str) -> list[nodes.Node]:
+def _age(states: list) -> list[nodes.Node]:
+    """Where and when the main files were measured, and whether they are kept on purpose."""
+    if not states:
+        return []
+    commits = ", ".join(dict.fromkeys(f"{f.commit[:7]} {f.date[:10]}".strip() for f in states))
+    kept = " (kept)" if any(f.state == "kept" for f in states) else ""
+    return [nodes.inline("", f" \N{MIDDLE DOT} {commits}{kept}", classes=["bm-age"])]
+
+
+def _verdict_cell(v: Verdict, target: str, states: list = ()) -> list[nodes.Node]:
+    """ "met" / "not met" with the counts and the age of the result; "stale" instead when a
+    main file no longer describes the code."""
+    stale = [f for f in states if not f.current]
+    if stale:
+        word = nodes.inline("stale", "stale", classes=["bm-stale"])
+        return [word, nodes.Text(" (re-run it: the code changed)"), *_age(list(states))]
+    return [*_verdict_words(v, target), *_age(list(states))]
+
+
+def _verdict_words(v: Verdict, target: str) -> list[nodes.Node]:
     if not v.judged:
         text = "no verdict in the file" if target else "no target (a comparison)"
         return [nodes.Text(text)]
@@ -623,7 +684,7 @@ def summary_table(rows: list[dict]) -> nodes.table:
             [link],
             [nodes.Text(row["measures"])],
             _inline(row["target"]) or [nodes.Text("\N{EM DASH}")],
-            _verdict_cell(row["verdict"], row["target"]),
+            _verdict_cell(row["verdict"], row["target"], row.get("freshness", [])),
         ]
         tr = nodes.row()
         for cell in cells:
