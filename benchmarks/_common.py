@@ -150,6 +150,24 @@ def ratio_of_means(num: Spread, den: Spread) -> Estimate:
     return Estimate(float(r), float(abs(r) * rel), num.n)
 
 
+def noise_floor(
+    sample: Callable[[int, int], np.ndarray], n: int, draws: int, seed: int
+) -> Spread:
+    """Exact W2 between two independent draws of ``n`` target points (``sample(n, seed)``),
+    over ``draws`` pairs (seeds ``seed``, ``seed + 1``, ...): what a perfect model scores at
+    this size. It depends on the target and ``n`` only, so a benchmark measures it once per
+    target, with more draws than a fit gets, and divides its mean W2 by it
+    (:func:`ratio_of_means`): a floor per evaluation draw carries its own fluctuation (some
+    20-30% on the 2-D mixtures at 5,000 points) into every ratio."""
+    from sitransport.metrics import w2
+
+    out = []
+    for k in range(draws):
+        pair = sample(2 * n, seed + k)
+        out.append(float(w2(pair[:n], pair[n:])))
+    return spread(out)
+
+
 def beyond_noise(s: Spread | Estimate, op: str, bound: float) -> bool:
     """Whether ``mean op bound`` holds beyond two standard errors (``op``: ``<=``, ``<``,
     ``>=``, ``>``): the mean plus (for an upper bound) or minus two SE still satisfies it."""

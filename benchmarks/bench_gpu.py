@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import RESULTS, markdown_table, write_results
+from _common import FIT_MODULES, RESULTS, markdown_table, write_results
 
 import sitransport as st
 from sitransport.images import ImageData
@@ -567,6 +567,11 @@ def tables(single: dict[str, Any], ddp: dict[str, Any]) -> tuple[list[dict], str
     return train_rows, "\n\n".join(parts)
 
 
+# what a run exercises (the freshness record of its results): fit and the trainer on the U-Net,
+# the DDP path (setup, sharding, gathers), images (data, grids, bits/dim) and its metrics
+MODULES = (*FIT_MODULES, "sitransport.distributed", "sitransport.images", "sitransport.metrics")
+
+
 def write(plan: Plan, single: dict, ddp: dict, facts: dict, seconds: float) -> Path:
     rows, notes = tables(single, ddp)
     grids = ", ".join(f"`{v['sampling']['grid']}`" for v in single.values() if "sampling" in v)
@@ -582,7 +587,7 @@ def write(plan: Plan, single: dict, ddp: dict, facts: dict, seconds: float) -> P
     extra = {"device": facts, "configs": single, "ddp": ddp, "total_s": seconds}
     return write_results(
         plan.name, rows, TRAIN_COLUMNS, params, head + "\n\n" + notes,
-        directory=Path(plan.out), extra=extra,
+        modules=MODULES, directory=Path(plan.out), extra=extra,
     )  # fmt: skip
 
 

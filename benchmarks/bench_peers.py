@@ -6,18 +6,28 @@ N->moons, N->8gaussians, moons->8gaussians, N->2spirals; every method trains the
 Reported, in one run:
 
 - w2: exact W2 (POT) of generated vs held-out target samples (5,000 vs 5,000), mean of 3
-  evaluations, with its standard error and the noise floor;
-- nll: held-out NLL (2,000 points, exact divergence) where defined (Gaussian source);
+  evaluation draws (fresh source and held-out samples, the same draws for every method),
+  with its standard error and the noise floor;
+- nll: held-out NLL (2,000 points, exact divergence) where defined (Gaussian source), with
+  its standard error over the points;
 - steps_per_s: training steps per second of wall time (ours: the whole ``st.fit``), after
   a 20-step warm-up run of every code path;
 - nfe: function evaluations of the sampling ODE.
 
 Targets: W2 and NLL of ours no worse than the best peer on every task (ours = the better of
-our two configurations; "no worse" = within two standard errors of the difference);
-steps/s of ours (default fit) >= 1.0x torchcfm I-CFM (the same independent-coupling method).
+our two configurations; "no worse" = within two standard errors of the difference: not
+worse beyond 2 SE). Every method is evaluated on the same draws (W2) and points (NLL), so the
+difference is paired: its standard error is that of the per-draw (W2) or per-point (NLL)
+differences, which the shared held-out noise does not inflate. Steps/s of ours (default
+fit) >= 1.0x torchcfm I-CFM (the same independent-coupling method).
+
+Training uses one seed per method (the SEs hold the evaluation noise, not the spread of
+training seeds).
 
 Peers are optional (``pip install --no-deps torchcfm flow_matching``, the ``bench`` extra).
-Run: ``python benchmarks/bench_peers.py`` (full) or ``--quick``.
+Run: ``python benchmarks/bench_peers.py`` (full: 4 tasks, 3000 steps, 3 draws of 5,000;
+about 20 min on one core, two thirds of it the exact W2s) or ``--quick`` (1 task, 300
+steps, 2 draws of 1,000; about 35 s on one core).
 """
 
 from __future__ import annotations
@@ -25,13 +35,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import time
 
 import numpy as np
 import torch
+from _common import (
+    FIT_MODULES,
+    Spread,
+    beyond_noise,
+    fit_peer,
+    peer_matchers,
+    spread,
+    write_results,
+)
 from _common import OT_TASKS as TASKS
-from _common import fit_peer, peer_matchers, write_results
 
 import sitransport as st
 from sitransport.datasets import draw
@@ -54,7 +71,32 @@ COLUMNS = [
 ]
 
 
-def evaluate(flow, src: str, tgt: str, n_eval: int, repeats: int, seed: int) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """A method's measurements on one task: W2 per evaluation draw, NLL per held-out point
+    (``None`` without a Gaussian source), the noise floor and NFE per draw."""
+
+    w2: Spread
+    nll: Spread | None
+    floors: tuple[float, ...]
+    nfes: tuple[float, ...]
+
+    def row(self) -> dict:
+        return {
+            "w2": self.w2.mean,
+            "w2_se": self.w2.se,
+            "w2_draws": list(self.w2.values),
+            "noise_floor": float(np.mean(self.floors)),
+            "nfe": float(np.mean(self.nfes)),
+            "nll": float("nan") if self.nll is None else self.nll.mean,
+            "nll_se": float("nan") if self.nll is None else self.nll.se,
+        }
+
+
+def evaluate(flow, src: str, tgt: str, n_eval: int, repeats: int, seed: int) -> Evaluation:
+    """W2 on ``repeats`` evaluation draws (source and held-out samples with their own seeds,
+    the same for every method) and the NLL of 2,000 held-out points (the same for every
+    method)."""
     w2s, floors, nfes = [], [], []
     for r in range(repeats):
         res = flow.transport(draw(src, n_eval, seed + 2000 + r))
@@ -62,44 +104,120 @@ def evaluate(flow, src: str, tgt: str, n_eval: int, repeats: int, seed: int) -> 
         w2s.append(q.w2)
         floors.append(q.noise_floor)
         nfes.append(res.nfe)
-    out = {
-        "w2": float(np.mean(w2s)),
-        "w2_se": float(np.std(w2s, ddof=1) / math.sqrt(repeats)) if repeats > 1 else math.nan,
-        "noise_floor": float(np.mean(floors)),
-        "nfe": float(np.mean(nfes)),
-        "nll": math.nan,
-        "nll_se": math.nan,
-    }
+    nll = None
     if src == "gaussian":
         xt = draw(tgt, 2000, seed + 5000)
         lp = np.asarray(flow.log_prob(xt, method="exact", progress=False), dtype=np.float64)
-        out["nll"] = float(-lp.mean())
-        out["nll_se"] = float(lp.std(ddof=1) / math.sqrt(len(lp)))
-    return out
+        nll = spread(-lp)
+    return Evaluation(spread(w2s), nll, tuple(floors), tuple(nfes))
 
 
 # the criterion of the verdicts, stated above them in the results
 PEER_TARGETS = (
     "Targets (W2 and NLL: the better of our two configurations no worse than the best peer, "
-    "i.e. at most 2 standard errors of the difference above it; training steps/s of our "
+    "i.e. at most 2 standard errors of the difference above it, the difference paired over "
+    "the shared evaluation draws (W2) or held-out points (NLL); training steps/s of our "
     "default fit at least 1.0x torchcfm I-CFM's):"
 )
 
 
-def no_worse(ours: dict, peer: dict, key: str) -> bool:
-    """ours[key] <= peer[key] up to two standard errors of the difference."""
-    se = math.hypot(ours[f"{key}_se"], peer[f"{key}_se"])
-    return ours[key] <= peer[key] + 2 * (se if math.isfinite(se) else 0.0)
+def verdict(task: str, key: str, evals: dict[str, Evaluation], peers: list[str]) -> str:
+    """Our best ``key`` (W2 or NLL) against the best peer's: met unless ours is worse beyond
+    two standard errors of the paired difference (ours - peer, draw by draw or point by
+    point)."""
 
+    def score(method: str) -> Spread:
+        return getattr(evals[method], key)
 
-def verdict(task: str, key: str, ours_rows: list, peer_rows: list) -> str:
-    """Our best ``key`` (W2 or NLL) against the best peer's, by :func:`no_worse`."""
-    ours = min(ours_rows, key=lambda r: r[key])
-    peer = min(peer_rows, key=lambda r: r[key])
+    unit = "draws" if key == "w2" else "points"
+    ours = min(OURS, key=lambda m: score(m).mean)
+    peer = min(peers, key=lambda m: score(m).mean)
+    diff = spread(np.subtract(score(ours).values, score(peer).values))
+    worse = beyond_noise(diff, ">", 0.0)
     return (
-        f"{task}: {key.upper()} best ours {ours[key]:.4f} ({ours['method']}) vs best peer "
-        f"{peer[key]:.4f} ({peer['method']}): {'met' if no_worse(ours, peer, key) else 'NOT met'}"
+        f"{task}: {key.upper()} best ours {score(ours).mean:.4f} ({ours}) vs best peer "
+        f"{score(peer).mean:.4f} ({peer}), ours - peer {diff.mean:.2g} +- {diff.se:.2g} "
+        f"(paired over n={len(diff.values)} {unit}; target: not worse beyond 2 SE): "
+        f"{'NOT met' if worse else 'met'}"
     )
+
+
+def speed_verdict(task: str, by: dict[str, dict]) -> str:
+    speed = by["ours indep+trig (default)"]["steps_per_s"] / by["torchcfm I-CFM"]["steps_per_s"]
+    return (
+        f"{task}: steps/s ours (default) / torchcfm I-CFM = {speed:.2f}x: "
+        f"{'met' if speed >= 1.0 else 'NOT met'}"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """The sizes of a run shared by every task and method."""
+
+    steps: int
+    seed: int
+    n_eval: int
+    repeats: int
+    network: st.MLPSpec
+    training: st.TrainSettings
+
+
+def fits(run: Run, rho0, x1: np.ndarray, peers: dict) -> dict:
+    """Each method's training as a function of nothing, ours then the peers'."""
+    net, training, seed = run.network, run.training, run.seed
+    out = {
+        method: lambda extra=extra: st.fit(
+            rho0, x1, seed=seed, network=net, training=training, **extra
+        )
+        for method, extra in OURS.items()
+    }
+    out.update(
+        {name: lambda m=m: fit_peer(m, rho0, x1, net, training, seed) for name, m in peers.items()}
+    )
+    return out
+
+
+def run_task(task: str, run: Run, peers: dict) -> tuple[list[dict], list[str]]:
+    """Every method on one task: its rows and the task's verdicts."""
+    src, tgt = TASKS[task]
+    x1 = draw(tgt, 20_000, run.seed)
+    rho0 = "gaussian" if src == "gaussian" else draw(src, 20_000, run.seed + 1)
+    by, evals = {}, {}
+    for method, make in fits(run, rho0, x1, peers).items():
+        t0 = time.perf_counter()
+        flow = make()
+        train_s = time.perf_counter() - t0
+        evals[method] = evaluate(flow, src, tgt, run.n_eval, run.repeats, run.seed)
+        by[method] = {"task": task, "method": method, "train_s": train_s}
+        by[method]["steps_per_s"] = run.steps / train_s
+        by[method].update(evals[method].row())
+        print(json.dumps(by[method]), flush=True)
+    if not peers:
+        return list(by.values()), []
+    keys = ("w2", "nll") if src == "gaussian" else ("w2",)
+    verdicts = [verdict(task, key, evals, list(peers)) for key in keys]
+    if "torchcfm I-CFM" in by:
+        verdicts.append(speed_verdict(task, by))
+    return list(by.values()), verdicts
+
+
+def warm_up(network: st.MLPSpec, training: st.TrainSettings, peers: dict) -> None:
+    """One short run of each code path, so no method pays one-time start-up costs."""
+    warm = dataclasses.replace(training, steps=20)
+    st.fit("gaussian", draw("moons", 2000, 0), seed=0, network=network, training=warm)
+    for matcher in peers.values():
+        fit_peer(matcher, "gaussian", draw("moons", 2000, 0), network, warm, 0)
+
+
+# what a run exercises (the freshness record of its results): our fit, the peers' loop of
+# _common on our network and trainer pieces, sampling, log-densities and the W2 metric
+MODULES = (
+    *FIT_MODULES,
+    "sitransport.metrics",
+    "sitransport.datasets",
+    "sitransport.distributed",
+    "benchmarks._common",
+)
 
 
 def main() -> None:
@@ -113,84 +231,42 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     tasks, n_eval, repeats = args.tasks, 5000, 3
-    if args.quick:
+    if args.quick:  # still 2 evaluation draws: a standard error needs two
         args.steps, tasks, n_eval, repeats = 300, args.tasks[:1], 1000, 2
     network = st.MLPSpec(width=args.width)
     training = st.TrainSettings(steps=args.steps, batch_size=args.batch_size, progress=False)
+    run = Run(args.steps, args.seed, n_eval, repeats, network, training)
     peers = peer_matchers()
-    # warm-up: one short run of each code path, so no method pays one-time start-up costs
-    warm = dataclasses.replace(training, steps=20)
-    st.fit("gaussian", draw("moons", 2000, 0), seed=0, network=network, training=warm)
-    for matcher in peers.values():
-        fit_peer(matcher, "gaussian", draw("moons", 2000, 0), network, warm, 0)
+    warm_up(network, training, peers)
     rows, verdicts = [], []
     for task in tasks:
-        src, tgt = TASKS[task]
-        x1 = draw(tgt, 20_000, args.seed)
-        rho0 = "gaussian" if src == "gaussian" else draw(src, 20_000, args.seed + 1)
-        fits = {
-            method: lambda extra=extra, rho0=rho0, x1=x1: st.fit(
-                rho0, x1, seed=args.seed, network=network, training=training, **extra
-            )
-            for method, extra in OURS.items()
-        }
-        fits.update(
-            {
-                name: lambda m=m, rho0=rho0, x1=x1: fit_peer(
-                    m, rho0, x1, network, training, args.seed
-                )
-                for name, m in peers.items()
-            }
-        )
-        by = {}
-        for method, make in fits.items():
-            t0 = time.perf_counter()
-            flow = make()
-            train_s = time.perf_counter() - t0
-            by[method] = {"task": task, "method": method, "train_s": train_s}
-            by[method]["steps_per_s"] = args.steps / train_s
-            by[method].update(evaluate(flow, src, tgt, n_eval, repeats, args.seed))
-            print(json.dumps(by[method]), flush=True)
-        rows += list(by.values())
-        peer_rows = [by[p] for p in peers]
-        if not peer_rows:
-            continue
-        ours_rows = [by[m] for m in OURS]
-        for key in ("w2", "nll") if src == "gaussian" else ("w2",):
-            verdicts.append(verdict(task, key, ours_rows, peer_rows))
-        if "torchcfm I-CFM" in by:
-            speed = (
-                by["ours indep+trig (default)"]["steps_per_s"] / by["torchcfm I-CFM"]["steps_per_s"]
-            )
-            verdicts.append(
-                f"{task}: steps/s ours (default) / torchcfm I-CFM = {speed:.2f}x: "
-                f"{'met' if speed >= 1.0 else 'NOT met'}"
-            )
+        task_rows, task_verdicts = run_task(task, run, peers)
+        rows += task_rows
+        verdicts += task_verdicts
     notes = (
         f"{args.steps} steps, batch {args.batch_size}, MLP 4x{args.width} SiLU, AdamW with our "
-        "warm-up/cosine schedule, EMA 0.999, for every method; sampling with dopri5 1e-5. "
-        f"w2: exact W2 (POT) generated vs held-out, {n_eval} vs {n_eval}, mean of {repeats} "
-        "evaluations (w2_se: standard error over them); nll: 2,000 held-out points, exact "
-        "divergence (Gaussian source only). steps_per_s: steps / wall time of the whole "
-        "training call (ours includes validation every 500 steps). Peers installed: "
-        f"{', '.join(peers) or 'none'}.\n\n{PEER_TARGETS}\n\n"
-        + "\n".join(f"- {v}" for v in verdicts)
+        "warm-up/cosine schedule, EMA 0.999, for every method (one training seed, "
+        f"{args.seed}); sampling with dopri5 1e-5. w2: exact W2 (POT) generated vs held-out, "
+        f"{n_eval} vs {n_eval}, mean of {repeats} evaluation draws, the same draws for every "
+        "method (w2_se: standard error over them; w2_draws in the JSON); nll: 2,000 held-out "
+        "points, the same for every method, exact divergence (Gaussian source only; nll_se: "
+        "standard error over the points). The verdicts judge the paired difference ours - "
+        "peer (per draw, per point): met unless it is above 0 beyond 2 of its standard "
+        "errors. steps_per_s: steps / wall time of the whole training call (ours includes "
+        f"validation every 500 steps). Peers installed: {', '.join(peers) or 'none'}."
+        f"\n\n{PEER_TARGETS}\n\n" + "\n".join(f"- {v}" for v in verdicts)
     )
-    path = write_results(
-        "bench_peers" + ("_quick" if args.quick else ""),
-        rows,
-        COLUMNS,
-        {
-            "steps": args.steps,
-            "width": args.width,
-            "batch_size": args.batch_size,
-            "n_eval": n_eval,
-            "repeats": repeats,
-            "seed": args.seed,
-            "peers": list(peers),
-        },
-        notes,
-    )
+    params = {
+        "steps": args.steps,
+        "width": args.width,
+        "batch_size": args.batch_size,
+        "n_eval": n_eval,
+        "repeats": repeats,
+        "seed": args.seed,
+        "peers": list(peers),
+    }
+    name = "bench_peers" + ("_quick" if args.quick else "")
+    path = write_results(name, rows, COLUMNS, params, notes, modules=MODULES)
     print(path.read_text())
 
 
