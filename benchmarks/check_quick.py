@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 _STATUS = re.compile(r":\s*(met|NOT met|NOT shown)\.?$")
 _SENTENCE = re.compile(r"(met by all \d+ rows|met on every task|missed (?:on|by) .*?)(?=\.\s|\.?$)")
-_TIMING = re.compile(r"steps/s|t_MLE|training time|\bin under \d|\d+(\.\d+)?x independent|speed", re.I)
+_TIMING = re.compile(
+    r"steps/s|t_MLE|training time|\bin under \d|\d+(\.\d+)?x independent|speed", re.I
+)
 
 
 def verdicts(markdown: str) -> dict[str, str]:
