@@ -188,3 +188,30 @@ def test_page_is_full_width(benchmarks_page):
     assert benchmarks_page.select_one("div.bd-sidebar-secondary") is None
     conf = (DOCS / "conf.py").read_text()
     assert re.search(r"html_sidebars = \{[^}]*\"benchmarks\": \[\]", conf)
+
+
+def test_a_stale_result_reads_stale_and_every_result_shows_its_age():
+    """The summary cell: "stale" instead of the verdict when a main file no longer describes
+    the code; otherwise the verdict with the commit and date it was measured on."""
+    ext = _ext()
+    fresh = ext._freshness_module()
+    met = ext.Verdict(met=2)
+    current = fresh.Freshness("bench_x", "fresh", "0123456789ab", "2026-12-07T01:00:00")
+    stale = fresh.Freshness("bench_x", "stale", "abcdef012345", "2026-11-25T01:00:00", ("a.py",))
+    cell = nodes_text(ext._verdict_cell(met, "ratio <= 1.2", [current]))
+    assert cell.startswith("met (2 of 2)") and "0123456 2026-12-07" in cell
+    cell = nodes_text(ext._verdict_cell(met, "ratio <= 1.2", [current, stale]))
+    assert cell.startswith("stale") and "met" not in cell.split("\N{MIDDLE DOT}")[0]
+    kept = fresh.Freshness("bench_x", "kept", "abcdef012345", "2026-11-25T01:00:00", reason="r")
+    assert "(kept)" in nodes_text(ext._verdict_cell(met, "ratio <= 1.2", [kept]))
+
+
+def nodes_text(nodes_: list) -> str:
+    return "".join(n.astext() for n in nodes_)
+
+
+def test_result_sections_show_their_freshness(benchmarks_page):
+    sources = benchmarks_page.select("p.benchmark-source")
+    assert sources
+    for p in sources:
+        assert p.select_one(".bm-fresh, .bm-kept, .bm-stale"), p.get_text()
