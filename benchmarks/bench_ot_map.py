@@ -7,8 +7,10 @@ to a random Gaussian (the linear map of ``metrics.gaussian_ot_map``), and a rand
 one-hidden-layer input-convex network plus a quadratic). The solvers see only independent
 samples of the two ends. On fresh source points, ``metrics.map_error`` gives
 L2-UVP = 100 E|T_hat(x) - T*(x)|^2 / Var(target) (Var: total variance; Korotin et al. 2021,
-arXiv 2106.01954) and the cosine between learned and true displacements. The affine map
-between the moment-matched Gaussians of the two sample sets is the baseline row.
+arXiv 2106.01954) and the cosine between learned and true displacements, each the mean over
+``--eval-draws`` fresh draws of source points (3; ``--quick``: 2) with its standard error
+(``l2_uvp_se``, ``cosine_se``; the draws themselves in the JSON rows as ``*_draws``). The
+affine map between the moment-matched Gaussians of the two sample sets is the baseline row.
 
 Methods: independent pairing with the linear and trig interpolants, minibatch exact OT,
 amortised OT (``coupling="global_ot"``), the max-min Fourier path, exact and amortised OT
@@ -20,12 +22,13 @@ training, excluding the flow it starts from).
 Run: ``python benchmarks/bench_ot_map.py`` (full), ``--quick`` (d = 2, 4; CI-sized), or a
 subset, e.g. ``--pairs mixture --dims 8 16 --methods exact_ot+linear exact_ot+potential``.
 
-Cost (two CPU cores, one torch thread): ``--quick`` 70 s. The full run (2 pairs x 6
-dimensions x 9 rows, 2000 steps each, 3 rectifications) is estimated at 40-60 minutes on idle
-cores and about 1.5 h when the cores are shared, from the reduced run
-``--pairs mixture --steps 800 --n-eval 5000`` (7 rows) that took 13 minutes on shared cores;
-the exact-OT rows dominate (an assignment of 256 x 256 per step, 15-55 ms). More steps keep
-lowering the exact-OT error (mixture, d = 16: 4.8 / 3.3 / 2.5 % at 800 / 2000 / 4000 steps).
+Cost (one torch thread): ``--quick`` about 260 s of CPU (12 methods on 4 problems, 2
+evaluation draws of 2,000 points; 5-6 minutes of wall time on cores shared with other jobs).
+The full run (2 pairs x 6 dimensions x 12 rows, 2000 steps each, 3 rectifications) took 84
+minutes with one evaluation draw on shared cores; the two further draws of 10,000 points add
+about 7 minutes. The exact-OT rows dominate (an assignment of 256 x 256 per step, 15-55 ms).
+More steps keep lowering the exact-OT error (mixture, d = 16: 4.8 / 3.3 / 2.5 % at 800 / 2000
+/ 4000 steps).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import RESULTS, OurFit, write_results
+from _common import FIT_MODULES, RESULTS, OurFit, spread, write_results
 from matplotlib.figure import Figure
 
 import sitransport as st
@@ -72,7 +75,16 @@ REFLOWS: dict[str, tuple[str, int]] = {
     "reflow2(exact_ot+potential)": ("exact_ot+potential", 2),
 }
 METHODS = (BASELINE, *FITS, *REFLOWS)
-COLUMNS = ["pair", "d", "method", "l2_uvp", "cosine", "train_s", "nfe"]
+COLUMNS = ["pair", "d", "method", "l2_uvp", "l2_uvp_se", "cosine", "cosine_se", "train_s", "nfe"]
+# what a run exercises (freshness.py): fit and reflow, our fits in _common, the known OT
+# pairs (datasets) and the map error (metrics); ``distributed`` shards the training pairs
+MODULES = (
+    *FIT_MODULES,
+    "sitransport.distributed",
+    "sitransport.metrics",
+    "sitransport.datasets",
+    "benchmarks._common",
+)
 
 
 def moment_map(x0: np.ndarray, x1: np.ndarray):
@@ -81,9 +93,18 @@ def moment_map(x0: np.ndarray, x1: np.ndarray):
     return lambda x: x @ a.T + b
 
 
-def score(pair, mapped: np.ndarray, x: np.ndarray) -> dict[str, float]:
-    err = st.metrics.map_error(x, mapped, pair.ot_map(x), pair.target_variance)
-    return {"l2_uvp": err.l2_uvp, "cosine": err.cosine}
+def score(pair, mapped: list[np.ndarray], xs: list[np.ndarray]) -> dict[str, Any]:
+    """L2-UVP and cosine of the maps ``mapped`` of the evaluation draws ``xs``: the mean over
+    the draws, its standard error and the draws."""
+    errs = [
+        st.metrics.map_error(x, y, pair.ot_map(x), pair.target_variance)
+        for x, y in zip(xs, mapped, strict=True)
+    ]
+    out: dict[str, Any] = {}
+    for key in ("l2_uvp", "cosine"):
+        s = spread([getattr(e, key) for e in errs])
+        out.update({key: s.mean, f"{key}_se": s.se, f"{key}_draws": list(s.values)})
+    return out
 
 
 class Problem:
@@ -92,7 +113,10 @@ class Problem:
     def __init__(self, kind: str, d: int, args: argparse.Namespace) -> None:
         self.pair = st.datasets.known_ot_pair(kind, d, seed=args.seed)
         self.x0, self.x1 = self.pair.sample(args.n_train, seed=args.seed + 1)
-        self.x_eval = self.pair.source.sample(args.n_eval, seed=args.seed + 2)
+        self.x_evals = [  # draw 0: the single draw of earlier runs
+            self.pair.source.sample(args.n_eval, seed=args.seed + 2 + 1000 * r)
+            for r in range(args.eval_draws)
+        ]
         self.kind, self.d, self.args = kind, d, args
         self.flows: dict[str, TransportFlow] = {}
         self.seconds: dict[str, float] = {}  # training time of each rectification
@@ -101,14 +125,14 @@ class Problem:
         return {"pair": self.kind, "d": self.d, "method": method, **values}
 
     def evaluate(self, method: str, flow: TransportFlow, train_s: float) -> dict[str, Any]:
-        res = flow.transport(self.x_eval)
-        out = score(self.pair, res.x, self.x_eval)
-        return self.row(method, **out, train_s=train_s, nfe=float(res.nfe))
+        res = [flow.transport(x) for x in self.x_evals]
+        out = score(self.pair, [r.x for r in res], self.x_evals)
+        return self.row(method, **out, train_s=train_s, nfe=float(np.mean([r.nfe for r in res])))
 
     def baseline(self) -> dict[str, Any]:
         t0 = time.perf_counter()
-        mapped = moment_map(self.x0, self.x1)(self.x_eval)
-        out = score(self.pair, mapped, self.x_eval)
+        t_map = moment_map(self.x0, self.x1)
+        out = score(self.pair, [t_map(x) for x in self.x_evals], self.x_evals)
         return self.row(BASELINE, **out, train_s=time.perf_counter() - t0, nfe=0.0)
 
     def fit(self, method: str) -> dict[str, Any]:
@@ -182,14 +206,15 @@ def plot(rows: list[dict[str, Any]], path) -> None:
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="d = 2, 4; 300 steps; < 2 min")
+    parser.add_argument("--quick", action="store_true", help="d = 2, 4; 300 steps; ~4 CPU min")
     parser.add_argument("--pairs", nargs="*", default=list(PAIRS), choices=PAIRS)
     parser.add_argument("--dims", nargs="*", type=int, default=list(DIMS))
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--n-train", type=int, default=20_000)
-    parser.add_argument("--n-eval", type=int, default=10_000)
+    parser.add_argument("--n-eval", type=int, default=10_000, help="points per evaluation draw")
+    parser.add_argument("--eval-draws", type=int, default=3, help="evaluation draws (>= 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default=None, help="result file name (default from mode)")
     parser.add_argument(
@@ -198,6 +223,11 @@ def parse() -> argparse.Namespace:
     args = parser.parse_args()
     if args.quick:
         args.dims, args.steps, args.n_train, args.n_eval = [2, 4], 300, 5000, 2000
+        args.eval_draws = 2
+    if args.eval_draws < 2:
+        parser.error(
+            f"--eval-draws must be at least 2 (a standard error needs 2), got {args.eval_draws}"
+        )
     return args
 
 
@@ -221,10 +251,12 @@ def main() -> None:
         f"{args.steps} steps (reflow: as many again per rectification), batch "
         f"{args.batch_size}, the default MLP (4 x 128 up to d = 16, 4 x 256 above; the "
         "potential network: the same MLP with a scalar output, velocity = its x-gradient), "
-        f"{args.n_train:,} independent samples per side; evaluation on {args.n_eval:,} fresh "
-        "source points pushed with dopri5 (atol = rtol = 1e-5). l2_uvp in % of the target's "
-        "total variance (exact for the Gaussian pair, a 200,000-point Monte Carlo value for "
-        "the mixture); cosine between learned and true displacements in L2(rho0). "
+        f"{args.n_train:,} independent samples per side; evaluation on {args.eval_draws} draws "
+        f"of {args.n_eval:,} fresh source points pushed with dopri5 (atol = rtol = 1e-5): "
+        "l2_uvp and cosine are means over the draws, l2_uvp_se and cosine_se their standard "
+        "errors (evaluation noise only: one training seed), nfe the mean. l2_uvp in % of the "
+        "target's total variance (exact for the Gaussian pair, a 200,000-point Monte Carlo "
+        "value for the mixture); cosine between learned and true displacements in L2(rho0). "
         f"`{BASELINE}`: the Gaussian OT map between the sample moments of the two training "
         "sets (exact for the Gaussian pair up to moment noise). Problems: "
         "`sitransport.datasets.known_ot_pair(kind, d, seed)`. "
@@ -233,7 +265,7 @@ def main() -> None:
     )
     params = {k: v for k, v in vars(args).items() if k not in ("name", "replot")}
     params["methods"] = methods
-    path = write_results(name, rows, COLUMNS, params, notes)
+    path = write_results(name, rows, COLUMNS, params, notes, modules=MODULES)
     print(path.read_text())
 
 

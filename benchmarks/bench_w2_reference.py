@@ -24,6 +24,8 @@ from _common import OT_TASKS, write_results
 from sitransport.datasets import draw
 
 COLUMNS = ("task", "n", "draws", "w2sq_mean", "w2sq_std", "rel_std", "rel_to_largest")
+# what a run exercises (freshness.py): the task samplers; the exact W2^2 is POT's own
+MODULES = ("sitransport.datasets",)
 
 
 def exact_w2sq(src: str, tgt: str, n: int, seed: int) -> float:
@@ -67,10 +69,12 @@ def main() -> None:
         "per size. rel_std: standard deviation over draws / mean. rel_to_largest: the mean "
         f"relative to the mean at the largest n. At n = 2000 (bench_ot's reference) rel_std is "
         f"{min(at_2000):.3f}-{max(at_2000):.3f}: one NPE value carries that much noise from "
-        "its reference alone (each spread is itself from 4 draws, so known to about +-40%)."
+        f"its reference alone (each spread is itself from {draws} draws, so known to about "
+        f"+-{100 / np.sqrt(2 * (draws - 1)):.0f}%)."
     )
     name = "bench_w2_reference" + ("_quick" if args.quick else "")
-    print(write_results(name, rows, COLUMNS, {"sizes": sizes, "draws": draws}, notes).read_text())
+    params = {"sizes": sizes, "draws": draws}
+    print(write_results(name, rows, COLUMNS, params, notes, modules=MODULES).read_text())
 
 
 if __name__ == "__main__":
