@@ -36,6 +36,7 @@ RESULTS = Path(
 FIT_MODULES = (
     "sitransport.config",
     "sitransport.couplings",
+    "sitransport.distributed",
     "sitransport.ends",
     "sitransport.fitting",
     "sitransport.flow",
@@ -150,9 +151,7 @@ def ratio_of_means(num: Spread, den: Spread) -> Estimate:
     return Estimate(float(r), float(abs(r) * rel), num.n)
 
 
-def noise_floor(
-    sample: Callable[[int, int], np.ndarray], n: int, draws: int, seed: int
-) -> Spread:
+def noise_floor(sample: Callable[[int, int], np.ndarray], n: int, draws: int, seed: int) -> Spread:
     """Exact W2 between two independent draws of ``n`` target points (``sample(n, seed)``),
     over ``draws`` pairs (seeds ``seed``, ``seed + 1``, ...): what a perfect model scores at
     this size. It depends on the target and ``n`` only, so a benchmark measures it once per

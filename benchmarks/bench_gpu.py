@@ -569,7 +569,7 @@ def tables(single: dict[str, Any], ddp: dict[str, Any]) -> tuple[list[dict], str
 
 # what a run exercises (the freshness record of its results): fit and the trainer on the U-Net,
 # the DDP path (setup, sharding, gathers), images (data, grids, bits/dim) and its metrics
-MODULES = (*FIT_MODULES, "sitransport.distributed", "sitransport.images", "sitransport.metrics")
+MODULES = (*FIT_MODULES, "sitransport.images", "sitransport.metrics")
 
 
 def write(plan: Plan, single: dict, ddp: dict, facts: dict, seconds: float) -> Path:

@@ -96,7 +96,7 @@ def throughput(flows: dict, batch: int, repeats: int, seed: int) -> dict:
 
 # what a run exercises (the freshness record of its results): fit with the U-Net and the MLP,
 # the digits, dequantisation, bits/dim and the samples grid
-MODULES = (*FIT_MODULES, "sitransport.images", "sitransport.metrics", "sitransport.distributed")
+MODULES = (*FIT_MODULES, "sitransport.images", "sitransport.metrics")
 
 
 def main() -> None:

@@ -521,7 +521,7 @@ def verdicts(rows: list[dict]) -> list[str]:
 
 # what a run exercises (the freshness record of its results): fit, the log-density solves, the
 # data sets, and the maximum-likelihood CNF of the cost part
-MODULES = (*FIT_MODULES, "sitransport.datasets", "sitransport.distributed", "benchmarks.mle_cnf")
+MODULES = (*FIT_MODULES, "sitransport.datasets", "benchmarks.mle_cnf")
 
 
 def main() -> None:

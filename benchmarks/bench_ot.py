@@ -96,7 +96,6 @@ REFLOW = "reflow(indep+linear)"
 # _common, the metrics and the task samplers; ``distributed`` shards the training pairs
 MODULES = (
     *FIT_MODULES,
-    "sitransport.distributed",
     "sitransport.metrics",
     "sitransport.datasets",
     "benchmarks._common",

@@ -80,7 +80,6 @@ COLUMNS = ["pair", "d", "method", "l2_uvp", "l2_uvp_se", "cosine", "cosine_se", 
 # pairs (datasets) and the map error (metrics); ``distributed`` shards the training pairs
 MODULES = (
     *FIT_MODULES,
-    "sitransport.distributed",
     "sitransport.metrics",
     "sitransport.datasets",
     "benchmarks._common",

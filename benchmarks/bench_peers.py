@@ -215,7 +215,6 @@ MODULES = (
     *FIT_MODULES,
     "sitransport.metrics",
     "sitransport.datasets",
-    "sitransport.distributed",
     "benchmarks._common",
 )
 
