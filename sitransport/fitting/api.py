@@ -27,6 +27,7 @@ from sitransport.couplings import Coupling, get_coupling
 from sitransport.ends.densities import Density, EmpiricalDensity, StandardNormal
 from sitransport.fitting.ends import (
     check_ranks,
+    check_remedy,
     normalization,
     resolve_ends,
     split,
@@ -177,7 +178,9 @@ def fit(
             source onto a lower-dimensional set and cannot fill ``rho1``. With ``"auto"`` it
             then trains a stochastic interpolant
             (:class:`~sitransport.interpolants.Stochastic` on the chosen base path, with a
-            denoiser) and the flow samples with the SDE by default.
+            denoiser; its noise amplitude ``a`` is the data's scale, that of the
+            normalisation, so the remedy does not depend on the data's units) and the flow
+            samples with the SDE by default.
         latent: fit in principal coordinates of the sample sets (vectors only): a number of
             axes, ``"pca"`` (as many as keep 99.9% of the variance) or a
             :class:`~sitransport.config.LatentSpec`; returns a
@@ -248,12 +251,13 @@ def fit(
             raise ValueError("latent= works on vectors (n, d); flatten images first")
         return _fit_latent(d0, d1, latent_spec(latent), call)
     net_spec = network_spec(network, d0.shape)
-    interp, ranks, sde = check_ranks(d0, d1, interp, remedy)
+    check_remedy(d0, d1, remedy)
 
     gen = run_generator(seed, 2)
     train0, held0 = split(d0, validation, gen, "rho0")
     train1, held1 = split(source if source is not None else d1, validation, gen, "rho1")
     norm = normalization(train0, train1, normalize, dtype, gen)
+    interp, ranks, sde = check_ranks(d0, d1, interp, remedy, norm.scale)
     val = None
     if validation > 0:
         val = validation_pairs(train0, held0, train1, held1, norm, gen)

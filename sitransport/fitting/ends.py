@@ -82,38 +82,54 @@ def resolve_ends(
     return d0, d1, source
 
 
+def check_remedy(d0: Density, d1: Density | None, remedy: Any) -> None:
+    """Refuse a ``remedy`` other than ``None`` / ``"auto"``, or one for images or a dataset
+    (their covariance ranks are not computed), before any work is done.
+
+    Raises:
+        ValueError: as :func:`check_ranks`.
+    """
+    if remedy is None:
+        return
+    check_choice(remedy, "remedy", ("auto",))
+    if len(d0.shape) == 3 or d1 is None:  # images, datasets: no d x d covariance computed
+        raise ValueError(
+            f"remedy={remedy!r} does not apply to images or datasets: it compares the "
+            "covariance ranks of vector ends; pass a Stochastic interpolant instead"
+        )
+
+
 def check_ranks(
-    d0: Density, d1: Density | None, interp: Interpolant, remedy: Any
+    d0: Density, d1: Density | None, interp: Interpolant, remedy: Any, scale: float = 1.0
 ) -> tuple[Interpolant, tuple[int, int] | None, bool]:
-    """``(interpolant to train, (rank0, rank1) or None for images, sample by the SDE)``,
+    r"""``(interpolant to train, (rank0, rank1) or None for images, sample by the SDE)``,
     after comparing the effective ranks of two vector ends: with ``rho0`` of lower rank, a
     warning, or with ``remedy="auto"`` a stochastic interpolant sampled by the SDE.
+
+    The remedy's noise :math:`\gamma(t) = a \sin^2(\pi t)` has the amplitude ``a = scale``,
+    the spread of the data (the normalisation's scale): noise that fills the missing
+    directions must be of the data's size, whatever its units.
 
     Args:
         d0: the source end.
         d1: the target end (``None``: a dataset).
         interp: the interpolant the caller chose.
         remedy: ``fit``'s ``remedy=``.
+        scale: the data's scale (``Normalization.scale``; 1 with ``normalize=False``).
 
     Raises:
         ValueError: ``remedy`` is not ``None`` or ``"auto"``, or is set for images or a
             dataset, whose ranks are not computed.
     """
-    if remedy is not None:
-        check_choice(remedy, "remedy", ("auto",))
-    if len(d0.shape) == 3 or d1 is None:  # images, datasets: no d x d covariance computed
-        if remedy is not None:
-            raise ValueError(
-                f"remedy={remedy!r} does not apply to images or datasets: it compares the "
-                "covariance ranks of vector ends; pass a Stochastic interpolant instead"
-            )
+    check_remedy(d0, d1, remedy)
+    if len(d0.shape) == 3 or d1 is None:
         return interp, None, False
     rank0, rank1 = _rank_of(d0), _rank_of(d1)
     if rank0 >= rank1:
         return interp, (rank0, rank1), False
     if remedy == "auto" and not interp.stochastic:
         base_name = interp.spec().get("name") if isinstance(interp, (Linear, Trig)) else None
-        interp = Stochastic(base_name or "linear", "sin2", 1.0)
+        interp = Stochastic(base_name or "linear", "sin2", float(scale))
         return interp, (rank0, rank1), True
     warnings.warn(
         f"rho0 has effective rank {rank0} but rho1 has {rank1}: a deterministic flow "
