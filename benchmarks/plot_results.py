@@ -36,29 +36,35 @@ def _samples(params: dict) -> str:
     return f"{params['n_eval']} vs {params['n_eval']} samples"
 
 
-def panels(folder: Path = RESULTS) -> list[tuple[str, dict[str, dict[str, float]]]]:
-    """(panel title, {method: {task: W2 ratio}}) of each benchmark with results."""
+Point = tuple[float, float]  # a W2 ratio and its standard error (nan: not recorded)
+
+
+def _ratio(r: dict) -> Point:
+    """A row's W2 ratio and standard error (``ratio``/``ratio_se``, else ``w2`` over
+    ``noise_floor`` with ``w2_se`` scaled alike)."""
+    if "ratio" in r:
+        return r["ratio"], r.get("ratio_se", float("nan"))
+    return r["w2"] / r["noise_floor"], r.get("w2_se", float("nan")) / r["noise_floor"]
+
+
+def panels(folder: Path = RESULTS) -> list[tuple[str, dict[str, dict[str, Point]]]]:
+    """(panel title, {method: {task: (W2 ratio, its standard error)}}) of each benchmark."""
+    titles = {
+        "bench_peers": lambda p: f"bench_peers: {p['steps']} steps each, {_samples(p)}",
+        "bench_ot": lambda p: f"bench_ot: couplings and paths, {p['steps']} steps, {_samples(p)}",
+        "bench_2d": lambda p: "bench_2d: the default fit",
+    }
     out = []
-    peers = _rows("bench_peers", folder)
-    if peers:
-        rows, p = peers
-        ratios: dict[str, dict[str, float]] = {}
+    for name, title in titles.items():
+        found = _rows(name, folder)
+        if not found:
+            continue
+        rows, params = found
+        ratios: dict[str, dict[str, Point]] = {}
         for r in rows:
-            ratios.setdefault(r["method"], {})[r["task"]] = r["w2"] / r["noise_floor"]
-        out.append((f"bench_peers: {p['steps']} steps each, {_samples(p)}", ratios))
-    ot = _rows("bench_ot", folder)
-    if ot:
-        rows, p = ot
-        ratios = {}
-        for r in rows:
-            ratios.setdefault(r["method"], {})[r["task"]] = r["ratio"]
-        out.append((f"bench_ot: couplings and paths, {p['steps']} steps, {_samples(p)}", ratios))
-    two_d = _rows("bench_2d", folder)
-    if two_d:
-        rows, _ = two_d
-        out.append(
-            ("bench_2d: the default fit", {"default fit": {r["task"]: r["ratio"] for r in rows}})
-        )
+            method = "default fit" if name == "bench_2d" else r["method"]
+            ratios.setdefault(method, {})[r["task"]] = _ratio(r)
+        out.append((title(params), ratios))
     return out
 
 
@@ -79,16 +85,19 @@ def plot(folder: Path = RESULTS, out: Path | None = None) -> Path:
     for ax, (title, methods) in zip(axes[:, 0], found, strict=True):
         names = list(methods)
         for k, task in enumerate(TASKS):
-            pts = [(methods[m][task], i) for i, m in enumerate(names) if task in methods[m]]
+            pts = [(*methods[m][task], i) for i, m in enumerate(names) if task in methods[m]]
             if pts:
-                x, y = zip(*pts, strict=True)
+                x, se, y = zip(*pts, strict=True)
+                ax.errorbar(x, y, xerr=se, fmt="none", ecolor=f"C{k}", alpha=0.5, lw=1, zorder=2)
                 ax.scatter(x, y, marker=MARKERS[k], s=28, label=task, color=f"C{k}", zorder=3)
         ax.axvline(1.0, color="0.4", lw=1, ls="--", zorder=1)
         ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.set_ylim(len(names) - 0.5, -0.5)
         ax.grid(axis="x", color="0.9")
         ax.set_title(title, fontsize=9, loc="left")
-    axes[-1, 0].set_xlabel("W2 ratio = W2(generated, held-out) / noise floor   (1 = perfect)")
+    axes[-1, 0].set_xlabel(
+        "W2 ratio = W2(generated, held-out) / noise floor   (1 = perfect; bars: one standard error)"
+    )
     handles, labels = [], []
     for ax in axes[:, 0]:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
