@@ -97,7 +97,8 @@ def _commands(budget: float) -> tuple[dict[str, list[str]], list[str]]:
         env = json.loads(path.read_text(encoding="utf-8"))["environment"]
         wall = env.get("wall_s")
         if wall is not None and wall > budget:
-            skipped.append(f"{env['command']} ({wall:.0f} s > {budget:.0f} s)")
+            line = f"{env['command']} ({wall:.0f} s > {budget:.0f} s)"
+            skipped += [] if line in skipped else [line]
             continue
         runs.setdefault(env["command"], []).append(path.stem)
     return runs, skipped
