@@ -11,8 +11,12 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import inspect
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -152,3 +156,14 @@ def own_methods(cls: type) -> Iterator[tuple[str, type, Callable]]:
             raw = raw.__func__
         if inspect.isfunction(raw):
             yield attr, owner, raw
+
+
+def load_script(name: str, path: Path) -> ModuleType:
+    """The module of a file outside the package (a benchmark script, the docs' extension),
+    loaded once by path under ``name`` (registered first: its dataclasses look it up)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]

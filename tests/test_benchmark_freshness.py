@@ -5,28 +5,18 @@ check itself tells a changed module from a reworded docstring."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 
 
-def _freshness():
-    name = "sitransport_bench_freshness"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / "freshness.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fresh = _freshness()
+fresh = load_script("sitransport_bench_freshness", BENCHMARKS / "freshness.py")
 
 # --------------------------------------------------------------------------- the mechanics
 

@@ -3,24 +3,14 @@ the committed one (the runs themselves are CI's job, ``.ci/run``; here the compa
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
+
+from tests.helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _module():
-    name = "sitransport_bench_check_quick"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "check_quick.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-quick = _module()
+quick = load_script("sitransport_bench_check_quick", ROOT / "benchmarks" / "check_quick.py")
 
 COMMITTED = """# bench_x_quick
 
