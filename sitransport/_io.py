@@ -23,30 +23,35 @@ import os
 import pickle
 import tempfile
 import warnings
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from sitransport._tree import Budget, TreeError, bounded_copy, check_layout
 from sitransport.errors import CorruptFileError
 
 __all__ = [
     "CHECKED_FORMAT",
+    "MAX_NODES",
+    "MAX_NUMBER",
     "MAX_SIZE",
     "atomic_save",
+    "atomic_write",
     "check_load_path",
     "check_map_location",
     "check_save_path",
     "check_sizes",
     "load_checkpoint",
     "module_mismatch",
-    "plain",
     "previous_checkpoint",
     "read_checked",
     "save_checkpoint",
     "state_mismatch",
+    "weights_problem",
 ]
 
 #: ``format`` of the outer record that carries a payload and its SHA-256.
@@ -143,13 +148,8 @@ def check_map_location(map_location: Any) -> torch.device:
 
 # ------------------------------------------------------------------------------ writing
 def atomic_save(obj: Any, path: str | os.PathLike, *, keep_previous: bool = False) -> None:
-    """Write ``obj`` (tensors and plain data) with its SHA-256, atomically, to ``path``.
-
-    The new file is written to a hidden temporary file beside ``path`` and flushed, then
-    renamed over ``path``. With ``keep_previous``, the file it replaces is kept as
-    :func:`previous_checkpoint` (a hard link where the file system allows, so ``path`` never
-    goes missing). Temporary files left by a process that was killed while saving to the
-    same ``path`` are removed.
+    """Write ``obj`` (tensors and plain data) with its SHA-256, atomically, to ``path``
+    (:func:`atomic_write` of the checked torch record).
 
     Raises:
         TypeError, ValueError, FileNotFoundError: a bad ``path`` (see :func:`check_save_path`).
@@ -161,10 +161,33 @@ def atomic_save(obj: Any, path: str | os.PathLike, *, keep_previous: bool = Fals
         ...     read_checked(Path(tmp) / "x.pt", "cpu")
         {'w': tensor([1., 1.])}
     """
+    atomic_write(path, lambda tmp: _write_checked(obj, tmp), keep_previous=keep_previous)
+
+
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[str], None], *, keep_previous: bool = False
+) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    ``write`` must flush the file to disk (``fsync``) before it returns. With
+    ``keep_previous``, the file it replaces is kept as :func:`previous_checkpoint` (a hard
+    link where the file system allows, so ``path`` never goes missing). Temporary files left
+    by a process that was killed while saving to the same ``path`` are removed.
+
+    Raises:
+        TypeError, ValueError, FileNotFoundError: a bad ``path`` (see :func:`check_save_path`).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     atomic_write(Path(tmp) / "x.txt", lambda f: Path(f).write_text("hi"))
+        ...     (Path(tmp) / "x.txt").read_text()
+        'hi'
+    """
     path = check_save_path(path)
     _remove_orphans(path)
     with _temporary(path) as tmp:
-        _write_checked(obj, tmp)
+        write(tmp)
         if keep_previous and path.is_file():
             _keep_previous(path)
         os.replace(tmp, path)
@@ -298,19 +321,33 @@ def read_checked(path: Path, map_location: Any, what: str = "sitransport file") 
         ...     read_checked(Path(tmp) / "old.pt", "cpu")
         {'old': 1}
     """
+    size = path.stat().st_size
     outer = _load_file(path, "cpu", what)
     if not (isinstance(outer, dict) and outer.get("format") == CHECKED_FORMAT):
-        if torch.device(map_location).type == "cpu":
-            return outer
-        return _load_file(path, map_location, what)  # an older file: tensors to the device
-    data = _verified_bytes(outer, path, what)
-    return _torch_load(io.BytesIO(data), path, map_location, what)
+        if torch.device(map_location).type != "cpu":  # an older file: tensors to the device
+            outer = _load_file(path, map_location, what)
+        return _bounded(outer, size, path, what)
+    data = _verified_bytes(outer, path, what, size)
+    return _bounded(_torch_load(io.BytesIO(data), path, map_location, what), size, path, what)
 
 
-def _verified_bytes(outer: dict[str, Any], path: Path, what: str) -> bytes:
+def _verified_bytes(outer: dict[str, Any], path: Path, what: str, size: int) -> bytes:
+    """The payload's bytes, once its layout is known to lie within the file's ``size`` (an
+    expanded view of a few stored bytes would otherwise be copied in full)."""
     payload, digest = outer.get("payload"), outer.get("sha256")
-    if not (isinstance(payload, torch.Tensor) and payload.dtype == torch.uint8):
+    if not (
+        isinstance(payload, torch.Tensor) and payload.dtype == torch.uint8 and payload.dim() == 1
+    ):
         raise CorruptFileError(f"{str(path)!r} is a damaged {what}: it has no payload")
+    try:
+        check_layout(payload, "payload")
+    except TreeError as err:
+        raise CorruptFileError(f"{str(path)!r} is a damaged {what}: {err}") from None
+    if payload.numel() > size:
+        raise CorruptFileError(
+            f"{str(path)!r} is a damaged {what}: its payload claims {payload.numel()} bytes, "
+            f"the file has {size}"
+        )
     data = payload.numpy().tobytes()
     actual = hashlib.sha256(data).hexdigest()
     if actual != digest:
@@ -321,12 +358,23 @@ def _verified_bytes(outer: dict[str, Any], path: Path, what: str) -> bytes:
     return data
 
 
+def _bounded(obj: Any, size: int, path: Path, what: str) -> Any:
+    """``obj`` copied by :func:`~sitransport._tree.bounded_copy` within a budget that a file
+    of ``size`` bytes can honestly fill: at most ``size`` bytes of tensors, and one value
+    per byte (plus a margin): shared references cannot make a small file large."""
+    try:
+        return bounded_copy(obj, Budget(nodes=10_000 + size, tensor_bytes=size))
+    except TreeError as err:
+        raise CorruptFileError(f"{str(path)!r} is a damaged {what}: {err}") from None
+
+
 def _load_file(path: Path, map_location: Any, what: str) -> Any:
     with open(path, "rb") as f:  # errors opening it (permissions, ...) are not its content's
         return _torch_load(f, path, map_location, what)
 
 
 def _torch_load(source: Any, path: Path, map_location: Any, what: str) -> Any:
+    _check_zip(source, path, what)
     try:
         return torch.load(source, map_location=map_location, weights_only=True)
     except MemoryError:
@@ -341,6 +389,38 @@ def _torch_load(source: Any, path: Path, map_location: Any, what: str) -> Any:
             f"{str(path)!r} is not a readable {what} (truncated, corrupted or another "
             f"format): {type(err).__name__}: {err}"
         ) from None
+
+
+#: The most records a torch file of the library holds (a flow's: 10 to 50).
+_MAX_RECORDS = 100_000
+
+
+def _check_zip(source: Any, path: Path, what: str) -> None:
+    """A torch file is a zip archive whose records are stored uncompressed within its size:
+    torch itself inflates compressed records, so a small crafted file could unpack to any
+    size."""
+    start = source.tell()
+    size = source.seek(0, os.SEEK_END)
+    source.seek(start)
+    try:
+        with zipfile.ZipFile(source) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as err:
+        raise CorruptFileError(
+            f"{str(path)!r} is not a readable {what} (truncated, corrupted or another "
+            f"format): {err}"
+        ) from None
+    finally:
+        source.seek(start)
+    stored = sum(r.file_size for r in records)
+    packed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
+    if packed or stored > size or len(records) > _MAX_RECORDS:
+        problem = (
+            f"the compressed record {packed[0]!r:.80}"
+            if packed
+            else f"{len(records)} records of {stored} bytes in {size} bytes"
+        )
+        raise CorruptFileError(f"{str(path)!r} is a damaged {what}: it holds {problem}")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any) -> dict[str, Any]:
@@ -446,15 +526,47 @@ def state_mismatch(state: dict[str, Any], module: nn.Module) -> str | None:
     return None
 
 
+def weights_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with stored weights (tensors, as :func:`state_mismatch` checked): not
+    real floating point, of several dtypes, or holding NaN or infinity; ``None`` if nothing.
+
+    Example:
+        >>> weights_problem({"w": torch.zeros(2), "b": torch.zeros(1)}) is None
+        True
+        >>> weights_problem({"w": torch.zeros(2, dtype=torch.complex64)})
+        "'w' is complex64, not real floating point"
+        >>> weights_problem({"w": torch.tensor([0.0, float("nan")])})
+        "'w' holds NaN or infinite values"
+    """
+    for name, value in state.items():
+        if not value.is_floating_point():
+            return f"{name!r} is {str(value.dtype).removeprefix('torch.')}, not real floating point"
+    dtypes = sorted({str(v.dtype).removeprefix("torch.") for v in state.values()})
+    if len(dtypes) > 1:
+        return f"they mix the dtypes {', '.join(dtypes)}"
+    for name, value in state.items():
+        if not bool(torch.isfinite(value).all()):
+            return f"{name!r} holds NaN or infinite values"
+    return None
+
+
 #: No stored size (a width, a dimension, a number of terms) is larger than this.
 MAX_SIZE = 2**24
+#: No stored float of a description is larger than this: its square stays a float32.
+MAX_NUMBER = 1e19
+#: A stored description (of a network, a path) holds at most this many values.
+MAX_NODES = 100_000
 
 
-def check_sizes(spec: Any, what: str, layer_keys: tuple[str, ...] = ()) -> int:
-    """Every integer of a stored description is at most :data:`MAX_SIZE`; returns the
+def check_sizes(
+    spec: Any, what: str, layer_keys: tuple[str, ...] = (), budget: list[int] | None = None
+) -> int:
+    """Every integer of a stored description is at most :data:`MAX_SIZE` and every float
+    finite and at most :data:`MAX_NUMBER` in size; returns the
     number of layers the description asks for (the counts under ``layer_keys`` times list
     lengths, summed over nested descriptions), which a reader compares with the tensors
-    stored.
+    stored. The walk visits at most :data:`MAX_NODES` values (a shared list nested in itself
+    would otherwise take exponential time).
 
     Example:
         >>> check_sizes({"width": 8, "depth": 3}, "network", ("depth",))
@@ -464,28 +576,23 @@ def check_sizes(spec: Any, what: str, layer_keys: tuple[str, ...] = ()) -> int:
         ...
         ValueError: stored network holds the size 1073741824, above 16777216
     """
+    left = [MAX_NODES] if budget is None else budget
+    left[0] -= 1
+    if left[0] < 0:
+        raise ValueError(f"stored {what} holds more than {MAX_NODES} values")
     if isinstance(spec, (list, tuple)):
-        return sum(check_sizes(v, what, layer_keys) for v in spec)
+        return sum(check_sizes(v, what, layer_keys, left) for v in spec)
     if isinstance(spec, int) and not isinstance(spec, bool) and abs(spec) > MAX_SIZE:
         raise ValueError(f"stored {what} holds the size {spec}, above {MAX_SIZE}")
+    if isinstance(spec, float) and not abs(spec) <= MAX_NUMBER:  # NaN fails too
+        raise ValueError(f"stored {what} holds the number {spec}, not finite or above {MAX_NUMBER:g}")
     if not isinstance(spec, dict):
         return 0
     layers, nested = 1, 0
     for key, value in spec.items():
-        nested += check_sizes(value, what, layer_keys)
+        nested += check_sizes(value, what, layer_keys, left)
         if key in layer_keys and isinstance(value, int):
             layers *= max(value, 1)
         elif isinstance(value, (list, tuple)):
             layers *= max(len(value), 1)
     return layers + nested
-
-
-def plain(value: Any) -> Any:
-    """Config values as plain data (numbers, strings, lists, dicts); other objects as repr."""
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    return repr(value)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sitransport._io import check_load_path, check_map_location, read_checked
+from sitransport._safefile import is_safe_file, read_tree
 from sitransport.flow import TransportFlow
 from sitransport.flow.latent import LatentFlow
 from sitransport.interpolants import Interpolant, get_interpolant
@@ -48,9 +49,14 @@ def load(
     """Load a flow written by ``save``, of any kind in :data:`FLOW_KINDS`. No code from the file
     is executed.
 
-    The file's SHA-256 is verified (files written before checksums load unchecked), and
-    every stored part (shape, normalisation, network and interpolant descriptions) is
-    checked against the others before anything is allocated from it.
+    The file holds no pickle: a safetensors file of the tensors, the rest as bounded JSON,
+    and their SHA-256, which is verified. Files of earlier versions (torch records) load
+    through a restricted reader that refuses compressed records, views that repeat or
+    overrun their storage, shared or self-referential structures and more values than the
+    file's size allows. Every stored part (shape, normalisation, network and interpolant
+    descriptions, weights and every stored number) is checked against the others before
+    anything is allocated from it, so loading never allocates more than the file holds
+    plus the model it declares.
 
     Args:
         path: the file.
@@ -92,7 +98,8 @@ def load(
     device = check_map_location(map_location)
     path = check_load_path(path)
     given = get_interpolant(interpolant) if interpolant is not None else None
-    payload = read_checked(path, device)
+    # file version 2: safetensors + JSON; before it, a torch record (read restricted)
+    payload = read_tree(path) if is_safe_file(path) else read_checked(path, device)
     header = payload.get("format") if isinstance(payload, dict) else None
     # an unknown header: TransportFlow's check names the format it expected
     kind = next((k for k in FLOW_KINDS if k.FORMAT == header), TransportFlow)

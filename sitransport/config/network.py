@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sitransport._io import plain
+from sitransport._tree import plain
 from sitransport._spec import FieldsSpec
 from sitransport._validation import check_choice, check_positive_int
 

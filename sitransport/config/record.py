@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from sitransport._io import plain
+from sitransport._tree import plain
 from sitransport._validation import (
     check_bool,
     check_choice,

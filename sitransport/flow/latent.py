@@ -15,7 +15,8 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from sitransport._io import atomic_save, check_save_path
+from sitransport._io import check_save_path
+from sitransport._safefile import write_tree
 from sitransport._validation import as_tensor, check_fraction, check_positive_int
 from sitransport.config import FitConfig
 from sitransport.errors import CorruptFileError
@@ -337,7 +338,7 @@ class LatentFlow:
             ('LatentFlow', 1, (3,))
         """
         check_save_path(path)
-        atomic_save(self.to_payload(), path)
+        write_tree(self.to_payload(), path)
 
     def to_payload(self) -> dict[str, Any]:
         """The latent flow as tensors and plain data: what :meth:`save` writes and

@@ -16,7 +16,8 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
-from sitransport._io import MAX_SIZE, check_map_location, module_mismatch, plain
+from sitransport._io import MAX_SIZE, check_map_location, module_mismatch
+from sitransport._tree import Budget, TreeError, bounded_copy, plain
 from sitransport.config import FitConfig
 from sitransport.ends.densities import Density, EmpiricalDensity, StandardNormal, as_density
 from sitransport.ends.normalization import Normalization
@@ -52,11 +53,11 @@ def write_payload(flow: TransportFlow) -> dict[str, Any]:
         "version": flow.VERSION,
         "shape": list(flow._shape),
         "network": dict(cast(Mapping[str, Any], net.config)),  # checked restorable above
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "state_dict": {k: _copy(v) for k, v in net.state_dict().items()},
         "interpolant": flow._interpolant.spec(),
         "base": base,
         "target": target,
-        "normalization": {"shift": flow._norm.shift.cpu(), "scale": flow._norm.scale},
+        "normalization": {"shift": _copy(flow._norm.shift), "scale": flow._norm.scale},
         "ode": asdict(flow._ode),
         "config": flow._config.spec() if flow._config is not None else {},
         "history": _history_to_plain(flow._history),
@@ -75,6 +76,7 @@ def read_payload(
     device = check_map_location(map_location)
     given = get_interpolant(interpolant) if interpolant is not None else None
     where = "the payload" if source is None else repr(os.fspath(source))
+    payload = _bounded(payload, where)
     _check_header(payload, cls.FORMAT, cls.READABLE_VERSIONS, where)
     try:
         parts = _stored_parts(payload, given, stored_base=base is None)
@@ -89,13 +91,32 @@ def read_payload(
     return flow
 
 
+#: The most values a payload given as a dict may hold (a flow's: a few hundred).
+MAX_PAYLOAD_NODES = 2**20
+
+
+def _bounded(payload: Any, where: str) -> Any:
+    """``payload`` as a tree that shares and repeats nothing
+    (:func:`~sitransport._tree.bounded_copy`): a crafted dict cannot make the checks below
+    take exponential time, nor a tensor view read beyond its storage."""
+    try:
+        return bounded_copy(payload, Budget(nodes=MAX_PAYLOAD_NODES, tensor_bytes=2**62))
+    except TreeError as err:
+        raise _damaged(where, err) from None
+
+
+def _copy(tensor: Tensor) -> Tensor:
+    """A detached copy on the CPU, sharing no memory with the flow."""
+    return tensor.detach().to("cpu", copy=True)
+
+
 def _density_spec(density: Density | None) -> dict[str, Any] | None:
     """Plain-data record of an end of the flow (samples included for empirical ends)."""
     if density is None:
         return None
     spec = density.spec()
     if isinstance(density, EmpiricalDensity):
-        spec["samples"] = density.samples.detach().cpu()
+        spec["samples"] = _copy(density.samples)
     return spec
 
 
@@ -111,6 +132,8 @@ def _density_from_spec(spec: dict[str, Any] | None, shape: tuple[int, ...]) -> D
         raise ValueError(
             f"stored samples have shape {tuple(samples.shape)}, expected (n, *{shape})"
         )
+    if not bool(torch.isfinite(samples).all()):
+        raise ValueError("stored samples hold NaN or infinite values")
     return EmpiricalDensity(samples)
 
 
@@ -147,7 +170,11 @@ def _check_restorable(net: nn.Module, path: Interpolant) -> None:
 def _history_to_plain(history: xr.Dataset | None) -> dict[str, Any] | None:
     if history is None:
         return None
-    out: dict[str, Any] = {"coords": {}, "vars": {}, "attrs": plain(dict(history.attrs))}
+    try:
+        attrs = plain(dict(history.attrs))
+    except ValueError as err:
+        raise ValueError(f"cannot save the flow's history.attrs: {err}") from None
+    out: dict[str, Any] = {"coords": {}, "vars": {}, "attrs": attrs}
     for name, c in history.coords.items():
         out["coords"][str(name)] = _float64_copy(c.values)
     for name, v in history.data_vars.items():
@@ -164,9 +191,24 @@ def _float64_copy(values: Any) -> Tensor:
 def _history_fromplain(plain: dict[str, Any] | None) -> xr.Dataset | None:
     if plain is None:
         return None
-    coords = {k: v.numpy() for k, v in plain["coords"].items()}
-    data = {k: (tuple(v["dims"]), v["data"].numpy()) for k, v in plain["vars"].items()}
-    return xr.Dataset(data, coords=coords, attrs=plain.get("attrs", {}))
+    coords = {k: _history_array(v, k) for k, v in plain["coords"].items()}
+    data = {}
+    for name, var in plain["vars"].items():
+        dims = var["dims"]
+        if not (isinstance(dims, list) and all(isinstance(d, str) for d in dims)):
+            raise TypeError(f"history variable {name!r} must name its dims as strings")
+        data[name] = (tuple(dims), _history_array(var["data"], name))
+    attrs = plain.get("attrs", {})
+    if not isinstance(attrs, dict):
+        raise TypeError(f"history attrs must be a dict, got {type(attrs).__name__}")
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _history_array(value: Any, name: str) -> np.ndarray:
+    """A stored history array: a real floating tensor (values may be NaN: a record)."""
+    if not (isinstance(value, Tensor) and value.is_floating_point()):
+        raise TypeError(f"history {name!r} must be a float tensor, got {value!r:.60}")
+    return value.numpy()
 
 
 def _damaged(where: str, err: BaseException) -> CorruptFileError:
@@ -198,7 +240,7 @@ def _stored_parts(
         "network": net,
         "interpolant": path,
         "shape": shape,
-        "normalization": _stored_normalization(payload["normalization"], shape),
+        "normalization": _stored_normalization(payload["normalization"], shape, _dtype(net)),
         "base": _density_from_spec(payload["base"], shape) if stored_base else None,
         "target": _density_from_spec(payload.get("target"), shape),
         "ode": ODEOptions(**payload["ode"]),
@@ -238,8 +280,14 @@ def _stored_shape(shape: Any) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _stored_normalization(norm: Any, shape: tuple[int, ...]) -> Normalization:
-    """The file's normalisation: a finite float shift of the sample shape, a finite scale > 0."""
+def _dtype(net: nn.Module) -> torch.dtype:
+    return next((p.dtype for p in net.parameters()), torch.float32)
+
+
+def _stored_normalization(norm: Any, shape: tuple[int, ...], dtype: torch.dtype) -> Normalization:
+    """The file's normalisation: a finite float shift of the sample shape and a scale > 0,
+    both within what the network's ``dtype`` represents with room for squares
+    (``sqrt(finfo.max)``; a scale at least its inverse)."""
     shift, scale = norm["shift"], norm["scale"]
     if not (isinstance(shift, Tensor) and shift.is_floating_point()):
         raise TypeError(f"normalisation shift must be a float tensor, got {shift!r:.80}")
@@ -251,4 +299,11 @@ def _stored_normalization(norm: Any, shape: tuple[int, ...]) -> Normalization:
         raise TypeError(f"normalisation scale must be a number, got {scale!r:.80}")
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"normalisation scale must be finite and > 0, got {scale!r}")
+    limit = math.sqrt(torch.finfo(dtype).max)
+    largest = float(shift.abs().max()) if shift.numel() else 0.0
+    if not (1 / limit <= scale <= limit and largest <= limit):
+        raise ValueError(
+            f"normalisation scale {scale:g} and shift up to {largest:g} must lie within "
+            f"[{1 / limit:.3g}, {limit:.3g}] for a {str(dtype).removeprefix('torch.')} network"
+        )
     return Normalization(shift, float(scale))

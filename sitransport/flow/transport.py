@@ -13,7 +13,8 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
-from sitransport._io import atomic_save, check_save_path
+from sitransport._io import check_save_path
+from sitransport._safefile import write_tree
 from sitransport._validation import as_tensor, check_in_range, check_times
 from sitransport.config import FitConfig
 from sitransport.ends.densities import Density, as_density
@@ -636,8 +637,9 @@ class TransportFlow:
     def save(self, path: str | os.PathLike) -> None:
         """Write the flow to ``path`` atomically (temporary file, flushed, then renamed).
 
-        The file holds only :meth:`to_payload` (tensors and plain data, loaded with
-        ``weights_only=True``) and its SHA-256, checked by :func:`sitransport.load`. Only
+        The file holds :meth:`to_payload` with no pickle in it: a safetensors file of the
+        tensors, the rest as JSON in its header, and their SHA-256, checked by
+        :func:`sitransport.load` (loading runs no code). Only
         what can be rebuilt exactly can be saved: a built-in network and a built-in
         interpolant of exactly their class (a subclass would load as its parent). A torch
         Distribution base is recorded by name only and must be passed again to
@@ -670,7 +672,7 @@ class TransportFlow:
             True
         """
         check_save_path(path)  # before any work: a bad path is named as such
-        atomic_save(self.to_payload(), path)
+        write_tree(self.to_payload(), path)
 
     def to_payload(self) -> dict[str, Any]:
         """The flow as tensors and plain data: what :meth:`save` writes and

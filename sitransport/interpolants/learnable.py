@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sitransport._io import state_mismatch
+from sitransport._io import state_mismatch, weights_problem
 from sitransport._validation import check_choice, check_positive_int
 from sitransport.interpolants.base import Interpolant, OnBase, as_time
 from sitransport.interpolants.fixed import BASE_PATHS
@@ -127,7 +127,8 @@ class Fourier(Interpolant):
             shape: the sample shape of the flow the spec belongs to.
 
         Raises:
-            ValueError: coefficients of another shape.
+            ValueError: coefficients of another shape, not finite, or larger than
+                :data:`MAX_COEFFICIENT` (a path that far from its base is no trained path).
 
         Example:
             >>> Fourier.check_spec({"name": "fourier", "K": 2, "a": [0.0], "b": [0.0, 0.0]}, (2,))
@@ -140,9 +141,19 @@ class Fourier(Interpolant):
             got = tuple(torch.as_tensor(spec.get(key), dtype=torch.float64).shape)
             if got != ((K,) if dim is None else (K, dim)):
                 raise ValueError(f"fourier coefficients {key} have shape {got}, K={K}, dim={dim}")
+            values = torch.as_tensor(spec.get(key), dtype=torch.float64)
+            if not bool((values.abs() <= MAX_COEFFICIENT).all()):  # NaN fails too
+                raise ValueError(
+                    f"fourier coefficients {key} must be finite and at most {MAX_COEFFICIENT:g} "
+                    f"in size, got {values.abs().max().item():g}"
+                )
 
     def extra_repr(self) -> str:
         return f"base={self.base_name!r}, K={self.K}, dim={self.dim}"
+
+
+#: The largest Fourier coefficient a stored path may have.
+MAX_COEFFICIENT = 1e3
 
 
 def _expand_like(base: Tensor, series: Tensor) -> Tensor:
@@ -289,7 +300,10 @@ class NeuralPath(OnBase):
         kwargs = {k: v for k, v in spec.items() if k not in ("name", "state")}
         with torch.device("meta"):
             meta = cls(**kwargs)
-        problem = state_mismatch(spec.get("state") or {}, meta.h)
+        state = spec.get("state") or {}
+        problem = state_mismatch(state, meta.h)
+        if problem is None:
+            problem = weights_problem(state)
         if problem is not None or (meta.dim,) != shape:
             raise ValueError(f"the neural path's weights do not match (dim {meta.dim}): {problem}")
 

@@ -12,7 +12,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from sitransport._io import check_sizes, state_mismatch
+from sitransport._io import check_sizes, state_mismatch, weights_problem
 from sitransport._validation import check_choice
 from sitransport.config import MLP_KINDS, MLPSpec, NetworkSpec, UNetSpec
 from sitransport.nn.mlp import MLPVelocity, VelocityDenoiser
@@ -82,7 +82,8 @@ def read_network(config: Any, state: Any, shape: tuple[int, ...]) -> nn.Module:
     Raises:
         TypeError: the records are not dicts.
         ValueError: a size above the file limit, more layers than tensors stored, weights
-            that do not match the description, or another sample shape.
+            that do not match the description (or are not real floating point, mix dtypes,
+            or hold NaN or infinity), or another sample shape.
 
     Example:
         >>> from sitransport.nn import MLPVelocity
@@ -103,6 +104,9 @@ def read_network(config: Any, state: Any, shape: tuple[int, ...]) -> nn.Module:
     problem = state_mismatch(state, meta)
     if problem is not None:
         raise ValueError(f"the network's weights do not match its description: {problem}")
+    problem = weights_problem(state)
+    if problem is not None:
+        raise ValueError(f"the network's weights are unusable: {problem}")
     net_shape = _sample_shape(meta, config)
     if net_shape is not None and tuple(net_shape) != shape:
         raise ValueError(f"the network takes samples of shape {tuple(net_shape)}, not {shape}")

@@ -13,7 +13,8 @@ from typing import Any
 
 from torch import nn
 
-from sitransport._io import plain, previous_checkpoint
+from sitransport._io import previous_checkpoint
+from sitransport._tree import plain
 from sitransport.config.training import TrainSettings
 from sitransport.couplings import Coupling
 from sitransport.errors import CheckpointMismatchError
