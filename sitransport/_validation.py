@@ -251,14 +251,24 @@ def check_times(t: Any, name: str = "t", *, n: int | None = None) -> torch.Tenso
     return tt
 
 
-def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` if it is an integer ``>= minimum`` (and within int64, the range torch
-    sizes take); otherwise raise."""
+def check_positive_int(
+    value: Any, name: str, *, minimum: int = 1, maximum: int | None = None
+) -> int:
+    """Return ``value`` if it is an integer ``>= minimum`` (and ``<= maximum`` if given, and
+    within int64, the range torch sizes take); otherwise raise.
+
+    Example:
+        >>> check_positive_int(10**8, "steps", maximum=10**7)
+        Traceback (most recent call last):
+        ...
+        ValueError: steps must be an integer in [1, 10000000], got 100000000
+    """
+    valid = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise TypeError(f"{name} must be an integer {valid}, got {value!r}")
     n = int(value)  # numbers.Integral has no ordering in its type; int has
-    if n < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    if n < minimum or (maximum is not None and n > maximum):
+        raise ValueError(f"{name} must be an integer {valid}, got {value}")
     if n > _INT64_MAX:
         raise ValueError(f"{name} must be an integer <= 2**63 - 1 (int64), got {value}")
     return n
