@@ -9,6 +9,7 @@ expected and what was received.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "check_finite",
     "check_fraction",
     "check_in_range",
+    "check_keys",
     "check_mixture_weights",
     "check_pixels",
     "check_positive",
@@ -251,14 +253,24 @@ def check_times(t: Any, name: str = "t", *, n: int | None = None) -> torch.Tenso
     return tt
 
 
-def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` if it is an integer ``>= minimum`` (and within int64, the range torch
-    sizes take); otherwise raise."""
+def check_positive_int(
+    value: Any, name: str, *, minimum: int = 1, maximum: int | None = None
+) -> int:
+    """Return ``value`` if it is an integer ``>= minimum`` (and ``<= maximum`` if given, and
+    within int64, the range torch sizes take); otherwise raise.
+
+    Example:
+        >>> check_positive_int(10**8, "steps", maximum=10**7)
+        Traceback (most recent call last):
+        ...
+        ValueError: steps must be an integer in [1, 10000000], got 100000000
+    """
+    valid = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise TypeError(f"{name} must be an integer {valid}, got {value!r}")
     n = int(value)  # numbers.Integral has no ordering in its type; int has
-    if n < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    if n < minimum or (maximum is not None and n > maximum):
+        raise ValueError(f"{name} must be an integer {valid}, got {value}")
     if n > _INT64_MAX:
         raise ValueError(f"{name} must be an integer <= 2**63 - 1 (int64), got {value}")
     return n
@@ -486,16 +498,43 @@ def check_choice(value: Any, name: str, choices: dict[str, Any] | tuple[str, ...
     return value
 
 
+def check_keys(build: Callable[..., Any], keys: Any, what: str, header: str = "name") -> None:
+    """Raise ``ValueError`` unless the keys of a spec dict (besides its ``header``, the
+    built-in's name) are keyword arguments of ``build`` and include every one it requires;
+    the message names ``what`` (e.g. ``"coupling 'sinkhorn'"``), the wrong or missing keys and
+    the valid ones. A ``build`` that takes ``**kwargs`` is not checked.
+
+    Example:
+        >>> check_keys(lambda reg=0.05: None, {"name", "regg"}, "coupling 'sinkhorn'")
+        Traceback (most recent call last):
+        ...
+        ValueError: coupling 'sinkhorn' has no setting(s) ['regg']; its keys are: name, reg
+    """
+    params = inspect.signature(build).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    valid = sorted({header, *(p.name for p in named)})
+    given = set(keys) - {header}
+    unknown = sorted(given - set(valid))
+    missing = [p.name for p in named if p.default is p.empty and p.name not in given]
+    if unknown or missing:
+        problem = f"has no setting(s) {unknown}" if unknown else f"needs the key(s) {missing}"
+        raise ValueError(f"{what} {problem}; its keys are: {', '.join(valid)}")
+
+
 def resolve(spec: Any, registry: dict[str, Callable[..., Any]], name: str, cls: type) -> Any:
     """Resolve a registry alias: an instance of ``cls`` (returned as is), a name, or a spec
-    dict ``{"name": ..., **kwargs}``; errors list the valid names."""
+    dict ``{"name": ..., **kwargs}``; errors list the valid names, or the valid keys of the
+    name (:func:`check_keys`)."""
     if isinstance(spec, cls):
         return spec
     if isinstance(spec, str):
         return registry[check_choice(spec, name, registry)]()
     if isinstance(spec, dict) and "name" in spec:
-        kwargs = {k: v for k, v in spec.items() if k != "name"}
-        return registry[check_choice(spec["name"], name, registry)](**kwargs)
+        build = registry[check_choice(spec["name"], name, registry)]
+        check_keys(build, spec, f"{name} {spec['name']!r}")
+        return build(**{k: v for k, v in spec.items() if k != "name"})
     raise TypeError(
         f"{name} must be a name ({', '.join(sorted(registry))}), a spec dict or a "
         f"{cls.__name__}, got {type(spec).__name__}"

@@ -283,7 +283,8 @@ def get_time_sampler(spec: str | dict[str, Any] | TimeSampler) -> TimeSampler:
             :class:`TimeSampler` (returned as is).
 
     Raises:
-        ValueError: unknown name (the message lists the valid ones).
+        ValueError: unknown name (the message lists the valid ones), or a dict with keys the
+            sampler does not take (named, with the valid keys).
         TypeError: anything else.
 
     Example:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from sitransport._tree import plain
 from sitransport._spec import FieldsSpec
-from sitransport._validation import check_choice, check_positive_int
+from sitransport._validation import check_choice, check_keys, check_positive_int
 
 __all__ = ["MLP_KINDS", "MLPSpec", "UNetSpec", "network_from_spec"]
 
@@ -108,6 +108,9 @@ class UNetSpec:
             spec: a dict as :meth:`spec` returns it: ``kind`` (``"unet"``, optional), ``preset`` and
                 ``options``.
 
+        Raises:
+            ValueError: another ``kind``, or other keys (named, with the valid ones).
+
         Example:
             >>> UNetSpec.from_spec({"kind": "unet", "preset": "tiny", "options": {}})
             UNetSpec(preset='tiny', options={})
@@ -115,6 +118,7 @@ class UNetSpec:
         fields = dict(spec)
         if fields.pop("kind", "unet") != "unet":
             raise ValueError(f"not a U-Net spec: {dict(spec)!r}")
+        check_keys(cls, fields, "network 'unet'", header="kind")
         return cls(**fields)
 
 
@@ -130,7 +134,9 @@ def network_from_spec(spec: Mapping[str, Any]) -> NetworkSpec:
             ``"unet"``, with that spec's fields.
 
     Raises:
-        ValueError: an unknown ``kind`` (the message lists the valid ones).
+        TypeError: ``spec`` is not a dict.
+        ValueError: an unknown ``kind`` (the message lists the valid ones), or keys the spec
+            of that kind does not have (named, with the valid ones).
 
     Example:
         >>> network_from_spec({"kind": "unet", "preset": "small", "options": {}})

@@ -239,11 +239,14 @@ class FitConfig:
             >>> again == config, again.dtype
             (True, torch.float64)
         """
-        if not cls.is_spec(spec) or spec.get("version") != cls.VERSION:
+        version = spec.get("version") if isinstance(spec, Mapping) else None
+        typed = type(version) is int  # a bool is no version, though True == 1
+        if not cls.is_spec(spec) or not typed or version != cls.VERSION:
+            kind = "" if typed else f" (a {type(version).__name__}, expected an integer)"
             raise ValueError(
                 f"not a FitConfig spec of version {cls.VERSION}: format "
                 f"{spec.get('format') if isinstance(spec, Mapping) else None!r}, "
-                f"version {spec.get('version') if isinstance(spec, Mapping) else None!r}"
+                f"version {version!r}{kind}"
             )
         names = {f.name for f in dataclasses.fields(cls)}
         given = set(spec) - {"format", "version"}

@@ -41,7 +41,8 @@ def get_coupling(spec: str | dict[str, Any] | Coupling) -> Coupling:
             :class:`Coupling` (returned as is).
 
     Raises:
-        ValueError: unknown name (the message lists the valid ones).
+        ValueError: unknown name (the message lists the valid ones), or a dict with keys the
+            coupling does not take (named, with the valid keys).
         TypeError: anything else.
 
     Example:

@@ -21,6 +21,7 @@ from sitransport._validation import as_tensor, check_fraction, check_positive_in
 from sitransport.config import FitConfig
 from sitransport.errors import CorruptFileError
 from sitransport.flow import TransportFlow
+from sitransport.flow.payload import check_version
 from sitransport.interpolants import Interpolant
 
 __all__ = ["LatentFlow", "PCAEncoder"]
@@ -418,14 +419,9 @@ class LatentFlow:
             ((3,), 1)
         """
         where = "the payload" if source is None else repr(os.fspath(source))
-        version = payload.get("version") if isinstance(payload, dict) else None
         if not isinstance(payload, dict) or payload.get("format") != cls.FORMAT:
             raise CorruptFileError(f"{where} is not a latent flow file (no {cls.FORMAT!r} header)")
-        if version not in cls.READABLE_VERSIONS:
-            raise CorruptFileError(
-                f"{where} has latent format version {version}; this sitransport reads version "
-                f"{', '.join(map(str, cls.READABLE_VERSIONS))}"
-            )
+        check_version(payload.get("version"), cls.READABLE_VERSIONS, where, "latent format")
         inner = TransportFlow.from_payload(
             payload.get("inner"),
             base=base,

@@ -219,10 +219,21 @@ def _check_header(payload: Any, name: str, versions: tuple[int, ...], where: str
     """A payload headed by the format ``name`` in one of the ``versions``."""
     if not isinstance(payload, dict) or payload.get("format") != name:
         raise CorruptFileError(f"{where} is not a sitransport flow file (no {name!r} header)")
-    if payload.get("version") not in versions:
+    check_version(payload.get("version"), versions, where, "format")
+
+
+def check_version(version: Any, versions: tuple[int, ...], where: str, what: str) -> None:
+    """A payload's ``version`` is an integer (a bool is not: ``True == 1``) among ``versions``;
+    otherwise a :class:`CorruptFileError` naming ``where``, the ``what`` version and its type."""
+    if isinstance(version, bool) or not isinstance(version, int):
         raise CorruptFileError(
-            f"{where} has format version {payload.get('version')}; this sitransport reads "
-            f"versions {', '.join(map(str, versions))}"
+            f"{where} has {what} version {version!r} (a {type(version).__name__}, expected an "
+            "integer)"
+        )
+    if version not in versions:
+        raise CorruptFileError(
+            f"{where} has {what} version {version}; this sitransport reads "
+            f"version{'s' if len(versions) > 1 else ''} {', '.join(map(str, versions))}"
         )
 
 

@@ -83,6 +83,9 @@ class Interpolant(nn.Module, abc.ABC):
     #: velocity of a Gaussian base need it); ``False`` for :class:`NeuralPath`.
     spatially_linear: bool = True
 
+    def __init__(self) -> None:  # no settings (nn.Module's takes **kwargs): spec keys are checked
+        super().__init__()
+
     @abc.abstractmethod
     def alpha(self, t: Tensor) -> Tensor:
         """Coefficient of ``x0``, elementwise in ``t`` (1 at ``t = 0``, 0 at ``t = 1``).

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sitransport._io import check_sizes
-from sitransport._validation import resolve
+from sitransport._validation import check_keys, resolve
 from sitransport.interpolants.base import Interpolant
 from sitransport.interpolants.fixed import Linear, Trig
 from sitransport.interpolants.learnable import Fourier, NeuralPath
@@ -43,7 +43,8 @@ def get_interpolant(spec: str | dict[str, Any] | Interpolant) -> Interpolant:
             :class:`Interpolant` (returned as is).
 
     Raises:
-        ValueError: unknown name (the message lists the valid ones).
+        ValueError: unknown name (the message lists the valid ones), or a dict with keys the
+            interpolant does not take or without one it needs (named, with the valid keys).
         TypeError: anything else.
 
     Example:
@@ -64,7 +65,8 @@ def read_interpolant(spec: Any, shape: tuple[int, ...]) -> Interpolant:
 
     Raises:
         TypeError: ``spec`` is not a dict.
-        ValueError: a size above the file limit, or a spec its family refuses.
+        ValueError: a size above the file limit, keys its family does not take (named, with
+            the valid ones), or a spec its family refuses.
 
     Example:
         >>> path = read_interpolant({"name": "fourier", "K": 1, "a": [0.1], "b": [0.0]}, (2,))
@@ -75,6 +77,8 @@ def read_interpolant(spec: Any, shape: tuple[int, ...]) -> Interpolant:
         raise TypeError(f"interpolant record must be a dict, got {type(spec).__name__}")
     check_sizes({k: v for k, v in spec.items() if k != "state"}, "interpolant")
     build = _REGISTRY.get(spec.get("name"))  # type: ignore[arg-type]
+    if build is not None:  # the keys before the family reads them
+        check_keys(build, spec, f"interpolant {spec['name']!r}")
     family = getattr(build, "__self__", build)  # a family's from_spec is bound to its class
     if isinstance(family, type) and issubclass(family, Interpolant):
         family.check_spec(spec, shape)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from sitransport._io import check_sizes, state_mismatch, weights_problem
-from sitransport._validation import check_choice
+from sitransport._validation import check_choice, check_keys
 from sitransport.config import MLP_KINDS, MLPSpec, NetworkSpec, UNetSpec
 from sitransport.nn.mlp import MLPVelocity, VelocityDenoiser
 from sitransport.nn.potential import PotentialVelocity
@@ -51,7 +51,8 @@ def build_network(config: dict[str, Any]) -> nn.Module:
             and that class's constructor arguments.
 
     Raises:
-        ValueError: unknown ``kind`` (the message lists the valid ones).
+        ValueError: unknown ``kind`` (the message lists the valid ones), or keys its class
+            does not take or missing ones it needs (named, with the valid keys).
 
     Example:
         >>> net = MLPVelocity(2, width=32, depth=2)
@@ -63,6 +64,7 @@ def build_network(config: dict[str, Any]) -> nn.Module:
     """
     kwargs = dict(config)
     kind = check_choice(kwargs.pop("kind", None), "network kind", _NETWORKS)
+    check_keys(_NETWORKS[kind], kwargs, f"network {kind!r}", header="kind")
     return _NETWORKS[kind](**kwargs)
 
 

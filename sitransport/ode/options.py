@@ -32,6 +32,16 @@ SOLVERS: dict[str, str] = {
 STAGES: dict[str, int] = {"euler": 1, "midpoint": 2, "heun3": 3, "rk4": 4}
 ORDERS: dict[str, int] = {"euler": 1, "midpoint": 2, "heun3": 3, "rk4": 4}
 
+#: Smallest ``rtol``: 100 float64 epsilons (2.2e-14), below which a relative error is lost in
+#: the rounding of the state itself and the step size shrinks until it underflows (scipy's
+#: ``solve_ivp`` raises smaller values to the same floor).
+MIN_RTOL = 100 * float(torch.finfo(torch.float64).eps)
+
+#: Most ``steps`` and ``max_steps``: 10**7 steps are at least 10**7 velocity evaluations per
+#: solve (hours even for a small network); torchdiffeq counts steps in int32 and a fixed-step
+#: grid holds ``steps + 1`` times.
+MAX_STEPS = 10**7
+
 #: The fixed-step scheme of :meth:`ODEOptions.budget` below four evaluations, by budget.
 _ONE_STEP = {1: "euler", 2: "midpoint", 3: "heun3"}
 
@@ -69,12 +79,18 @@ class ODEOptions(FieldsSpec):
     Args:
         method: ``"dopri5"`` (adaptive, the default), or the fixed-step ``"rk4"``,
             ``"heun3"``, ``"midpoint"`` or ``"euler"``.
-        atol: absolute tolerance of an adaptive solve (default ``1e-5``).
-        rtol: relative tolerance of an adaptive solve (default ``1e-5``).
-        steps: equal steps of a fixed-step solve over its span (default 100).
+        atol: absolute tolerance of an adaptive solve, ``> 0`` (default ``1e-5``).
+        rtol: relative tolerance of an adaptive solve, at least ``MIN_RTOL`` (100 float64
+            epsilons, 2.2e-14; default ``1e-5``).
+        steps: equal steps of a fixed-step solve over its span, in ``[1, MAX_STEPS]``
+            (10**7; default 100).
         batch_size: samples integrated at once (default 10,000).
         max_steps: most steps an adaptive solve may take before it stops with
-            :class:`~sitransport.errors.TransportError` (default 10,000).
+            :class:`~sitransport.errors.TransportError`, in ``[1, MAX_STEPS]`` (default 10,000).
+
+    Raises:
+        TypeError: a field of the wrong type.
+        ValueError: an unknown ``method``, or a field out of its range (named, with the range).
 
     Example:
         >>> import torch
@@ -95,10 +111,15 @@ class ODEOptions(FieldsSpec):
     def __post_init__(self) -> None:
         check_choice(self.method, "ODE method", SOLVERS)
         check_positive(self.atol, "atol")
-        check_positive(self.rtol, "rtol")
-        check_positive_int(self.steps, "steps")
+        if check_positive(self.rtol, "rtol") < MIN_RTOL:
+            raise ValueError(
+                f"rtol must be a number >= {MIN_RTOL:.3g}, got {self.rtol} (a smaller relative "
+                "error is lost in the float64 rounding of the state: the step size would shrink "
+                "until it underflows)"
+            )
+        check_positive_int(self.steps, "steps", maximum=MAX_STEPS)
         check_positive_int(self.batch_size, "batch_size")
-        check_positive_int(self.max_steps, "max_steps")
+        check_positive_int(self.max_steps, "max_steps", maximum=MAX_STEPS)
 
     @classmethod
     def budget(cls, nfe: int, *, batch_size: int = 10_000) -> ODEOptions:
@@ -119,7 +140,7 @@ class ODEOptions(FieldsSpec):
 
         Raises:
             TypeError: ``nfe`` is not an integer.
-            ValueError: ``nfe < 1``.
+            ValueError: ``nfe`` is not in ``[1, 4 * MAX_STEPS]`` (4 * 10**7).
 
         Example:
             >>> for nfe in (1, 2, 3, 4, 8, 10):
@@ -132,7 +153,7 @@ class ODEOptions(FieldsSpec):
             8 rk4 2 8
             10 rk4 2 8
         """
-        nfe = check_positive_int(nfe, "nfe")
+        nfe = check_positive_int(nfe, "nfe", maximum=4 * MAX_STEPS)
         if nfe < 4:
             return cls(method=_ONE_STEP[nfe], steps=1, batch_size=batch_size)
         return cls(method="rk4", steps=nfe // 4, batch_size=batch_size)

@@ -203,6 +203,8 @@ def test_bad_specs_are_refused_naming_the_field(tmp_path):
         FitConfig.from_spec({**spec, "colour": "red"})
     with pytest.raises(ValueError, match=r"version 2"):
         FitConfig.from_spec({**spec, "version": 2})
+    with pytest.raises(ValueError, match=r"version True \(a bool, expected an integer\)"):
+        FitConfig.from_spec({**spec, "version": True})  # True == 1, but no version
     with pytest.raises(ValueError, match=r"unknown coupling 'nearest'"):
         FitConfig.from_spec({**spec, "coupling": {"name": "nearest"}})
     with pytest.raises(ValueError, match=r"checkpoint.every=3 differs"):

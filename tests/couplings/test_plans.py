@@ -11,6 +11,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import sitransport as sit
 from sitransport.couplings import (
     ExactOT,
     GlobalOT,
@@ -19,6 +20,7 @@ from sitransport.couplings import (
     Sinkhorn,
     get_coupling,
 )
+from sitransport.couplings.minibatch import MIN_REG
 
 
 @st.composite
@@ -89,6 +91,26 @@ def test_sinkhorn_is_stable_at_small_regularisation():
         naive = ot.sinkhorn(w, w, cost, 1e-3 * cost.mean())
     marginal_error = np.abs(np.nan_to_num(naive).sum(0) - w).max()
     assert not np.isfinite(naive).all() or marginal_error > 1e-3
+
+
+@pytest.mark.parametrize("reg", [1e-9, 5e-5])
+def test_sinkhorn_below_its_smallest_regularisation_is_refused_before_solving(reg, monkeypatch):
+    """Before: ``reg=1e-9`` ran every epsilon-scaling stage to its iteration cap (seconds per
+    training step) and only warned about the marginals. Below ``MIN_REG`` the entropic plan's
+    cost is within ``reg * log(n0 * n1)`` of the batch's mean cost of exact OT's, so the
+    setting is refused, up front, pointing to ``exact_ot``."""
+
+    def solve(*args, **kwargs):
+        raise AssertionError("Sinkhorn ran")
+
+    monkeypatch.setattr(ot.bregman, "sinkhorn_epsilon_scaling", solve)
+    message = rf"reg must be >= 0.0001 .*, got {reg}.*coupling='exact_ot'"
+    with pytest.raises(ValueError, match=message):
+        Sinkhorn(reg=reg)
+    x = np.random.default_rng(0).normal(size=(64, 2))
+    with pytest.raises(ValueError, match=message):
+        sit.fit(x, x + 1, coupling={"name": "sinkhorn", "reg": reg}, steps=2, progress=False)
+    assert Sinkhorn(reg=MIN_REG).reg == MIN_REG == 1e-4
 
 
 def _indices(points, rows):

@@ -198,9 +198,13 @@ def test_log_prob_methods(small_flow):
         (
             lambda f: f.trajectory(np.zeros((3, 2)), [0.0, 1.0], nfe=True),
             TypeError,
-            "nfe must be an integer >= 1, got True",
+            r"nfe must be an integer in \[1, 40000000\], got True",
         ),
-        (lambda f: f.sample(3, nfe=-1), ValueError, "nfe must be an integer >= 1, got -1"),
+        (
+            lambda f: f.sample(3, nfe=-1),
+            ValueError,
+            r"nfe must be an integer in \[1, 40000000\], got -1",
+        ),
         (lambda f: f.sample(3, method="sde", nfe=4), ValueError, "nfe=4 .* method='sde'"),
     ],
 )
@@ -212,11 +216,11 @@ def test_errors(small_flow, call, exc, match):
 def test_ode_options_validate():
     with pytest.raises(ValueError, match="unknown ODE method 'rk45'; valid values are: dopri5"):
         st.ODEOptions(method="rk45")
-    with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"steps must be an integer in \[1, 10000000\], got 0"):
         st.ODEOptions(steps=0)
-    with pytest.raises(ValueError, match="nfe must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"nfe must be an integer in \[1, 40000000\], got 0"):
         st.ODEOptions.budget(0)
-    with pytest.raises(TypeError, match="nfe must be an integer >= 1, got 4.0"):
+    with pytest.raises(TypeError, match=r"nfe must be an integer in \[1, 40000000\], got 4.0"):
         st.ODEOptions.budget(4.0)
 
 

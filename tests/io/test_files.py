@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -427,3 +428,17 @@ def test_a_lone_bad_checkpoint_names_the_file(tmp_path):
     torch.save({"step": 3}, tmp_path / "ckpt.pt")  # readable, but not a checkpoint
     with pytest.raises(CorruptFileError, match=r"ckpt\.pt' is not a sitransport checkpoint"):
         load_checkpoint(tmp_path / "ckpt.pt", "cpu")
+
+
+@pytest.mark.parametrize(
+    ("version", "kind"), [(True, "bool"), ("2", "str"), (2.0, "float"), (None, "NoneType")]
+)
+def test_a_version_that_is_no_integer_is_named_with_its_type(flow, version, kind):
+    """``True == 1``: a bool version was read as version 1; ``"2"`` was refused as if it were
+    the number 2. A version must be an integer; another type is named."""
+    shown = re.escape(f"version {version!r} (a {kind}, expected an integer)")
+    with pytest.raises(CorruptFileError, match=f"the payload has format {shown}"):
+        st.TransportFlow.from_payload(dict(flow.to_payload(), version=version))
+    latent = {"format": LatentFlow.FORMAT, "version": version}
+    with pytest.raises(CorruptFileError, match=f"the payload has latent format {shown}"):
+        LatentFlow.from_payload(latent)

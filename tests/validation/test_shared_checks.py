@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 from collections import OrderedDict
 
 import numpy as np
 import pytest
 import torch
 
+import sitransport as st
 from sitransport import datasets, images, metrics
 from sitransport._unpickle import restricted_load
 from sitransport._validation import numpy_generator, torch_generator
+from sitransport.config import CouplingSpec, UNetSpec, network_from_spec
 from sitransport.distributed import ShardedDataset
 from sitransport.exact import GaussianMixtureInterpolation
+from sitransport.interpolants import get_interpolant, read_interpolant
+from sitransport.nn import build_network
 
 EYE = np.eye(2)
 ZERO = np.zeros(2)
@@ -106,3 +111,83 @@ def test_restricted_load_admits_only_its_allow_list():
     renamed = {("collections", "OrderedDict"): ("old", "OrderedDict")}  # checked after renames
     with pytest.raises(pickle.UnpicklingError, match="refusing to unpickle old.OrderedDict"):
         restricted_load(io.BytesIO(data), allowed, what="dicts", renames=renamed)
+
+
+X = np.random.default_rng(0).normal(size=(32, 2))
+IMAGES = np.random.default_rng(0).random((8, 1, 4, 4))
+
+
+def _fit(x, **kwargs):
+    return lambda: st.fit(x, x + 1, steps=1, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("call", "what", "unknown", "keys"),
+    [
+        (
+            _fit(X, coupling={"name": "sinkhorn", "regg": 0.1}),
+            "coupling 'sinkhorn'",
+            "['regg']",
+            "name, reg, replace",
+        ),
+        (_fit(X, interpolant={"name": "trig", "K": 3}), "interpolant 'trig'", "['K']", "name"),
+        (
+            _fit(X, interpolant={"name": "fourier", "k": 3, "bb": 1}),
+            "interpolant 'fourier'",
+            "['bb', 'k']",
+            "K, a, b, base, dim, name",
+        ),
+        (
+            _fit(X, time_sampler={"name": "uniform", "a": 1}),
+            "time_sampler 'uniform'",
+            "['a']",
+            "name",
+        ),
+        (
+            _fit(IMAGES, network=UNetSpec(None, {"base_chanels": 8})),
+            "network 'unet'",
+            "['base_chanels']",
+            "attention_resolutions, base_channels, channel_mult, channels, dropout, heads, "
+            "image_size, kind, norm_groups, num_res_blocks, time_frequencies",
+        ),
+        (
+            lambda: build_network({"kind": "mlp", "dim": 2, "widht": 8}),
+            "network 'mlp'",
+            "['widht']",
+            "activation, depth, dim, kind, space_frequencies, time_frequencies, width",
+        ),
+        (
+            lambda: network_from_spec({"kind": "unet", "presett": "tiny"}),
+            "network 'unet'",
+            "['presett']",
+            "kind, options, preset",
+        ),
+        (
+            lambda: read_interpolant({"name": "neural", "dim": 2, "widht": 3}, (2,)),
+            "interpolant 'neural'",
+            "['widht']",
+            "K, base, dim, name, state, width",
+        ),
+        (
+            lambda: CouplingSpec("global_ot", {"N": 64}),
+            "coupling 'global_ot'",
+            "['N']",
+            "n, name, processes, reuse",
+        ),
+    ],
+)
+def test_a_spec_dict_with_a_wrong_key_names_the_argument_and_the_valid_keys(
+    call, what, unknown, keys
+):
+    """Every dict spec (a built-in's name and its settings) gets the same verdict on a key its
+    built-in does not take: the argument, the unknown keys and the valid ones, instead of a
+    constructor's ``__init__() got an unexpected keyword argument``."""
+    expected = f"{what} has no setting(s) {unknown}; its keys are: {keys}"
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        call()
+
+
+def test_a_spec_dict_missing_a_required_key_names_it():
+    expected = "interpolant 'neural' needs the key(s) ['dim']; its keys are: K, base, dim,"
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        get_interpolant({"name": "neural", "K": 1})
