@@ -14,7 +14,7 @@ import xarray as xr
 from torch import Tensor, nn
 
 from sitransport._io import atomic_save, check_save_path
-from sitransport._validation import as_tensor, check_in_range, check_times
+from sitransport._validation import as_tensor, check_finite_output, check_in_range, check_times
 from sitransport.config import FitConfig
 from sitransport.ends.densities import Density, as_density
 from sitransport.ends.normalization import Normalization
@@ -36,7 +36,11 @@ class TransportFlow:
     Every method checks its samples first: a ``TypeError`` or ``ValueError`` naming the
     argument (``x``, ``y``, ``x0``, ``x1``) for a non-array, a non-float dtype, a wrong shape,
     NaN or infinite values, or values beyond the range of the network's dtype (e.g. ``1e39``
-    for a float32 network).
+    for a float32 network). And every method checks its result: one that comes out nan or
+    inf from finite arguments (a normalisation, weights or path coefficients that are
+    non-finite or so extreme that the result overflows) raises
+    :class:`~sitransport.errors.NonFiniteOutputError`, a ``FloatingPointError`` naming the
+    method and what to try.
 
     Args:
         velocity: ``v(z, t)`` in normalised coordinates: an ``nn.Module`` (saved with the flow
@@ -253,6 +257,9 @@ class TransportFlow:
         Returns:
             Velocities of the shape and array type of ``x``.
 
+        Raises:
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
+
         Example:
             >>> import numpy as np
             >>> flow = TransportFlow(lambda z, t: -z, "linear", shape=(2,))
@@ -265,7 +272,7 @@ class TransportFlow:
         self._eval_mode()
         with torch.no_grad():
             v = self._v(self._norm.encode(xt), tt) * self._norm.scale
-        return back(v.to(in_dtype))
+        return back(check_finite_output(v.to(in_dtype), "velocity", "the velocities"))
 
     def transport(
         self,
@@ -299,6 +306,7 @@ class TransportFlow:
                 outside ``[0, 1]``, or equal.
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
                 ``ode.max_steps``); the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             >>> import numpy as np
@@ -327,6 +335,7 @@ class TransportFlow:
         Raises:
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
                 ``ode.max_steps``); the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             >>> import numpy as np
@@ -352,6 +361,7 @@ class TransportFlow:
         Raises:
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
                 ``ode.max_steps``); the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             >>> import numpy as np
@@ -364,7 +374,7 @@ class TransportFlow:
             >>> flow.push_forward(np.array([[1.0, -1.0]]), nfe=1)  # one Euler step: x (1 + 1)
             array([[ 2., -2.]])
         """
-        return self.transport(x, start=0.0, end=1.0, ode=ode, nfe=nfe).x
+        return integration.solve(self, x, "x", 0.0, 1.0, ode, nfe, "push_forward").x
 
     def pull_back(self, y: Any, *, ode: ODEOptions | None = None, nfe: int | None = None) -> Any:
         """Map samples of ``rho1`` to samples of ``rho0`` (solve ``t: 1 -> 0``).
@@ -381,6 +391,7 @@ class TransportFlow:
         Raises:
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
                 ``ode.max_steps``); the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             >>> import numpy as np
@@ -392,7 +403,7 @@ class TransportFlow:
             >>> shift.pull_back(np.ones((1, 2)), nfe=1)  # a straight path: one step is exact
             array([[0., 0.]])
         """
-        return integration.solve(self, y, "y", 1.0, 0.0, ode, nfe).x
+        return integration.solve(self, y, "y", 1.0, 0.0, ode, nfe, "pull_back").x
 
     def trajectory(
         self, x: Any, times: Any, *, ode: ODEOptions | None = None, nfe: int | None = None
@@ -415,6 +426,7 @@ class TransportFlow:
                 given, or ``nfe < 1``.
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
                 ``ode.max_steps``); the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             >>> import numpy as np
@@ -458,6 +470,7 @@ class TransportFlow:
                 vanishes at ``t`` with :math:`\beta \neq 0` (named with the time; at ``t = 0``
                 its limit is used).
             TypeError: ``alpha_min`` not a real number.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             With ``rho1 = N(0, I)`` too, the velocity of ``trig`` is zero, every
@@ -538,6 +551,7 @@ class TransportFlow:
                 ``nfe < 1``, or ``nfe`` with ``method="sde"``.
             TransportError: the ODE or SDE solve failed (a non-finite state or velocity, or
                 the ODE's step limit); the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             The exact velocity of ``linear`` from ``N(0, I)`` to ``N(0, 4 I)``, where
@@ -602,6 +616,7 @@ class TransportFlow:
                 ``method``, ``probes`` or ``batch_size``.
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
                 ``ode.max_steps``); the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
@@ -610,7 +625,15 @@ class TransportFlow:
             [-3.8379 -3.8379 -3.8379]
         """
         return likelihood.log_prob_estimate(
-            self, y, method, probes, seed, ode, batch_size, progress
+            self,
+            y,
+            "log_prob_estimate",
+            method=method,
+            probes=probes,
+            seed=seed,
+            ode=ode,
+            batch_size=batch_size,
+            progress=progress,
         )
 
     def log_prob(self, y: Any, **kwargs: Any) -> Any:
@@ -624,13 +647,18 @@ class TransportFlow:
             **kwargs: options of :meth:`log_prob_estimate`: ``method``, ``probes``, ``seed``,
                 ``ode``, ``batch_size``, ``progress``.
 
+        Raises:
+            TypeError, ValueError: as :meth:`log_prob_estimate`, or an unknown keyword.
+            TransportError: the ODE solve failed; the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
+
         Example:
             >>> import numpy as np
             >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
             >>> np.round(flow.log_prob(np.array([[0.0, 0.0], [np.e, 0.0]])), 4)  # N(0, e^2 I)
             array([-3.8379, -4.3379])
         """
-        return self.log_prob_estimate(y, **kwargs).log_prob
+        return likelihood.log_prob_estimate(self, y, "log_prob", **kwargs).log_prob
 
     # -------------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike) -> None:

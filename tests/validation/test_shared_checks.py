@@ -13,8 +13,9 @@ import torch
 
 from sitransport import datasets, images, metrics
 from sitransport._unpickle import restricted_load
-from sitransport._validation import numpy_generator, torch_generator
+from sitransport._validation import check_finite_output, numpy_generator, torch_generator
 from sitransport.distributed import ShardedDataset
+from sitransport.errors import NonFiniteOutputError
 from sitransport.exact import GaussianMixtureInterpolation
 
 EYE = np.eye(2)
@@ -106,3 +107,18 @@ def test_restricted_load_admits_only_its_allow_list():
     renamed = {("collections", "OrderedDict"): ("old", "OrderedDict")}  # checked after renames
     with pytest.raises(pickle.UnpicklingError, match="refusing to unpickle old.OrderedDict"):
         restricted_load(io.BytesIO(data), allowed, what="dicts", renames=renamed)
+
+
+@pytest.mark.parametrize(
+    ("bad", "good"),
+    [
+        (torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0])),
+        (np.array([np.inf, 0.0]), np.array([1e308, 0.0])),
+        (float("-inf"), -1e308),
+    ],
+    ids=["tensor", "array", "float"],
+)
+def test_one_check_of_results_for_tensors_arrays_and_floats(bad, good):
+    with pytest.raises(NonFiniteOutputError, match=r"^sample produced non-finite values \(\d"):
+        check_finite_output(bad, "sample", "the samples")
+    assert check_finite_output(good, "sample", "the samples") is good
