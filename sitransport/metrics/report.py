@@ -45,7 +45,8 @@ class TransportReport:
         transport_cost: :math:`\mathbb{E}|T(x_0) - x_0|^2` of the map ``T = push_forward``;
             :math:`\le KE` (equality iff the paths are straight lines at constant speed).
         w2_squared: exact :math:`W_2^2` (POT) between the ``x0`` and ``x1`` samples.
-        npe: normalised path energy :math:`|KE - W_2^2| / W_2^2`.
+        npe: normalised path energy :math:`|KE - W_2^2| / W_2^2` (samples at
+            :math:`W_2^2 = 0`, where it is undefined, are refused).
         straightness: :math:`KE - \mathbb{E}|T(x_0) - x_0|^2 \ge 0` (0: straight paths).
         lipschitz: estimate ``K`` of the Lipschitz constant of ``v`` in space: the largest
             spectral norm of the Jacobian over sampled ``(x_t, t)`` (a lower estimate of the
@@ -213,7 +214,9 @@ def transport_report(
 
     Raises:
         ValueError: ``x0`` or ``x1`` missing and the flow does not know its ends; bad
-            samples (the message names them); ``n < 1`` or ``seed`` outside ``[0, 2**63)``.
+            samples (the message names them); ``x0`` and ``x1`` the same points (exact
+            :math:`W_2^2 = 0`: the NPE is undefined); ``n < 1`` or ``seed`` outside
+            ``[0, 2**63)``.
         TypeError: ``seed`` or ``n`` not an integer; samples not arrays of floats.
         NonFiniteOutputError: (a ``FloatingPointError``) the path energy, the transport
             cost, the path's points, the velocity's Jacobian or the flow-matching loss came
@@ -263,6 +266,12 @@ def transport_report(
         cost = float(np.mean(np.sum((np.asarray(pushed) - a) ** 2, axis=1)))
     check_finite_output(cost, "transport_report", "the transport cost E|T(x0) - x0|^2")
     w2sq = w2(a, b, subsample=True, seed=seed) ** 2
+    if w2sq == 0.0:
+        raise ValueError(
+            "x0 and x1 are the same points (their exact W2^2 = 0, e.g. x1 = x0, or both "
+            "constant at one point): the NPE |KE - W2^2| / W2^2 is undefined. Pass samples "
+            "of rho0 as x0 and of rho1 as x1"
+        )
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     m = min(len(a), len(b))
     lipschitz = _lipschitz_estimate(flow, ta[: min(m, 256)], tb[: min(m, 256)], gen)
@@ -278,7 +287,7 @@ def transport_report(
         kinetic_energy_stderr=ke_se,
         transport_cost=cost,
         w2_squared=w2sq,
-        npe=abs(ke - w2sq) / w2sq if w2sq > 0 else float("nan"),
+        npe=abs(ke - w2sq) / w2sq,
         straightness=ke - cost,
         lipschitz=lipschitz,
         h_upper=h_upper,
