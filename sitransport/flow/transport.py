@@ -598,8 +598,8 @@ class TransportFlow:
                 unbiased) or ``"auto"`` (exact for ``d <= 16``).
             probes: Hutchinson probes; the standard error is their spread, shrunk toward the
                 spread pooled over the points of a batch
-                (:func:`~sitransport.ode.probe_stderr`), divided by ``sqrt(probes)``. One
-                probe measures no spread: its standard error is ``nan``, never zero. Default ``16``.
+                (:func:`~sitransport.ode.probe_stderr`), divided by ``sqrt(probes)``: at least
+                2 (one probe measures no spread; :meth:`log_prob` takes one). Default ``16``.
             seed: seed of the probes (default 0: repeated calls agree).
             ode: ODE settings (default: the flow's :attr:`ode`).
             batch_size: points integrated at once (default: ``ode.batch_size``). With an
@@ -613,7 +613,7 @@ class TransportFlow:
 
         Raises:
             ValueError: the flow has no base density (``rho0`` given as samples); bad
-                ``method``, ``probes`` or ``batch_size``.
+                ``method`` or ``batch_size``; ``probes < 2`` for ``"hutchinson"``.
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
                 ``ode.max_steps``); the message names the time and what to try.
             NonFiniteOutputError: the result is nan or inf (see the class's note).
@@ -628,6 +628,7 @@ class TransportFlow:
             self,
             y,
             "log_prob_estimate",
+            True,
             method=method,
             probes=probes,
             seed=seed,
@@ -641,6 +642,7 @@ class TransportFlow:
 
         Keyword arguments as in :meth:`log_prob_estimate` (``method``, ``probes``, ``seed``,
         ``ode``, ``batch_size``, ``progress``); use that method for the standard errors.
+        Without them, one Hutchinson probe is enough (``probes=1``).
 
         Args:
             y: points, shape ``(n, d)`` (numpy, torch or xarray).
@@ -648,7 +650,8 @@ class TransportFlow:
                 ``ode``, ``batch_size``, ``progress``.
 
         Raises:
-            TypeError, ValueError: as :meth:`log_prob_estimate`, or an unknown keyword.
+            TypeError, ValueError: as :meth:`log_prob_estimate` (``probes=1`` allowed), or an
+                unknown keyword.
             TransportError: the ODE solve failed; the message names the time and what to try.
             NonFiniteOutputError: the result is nan or inf (see the class's note).
 
@@ -658,7 +661,13 @@ class TransportFlow:
             >>> np.round(flow.log_prob(np.array([[0.0, 0.0], [np.e, 0.0]])), 4)  # N(0, e^2 I)
             array([-3.8379, -4.3379])
         """
-        return likelihood.log_prob_estimate(self, y, "log_prob", **kwargs).log_prob
+        return self._log_prob(y, "log_prob", **kwargs).log_prob
+
+    def _log_prob(self, y: Any, caller: str, **kwargs: Any) -> LogProbEstimate:
+        """:meth:`log_prob_estimate` for a function ``caller`` (named in errors) that uses no
+        per-point standard error, so that one probe is allowed: :meth:`log_prob` and
+        :func:`sitransport.images.bpd` (whose error bar is the spread over images)."""
+        return likelihood.log_prob_estimate(self, y, caller, False, **kwargs)
 
     # -------------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike) -> None:
