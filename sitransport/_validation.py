@@ -4,7 +4,8 @@ Every public entry point converts its array arguments with :func:`as_tensor`, wh
 validates them (type, dtype, rank, finiteness, sample count) and returns a function that
 converts a result back to the caller's array type (numpy, torch or xarray). Nothing here
 repairs bad input: it raises ``TypeError`` or ``ValueError`` naming the argument, what was
-expected and what was received.
+expected and what was received. Results get one check too, :func:`check_finite_output`: a
+non-finite one raises :class:`~sitransport.errors.NonFiniteOutputError` naming the method.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import inspect
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+from sitransport.errors import NonFiniteOutputError
 
 __all__ = [
     "EIGEN_RTOL",
@@ -28,6 +31,7 @@ __all__ = [
     "check_covariance",
     "check_device",
     "check_finite",
+    "check_finite_output",
     "check_fraction",
     "check_in_range",
     "check_keys",
@@ -106,6 +110,41 @@ def check_finite(x: torch.Tensor, name: str) -> None:
         raise ValueError(
             f"{name} must be finite, got {n_nan} NaN and {n_inf} infinite values out of {x.numel()}"
         )
+
+
+#: What to try when a result is non-finite (every :class:`NonFiniteOutputError` says it).
+_OUTPUT_ADVICE = (
+    "What to try: check the flow's normalization (flow.normalization: a finite shift and a "
+    "moderate scale) and its network's weights for nan, inf or extreme values (e.g. a file "
+    "from an untrusted source, or training with too large an lr), and a learned path's "
+    "coefficients (flow.interpolant); arguments far from the data the flow was fitted to "
+    "can overflow: fit with dtype=torch.float64 for a wider range"
+)
+
+Result = TypeVar("Result", torch.Tensor, np.ndarray, float)
+
+
+def check_finite_output(value: Result, method: str, what: str) -> Result:
+    """Return ``value`` (a tensor, an array or a float), the result of ``method``, if it is
+    finite; else raise :class:`~sitransport.errors.NonFiniteOutputError` naming ``method``,
+    ``what`` the value is and what to try. One ``isfinite`` pass when it is finite.
+
+    Example:
+        >>> scores = torch.tensor([1.0, float("inf")])
+        >>> check_finite_output(scores, "score", "the scores")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        sitransport.errors.NonFiniteOutputError: score produced non-finite values (0 NaN and 1 ...
+    """
+    x = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+    if bool(torch.isfinite(x).all()):
+        return value
+    n_nan = int(torch.isnan(x).sum())
+    n_inf = int((~torch.isfinite(x)).sum()) - n_nan
+    raise NonFiniteOutputError(
+        f"{method} produced non-finite values ({n_nan} NaN and {n_inf} infinite out of "
+        f"{x.numel()}) in {what}, from finite arguments. {_OUTPUT_ADVICE}"
+    )
 
 
 def check_in_range(x: torch.Tensor, name: str, dtype: torch.dtype) -> None:

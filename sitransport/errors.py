@@ -18,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "CheckpointMismatchError",
     "CorruptFileError",
+    "NonFiniteOutputError",
     "SitransportError",
     "TrainingDivergedError",
     "TransportError",
@@ -36,6 +37,12 @@ class TransportError(SitransportError, RuntimeError):
 class TrainingDivergedError(SitransportError, FloatingPointError):
     """Training diverged: a non-finite loss or gradient, or a loss that grew by orders of
     magnitude. The message names the step and what to try (a smaller ``lr``, ``clip_grad``)."""
+
+
+class NonFiniteOutputError(SitransportError, FloatingPointError):
+    """A method's result came out non-finite (nan or inf) from finite arguments: the flow's
+    normalisation, network weights or path coefficients are non-finite, or so extreme that the
+    result overflows its dtype. The message names the method and what to try."""
 
 
 class CorruptFileError(SitransportError, ValueError):

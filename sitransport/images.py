@@ -439,6 +439,12 @@ def bpd(
     Returns:
         :class:`BitsPerDim`.
 
+    Raises:
+        TypeError, ValueError: bad ``data``, ``bin_width`` or options of the log-density
+            (:meth:`~sitransport.flow.TransportFlow.log_prob_estimate`; one probe is allowed).
+        NonFiniteOutputError: the log-densities are nan or inf; the message names ``bpd``
+            and what to try.
+
     Example:
         >>> import sitransport as st
         >>> flow = st.TransportFlow(lambda z, t: 0 * z, "linear", base="gaussian",
@@ -458,8 +464,9 @@ def bpd(
         x = data
     xt, _ = as_tensor(x, "data", ndim=1 + len(flow.shape), dim=tuple(flow.shape))
     d = math.prod(flow.shape)
-    est = flow.log_prob_estimate(
+    est = flow._log_prob(  # the per-image spread is the error bar: one probe will do
         xt,
+        "bpd",
         method=method,
         probes=probes,
         seed=seed,

@@ -4,6 +4,7 @@ methods ``transport``, ``pull_back``, ``path_energy`` and ``trajectory``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from sitransport._validation import check_times
+from sitransport._validation import check_finite_output, check_times
 from sitransport.flow.results import PathEnergy, TransportResult
 from sitransport.ode import ODEOptions, integrate, integrate_energy
 
@@ -39,8 +40,10 @@ def solve(
     end: Any,
     ode: ODEOptions | None,
     nfe: int | None,
+    method: str = "transport",
 ) -> TransportResult:
-    """:meth:`transport` of the argument called ``name`` (``y`` for :meth:`pull_back`)."""
+    """:meth:`transport` of the argument called ``name`` (``y`` for :meth:`pull_back`), for
+    the public method ``method`` (named if the result is not finite)."""
     start, end = _scalar_time(start, "start"), _scalar_time(end, "end")
     ts = torch.tensor([start, end])  # float32: also what float32 flows solve with
     if ts[0] == ts[1]:
@@ -52,7 +55,17 @@ def solve(
     xt, back, in_dtype = flow._prepare(x, name)
     flow._eval_mode()
     res = integrate(flow._v, flow._norm.encode(xt), ts.to(xt), options)
-    return TransportResult(back(flow._norm.decode(res.states[-1]).to(in_dtype)), res.nfe)
+    out = flow._norm.decode(res.states[-1]).to(in_dtype)
+    check_finite_output(out, method, "the transported states")
+    return TransportResult(back(out), res.nfe)
+
+
+def _squared(scale: float) -> float:
+    """``scale**2``; ``inf`` where Python's ``**`` would raise ``OverflowError``."""
+    try:
+        return scale**2
+    except OverflowError:
+        return math.inf
 
 
 def path_energy(flow: TransportFlow, x: Any, ode: ODEOptions | None) -> PathEnergy:
@@ -60,9 +73,11 @@ def path_energy(flow: TransportFlow, x: Any, ode: ODEOptions | None) -> PathEner
     xt, back, in_dtype = flow._prepare(x, "x")
     flow._eval_mode()
     res = integrate_energy(flow._v, flow._norm.encode(xt), 0.0, 1.0, flow._options(ode))
-    energy = res.energy * flow._norm.scale**2
-    x1 = back(flow._norm.decode(res.x).to(in_dtype))
-    return PathEnergy(x1, back_1d(back, energy.to(in_dtype)), res.nfe)
+    energy = (res.energy * _squared(flow._norm.scale)).to(in_dtype)
+    x1 = flow._norm.decode(res.x).to(in_dtype)
+    check_finite_output(x1, "path_energy", "the end points")
+    check_finite_output(energy, "path_energy", "the path energies")
+    return PathEnergy(back(x1), back_1d(back, energy), res.nfe)
 
 
 def trajectory(
@@ -82,7 +97,8 @@ def trajectory(
         )
     flow._eval_mode()
     res = integrate(flow._v, flow._norm.encode(xt), ts.to(xt), options)
-    states = flow._norm.decode(res.states).detach().cpu().numpy().astype(np.float64)
+    decoded = check_finite_output(flow._norm.decode(res.states), "trajectory", "the states")
+    states = decoded.detach().cpu().numpy().astype(np.float64)
     dims = ("time", "sample", "dim") if len(flow._shape) == 1 else None
     return xr.DataArray(
         states,

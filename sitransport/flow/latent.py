@@ -17,7 +17,12 @@ from torch import Tensor
 
 from sitransport._io import check_save_path
 from sitransport._safefile import write_tree
-from sitransport._validation import as_tensor, check_fraction, check_positive_int
+from sitransport._validation import (
+    as_tensor,
+    check_finite_output,
+    check_fraction,
+    check_positive_int,
+)
 from sitransport.config import FitConfig
 from sitransport.errors import CorruptFileError
 from sitransport.flow import TransportFlow
@@ -190,6 +195,10 @@ class LatentFlow:
             x: samples of ``rho0``: latent ``(n, k)`` for a Gaussian base, else ambient ``(n, d)``.
             **kwargs: options of :meth:`TransportFlow.push_forward` (``ode``, ``nfe``).
 
+        Raises:
+            NonFiniteOutputError: the result (the latent flow's, or its decoding) is nan or
+                inf; the message names the method and what to try.
+
         Example:
             >>> import numpy as np
             >>> import torch
@@ -204,7 +213,7 @@ class LatentFlow:
         z = self._source_in(x)
         out = self._flow.push_forward(z, **kwargs)
         y = self._enc.decode(torch.as_tensor(out).to(torch.float64))
-        return _like(x, y)
+        return check_finite_output(_like(x, y), "push_forward", "the decoded samples")
 
     def pull_back(self, y: Any, **kwargs: Any) -> Any:
         """Ambient samples of ``rho1`` to ``rho0`` (latent base coordinates for a Gaussian
@@ -215,6 +224,10 @@ class LatentFlow:
         Args:
             y: ambient samples of ``rho1``, shape ``(n, d)`` (numpy, torch or xarray).
             **kwargs: options of :meth:`TransportFlow.pull_back` (``ode``, ``nfe``).
+
+        Raises:
+            NonFiniteOutputError: the result (the latent flow's, or its decoding) is nan or
+                inf; the message names the method and what to try.
 
         Example:
             >>> import numpy as np
@@ -231,7 +244,8 @@ class LatentFlow:
         out = self._flow.pull_back(z, **kwargs)
         if self._source_latent:
             return _like(y, torch.as_tensor(out))
-        return back(self._enc.decode(torch.as_tensor(out).to(torch.float64)).to(z.dtype))
+        x = self._enc.decode(torch.as_tensor(out).to(torch.float64)).to(z.dtype)
+        return back(check_finite_output(x, "pull_back", "the decoded samples"))
 
     def sample(self, n: int, **kwargs: Any) -> np.ndarray:
         """``n`` ambient samples of the learned ``rho1``, shape ``(n, d)``.
@@ -241,6 +255,10 @@ class LatentFlow:
         Args:
             n: number of samples, an integer ``>= 1``.
             **kwargs: options of :meth:`TransportFlow.sample` (``seed``, ``ode``, ``method``, ...).
+
+        Raises:
+            NonFiniteOutputError: the result (the latent flow's, or its decoding) is nan or
+                inf; the message names the method and what to try.
 
         Example:
             >>> import torch
@@ -253,7 +271,8 @@ class LatentFlow:
             ((5, 3), True)
         """
         z = self._flow.sample(n, **kwargs)
-        return self._enc.decode(torch.from_numpy(z)).numpy()
+        y = self._enc.decode(torch.from_numpy(z))
+        return check_finite_output(y, "sample", "the decoded samples").numpy()
 
     def latent_log_prob(self, y: Any, **kwargs: Any) -> Any:
         """Log-density of the projected data ``W^T (y - mean)`` under the latent flow.
@@ -265,6 +284,10 @@ class LatentFlow:
                 subspace.
             **kwargs: options of :meth:`TransportFlow.log_prob` (``method``, ``probes``, ``seed``,
                 ...).
+
+        Raises:
+            NonFiniteOutputError: the log-densities are nan or inf; the message names the
+                method and what to try.
 
         Example:
             >>> import numpy as np
@@ -293,6 +316,8 @@ class LatentFlow:
 
         Raises:
             ValueError: ``k < d``: the learned law lives on a ``k``-dimensional subspace.
+            NonFiniteOutputError: the log-densities are nan or inf; the message names the
+                method and what to try.
 
         Example:
             >>> import numpy as np

@@ -12,7 +12,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sitransport._validation import check_choice, check_positive_int, torch_generator
+from sitransport._validation import (
+    check_choice,
+    check_finite_output,
+    check_positive_int,
+    torch_generator,
+)
 from sitransport.flow.integration import back_1d
 from sitransport.flow.results import LogProbEstimate
 from sitransport.ode import ODEOptions, integrate_logdet
@@ -27,14 +32,18 @@ __all__: list[str] = []
 def log_prob_estimate(
     flow: TransportFlow,
     y: Any,
-    method: str,
-    probes: int,
-    seed: int | None,
-    ode: ODEOptions | None,
-    batch_size: int | None,
-    progress: bool,
+    caller: str,
+    stderr: bool,
+    *,
+    method: str = "auto",
+    probes: int = 16,
+    seed: int | None = None,
+    ode: ODEOptions | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
 ) -> LogProbEstimate:
-    """The body of :meth:`TransportFlow.log_prob_estimate`."""
+    """The body of :meth:`TransportFlow.log_prob_estimate` for the public function ``caller``
+    (named in errors); with ``stderr`` the standard errors are used, and need two probes."""
     check_choice(method, "method", ("auto", "exact", "hutchinson"))
     if flow._base is None or not flow._base.has_density:
         kind = "no base" if flow._base is None else f"a {flow._base.kind} base"
@@ -46,7 +55,7 @@ def log_prob_estimate(
     if method == "auto":
         method = "exact" if d <= 16 else "hutchinson"
     if method == "hutchinson":
-        check_positive_int(probes, "probes")
+        _check_probes(probes, caller, stderr)
     options = flow._options(ode)
     if batch_size is not None:
         options = replace(options, batch_size=check_positive_int(batch_size, "batch_size"))
@@ -72,12 +81,27 @@ def log_prob_estimate(
         lps.append(flow._base.log_prob(x0.to(torch.float64)) + res.delta_logp.to(torch.float64))
         errs.append(res.stderr)
         nfes.append(res.nfe)
-    lp, err = torch.cat(lps), torch.cat(errs)
+    lp, err = torch.cat(lps).to(in_dtype), torch.cat(errs).to(in_dtype)
+    check_finite_output(lp, caller, "the log-densities")
+    if stderr:
+        check_finite_output(err, caller, "the standard errors")
     return LogProbEstimate(
-        back_1d(back, lp.to(in_dtype)),
-        back_1d(back, err.to(in_dtype)),
+        back_1d(back, lp),
+        back_1d(back, err),
         float(np.mean(nfes)),
     )
+
+
+def _check_probes(probes: Any, caller: str, stderr: bool) -> None:
+    """Hutchinson probes: at least one; at least two for a standard error (one probe has no
+    spread to measure it from)."""
+    check_positive_int(probes, "probes")
+    if stderr and probes < 2:
+        raise ValueError(
+            f"probes must be at least 2 for {caller}, whose standard error is the spread of "
+            f"the probes' estimates (one probe has none), got probes={probes}; use log_prob "
+            "for a one-probe estimate without a standard error"
+        )
 
 
 def _progress(chunks: tuple[Tensor, ...], show: bool, desc: str) -> Any:

@@ -13,12 +13,14 @@ from torch import Tensor
 
 from sitransport._validation import (
     check_choice,
+    check_finite_output,
     check_positive,
     check_positive_int,
     check_times,
     torch_generator,
 )
 from sitransport.ends.densities import StandardNormal
+from sitransport.flow import integration
 from sitransport.ode import ODEOptions
 from sitransport.score import denoiser_from_velocity, score_from_velocity, sde_integrate
 
@@ -72,12 +74,13 @@ def score(flow: TransportFlow, x: Any, t: Any, alpha_min: float) -> Any:
             eta = denoiser(flow._norm.encode(xt), tt)
         g_x = flow._path.gamma(tt) * flow._norm.scale  # gamma(t) for files of version 2
         g_x = g_x.reshape(-1, *[1] * (xt.ndim - 1)) if g_x.ndim else g_x
-        return back((-eta / g_x).to(in_dtype))
-    with torch.no_grad():
-        v = flow._v(flow._norm.encode(xt), tt) * flow._norm.scale
-    shift = flow._version1_shift(xt)
-    out = score_from_velocity(v, xt, tt, flow._interpolant, shift, alpha_min=alpha_min)
-    return back(out.to(in_dtype))
+        out = -eta / g_x
+    else:
+        with torch.no_grad():
+            v = flow._v(flow._norm.encode(xt), tt) * flow._norm.scale
+        shift = flow._version1_shift(xt)
+        out = score_from_velocity(v, xt, tt, flow._interpolant, shift, alpha_min=alpha_min)
+    return back(check_finite_output(out.to(in_dtype), "score", "the scores"))
 
 
 def _sample_sde(
@@ -171,7 +174,7 @@ def sample(
     gen = torch_generator(seed)
     x0 = flow._base.sample(n, gen)
     if method == "ode":
-        return flow.push_forward(x0.numpy(), ode=options)
+        return integration.solve(flow, x0.numpy(), "x", 0.0, 1.0, options, None, "sample").x
     _require_gaussian_base(flow, "sample(method='sde')")
     steps = check_positive_int(steps, "steps")
     check_choice(scheme, "scheme", ("euler", "heun"))
@@ -180,5 +183,5 @@ def sample(
     if not callable(eps):
         check_positive(eps, "eps", allow_zero=True)
     flow._eval_mode()
-    out = _sample_sde(flow, x0, eps, steps, scheme, gen)
-    return out.detach().cpu().to(torch.float64).numpy()
+    out = _sample_sde(flow, x0, eps, steps, scheme, gen).detach().cpu().to(torch.float64)
+    return check_finite_output(out, "sample", "the samples").numpy()

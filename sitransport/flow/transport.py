@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from sitransport._io import check_save_path
 from sitransport._safefile import write_tree
-from sitransport._validation import as_tensor, check_in_range, check_times
+from sitransport._validation import as_tensor, check_finite_output, check_in_range, check_times
 from sitransport.config import FitConfig
 from sitransport.ends.densities import Density, as_density
 from sitransport.ends.normalization import Normalization
@@ -37,7 +37,11 @@ class TransportFlow:
     Every method checks its samples first: a ``TypeError`` or ``ValueError`` naming the
     argument (``x``, ``y``, ``x0``, ``x1``) for a non-array, a non-float dtype, a wrong shape,
     NaN or infinite values, or values beyond the range of the network's dtype (e.g. ``1e39``
-    for a float32 network).
+    for a float32 network). And every method checks its result: one that comes out nan or
+    inf from finite arguments (a normalisation, weights or path coefficients that are
+    non-finite or so extreme that the result overflows) raises
+    :class:`~sitransport.errors.NonFiniteOutputError`, a ``FloatingPointError`` naming the
+    method and what to try.
 
     Args:
         velocity: ``v(z, t)`` in normalised coordinates: an ``nn.Module`` (saved with the flow
@@ -254,6 +258,9 @@ class TransportFlow:
         Returns:
             Velocities of the shape and array type of ``x``.
 
+        Raises:
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
+
         Example:
             >>> import numpy as np
             >>> flow = TransportFlow(lambda z, t: -z, "linear", shape=(2,))
@@ -266,7 +273,7 @@ class TransportFlow:
         self._eval_mode()
         with torch.no_grad():
             v = self._v(self._norm.encode(xt), tt) * self._norm.scale
-        return back(v.to(in_dtype))
+        return back(check_finite_output(v.to(in_dtype), "velocity", "the velocities"))
 
     def transport(
         self,
@@ -300,6 +307,7 @@ class TransportFlow:
                 outside ``[0, 1]``, or equal.
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
                 ``ode.max_steps``); the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             >>> import numpy as np
@@ -328,6 +336,7 @@ class TransportFlow:
         Raises:
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
                 ``ode.max_steps``); the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             >>> import numpy as np
@@ -353,6 +362,7 @@ class TransportFlow:
         Raises:
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
                 ``ode.max_steps``); the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             >>> import numpy as np
@@ -365,7 +375,7 @@ class TransportFlow:
             >>> flow.push_forward(np.array([[1.0, -1.0]]), nfe=1)  # one Euler step: x (1 + 1)
             array([[ 2., -2.]])
         """
-        return self.transport(x, start=0.0, end=1.0, ode=ode, nfe=nfe).x
+        return integration.solve(self, x, "x", 0.0, 1.0, ode, nfe, "push_forward").x
 
     def pull_back(self, y: Any, *, ode: ODEOptions | None = None, nfe: int | None = None) -> Any:
         """Map samples of ``rho1`` to samples of ``rho0`` (solve ``t: 1 -> 0``).
@@ -382,6 +392,7 @@ class TransportFlow:
         Raises:
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
                 ``ode.max_steps``); the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             >>> import numpy as np
@@ -393,7 +404,7 @@ class TransportFlow:
             >>> shift.pull_back(np.ones((1, 2)), nfe=1)  # a straight path: one step is exact
             array([[0., 0.]])
         """
-        return integration.solve(self, y, "y", 1.0, 0.0, ode, nfe).x
+        return integration.solve(self, y, "y", 1.0, 0.0, ode, nfe, "pull_back").x
 
     def trajectory(
         self, x: Any, times: Any, *, ode: ODEOptions | None = None, nfe: int | None = None
@@ -416,6 +427,7 @@ class TransportFlow:
                 given, or ``nfe < 1``.
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
                 ``ode.max_steps``); the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             >>> import numpy as np
@@ -459,6 +471,7 @@ class TransportFlow:
                 vanishes at ``t`` with :math:`\beta \neq 0` (named with the time; at ``t = 0``
                 its limit is used).
             TypeError: ``alpha_min`` not a real number.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             With ``rho1 = N(0, I)`` too, the velocity of ``trig`` is zero, every
@@ -539,6 +552,7 @@ class TransportFlow:
                 ``nfe < 1``, or ``nfe`` with ``method="sde"``.
             TransportError: the ODE or SDE solve failed (a non-finite state or velocity, or
                 the ODE's step limit); the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             The exact velocity of ``linear`` from ``N(0, I)`` to ``N(0, 4 I)``, where
@@ -585,8 +599,8 @@ class TransportFlow:
                 unbiased) or ``"auto"`` (exact for ``d <= 16``).
             probes: Hutchinson probes; the standard error is their spread, shrunk toward the
                 spread pooled over the points of a batch
-                (:func:`~sitransport.ode.probe_stderr`), divided by ``sqrt(probes)``. One
-                probe measures no spread: its standard error is ``nan``, never zero. Default ``16``.
+                (:func:`~sitransport.ode.probe_stderr`), divided by ``sqrt(probes)``: at least
+                2 (one probe measures no spread; :meth:`log_prob` takes one). Default ``16``.
             seed: seed of the probes (default 0: repeated calls agree).
             ode: ODE settings (default: the flow's :attr:`ode`).
             batch_size: points integrated at once (default: ``ode.batch_size``). With an
@@ -600,9 +614,10 @@ class TransportFlow:
 
         Raises:
             ValueError: the flow has no base density (``rho0`` given as samples); bad
-                ``method``, ``probes`` or ``batch_size``.
+                ``method`` or ``batch_size``; ``probes < 2`` for ``"hutchinson"``.
             TransportError: the ODE solve failed (non-finite state or velocity, or the step limit
                 ``ode.max_steps``); the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             >>> flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
@@ -611,7 +626,16 @@ class TransportFlow:
             [-3.8379 -3.8379 -3.8379]
         """
         return likelihood.log_prob_estimate(
-            self, y, method, probes, seed, ode, batch_size, progress
+            self,
+            y,
+            "log_prob_estimate",
+            True,
+            method=method,
+            probes=probes,
+            seed=seed,
+            ode=ode,
+            batch_size=batch_size,
+            progress=progress,
         )
 
     def log_prob(self, y: Any, **kwargs: Any) -> Any:
@@ -619,11 +643,18 @@ class TransportFlow:
 
         Keyword arguments as in :meth:`log_prob_estimate` (``method``, ``probes``, ``seed``,
         ``ode``, ``batch_size``, ``progress``); use that method for the standard errors.
+        Without them, one Hutchinson probe is enough (``probes=1``).
 
         Args:
             y: points, shape ``(n, d)`` (numpy, torch or xarray).
             **kwargs: options of :meth:`log_prob_estimate`: ``method``, ``probes``, ``seed``,
                 ``ode``, ``batch_size``, ``progress``.
+
+        Raises:
+            TypeError, ValueError: as :meth:`log_prob_estimate` (``probes=1`` allowed), or an
+                unknown keyword.
+            TransportError: the ODE solve failed; the message names the time and what to try.
+            NonFiniteOutputError: the result is nan or inf (see the class's note).
 
         Example:
             >>> import numpy as np
@@ -631,7 +662,13 @@ class TransportFlow:
             >>> np.round(flow.log_prob(np.array([[0.0, 0.0], [np.e, 0.0]])), 4)  # N(0, e^2 I)
             array([-3.8379, -4.3379])
         """
-        return self.log_prob_estimate(y, **kwargs).log_prob
+        return self._log_prob(y, "log_prob", **kwargs).log_prob
+
+    def _log_prob(self, y: Any, caller: str, **kwargs: Any) -> LogProbEstimate:
+        """:meth:`log_prob_estimate` for a function ``caller`` (named in errors) that uses no
+        per-point standard error, so that one probe is allowed: :meth:`log_prob` and
+        :func:`sitransport.images.bpd` (whose error bar is the spread over images)."""
+        return likelihood.log_prob_estimate(self, y, caller, False, **kwargs)
 
     # -------------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from sitransport._validation import (
+    check_finite_output,
     check_in_range,
     check_positive_int,
     check_same_dim,
@@ -44,7 +45,8 @@ class TransportReport:
         transport_cost: :math:`\mathbb{E}|T(x_0) - x_0|^2` of the map ``T = push_forward``;
             :math:`\le KE` (equality iff the paths are straight lines at constant speed).
         w2_squared: exact :math:`W_2^2` (POT) between the ``x0`` and ``x1`` samples.
-        npe: normalised path energy :math:`|KE - W_2^2| / W_2^2`.
+        npe: normalised path energy :math:`|KE - W_2^2| / W_2^2` (samples at
+            :math:`W_2^2 = 0`, where it is undefined, are refused).
         straightness: :math:`KE - \mathbb{E}|T(x_0) - x_0|^2 \ge 0` (0: straight paths).
         lipschitz: estimate ``K`` of the Lipschitz constant of ``v`` in space: the largest
             spectral norm of the Jacobian over sampled ``(x_t, t)`` (a lower estimate of the
@@ -53,7 +55,8 @@ class TransportReport:
             flow-matching loss on fresh pairs, which exceeds H by the (non-negative)
             conditional variance of :math:`\partial_t x_t`.
         w2_bound: :math:`\sqrt{e^{1 + 2K} H_{upper}}`, the paper's bound on
-            :math:`W_2(\rho_1, \hat\rho_1)` with the estimates plugged in.
+            :math:`W_2(\rho_1, \hat\rho_1)` with the estimates plugged in (``inf`` beyond
+            the float range, for ``K`` above about 350: a vacuous bound).
         w2_generated: measured exact :math:`W_2` between pushed samples and held-out target
             samples (``nan`` without ``held_out``); compare with ``w2_bound``.
         noise_floor: :math:`W_2` between two held-out halves (``nan`` without ``held_out``).
@@ -126,12 +129,46 @@ def _lipschitz_estimate(
     t = torch.rand(z0.shape[0], generator=gen, dtype=torch.float64).to(dtype)
     with torch.no_grad():
         zt = interp.interpolate(z0, z1, t, _noise(interp, z0, gen)).detach()
+    check_finite_output(zt, "transport_report", "the path's points x_t (its coefficients)")
 
     def v_single(z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return net(z[None], s[None])[0]
 
-    jac = torch.func.vmap(torch.func.jacrev(v_single))(zt, t)
-    return float(torch.linalg.matrix_norm(jac.detach().to(torch.float64), ord=2).max())
+    jac = torch.func.vmap(torch.func.jacrev(v_single))(zt, t).detach().to(torch.float64)
+    check_finite_output(jac, "transport_report", "the velocity's Jacobian at path points")
+    return float(torch.linalg.matrix_norm(jac, ord=2).max())
+
+
+def _h_upper(
+    flow: TransportFlow,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    pushed: np.ndarray,
+    gen: torch.Generator,
+) -> float:
+    """The flow-matching loss on fresh pairs (an upper estimate of H), with the training
+    coupling: ``flow.config.coupling`` in batches of the training's size; a reflowed flow's
+    own map pairs (``x0`` with ``pushed``); independent pairs in batches of 512 for a flow
+    built by hand."""
+    net, norm, path = flow.network, flow.normalization, flow.network_path
+    dtype = flow.dtype or torch.float64
+    config = flow.config
+    paired = config is not None and config.coupling.name == "paired"
+    coupling = Independent() if config is None or paired else config.coupling.build()
+    partner = torch.as_tensor(pushed) if paired else x1
+    m = min(len(x0), len(x1))
+    bs = min(config.training.batch_size if config is not None else 512, m)  # sizes may differ
+    fm = []
+    with torch.no_grad():
+        for start in range(0, m - bs + 1, bs):
+            z0 = norm.encode(x0[start : start + bs]).to(dtype)
+            z1 = norm.encode(partner[start : start + bs]).to(dtype)
+            z0, z1 = coupling.pair(z0, z1, gen)
+            t = torch.rand(z0.shape[0], generator=gen, dtype=torch.float64).to(dtype)
+            z = _noise(path, z0, gen)
+            fm.append(float(quadratic_loss(net, path, z0, z1, t, z).flow_matching))
+    h_upper = float(np.mean(fm)) * norm.scale**2
+    return check_finite_output(h_upper, "transport_report", "the flow-matching loss (H)")
 
 
 def transport_report(
@@ -177,8 +214,15 @@ def transport_report(
 
     Raises:
         ValueError: ``x0`` or ``x1`` missing and the flow does not know its ends; bad
-            samples (the message names them); ``n < 1`` or ``seed`` outside ``[0, 2**63)``.
+            samples (the message names them); ``x0`` and ``x1`` the same points (exact
+            :math:`W_2^2 = 0`: the NPE is undefined); ``n < 1`` or ``seed`` outside
+            ``[0, 2**63)``.
         TypeError: ``seed`` or ``n`` not an integer; samples not arrays of floats.
+        NonFiniteOutputError: (a ``FloatingPointError``) the path energy, the transport
+            cost, the path's points, the velocity's Jacobian or the flow-matching loss came
+            out nan or inf (e.g. a flow with extreme or non-finite normalisation, weights or
+            path coefficients); the message names the quantity and what to try.
+        TransportError: the ODE solve of the path energy failed.
 
     Example:
         ``x -> e x`` (velocity ``z`` for one unit of time) maps ``N(0, I)`` optimally to
@@ -218,31 +262,22 @@ def transport_report(
     pushed, nfe = along.x, along.nfe
     energy = np.asarray(along.energy, dtype=np.float64)
     ke, ke_se = float(energy.mean()), float(energy.std(ddof=1) / np.sqrt(len(energy)))
-    cost = float(np.mean(np.sum((np.asarray(pushed) - a) ** 2, axis=1)))
+    with np.errstate(over="ignore"):  # checked below
+        cost = float(np.mean(np.sum((np.asarray(pushed) - a) ** 2, axis=1)))
+    check_finite_output(cost, "transport_report", "the transport cost E|T(x0) - x0|^2")
     w2sq = w2(a, b, subsample=True, seed=seed) ** 2
+    if w2sq == 0.0:
+        raise ValueError(
+            "x0 and x1 are the same points (their exact W2^2 = 0, e.g. x1 = x0, or both "
+            "constant at one point): the NPE |KE - W2^2| / W2^2 is undefined. Pass samples "
+            "of rho0 as x0 and of rho1 as x1"
+        )
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     m = min(len(a), len(b))
     lipschitz = _lipschitz_estimate(flow, ta[: min(m, 256)], tb[: min(m, 256)], gen)
-    # H upper estimate: flow-matching loss on fresh pairs, with the training coupling
-    net, norm = flow.network, flow.normalization
-    dtype = flow.dtype or torch.float64
-    config = flow.config  # None for a flow built by hand: independent pairs, batches of 512
-    paired = config is not None and config.coupling.name == "paired"  # reflow: map's pairs
-    coupling = Independent() if config is None or paired else config.coupling.build()
-    partner = torch.as_tensor(np.asarray(pushed)) if paired else tb
-    batch = config.training.batch_size if config is not None else 512
-    bs = min(batch, m)  # x0 and x1 may differ in size
-    fm = []
-    with torch.no_grad():
-        for start in range(0, m - bs + 1, bs):
-            z0 = norm.encode(ta[start : start + bs]).to(dtype)
-            z1 = norm.encode(partner[start : start + bs]).to(dtype)
-            z0, z1 = coupling.pair(z0, z1, gen)
-            t = torch.rand(z0.shape[0], generator=gen, dtype=torch.float64).to(dtype)
-            z = _noise(flow.network_path, z0, gen)
-            fm.append(float(quadratic_loss(net, flow.network_path, z0, z1, t, z).flow_matching))
-    h_upper = float(np.mean(fm)) * norm.scale**2
-    bound = float(np.sqrt(np.exp(1.0 + 2.0 * lipschitz) * h_upper))
+    h_upper = _h_upper(flow, ta, tb, np.asarray(pushed), gen)
+    with np.errstate(over="ignore"):  # a vacuous bound beyond the float range is inf
+        bound = float(np.sqrt(np.exp(1.0 + 2.0 * lipschitz) * h_upper))
     w2_gen = floor = float("nan")
     if held_out is not None:
         q = sample_quality(np.asarray(pushed), held_out)
@@ -252,7 +287,7 @@ def transport_report(
         kinetic_energy_stderr=ke_se,
         transport_cost=cost,
         w2_squared=w2sq,
-        npe=abs(ke - w2sq) / w2sq if w2sq > 0 else float("nan"),
+        npe=abs(ke - w2sq) / w2sq,
         straightness=ke - cost,
         lipschitz=lipschitz,
         h_upper=h_upper,

@@ -198,3 +198,18 @@ def test_bits_per_dim_of_discretised_gaussian_matches_closed_form():
     assert abs(nll_flow - nll_expected) <= 4 * se  # and the sample mean its expectation
     bpd = st.metrics.bits_per_dim(nll_flow, d, bin_width=h)
     assert abs(bpd - bpd_expected) <= 4 * se / (d * math.log(2))
+
+
+def test_one_probe_has_no_standard_error():
+    """One probe measures no spread: the standard error used to come back nan."""
+    flow = scaling_flow(2.0, 2)
+    with pytest.raises(ValueError, match=r"probes must be at least 2 .*got probes=1"):
+        flow.log_prob_estimate(np.zeros((3, 2)), method="hutchinson", probes=1, progress=False)
+
+
+def test_log_prob_takes_one_probe():
+    """log_prob returns no standard error: one probe is an unbiased estimate."""
+    flow = scaling_flow(2.0, 2)
+    one = flow.log_prob(np.zeros((3, 2)), method="hutchinson", probes=1, progress=False)
+    exact = flow.log_prob(np.zeros((3, 2)), method="exact", progress=False)
+    np.testing.assert_allclose(one, exact, atol=1e-4)  # a linear field: every probe is exact

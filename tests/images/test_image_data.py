@@ -187,6 +187,16 @@ def test_bpd_of_a_gaussian_flow_matches_the_closed_form():
     assert abs(same.bpd - est.bpd) < 4 * est.stderr
 
 
+def test_bpd_takes_one_probe():
+    """bpd's error bar is the spread over images: one Hutchinson probe per image will do,
+    though log_prob_estimate refuses one probe (no spread of its own to measure)."""
+    flow = st.TransportFlow(lambda z, t: -z, "linear", base="gaussian", shape=(1, 2, 2))
+    data = ImageData(np.zeros((3, 1, 2, 2), np.uint8), None, 2)
+    one = bpd(flow, data, method="hutchinson", probes=1, progress=False)
+    exact = bpd(flow, data, method="exact", progress=False)
+    assert one.n == 3 and one.bpd == pytest.approx(exact.bpd, abs=1e-4)  # -z: probes exact
+
+
 def test_bpd_bad_input():
     flow = st.TransportFlow(lambda z, t: 0 * z, "linear", base="gaussian", shape=(1, 2, 2))
     with pytest.raises(ValueError, match="bin_width is required"):

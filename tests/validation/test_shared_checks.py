@@ -15,9 +15,10 @@ import torch
 import sitransport as st
 from sitransport import datasets, images, metrics
 from sitransport._unpickle import restricted_load
-from sitransport._validation import numpy_generator, torch_generator
+from sitransport._validation import check_finite_output, numpy_generator, torch_generator
 from sitransport.config import CouplingSpec, UNetSpec, network_from_spec
 from sitransport.distributed import ShardedDataset
+from sitransport.errors import NonFiniteOutputError
 from sitransport.exact import GaussianMixtureInterpolation
 from sitransport.interpolants import get_interpolant, read_interpolant
 from sitransport.nn import build_network
@@ -191,3 +192,18 @@ def test_a_spec_dict_missing_a_required_key_names_it():
     expected = "interpolant 'neural' needs the key(s) ['dim']; its keys are: K, base, dim,"
     with pytest.raises(ValueError, match=re.escape(expected)):
         get_interpolant({"name": "neural", "K": 1})
+
+
+@pytest.mark.parametrize(
+    ("bad", "good"),
+    [
+        (torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0])),
+        (np.array([np.inf, 0.0]), np.array([1e308, 0.0])),
+        (float("-inf"), -1e308),
+    ],
+    ids=["tensor", "array", "float"],
+)
+def test_one_check_of_results_for_tensors_arrays_and_floats(bad, good):
+    with pytest.raises(NonFiniteOutputError, match=r"^sample produced non-finite values \(\d"):
+        check_finite_output(bad, "sample", "the samples")
+    assert check_finite_output(good, "sample", "the samples") is good
