@@ -164,7 +164,8 @@ def fit(
             with ``optimize_path=True`` it would also move the step the path freezes at,
             which is refused.
         time_sampler: distribution of training times: ``"uniform"``, ``"beta"`` or
-            ``{"name": "beta", "a": .., "b": ..}`` (``a=1, b=0.5`` with
+            ``{"name": "beta", "a": .., "b": ..}`` (``a`` and ``b`` in ``[1e-3, 1e3]``;
+            ``a=1, b=0.5`` with
             ``MLPSpec(space_frequencies=5)`` sharpens the edges of densities with jumps; see
             the failure-modes guide).
         normalize: learn in coordinates ``(x - m) / s`` (pooled mean ``m`` and scalar scale
