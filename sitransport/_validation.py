@@ -103,7 +103,8 @@ def _numpy_to_tensor(x: np.ndarray, name: str) -> torch.Tensor:
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype}")
     x = np.ascontiguousarray(x)
-    if any(stride < 0 for stride in x.strides):  # size-1 axes can keep negative strides
+    # size-1 axes can keep negative strides; torch shares no read-only memory (it warns)
+    if any(stride < 0 for stride in x.strides) or not x.flags.writeable:
         x = x.copy()
     return torch.from_numpy(x)
 
@@ -132,7 +133,7 @@ def check_in_range(x: torch.Tensor, name: str, dtype: torch.dtype) -> None:
     """
     if not dtype.is_floating_point or not x.dtype.is_floating_point:
         return
-    peak = float(x.abs().max()) if x.numel() else 0.0
+    peak = float(x.detach().abs().max()) if x.numel() else 0.0  # read, not differentiated
     if peak > torch.finfo(dtype).max:
         raise ValueError(
             f"{name} has values up to {peak:.3g}, beyond the range of the flow's {dtype} "
@@ -259,10 +260,10 @@ def check_times(t: Any, name: str = "t", *, n: int | None = None) -> torch.Tenso
             f"{name} must have shape ({n},) to match the samples, got {tuple(tt.shape)}"
         )
     check_finite(tt, name)
-    if tt.numel() and (float(tt.min()) < 0.0 or float(tt.max()) > 1.0):
+    low, high = (float(v) for v in tt.detach().aminmax()) if tt.numel() else (0.0, 0.0)
+    if low < 0.0 or high > 1.0:
         raise ValueError(
-            f"expected {name} in [0, 1], got {name}.min()={float(tt.min()):.6g}, "
-            f"{name}.max()={float(tt.max()):.6g}"
+            f"expected {name} in [0, 1], got {name}.min()={low:.6g}, {name}.max()={high:.6g}"
         )
     return tt
 
