@@ -62,10 +62,21 @@ def _describe(x: Any) -> str:
     return type(x).__name__
 
 
+def _refuse_masked(x: Any, name: str) -> None:
+    """Raise ``TypeError`` for a numpy masked array: its mask would be silently dropped."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a numpy masked array, whose mask would be ignored; pass plain values "
+            f"explicitly: {name}.filled(value), or the samples without masked entries, e.g. "
+            f"{name}.data[~np.ma.getmaskarray({name}).any(axis=1)] for (n, d) samples"
+        )
+
+
 def _to_torch(x: Any, name: str) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
     """Convert numpy / torch / xarray input to a tensor and a function back to that type."""
     if isinstance(x, torch.Tensor):
         return x, lambda out: out
+    _refuse_masked(x, name)
     try:  # xarray is a dependency, but keep the import local to this branch
         import xarray as xr
     except ImportError:  # pragma: no cover
@@ -93,10 +104,13 @@ def _numpy_to_tensor(x: np.ndarray, name: str) -> torch.Tensor:
             f"{name} must have a floating dtype (float32 or float64), got dtype {x.dtype}; "
             f"convert explicitly, e.g. {name}.astype(np.float64)"
         )
+    if not x.dtype.isnative:  # e.g. big-endian '>f8': the same values, in this machine's order
+        x = x.astype(x.dtype.newbyteorder("="))
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype}")
     x = np.ascontiguousarray(x)
-    if any(stride < 0 for stride in x.strides):  # size-1 axes can keep negative strides
+    # size-1 axes can keep negative strides; torch shares no read-only memory (it warns)
+    if any(stride < 0 for stride in x.strides) or not x.flags.writeable:
         x = x.copy()
     return torch.from_numpy(x)
 
@@ -160,7 +174,7 @@ def check_in_range(x: torch.Tensor, name: str, dtype: torch.dtype) -> None:
     """
     if not dtype.is_floating_point or not x.dtype.is_floating_point:
         return
-    peak = float(x.abs().max()) if x.numel() else 0.0
+    peak = float(x.detach().abs().max()) if x.numel() else 0.0  # read, not differentiated
     if peak > torch.finfo(dtype).max:
         raise ValueError(
             f"{name} has values up to {peak:.3g}, beyond the range of the flow's {dtype} "
@@ -172,6 +186,7 @@ def check_in_range(x: torch.Tensor, name: str, dtype: torch.dtype) -> None:
 def check_pixels(x: Any, name: str, levels: int) -> None:
     """Raise unless ``x`` is an integer numpy array or tensor of images ``(n, ...)`` with
     values in ``{0, ..., levels - 1}`` (quantised pixels, before dequantisation)."""
+    _refuse_masked(x, name)
     if isinstance(x, np.ndarray):
         kind_ok, lo, hi = x.dtype.kind in "ui", x.min(initial=0), x.max(initial=0)
     elif isinstance(x, torch.Tensor):
@@ -217,7 +232,9 @@ def as_tensor(
         function mapping a result tensor back to the caller's array type.
 
     Raises:
-        TypeError: not an array, or a non-floating (integer, bool, complex) dtype.
+        TypeError: not an array, a numpy masked array (its mask would be ignored), or a
+            non-floating (integer, bool, complex) dtype. A non-native byte order (e.g.
+            ``'>f8'``) is accepted: the values are read in this machine's order.
         ValueError: wrong rank, too few samples, wrong dimension, NaN or Inf.
     """
     t, back = _to_torch(x, name)
@@ -284,10 +301,10 @@ def check_times(t: Any, name: str = "t", *, n: int | None = None) -> torch.Tenso
             f"{name} must have shape ({n},) to match the samples, got {tuple(tt.shape)}"
         )
     check_finite(tt, name)
-    if tt.numel() and (float(tt.min()) < 0.0 or float(tt.max()) > 1.0):
+    low, high = (float(v) for v in tt.detach().aminmax()) if tt.numel() else (0.0, 0.0)
+    if low < 0.0 or high > 1.0:
         raise ValueError(
-            f"expected {name} in [0, 1], got {name}.min()={float(tt.min()):.6g}, "
-            f"{name}.max()={float(tt.max()):.6g}"
+            f"expected {name} in [0, 1], got {name}.min()={low:.6g}, {name}.max()={high:.6g}"
         )
     return tt
 

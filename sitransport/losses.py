@@ -32,6 +32,7 @@ from sitransport._validation import check_positive, resolve
 from sitransport.interpolants import Interpolant
 
 __all__ = [
+    "BETA_RANGE",
     "BetaTime",
     "LossOutput",
     "TimeSampler",
@@ -242,12 +243,37 @@ class UniformTime(TimeSampler):
         return "UniformTime()"
 
 
+#: The shape parameters a Beta time sampler accepts: outside, its times degenerate (see
+#: :class:`BetaTime`).
+BETA_RANGE = (1e-3, 1e3)
+
+
+def _beta_parameter(value: Any, name: str) -> float:
+    """``value`` as a float if it is a number in :data:`BETA_RANGE`; otherwise raise."""
+    v = check_positive(value, f"time_sampler Beta parameter {name}")
+    low, high = BETA_RANGE
+    if not low <= v <= high:
+        raise ValueError(
+            f"time_sampler Beta parameter {name} must be in [{low:g}, {high:g}], got {value!r}: "
+            "below, the times pile up at 0 or 1 (the median of Beta(1e-3, 1) is 0.5**1000, "
+            "about 1e-301, 0 in float32); above, at a single time (Beta(1e3, 1e3) has a "
+            "standard deviation of 0.011)"
+        )
+    return v
+
+
 class BetaTime(TimeSampler):
     """Beta(a, b) times: reweights the loss toward one end (``a < b``: toward ``t = 0``).
 
     Args:
-        a: first shape parameter (> 0). Default ``1.0``.
-        b: second shape parameter (> 0). Default ``1.0``.
+        a: first shape parameter, in ``[1e-3, 1e3]``. Default ``1.0``.
+        b: second shape parameter, in ``[1e-3, 1e3]``. Default ``1.0``.
+
+    Raises:
+        ValueError: ``a`` or ``b`` outside ``[1e-3, 1e3]`` (:data:`BETA_RANGE`), where the
+            times degenerate: below, they pile up at ``0`` or ``1`` (the median of
+            ``Beta(1e-3, 1)`` is ``0.5**1000``, about ``1e-301``: ``0`` in float32); above,
+            at a single time (``Beta(1e3, 1e3)`` has a standard deviation of ``0.011``).
 
     Example:
         >>> import torch
@@ -259,8 +285,8 @@ class BetaTime(TimeSampler):
     """
 
     def __init__(self, a: float = 1.0, b: float = 1.0) -> None:
-        self.a = check_positive(a, "a")
-        self.b = check_positive(b, "b")
+        self.a = _beta_parameter(a, "a")
+        self.b = _beta_parameter(b, "b")
 
     def icdf(self, u: Tensor) -> Tensor:
         return torch.from_numpy(special.betaincinv(self.a, self.b, u.numpy()).astype(np.float64))

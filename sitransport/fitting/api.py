@@ -36,6 +36,7 @@ from sitransport.fitting.ends import (
 from sitransport.fitting.fingerprint import fit_fingerprint
 from sitransport.fitting.pairs import pair_source
 from sitransport.fitting.settings import (
+    CHECKPOINT_FILE,
     check_dtype,
     check_fit_arguments,
     checkpointing,
@@ -163,7 +164,8 @@ def fit(
             with ``optimize_path=True`` it would also move the step the path freezes at,
             which is refused.
         time_sampler: distribution of training times: ``"uniform"``, ``"beta"`` or
-            ``{"name": "beta", "a": .., "b": ..}`` (``a=1, b=0.5`` with
+            ``{"name": "beta", "a": .., "b": ..}`` (``a`` and ``b`` in ``[1e-3, 1e3]``;
+            ``a=1, b=0.5`` with
             ``MLPSpec(space_frequencies=5)`` sharpens the edges of densities with jumps; see
             the failure-modes guide).
         normalize: learn in coordinates ``(x - m) / s`` (pooled mean ``m`` and scalar scale
@@ -197,6 +199,9 @@ def fit(
         ValueError, TypeError: bad input (the message names the argument), e.g. ``seed``
             outside ``[0, 2**63 - 1]``, an unsupported ``device``, or a setting that does
             not apply to this fit.
+        ValueError: ``checkpoint`` is not a folder ``fit`` can write ``checkpoint.pt`` to
+            (an existing file, a path through a file, or a folder that cannot be written);
+            checked before any data is read.
         ValueError: the normalisation of the data overflows float64, or ``dtype`` cannot
             resolve an end in it (the message names the end, and ``dtype=torch.float64``
             when that resolves it).
@@ -285,7 +290,7 @@ def fit(
     )
     file = None
     if ckpt is not None:
-        file = Path(ckpt.dir) / "checkpoint.pt"
+        file = Path(ckpt.dir) / CHECKPOINT_FILE
         file.parent.mkdir(parents=True, exist_ok=True)
     end1 = source if source is not None else d1
     assert end1 is not None  # resolve_ends gives rho1 as a dataset or as a density

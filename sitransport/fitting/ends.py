@@ -13,8 +13,8 @@ from torch import Tensor
 
 from sitransport._validation import check_choice, check_pixels
 from sitransport.distributed import ShardedDataset
-from sitransport.ends.densities import Density, EmpiricalDensity, as_density
-from sitransport.flow import Normalization
+from sitransport.ends.densities import Density, EmpiricalDensity, StandardNormal, as_density
+from sitransport.ends.normalization import Moments, Normalization
 from sitransport.images import DequantizedImages, ImageData
 from sitransport.interpolants import Interpolant, Linear, Stochastic, Trig
 
@@ -198,7 +198,8 @@ def normalization(
     train0: Any, train1: Any, normalize: bool, dtype: torch.dtype, gen: torch.Generator
 ) -> Normalization:
     """The coordinates ``(x - m) / s`` of ``fit``, from the training ends (sample sets as
-    they are; other ends, and images, through a bounded draw from ``gen``).
+    they are; ``"gaussian"`` by its exact moments, counted as a draw of 20,000 samples, or
+    2048 for images; other ends, and images, through such a bounded draw from ``gen``).
 
     Args:
         train0: the training source end.
@@ -214,6 +215,8 @@ def normalization(
     pool = [
         train.samples
         if isinstance(train, EmpiricalDensity) and not images
+        else Moments.standard_normal(train.shape, n_stat)  # no d x n_stat draws held
+        if isinstance(train, StandardNormal)
         else train.sample(n_stat, gen)
         if isinstance(train, Density)
         else _dataset_items(train, n_stat, gen)
@@ -231,7 +234,8 @@ def validation_pairs(
     gen: torch.Generator,
 ) -> tuple[Tensor, Tensor]:
     """Held-out ``(x0, x1)`` in normalised coordinates, as many of each: the held-out
-    samples of an end, or :data:`MAX_HELD_OUT` fresh draws from ``gen`` of a distribution.
+    samples of an end, or fresh draws from ``gen`` of a distribution, as many as the other
+    end holds out (:data:`MAX_HELD_OUT` when neither does).
 
     Args:
         train0: the training source end (drawn from when nothing is held out).
@@ -241,9 +245,9 @@ def validation_pairs(
         norm: the normalisation of the fit.
         gen: the generator of fresh draws.
     """
-    v0 = held0 if held0 is not None else train0.sample(MAX_HELD_OUT, gen)
-    v1 = held1 if held1 is not None else train1.sample(MAX_HELD_OUT, gen)
-    m = min(v0.shape[0], v1.shape[0])
+    m = min([h.shape[0] for h in (held0, held1) if h is not None], default=MAX_HELD_OUT)
+    v0 = held0 if held0 is not None else train0.sample(m, gen)
+    v1 = held1 if held1 is not None else train1.sample(m, gen)
     return norm.encode(v0[:m]), norm.encode(v1[:m])
 
 
@@ -262,7 +266,9 @@ def _dataset_items(source: ShardedDataset, n: int, gen: torch.Generator) -> Tens
 
 def effective_rank(x: Tensor, rtol: float = 1e-6) -> int:
     """Number of covariance eigenvalues above ``rtol`` times the largest: the dimension of
-    the affine span the samples fill (a line in the plane has rank 1).
+    the affine span the samples fill (a line in the plane has rank 1). With fewer samples
+    than dimensions (``n < d``) the same nonzero eigenvalues are read off the ``n x n`` Gram
+    matrix of the centred samples: memory and time scale with the data, not with ``d^2``.
 
     Args:
         x: samples of shape ``(n, ...)``, flattened to ``(n, d)``; fewer than two samples give rank
@@ -275,11 +281,27 @@ def effective_rank(x: Tensor, rtol: float = 1e-6) -> int:
         1
     """
     flat = x.flatten(1).to(torch.float64)
-    if flat.shape[0] < 2:
+    n, d = flat.shape
+    if n < 2:
         return 0
-    eig = torch.linalg.eigvalsh(torch.cov(flat.T).reshape(flat.shape[1], flat.shape[1]))
+    if n < d:  # the n x n Gram matrix of the centred samples has the same nonzero spectrum
+        centred = flat - flat.mean(0)
+        eig = torch.linalg.eigvalsh(centred @ centred.T / (n - 1))
+    else:
+        eig = torch.linalg.eigvalsh(_covariance(flat))
     top = float(eig.max())
     return int((eig > rtol * top).sum()) if top > 0 else 0
+
+
+def _covariance(flat: Tensor) -> Tensor:
+    """The ``(d, d)`` sample covariance of ``(n, d)`` samples, centred in blocks of rows (no
+    centred copy of all the samples is held)."""
+    (n, d), mean = flat.shape, flat.mean(0)
+    cov = torch.zeros(d, d, dtype=flat.dtype)
+    for block in flat.split(max(1, 2**20 // d)):  # blocks of about 8 MB
+        centred = block - mean
+        cov += centred.T @ centred
+    return cov / (n - 1)
 
 
 def _rank_of(density: Density) -> int:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +21,9 @@ from sitransport.train import TrainSettings
 
 # The other functions are fit's own steps, imported by the package, not public API.
 __all__: list[str] = []
+
+#: The file ``fit`` writes in its checkpoint folder (``checkpoint=``).
+CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def merge_settings(given: TrainSettings | None, base: TrainSettings, **flat: Any) -> TrainSettings:
@@ -83,19 +88,82 @@ def with_checkpointing(
 
 
 def checkpointing(checkpoint: Any) -> Checkpointing | None:
-    """``fit``'s ``checkpoint``: a directory or a :class:`Checkpointing` (``None``: none).
+    """``fit``'s ``checkpoint``: a directory or a :class:`Checkpointing` (``None``: none),
+    checked to be a folder ``fit`` can write ``checkpoint.pt`` to (:func:`check_folder`).
 
     Args:
         checkpoint: ``fit``'s ``checkpoint=`` argument.
+
+    Raises:
+        TypeError: not a str, path, ``Checkpointing`` or ``None``.
+        ValueError: a folder ``fit`` could not write to (see :func:`check_folder`).
     """
-    if checkpoint is None or isinstance(checkpoint, Checkpointing):
-        return checkpoint
+    if checkpoint is None:
+        return None
     if isinstance(checkpoint, (str, os.PathLike)):
-        return Checkpointing(os.fspath(checkpoint))
-    raise TypeError(
-        "checkpoint must be a directory (str or path), a Checkpointing or None, got "
-        f"{type(checkpoint).__name__} {checkpoint!r:.60}"
-    )
+        checkpoint = Checkpointing(os.fspath(checkpoint))
+    if not isinstance(checkpoint, Checkpointing):
+        raise TypeError(
+            "checkpoint must be a directory (str or path), a Checkpointing or None, got "
+            f"{type(checkpoint).__name__} {checkpoint!r:.60}"
+        )
+    check_folder(Path(checkpoint.dir))
+    return checkpoint
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse, before any work, a checkpoint folder that writing ``checkpoint.pt`` in it
+    would fail on: an existing file (e.g. the ``checkpoint.pt`` of a run, not its folder), a
+    path through a file, a ``checkpoint.pt`` that is not a file, or a folder (or the nearest
+    existing parent it would be made in) that cannot be written. An existing folder with a
+    checkpoint in it is accepted (to resume, or to be overwritten).
+
+    Args:
+        folder: ``checkpoint.dir``.
+
+    Raises:
+        ValueError: as above; the message names ``checkpoint`` and what to pass instead.
+    """
+    if "\x00" in str(folder):
+        raise ValueError(f"checkpoint folder {str(folder)!r:.80} cannot be used: it holds a NUL")
+    try:
+        _check_folder(folder)
+    except OSError as err:  # a path the system refuses (e.g. a name too long)
+        raise ValueError(
+            f"checkpoint folder {str(folder)!r:.80} cannot be used ({err.strerror}); pass a "
+            "folder path the file system accepts"
+        ) from None
+
+
+def _check_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(
+            f"checkpoint must be a folder (fit writes {CHECKPOINT_FILE} in it), got the "
+            f"existing file {str(folder)!r}; to resume from a checkpoint file, pass its folder: "
+            f"checkpoint=Checkpointing({str(folder.parent)!r}, resume=True)"
+        )
+    file = folder / CHECKPOINT_FILE
+    if file.exists() and not file.is_file():
+        raise ValueError(
+            f"checkpoint folder {str(folder)!r} holds a {CHECKPOINT_FILE} that is not a file; "
+            "remove it or pass another folder"
+        )
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(
+            f"checkpoint folder {str(folder)!r} cannot be made: {str(existing)!r} is a file, "
+            "not a folder; pass a folder path"
+        )
+    try:  # the one test of writing that holds for every file system and user
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".sitransport-write-test-")
+    except OSError as err:
+        raise ValueError(
+            f"checkpoint folder {str(folder)!r} cannot be written: making a file in "
+            f"{str(existing)!r} fails ({err.strerror}); pass a writable folder (to resume a "
+            "run stored there, copy the folder somewhere writable first)"
+        ) from None
+    os.close(handle)
+    os.remove(probe)
 
 
 def path_settings(optimize_path: Any, steps: int) -> PathSettings | None:

@@ -103,7 +103,7 @@ def trajectory(
     return xr.DataArray(
         states,
         dims=dims or ("time", "sample", *[f"axis{i}" for i in range(len(flow._shape))]),
-        coords={"time": ts.numpy().astype(np.float64)},
+        coords={"time": ts.detach().cpu().numpy().astype(np.float64)},
         attrs={"nfe": res.nfe, "method": options.method},
         name="trajectory",
     )

@@ -10,6 +10,8 @@ derivative are shared by the families.
 from __future__ import annotations
 
 import abc
+import functools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -296,7 +298,21 @@ class Interpolant(nn.Module, abc.ABC):
 
 def derivative(f: Callable[[Tensor], Tensor], t: Tensor) -> Tensor:
     """Elementwise derivative of a scalar function applied elementwise to ``t``."""
+    _load_forward_ad()
     return torch.func.jvp(f, (t,), (torch.ones_like(t),))[1]  # (f(t), df/dt)
+
+
+@functools.cache
+def _load_forward_ad() -> None:
+    """Make torch's first dual tensor once, without its deprecation notices: it then loads
+    its own forward-mode decompositions, which torch builds with its deprecated
+    ``torch.jit.script`` (torch's use, not the caller's; nothing of ours is scripted)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"`torch\.jit\.script` is deprecated", category=DeprecationWarning
+        )
+        one = torch.ones(1, dtype=torch.float64)
+        torch.func.jvp(torch.sin, (one,), (one,))
 
 
 class OnBase(Interpolant):

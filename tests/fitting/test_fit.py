@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -408,3 +409,32 @@ def test_fit_lists_no_training_setting_twice():
     fit_level = {"time_sampler", "normalize", "remedy", "latent", "ode", "num_workers"}
     grouped = {"training", "network", "optimize_path", "checkpoint"}
     assert params == flat_training | common | fit_level | grouped
+
+
+def test_checkpoint_folder_is_checked_before_any_data_work(tmp_path, monkeypatch):
+    """A checkpoint= fit cannot write is refused first, naming checkpoint (before: a raw
+    FileExistsError / NotADirectoryError / FileNotFoundError after the data was prepared)."""
+    import sitransport.fitting.api as api
+
+    def no_data_work(*args, **kwargs):
+        raise AssertionError("the data was read before checkpoint= was checked")
+
+    monkeypatch.setattr(api, "resolve_ends", no_data_work)
+    x1 = st.datasets.sample("moons", 50, seed=0)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"")
+    cases = [
+        (run / "checkpoint.pt", r"checkpoint must be a folder .*existing file.*resume=True"),
+        (run / "checkpoint.pt" / "sub", r"checkpoint folder .*cannot be made: .* is a file"),
+        (tmp_path / "odd", r"checkpoint folder .* holds a checkpoint.pt that is not a file"),
+        ("a\x00b", r"checkpoint folder .*cannot be used"),
+    ]
+    (tmp_path / "odd" / "checkpoint.pt").mkdir(parents=True)
+    if Path("/proc/self").is_dir():  # no file can be made in /proc, even by root
+        cases.append(("/proc/sitransport-run", r"checkpoint folder .* cannot be written"))
+    for folder, message in cases:
+        for checkpoint in (folder, st.Checkpointing(folder, resume=True)):
+            with pytest.raises(ValueError, match=message):
+                st.fit("gaussian", x1, **TINY, checkpoint=checkpoint)
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt"]  # no probe left behind

@@ -8,6 +8,7 @@ import torch
 from hypothesis import given
 from scipy import stats
 
+import sitransport as st
 from sitransport.losses import BetaTime, UniformTime, get_time_sampler, quadratic_loss
 from tests.strategies import INTERPOLANTS, batches, interpolant_names
 
@@ -83,3 +84,24 @@ def test_sampler_dtype_device():
     t = UniformTime().sample(5, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
     assert t.dtype == torch.float32
     np.testing.assert_array_less(-1e-9, t.numpy())
+
+
+@pytest.mark.parametrize(("a", "b"), [(1e-300, 1e-300), (1e-4, 1.0), (1.0, 2e3), (1e300, 1.0)])
+def test_beta_parameters_that_make_the_times_degenerate_are_refused(a, b):
+    """Before: Beta(1e-300, 1e-300) was accepted (every time exactly 0 or 1)."""
+    bad = "a" if not 1e-3 <= a <= 1e3 else "b"
+    message = rf"time_sampler Beta parameter {bad} must be in \[0.001, 1000\], got"
+    with pytest.raises(ValueError, match=message):
+        BetaTime(a, b)
+    with pytest.raises(ValueError, match=message):
+        st.fit(
+            "gaussian",
+            np.zeros((4, 2)) + np.arange(4)[:, None],
+            time_sampler={"name": "beta", "a": a, "b": b},
+        )
+
+
+def test_beta_parameters_at_the_bounds_draw_times_in_the_unit_interval():
+    for a, b in [(1e-3, 1e-3), (1e3, 1e3), (1e-3, 1e3), (0.5, 0.5)]:
+        t = BetaTime(a, b).sample(64, generator=torch.Generator().manual_seed(0))
+        assert bool(((t >= 0) & (t <= 1)).all())
