@@ -248,16 +248,27 @@ def _alive(pid: int) -> bool:
 @contextlib.contextmanager
 def _temporary(path: Path) -> Iterator[str]:
     """A hidden temporary file beside ``path`` named with this process id, removed on any
-    exception (also Ctrl-C)."""
+    exception (also Ctrl-C). Its mode follows the umask, like any file ``open`` creates
+    (``mkstemp`` makes it 0600)."""
     prefix = _temporary_prefix(path, os.getpid())
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     try:
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process umask. Reading it means setting it: it is set to the strictest mask, 0o077,
+    for that instant (a file another thread creates meanwhile is never more open), then
+    restored."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _write_checked(obj: Any, tmp: str) -> None:

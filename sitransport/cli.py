@@ -5,24 +5,35 @@
 summary figure. ``sitransport fit SOURCE TARGET -o DIR`` does the same for any pair of
 built-in datasets, ``gaussian``, or ``.npy`` / ``.csv`` files of shape ``(n, d)``.
 
-A ``.csv`` file holds comma-separated numbers, one sample a row; a first row of names only
-(a header such as ``x,y``) is skipped, with a note on stderr. Every rejected input (a flag
-out of range, a missing or unreadable file, an output directory that cannot be written)
-ends the command with status 2 and a one-line message naming the flag or file, before
-anything is written; the output directory is created only once the outputs exist.
+A ``.csv`` file is UTF-8 text (a leading byte-order mark is ignored) holding one sample a
+line. Its numbers are separated by ``;``, by ``,`` or by spaces and tabs: the first line of
+numbers decides which (a ``;`` in it means ``;``, else a ``,`` means ``,``, else spaces and
+tabs), and every line uses the same separator and holds as many numbers. A number may be
+enclosed in double quotes (``"1.5"``); blank lines and everything from a ``#`` to the end of
+a line are ignored; a decimal comma is not read. A first line without any number (a header
+such as ``x,y``) is skipped, with a note on stderr. A line that breaks these rules is
+named by its line number in the file.
+
+Existing outputs (``flow.sit``, ``report.json``, ``summary.png``) in the output directory
+are kept: the command refuses to start unless ``--overwrite`` is passed. Every rejected
+input (a flag out of range, a missing or unreadable file, an output directory that cannot
+be written, an output that exists) ends the command with status 2 and a one-line message
+naming the flag or file, before anything is written; the output directory is created only
+once the outputs exist. Ctrl-C ends it with status 130 and the one line ``interrupted``.
 """
 
 from __future__ import annotations
 
 import argparse
+import array
 import dataclasses
 import json
 import math
+import re
 import shutil
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -47,36 +58,98 @@ _OUT = "argument -o/--out"
 
 
 def _read_csv(path: Path, role: str) -> np.ndarray:
-    """Numbers of a ``.csv`` file; a first row without any number (a header) is skipped."""
+    """The numbers of a ``.csv`` file in the forms of the module docstring; errors name
+    ``role``, the file and the line."""
+    name = f"{role} {str(path)!r}"
     try:
-        with path.open(encoding="utf-8") as f:
-            first = f.readline()
+        with path.open(encoding="utf-8-sig") as f:
+            values, width = _csv_values(f, path, name)
     except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"{role} {str(path)!r} cannot be read as text: {err}") from None
-    fields = [s.strip() for s in first.split(",")]
-    skip = int(bool(first.strip()) and not any(_is_number(s) for s in fields))
-    if skip:
-        print(f"sitransport: skipped the header row of {path}: {first.strip()!r}", file=sys.stderr)
-    try:
-        with warnings.catch_warnings():  # "input contained no data": an error below
-            warnings.simplefilter("ignore", UserWarning)
-            x = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=skip)
-    except ValueError as err:
-        raise ValueError(
-            f"{role} {str(path)!r} must hold comma-separated numbers (at most one header row "
-            f"of names, which is skipped): {err}"
-        ) from None
-    if x.size == 0:
-        raise ValueError(f"{role} {str(path)!r} holds no numbers")
-    return x
+        raise ValueError(f"{name} cannot be read as UTF-8 text: {err}") from None
+    if not values:
+        raise ValueError(f"{name} holds no numbers")
+    return np.frombuffer(values, dtype=np.float64).reshape(-1, width)
+
+
+def _csv_values(lines, path: Path, name: str) -> tuple[array.array, int]:
+    """All numbers of ``lines`` in one flat array, and the number of columns."""
+    values = array.array("d")
+    sep, width, first = None, 0, 0  # set by the first line of numbers (first: its number)
+    for number, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        if not first and _is_header(text):
+            print(
+                f"sitransport: skipped the header row of {str(path)!r}: {line.strip()!r}",
+                file=sys.stderr,
+            )
+            first = -1  # only the first line may be a header
+            continue
+        if first <= 0:
+            first, sep = number, ";" if ";" in text else "," if "," in text else None
+        fields = text.split(sep)
+        if width and len(fields) != width:
+            raise ValueError(
+                f"{name} line {number} has {_numbers(len(fields))}, line {first} has {width} "
+                f"({_separated(sep, first)})"
+            )
+        width = len(fields)
+        try:  # the common case, fast: plain numbers
+            if '"' in text or "_" in text:
+                raise ValueError
+            row = [float(field) for field in fields]
+        except ValueError:
+            row = _csv_row(fields, f"{name} line {number}", sep, first)
+        values.extend(row)
+    return values, width
+
+
+def _csv_row(fields: list[str], where: str, sep: str | None, first: int) -> list[float]:
+    """The numbers of one line, quotes dropped; an error names the column."""
+    row = []
+    for column, field in enumerate(fields, 1):
+        text = _unquote(field.strip())
+        if not _is_number(text):
+            raise ValueError(f"{where}, column {column}: {_not_a_number(text, sep, first)}")
+        row.append(float(text))
+    return row
+
+
+def _is_header(text: str) -> bool:
+    """A line of names: no word of it, split at ``;``, ``,`` and spaces, is a number."""
+    return not any(_is_number(_unquote(word)) for word in re.split(r"[,;\s]+", text))
+
+
+def _unquote(text: str) -> str:
+    """``"1.5"`` -> ``1.5``: one pair of double quotes around a whole field is dropped."""
+    return text[1:-1].strip() if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+def _numbers(k: int) -> str:
+    return f"{k} number" + "s" * (k != 1)
+
+
+def _not_a_number(field: str, sep: str | None, first: int) -> str:
+    """Why ``field`` was not read: the separator in use, and a decimal comma if it is one."""
+    why = f"could not convert string {field!r} to a number ({_separated(sep, first)})"
+    if re.fullmatch(r"[+-]?\d*,\d+", field):
+        why += "; write numbers with a decimal point, not a comma"
+    return why
+
+
+def _separated(sep: str | None, first: int) -> str:
+    seps = {";": "';'", ",": "','", None: "spaces or tabs"}
+    return f"numbers are separated by {seps[sep]}, as on line {first}"
 
 
 def _is_number(text: str) -> bool:
+    """Whether ``float`` reads ``text``, without the underscores it allows (``1_000``)."""
     try:
         float(text)
     except ValueError:
         return False
-    return True
+    return "_" not in text
 
 
 def _read_file(path: Path, role: str) -> np.ndarray:
@@ -92,9 +165,15 @@ def _read_file(path: Path, role: str) -> np.ndarray:
             raise ValueError(
                 f"{role} {str(path)!r} is not a readable .npy array: {type(err).__name__}: {err}"
             ) from None
+    name = f"{role} {str(path)!r}"
     if x.ndim != 2:
-        raise ValueError(f"{role} {str(path)!r} must hold an array of shape (n, d), got {x.shape}")
-    as_tensor(x, str(path), min_samples=2)  # a clear error for non-float, NaN, too few rows
+        raise ValueError(f"{name} must hold an array of shape (n, d), got {x.shape}")
+    if x.dtype not in (np.float32, np.float64):  # the hint names no file: no code from a name
+        raise TypeError(
+            f"{name} must have a floating dtype (float32 or float64), got dtype {x.dtype}; "
+            "save the array as floats, e.g. np.save(path, x.astype(np.float64))"
+        )
+    as_tensor(x, name, min_samples=2)  # a clear error for NaN, too few rows
     return x
 
 
@@ -147,9 +226,22 @@ def _check_out(out: Path) -> None:
     shutil.rmtree(probe, ignore_errors=True)
 
 
+def _output_names(figure: bool) -> list[str]:
+    """The files a run writes (the figure is drawn for 2-D data only)."""
+    return ["flow.sit", "report.json"] + (["summary.png"] if figure else [])
+
+
+def _check_free(out: Path, names: list[str], overwrite: bool) -> None:
+    """Raise ``ValueError`` naming ``-o``, the file and ``--overwrite`` if an output exists."""
+    for name in names:
+        path = out / name
+        if not overwrite and (path.exists() or path.is_symlink()):
+            raise ValueError(f"{_OUT}: {str(path)!r} exists; pass --overwrite to replace it")
+
+
 def _write_outputs(out: Path, flow, report: dict, figure: Callable | None) -> list[str]:
     """Create ``out`` and write the flow, the report and the figure; OS errors name ``-o``."""
-    written = ["flow.sit", "report.json"] + (["summary.png"] if figure is not None else [])
+    written = _output_names(figure is not None)
     try:
         out.mkdir(parents=True, exist_ok=True)
         flow.save(out / "flow.sit")
@@ -173,17 +265,20 @@ def run(
     progress: bool,
     fit_kwargs: dict,
     threads: int | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Fit SOURCE -> TARGET, evaluate against held-out target samples, write outputs.
 
     Raises:
-        ValueError: a rejected input (the message names the flag or file); nothing is written.
+        ValueError: a rejected input (the message names the flag or file), or an output in
+            ``out`` that exists and ``overwrite`` is false; nothing is written.
     """
     _check_out(out)
     rho0 = _load_array(source, n, seed + 1, "SOURCE")
     rho1 = _load_array(target, n, seed, "TARGET")
     if isinstance(rho1, str):
         raise ValueError("TARGET must be samples (a dataset or a .npy/.csv file), got 'gaussian'")
+    _check_free(out, _output_names(rho1.shape[1] == 2), overwrite)
     x1, held = _split_target(rho1, target, n_eval, seed)
     if threads is not None:
         torch.set_num_threads(threads)
@@ -256,6 +351,13 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _out_folder(text: str) -> str:
+    """An argparse ``type``: a non-empty path (``""`` would be the current folder)."""
+    if not text:
+        raise argparse.ArgumentTypeError("must name a directory, got an empty path")
+    return text
+
+
 def _positive_float(text: str) -> float:
     """An argparse ``type``: a finite number ``> 0``."""
     try:
@@ -272,7 +374,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(q: argparse.ArgumentParser, default_out: str) -> None:
-        q.add_argument("-o", "--out", default=default_out, help="output directory")
+        q.add_argument(
+            "-o", "--out", type=_out_folder, default=default_out, help="output directory"
+        )
+        q.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace flow.sit, report.json and summary.png if they exist in the output "
+            "directory (without it the command refuses to start)",
+        )
         q.add_argument("--steps", type=_int_at_least(1), default=None, help="training steps")
         q.add_argument("--seed", type=_int_at_least(0), default=0)
         q.add_argument(
@@ -285,7 +395,10 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="fit N(0, I) -> checkerboard and report")
     common(demo, "sitransport-demo")
-    files = "a .npy/.csv file of shape (n, d) (a .csv header row of names is skipped)"
+    files = (
+        "a .npy/.csv file of shape (n, d) (.csv: one sample a line, numbers separated by ';', "
+        "',' or spaces, maybe in double quotes; a first line of names is skipped)"
+    )
     f = sub.add_parser("fit", help="fit SOURCE -> TARGET and report")
     f.add_argument("source", help=f"dataset name, 'gaussian', or {files}")
     f.add_argument("target", help=f"dataset name or {files}")
@@ -306,12 +419,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 on success, 2 when the input is rejected (a one-line message on
-        stderr names the flag or file; nothing is written), 1 when the run fails with one of
-        the library's errors (:mod:`sitransport.errors`, e.g. training diverged; one line too).
+        stderr names the flag or file; nothing is written), also when an output exists and
+        ``--overwrite`` is not given, 1 when the run fails with one of the library's errors
+        (:mod:`sitransport.errors`, e.g. training diverged; one line too), 130 on Ctrl-C
+        (the one line ``interrupted``).
 
     Raises:
         SystemExit: status 2, from argparse, for an unknown flag or a flag value out of
-            range (e.g. ``--n-eval 0``); status 0 for ``--help``.
+            range (e.g. ``--n-eval 0``, an empty ``-o``); status 0 for ``--help``.
 
     Example:
         A tiny fit of N(0, I) -> moons (the printed report is silenced here):
@@ -352,9 +467,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress,
             fit_kwargs=kwargs,
             threads=threads,
+            overwrite=args.overwrite,
         )
     except (ValueError, TypeError, SitransportError) as err:
         message = " ".join(str(err).split())  # one line
         print(f"sitransport {args.command}: error: {message}", file=sys.stderr)
         return 2 if isinstance(err, (ValueError, TypeError)) else 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; 128 + SIGINT
+        print(f"sitransport {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0

@@ -142,7 +142,7 @@ def test_csv_header_row_is_skipped_and_named(tmp_path, capsys):
     argv = ["fit", "gaussian", str(path), "-o", str(out), *TINY]
     assert main(argv) == 0
     err = capsys.readouterr().err
-    assert f"skipped the header row of {path}" in err and "'x,y'" in err
+    assert f"skipped the header row of {str(path)!r}: 'x,y'" in err
     assert json.loads((out / "report.json").read_text())["n_eval"] == 20
 
 
@@ -195,3 +195,168 @@ def test_library_failure_is_one_line_with_status_1(tmp_path, capsys, monkeypatch
     assert main(["fit", "gaussian", "moons", "-o", str(tmp_path / "out"), *TINY]) == 1
     _one_line_error(capsys, "loss not finite at step 3 try a smaller lr")
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ the weak edges of issue 24
+ROWS = np.array([[1.5, -2.0], [3.0, 4e-3], [-5.25, 6.0]])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1.5;-2\n3;4e-3\n-5.25;6\n",  # semicolons
+        "1.5; -2\n3 ;4e-3\n-5.25 ; 6\n",  # semicolons and spaces
+        '"1.5","-2"\n"3","4e-3"\n"-5.25","6"\n',  # quoted numbers
+        '"1.5";"-2"\n"3";"4e-3"\n"-5.25";"6"\n',
+        "1.5\t-2\n3\t4e-3\n-5.25\t6\n",  # tabs
+        "  1.5  -2\n3 4e-3\n-5.25\t 6\n",  # spaces
+        "x;y\n1.5;-2\n3;4e-3\n-5.25;6\n",  # a header, then semicolons
+        '"x","y"\n"1.5","-2"\n"3","4e-3"\n"-5.25","6"\n',  # a quoted header
+        "# a comment\n\nx y\n1.5 -2\n\n3 4e-3\n-5.25 6\n",  # comments and blank lines
+        "\ufeff1.5,-2\n3,4e-3\n-5.25,6\n",  # a byte-order mark, no header
+        "\ufeffx,y\n1.5,-2\n3,4e-3\n-5.25,6\n",  # a byte-order mark and a header
+        "1.5,-2\r\n3,4e-3\r\n-5.25,6\r\n",  # Windows line ends
+    ],
+    ids=[
+        "semicolons",
+        "semicolons-spaces",
+        "quoted",
+        "quoted-semicolons",
+        "tabs",
+        "spaces",
+        "header-semicolons",
+        "quoted-header",
+        "comments",
+        "bom",
+        "bom-header",
+        "crlf",
+    ],
+)
+def test_csv_forms_are_read(tmp_path, capsys, text):
+    import sitransport.cli as cli
+
+    path = tmp_path / "data.csv"
+    path.write_bytes(text.encode())
+    np.testing.assert_array_equal(cli._read_file(path, "TARGET"), ROWS)
+    err = capsys.readouterr().err
+    header = [line for line in text.lstrip("\ufeff").splitlines() if line.lstrip('"')[:1] == "x"]
+    if header:
+        assert f"skipped the header row of {str(path)!r}: {header[0]!r}" in err
+    else:
+        assert "skipped" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("1;2\n3;4\n5,6\n", ["line 3 has 1 number, line 1 has 2", "separated by ';'"]),
+        ("1;2\n3;4\n5,6;7\n", ["line 3, column 1", "'5,6'", "separated by ';'"]),
+        ('"1","2"\n"3",x\n', ["line 2, column 2", "'x'"]),
+        ("x,y\n1,2\n\n# note\n3,oops\n", ["line 5, column 2", "'oops'"]),
+        ("1,2\n3,4,5\n", ["line 2 has 3 numbers", "line 1 has 2"]),
+        ("1\t2\n3\n", ["line 2 has 1 number", "line 1 has 2"]),
+        ("1,5;2,5\n", ["line 1, column 1", "'1,5'", "decimal point"]),
+        ('"1,2\n', ["line 1, column 1", "'\"1'"]),
+    ],
+    ids=[
+        "mixed",
+        "mixed-3",
+        "quoted",
+        "blank-comment",
+        "columns",
+        "tabs-columns",
+        "decimal-comma",
+        "quote",
+    ],
+)
+def test_bad_csv_names_the_line(tmp_path, capsys, text, needles):
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    assert main(["fit", "gaussian", str(path), "-o", str(tmp_path / "out"), *TINY]) == 2
+    line = _one_line_error(capsys, f"TARGET {str(path)!r}", *needles)
+    assert "skipped" not in line and "row 0" not in line
+
+
+class _Reached(Exception):
+    """Raised by a stub of ``fit``: the command accepted its inputs."""
+
+
+@pytest.fixture
+def no_fit(monkeypatch):
+    import sitransport.cli as cli
+
+    def stub(*args, **kwargs):
+        raise _Reached
+
+    monkeypatch.setattr(cli, "fit", stub)
+
+
+def test_empty_out_is_refused_naming_the_flag(tmp_path, capsys, monkeypatch, no_fit):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "gaussian", "moons", "-o", "", *TINY])
+    assert info.value.code == 2
+    _one_line_error(capsys, "argument -o/--out", "empty path")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["flow.sit", "report.json", "summary.png"])
+def test_existing_outputs_are_kept_unless_overwrite(tmp_path, capsys, no_fit, name):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).write_text("mine")
+    assert main(["fit", "gaussian", "moons", "-o", str(out), *TINY]) == 2
+    _one_line_error(capsys, "argument -o/--out", repr(str(out / name)), "--overwrite")
+    assert (out / name).read_text() == "mine"
+    with pytest.raises(_Reached):  # accepted: the fit is reached
+        main(["fit", "gaussian", "moons", "-o", str(out), *TINY, "--overwrite"])
+
+
+def test_a_figure_not_written_is_not_in_the_way(tmp_path, capsys, no_fit):
+    np.save(tmp_path / "three.npy", np.random.default_rng(0).standard_normal((200, 3)))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.png").write_text("from a 2-D run")
+    with pytest.raises(_Reached):  # 3-D data: no summary.png is written
+        main(["fit", "gaussian", str(tmp_path / "three.npy"), "-o", str(out), *TINY])
+
+
+def test_overwrite_is_in_the_help(capsys):
+    for command in ("fit", "demo"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "--overwrite" in capsys.readouterr().out
+
+
+def test_a_second_run_replaces_its_outputs_with_overwrite(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["fit", "gaussian", "moons", "-o", str(out), *TINY]
+    assert main(argv) == 0
+    first = (out / "report.json").read_text()
+    assert main(argv) == 2
+    _one_line_error(capsys, "--overwrite")
+    assert main([*argv, "--seed", "1", "--overwrite"]) == 0
+    assert (out / "report.json").read_text() != first
+
+
+def test_ctrl_c_is_one_line_with_status_130(tmp_path, capsys, monkeypatch):
+    import sitransport.cli as cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "fit", interrupted)
+    assert main(["fit", "gaussian", "moons", "-o", str(tmp_path / "out"), *TINY]) == 130
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["sitransport fit: interrupted"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["a'b\n; import os #.npy", 'x").astype(int); import os #.npy'])
+def test_integer_file_hint_does_not_embed_the_name_in_code(tmp_path, capsys, name):
+    path = tmp_path / name
+    np.save(path, np.ones((300, 2), dtype=np.int64))
+    assert main(["fit", "gaussian", str(path), "-o", str(tmp_path / "out"), *TINY]) == 2
+    line = _one_line_error(capsys, f"TARGET {str(path)!r}", "floating dtype", "int64")
+    assert line.count(repr(str(path))) == 1  # named once, quoted
+    assert "import os" not in line.replace(repr(str(path)), "")

@@ -363,6 +363,20 @@ def test_a_save_killed_by_sigkill_leaves_no_temporary_file_after_the_next_save(f
     assert sorted(p.name for p in tmp_path.iterdir()) == [mine.name, "flow.sit"]
 
 
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_saved_files_follow_the_umask(flow, tmp_path, umask, mode):
+    # like every other output (report.json, figures): not always 0600, the mode of mkstemp
+    old = os.umask(umask)
+    try:
+        flow.save(tmp_path / "flow.sit")
+        flow.save(tmp_path / "flow.sit")  # replacing a file too
+        after = os.umask(umask)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "flow.sit").stat().st_mode & 0o777 == mode
+    assert after == umask  # the save left the umask as it was
+
+
 def test_resaving_a_loaded_flow_warns_nothing(saved, tmp_path):
     loaded = st.load(saved)
     with warnings.catch_warnings():
