@@ -188,6 +188,9 @@ def atomic_write(
     _remove_orphans(path)
     with _temporary(path) as tmp:
         write(tmp)
+        # the mode follows the umask, like any file open() creates (mkstemp makes it 0600,
+        # and a writer may create the file anew)
+        os.chmod(tmp, 0o666 & ~_umask())
         if keep_previous and path.is_file():
             _keep_previous(path)
         os.replace(tmp, path)
@@ -248,13 +251,11 @@ def _alive(pid: int) -> bool:
 @contextlib.contextmanager
 def _temporary(path: Path) -> Iterator[str]:
     """A hidden temporary file beside ``path`` named with this process id, removed on any
-    exception (also Ctrl-C). Its mode follows the umask, like any file ``open`` creates
-    (``mkstemp`` makes it 0600)."""
+    exception (also Ctrl-C)."""
     prefix = _temporary_prefix(path, os.getpid())
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     try:
         os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -596,7 +597,9 @@ def check_sizes(
     if isinstance(spec, int) and not isinstance(spec, bool) and abs(spec) > MAX_SIZE:
         raise ValueError(f"stored {what} holds the size {spec}, above {MAX_SIZE}")
     if isinstance(spec, float) and not abs(spec) <= MAX_NUMBER:  # NaN fails too
-        raise ValueError(f"stored {what} holds the number {spec}, not finite or above {MAX_NUMBER:g}")
+        raise ValueError(
+            f"stored {what} holds the number {spec}, not finite or above {MAX_NUMBER:g}"
+        )
     if not isinstance(spec, dict):
         return 0
     layers, nested = 1, 0

@@ -31,15 +31,26 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from sitransport._io import atomic_write
-from sitransport._tree import Budget, TreeError, bounded_copy
+from sitransport._tree import MAX_DEPTH, Budget, TreeError, bounded_copy
 from sitransport.errors import CorruptFileError
 
-__all__ = ["FILE_FORMAT", "FILE_VERSION", "MAX_HEADER", "is_safe_file", "read_tree", "write_tree"]
+__all__ = [
+    "FILE_FORMAT",
+    "FILE_VERSION",
+    "MAX_HEADER",
+    "MAX_NODES",
+    "is_safe_file",
+    "read_tree",
+    "write_tree",
+]
 
 FILE_FORMAT = "sitransport-file"
 FILE_VERSION = 2
-#: The most bytes a file's JSON header may have (a flow's: a few kB; safetensors allows 100 MB).
-MAX_HEADER = 16 * 2**20
+#: The most bytes a file's JSON header may have (a flow's: a few kB, a U-Net's tensor table
+#: about 50 kB; safetensors itself allows 100 MB).
+MAX_HEADER = 4 * 2**20
+#: The most values a written tree may hold, counted each time a shared part is reached.
+MAX_NODES = 2**17
 _TENSOR, _FLOAT = "$tensor", "$float"
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
@@ -53,7 +64,9 @@ def write_tree(tree: Any, path: str | os.PathLike) -> None:
         TypeError, ValueError, FileNotFoundError: a bad ``path``
             (:func:`sitransport._io.check_save_path`).
         ValueError: ``tree`` holds another type, a non-string key, a dict that could be read
-            as a marker (a single key ``"$tensor"`` or ``"$float"``), or contains itself.
+            as a marker (a single key ``"$tensor"`` or ``"$float"``), contains itself, nests
+            deeper than :data:`~sitransport._tree.MAX_DEPTH` or holds more than
+            :data:`MAX_NODES` values.
 
     Example:
         >>> import tempfile
@@ -63,7 +76,7 @@ def write_tree(tree: Any, path: str | os.PathLike) -> None:
         {'w': tensor([1., 1.]), 'n': [1, nan]}
     """
     tensors: dict[str, torch.Tensor] = {}
-    content = json.dumps(_encode(tree, "", tensors, frozenset()), allow_nan=False)
+    content = json.dumps(_encode(tree, "", tensors, frozenset(), [MAX_NODES]), allow_nan=False)
     metadata = {
         "format": FILE_FORMAT,
         "version": str(FILE_VERSION),
@@ -79,7 +92,16 @@ def write_tree(tree: Any, path: str | os.PathLike) -> None:
     atomic_write(path, write)
 
 
-def _encode(value: Any, where: str, tensors: dict[str, torch.Tensor], open_ids: frozenset[int]) -> Any:
+def _encode(
+    value: Any,
+    where: str,
+    tensors: dict[str, torch.Tensor],
+    open_ids: frozenset[int],
+    left: list[int],
+) -> Any:
+    left[0] -= 1
+    if left[0] < 0:
+        raise ValueError(f"cannot write more than {MAX_NODES} values (reached at {where})")
     if isinstance(value, torch.Tensor):
         name = where.lstrip("/") or "tensor"
         if name in tensors:
@@ -94,14 +116,16 @@ def _encode(value: Any, where: str, tensors: dict[str, torch.Tensor], open_ids: 
         raise ValueError(f"cannot write a {type(value).__name__} at {where or 'the top'}")
     if id(value) in open_ids:
         raise ValueError(f"cannot write a {type(value).__name__} that contains itself ({where})")
+    if len(open_ids) >= MAX_DEPTH:
+        raise ValueError(f"cannot write values nested more than {MAX_DEPTH} deep ({where})")
     inner = open_ids | {id(value)}
     if not isinstance(value, dict):
-        return [_encode(v, f"{where}/{i}", tensors, inner) for i, v in enumerate(value)]
+        return [_encode(v, f"{where}/{i}", tensors, inner, left) for i, v in enumerate(value)]
     if not all(isinstance(k, str) for k in value):
         raise ValueError(f"cannot write a dict with keys other than strings at {where}")
     if len(value) == 1 and next(iter(value)) in (_TENSOR, _FLOAT):
         raise ValueError(f"cannot write a dict whose only key is {next(iter(value))!r} ({where})")
-    return {k: _encode(v, f"{where}/{k}", tensors, inner) for k, v in value.items()}
+    return {k: _encode(v, f"{where}/{k}", tensors, inner, left) for k, v in value.items()}
 
 
 def _owned(tensor: torch.Tensor) -> torch.Tensor:
@@ -117,7 +141,7 @@ def _digest(content: str, tensors: dict[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name]
         h.update(f"\0{name}\0{t.dtype}\0{list(t.shape)}\0".encode())
-        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy())
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().data)
     return h.hexdigest()
 
 
@@ -192,7 +216,7 @@ def _metadata(path: Path, name: str, what: str) -> dict[str, Any]:
 
 def _tensors(path: Path, name: str, what: str) -> dict[str, torch.Tensor]:
     try:
-        with safe_open(path, framework="pt", device="cpu") as f:  # type: ignore[no-untyped-call]
+        with safe_open(path, framework="pt", device="cpu") as f:
             return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
     except (SafetensorError, ValueError, TypeError, RuntimeError) as err:
         raise CorruptFileError(

@@ -127,7 +127,9 @@ its elements (strides (0,)), not stored data
     if tensor.numel() == 0:
         return
     dims = sorted(
-        (stride, size) for size, stride in zip(tensor.shape, tensor.stride()) if size > 1
+        (stride, size)
+        for size, stride in zip(tensor.shape, tensor.stride(), strict=True)
+        if size > 1
     )
     span = 1  # elements covered by the dimensions with smaller strides
     for stride, size in dims:

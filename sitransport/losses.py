@@ -243,7 +243,7 @@ class UniformTime(TimeSampler):
         return "UniformTime()"
 
 
-#: The shape parameters a Beta time sampler accepts: outside, its times degenerate (see
+#: Shape parameters a Beta time sampler accepts; outside them its times degenerate (see
 #: :class:`BetaTime`).
 BETA_RANGE = (1e-3, 1e3)
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sitransport._tree import plain
 from sitransport._spec import FieldsSpec
+from sitransport._tree import plain
 from sitransport._validation import check_choice, check_keys, check_positive_int
 
 __all__ = ["MLP_KINDS", "MLPSpec", "UNetSpec", "network_from_spec"]
