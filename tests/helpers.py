@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import inspect
+import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -167,3 +169,24 @@ def load_script(name: str, path: Path) -> ModuleType:
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+#: The repository's root (``tests/`` is directly under it).
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_in_fresh_python(code: str, *args: str) -> list[str]:
+    """The lines ``code`` prints when run with ``args`` in a new interpreter on one thread
+    (for what a process does only once: its first warnings, its peak memory), importing
+    this checkout. A failure of the script fails the test with its output."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()

@@ -9,12 +9,8 @@ recording every warning it raises (and any error, as one more entry).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import run_in_fresh_python
 
 SCRIPT = """
 import json, warnings
@@ -71,15 +67,5 @@ def test_fit_and_flow_methods_let_no_torch_warning_through():
     read values of the caller's tensors), 'The given NumPy array is not writable', and
     '`torch.jit.script` is deprecated' (forward-mode AD loading torch's decompositions); and
     trajectory() raised on times that require grad."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-        check=True,
-    )
-    caught = json.loads(out.stdout.strip().splitlines()[-1])
+    caught = json.loads(run_in_fresh_python(SCRIPT)[-1])
     assert caught == {"grad_inputs": [], "read_only_inputs": [], "custom_path": []}, caught

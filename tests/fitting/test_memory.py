@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import sitransport as st
-from tests.helpers import TINY
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import TINY, run_in_fresh_python
 
 SCRIPT = """
 import json, sys
@@ -60,17 +56,8 @@ def test_fit_gaussian_base_memory_scales_with_the_data():
     """Before: 20,000 float64 base draws in 4096 dimensions, copied several times, and a
     4096 x 4096 covariance of 200 samples; the pooled data copied again for the normalisation
     and centred again for the covariance."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, json.dumps(CASES)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-        check=True,
-    )
-    reports = [json.loads(line) for line in out.stdout.strip().splitlines()[-len(CASES) :]]
+    lines = run_in_fresh_python(SCRIPT, json.dumps(CASES))
+    reports = [json.loads(line) for line in lines[-len(CASES) :]]
     for report in reports:
         bound = 6 * report["data"] + 32 * 2**20  # six copies of the data, allocator slack
         assert report["growth"] <= bound, report
