@@ -31,7 +31,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from sitransport._io import atomic_write
-from sitransport._tree import MAX_DEPTH, Budget, TreeError, bounded_copy
+from sitransport._tree import Budget, TreeError, bounded_copy
 from sitransport.errors import CorruptFileError
 
 __all__ = [
@@ -75,8 +75,9 @@ def write_tree(tree: Any, path: str | os.PathLike) -> None:
         ...     read_tree(Path(tmp) / "x.sit")
         {'w': tensor([1., 1.]), 'n': [1, nan]}
     """
+    _check_writable(tree)
     tensors: dict[str, torch.Tensor] = {}
-    content = json.dumps(_encode(tree, "", tensors, frozenset(), [MAX_NODES]), allow_nan=False)
+    content = json.dumps(_encode(tree, "", tensors), allow_nan=False)
     metadata = {
         "format": FILE_FORMAT,
         "version": str(FILE_VERSION),
@@ -92,16 +93,15 @@ def write_tree(tree: Any, path: str | os.PathLike) -> None:
     atomic_write(path, write)
 
 
-def _encode(
-    value: Any,
-    where: str,
-    tensors: dict[str, torch.Tensor],
-    open_ids: frozenset[int],
-    left: list[int],
-) -> Any:
-    left[0] -= 1
-    if left[0] < 0:
-        raise ValueError(f"cannot write more than {MAX_NODES} values (reached at {where})")
+def _check_writable(tree: Any) -> None:
+    """Refuse (``ValueError``) what a reader would refuse: a structure that contains itself,
+    nests too deep, or holds more than :data:`MAX_NODES` values or another type."""
+    bounded_copy(tree, Budget(nodes=MAX_NODES, tensor_bytes=2**62))
+
+
+def _encode(value: Any, where: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """``value`` (checked by :func:`_check_writable`) as JSON data, its tensors moved to
+    ``tensors``."""
     if isinstance(value, torch.Tensor):
         name = where.lstrip("/") or "tensor"
         if name in tensors:
@@ -110,22 +110,15 @@ def _encode(
         return {_TENSOR: name}
     if isinstance(value, float) and not math.isfinite(value):
         return {_FLOAT: repr(value)}
-    if isinstance(value, (str, int, float, bool, type(None))):
-        return value
     if not isinstance(value, (dict, list, tuple)):
-        raise ValueError(f"cannot write a {type(value).__name__} at {where or 'the top'}")
-    if id(value) in open_ids:
-        raise ValueError(f"cannot write a {type(value).__name__} that contains itself ({where})")
-    if len(open_ids) >= MAX_DEPTH:
-        raise ValueError(f"cannot write values nested more than {MAX_DEPTH} deep ({where})")
-    inner = open_ids | {id(value)}
+        return value
     if not isinstance(value, dict):
-        return [_encode(v, f"{where}/{i}", tensors, inner, left) for i, v in enumerate(value)]
+        return [_encode(v, f"{where}/{i}", tensors) for i, v in enumerate(value)]
     if not all(isinstance(k, str) for k in value):
         raise ValueError(f"cannot write a dict with keys other than strings at {where}")
     if len(value) == 1 and next(iter(value)) in (_TENSOR, _FLOAT):
         raise ValueError(f"cannot write a dict whose only key is {next(iter(value))!r} ({where})")
-    return {k: _encode(v, f"{where}/{k}", tensors, inner, left) for k, v in value.items()}
+    return {k: _encode(v, f"{where}/{k}", tensors) for k, v in value.items()}
 
 
 def _owned(tensor: torch.Tensor) -> torch.Tensor:
