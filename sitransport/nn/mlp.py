@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from sitransport._validation import check_choice, check_positive_int
+from sitransport.nn.condition import ConditionEmbedding, check_condition_config
 
 __all__ = [
     "MLPVelocity",
@@ -151,6 +152,8 @@ class _Trunk(Protocol):
     time_embedding: TimeEmbedding
     space_embedding: SpaceEmbedding
     net: nn.Sequential
+    condition_embedding: ConditionEmbedding | None
+    film: nn.ModuleList | None
 
 
 def build_trunk(
@@ -161,11 +164,15 @@ def build_trunk(
     *,
     out: int,
     bias: bool,
+    condition: dict[str, Any] | None = None,
 ) -> None:
     """Give ``module`` the layers of an MLP of ``(x, t)`` features: ``dim``, ``config``,
     ``time_embedding``, ``space_embedding`` and ``net`` (``depth`` hidden layers of ``width``,
     then a linear map to ``out``). ``settings`` is ``(dim, width, depth, activation,
     time_frequencies, space_frequencies)``; ``kind`` names the network in ``config``.
+    A ``condition`` (see :mod:`sitransport.nn.condition`) adds ``condition_embedding`` and,
+    for FiLM, ``film``; they are built after the trunk, so a conditional network's trunk
+    starts from the weights of the unconditional one of the same seed.
 
     Args:
         module: the network under construction; the layers are set as its attributes.
@@ -174,6 +181,7 @@ def build_trunk(
         settings: ``(dim, width, depth, activation, time_frequencies, space_frequencies)``.
         out: output features of the last linear layer (``dim`` for a velocity, 1 for a potential).
         bias: whether the last linear layer has a bias.
+        condition: the condition input ``{"kind", "size", "fusion"}``, or ``None``.
 
     Example:
         >>> trunk = nn.Module()  # x (2), then t with sin, cos of 2 frequencies (5)
@@ -203,22 +211,39 @@ def build_trunk(
     trunk.time_embedding = TimeEmbedding(time_frequencies)
     trunk.space_embedding = SpaceEmbedding(space_frequencies)
     layers: list[nn.Module] = []
-    n_in = trunk.space_embedding.out_dim(dim) + trunk.time_embedding.dim
+    cond = None if condition is None else check_condition_config(condition)
+    concat = cond is not None and cond["fusion"] == "concat"
+    n_in = trunk.space_embedding.out_dim(dim) + trunk.time_embedding.dim + (width if concat else 0)
     for _ in range(depth):
         layers += [nn.Linear(n_in, width), act()]
         n_in = width
     layers.append(nn.Linear(n_in, out, bias=bias))
     trunk.net = nn.Sequential(*layers)
+    trunk.condition_embedding, trunk.film = None, None
+    if cond is not None:
+        trunk.config["condition"] = cond
+        trunk.condition_embedding = ConditionEmbedding(cond["kind"], cond["size"], width)
+        if cond["fusion"] == "film":
+            trunk.film = nn.ModuleList(nn.Linear(width, 2 * width) for _ in range(depth))
+            for layer in trunk.film:  # zero at initialisation: h (1 + 0) + 0
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
 
-def run_trunk(module: nn.Module, x: Tensor, t: Tensor) -> Tensor:
+def run_trunk(module: nn.Module, x: Tensor, t: Tensor, c: Tensor | None = None) -> Tensor:
     """The output of a trunk made by :func:`build_trunk` at ``x`` (``(n, d)``) and ``t``
-    (scalar, shared by all samples, or ``(n,)``).
+    (scalar, shared by all samples, or ``(n,)``), and the condition codes ``c`` of a
+    conditional trunk.
 
     Args:
         module: a module set up by :func:`build_trunk`.
         x: points, shape ``(n, d)``.
         t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
+        c: condition codes (``(n,)`` labels or ``(n, k + 1)`` features) of a conditional
+            trunk, ``None`` for an unconditional one.
+
+    Raises:
+        ValueError: a conditional trunk without ``c``, or an unconditional one with it.
 
     Example:
         >>> trunk = nn.Module()
@@ -230,7 +255,20 @@ def run_trunk(module: nn.Module, x: Tensor, t: Tensor) -> Tensor:
         t = t.expand(x.shape[0])
     trunk = cast(_Trunk, module)  # type only: the attributes build_trunk set
     features = [trunk.space_embedding(x), trunk.time_embedding(t.to(x.dtype))]
-    return trunk.net(torch.cat(features, dim=1))
+    embedding = getattr(trunk, "condition_embedding", None)
+    if (embedding is None) != (c is None):
+        has = "is conditional: pass its condition" if c is None else "takes no condition"
+        raise ValueError(f"condition: this network {has}")
+    if embedding is None:
+        return trunk.net(torch.cat(features, dim=1))
+    e = embedding(c, x.dtype)
+    if trunk.film is None:  # concatenation
+        return trunk.net(torch.cat([*features, e], dim=1))
+    h, layers = torch.cat(features, dim=1), list(trunk.net)
+    for linear, act, film in zip(layers[0:-1:2], layers[1:-1:2], trunk.film, strict=True):
+        scale, shift = film(e).chunk(2, dim=1)
+        h = act(linear(h)) * (1 + scale) + shift
+    return layers[-1](h)
 
 
 class MLPVelocity(nn.Module):
@@ -247,6 +285,8 @@ class MLPVelocity(nn.Module):
         space_frequencies: octaves of positional features of ``x``
             (:class:`SpaceEmbedding`); 0 (default) feeds ``x`` as it is. For densities with
             jumps (edges, bounded supports), 4-6 sharpens the edges.
+        condition: the condition input of a conditional network, ``{"kind", "size",
+            "fusion"}`` (see :mod:`sitransport.nn.condition`); ``None`` (default): none.
 
     Example:
         >>> import torch
@@ -264,17 +304,20 @@ class MLPVelocity(nn.Module):
         activation: str = "silu",
         time_frequencies: int = 8,
         space_frequencies: int = 0,
+        condition: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         settings = (dim, width, depth, activation, time_frequencies, space_frequencies)
-        build_trunk(self, "mlp", _ACTIVATIONS, settings, out=dim, bias=True)
+        build_trunk(self, "mlp", _ACTIVATIONS, settings, out=dim, bias=True, condition=condition)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """Return ``v(x, t)`` of shape ``(n, d)``; ``t`` is a scalar or of shape ``(n,)``.
+    def forward(self, x: Tensor, t: Tensor, c: Tensor | None = None) -> Tensor:
+        """Return ``v(x, t)`` (``v(x, t, c)`` for a conditional network) of shape ``(n, d)``;
+        ``t`` is a scalar or of shape ``(n,)``.
 
         Args:
             x: points, shape ``(n, d)``.
             t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
+            c: condition codes of a conditional network (see :func:`run_trunk`).
 
         Example:
             >>> import torch
@@ -285,7 +328,7 @@ class MLPVelocity(nn.Module):
             >>> torch.equal(net(x, torch.tensor(0.5)), net(x, torch.full((4,), 0.5)))
             True
         """
-        return run_trunk(self, x, t)
+        return run_trunk(self, x, t, c)
 
 
 class VelocityDenoiser(nn.Module):
@@ -321,12 +364,13 @@ class VelocityDenoiser(nn.Module):
             "denoiser": dict(cast(Mapping[str, Any], denoiser.config)),
         }
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, c: Tensor | None = None) -> Tensor:
         """The velocity ``b(x, t)`` (the denoiser is :attr:`denoiser`).
 
         Args:
             x: points, shape ``(n, d)``.
             t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
+            c: condition codes of a conditional pair (both networks take them).
 
         Example:
             >>> import torch
@@ -335,4 +379,4 @@ class VelocityDenoiser(nn.Module):
             >>> torch.equal(net(x, t), net.velocity(x, t))
             True
         """
-        return self.velocity(x, t)
+        return self.velocity(x, t) if c is None else self.velocity(x, t, c)

@@ -10,6 +10,8 @@ fit from crossing pairs.
 from __future__ import annotations
 
 import torch
+from typing import Any
+
 from torch import Tensor, nn
 
 from sitransport.nn.mlp import build_trunk, run_trunk
@@ -49,6 +51,8 @@ class PotentialVelocity(nn.Module):
         time_frequencies: number of sinusoidal time frequencies. Default ``8``.
         space_frequencies: octaves of positional features of ``x`` (:class:`SpaceEmbedding`).
             Default ``0``.
+        condition: the condition input of a conditional network (see
+            :mod:`sitransport.nn.condition`); ``None`` (default): none.
 
     References:
         Benamou & Brenier (2000), *A computational fluid mechanics solution to the
@@ -75,18 +79,20 @@ class PotentialVelocity(nn.Module):
         activation: str = "silu",
         time_frequencies: int = 8,
         space_frequencies: int = 0,
+        condition: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         settings = (dim, width, depth, activation, time_frequencies, space_frequencies)
         # one output, no bias: a constant has no gradient
-        build_trunk(self, "potential", _SMOOTH, settings, out=1, bias=False)
+        build_trunk(self, "potential", _SMOOTH, settings, out=1, bias=False, condition=condition)
 
-    def potential(self, x: Tensor, t: Tensor) -> Tensor:
+    def potential(self, x: Tensor, t: Tensor, c: Tensor | None = None) -> Tensor:
         r"""The potential :math:`\varphi_\theta(x, t)`, shape ``(n,)``; ``t`` scalar or ``(n,)``.
 
         Args:
             x: points, shape ``(n, d)``.
             t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
+            c: condition codes of a conditional network.
 
         Example:
             >>> import torch
@@ -94,9 +100,9 @@ class PotentialVelocity(nn.Module):
             >>> net.potential(torch.zeros(4, 2), torch.tensor(0.0)).shape
             torch.Size([4])
         """
-        return run_trunk(self, x, t).squeeze(1)
+        return run_trunk(self, x, t, c).squeeze(1)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, c: Tensor | None = None) -> Tensor:
         r"""The velocity :math:`\nabla_x\varphi_\theta(x, t)`, shape ``(n, d)``.
 
         Samples do not interact, so the gradient of the summed potential is each sample's
@@ -105,6 +111,7 @@ class PotentialVelocity(nn.Module):
         Args:
             x: points, shape ``(n, d)``.
             t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
+            c: condition codes of a conditional network.
 
         Example:
             >>> import torch
@@ -112,4 +119,4 @@ class PotentialVelocity(nn.Module):
             >>> net(torch.zeros(4, 2), torch.tensor(0.3)).shape
             torch.Size([4, 2])
         """
-        return torch.func.grad(lambda z: self.potential(z, t).sum())(x)
+        return torch.func.grad(lambda z: self.potential(z, t, c).sum())(x)
