@@ -279,7 +279,7 @@ def network_spec_of(network: Any, shape: tuple[int, ...]) -> NetworkSpec:
     network = getattr(network, "velocity", network)
     description = cast("dict[str, Any]", getattr(network, "config", {}))
     if isinstance(network, UNetVelocity):
-        skip = ("kind", "channels", "image_size")
+        skip = ("kind", "channels", "image_size", "condition")  # the data's, not the spec's
         return UNetSpec(None, {k: v for k, v in description.items() if k not in skip})
     if isinstance(network, _classes(*MLP_KINDS)):
         fields = [f.name for f in dataclasses.fields(MLPSpec)]

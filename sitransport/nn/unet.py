@@ -4,14 +4,17 @@ Residual blocks with GroupNorm and a time-embedding shift, self-attention at cho
 resolutions, channel multipliers per resolution level, dropout, and a zero-initialised output
 convolution (the untrained field is ``v = 0``). The time embedding is
 :class:`~sitransport.nn.mlp.TimeEmbedding` (integer sinusoidal frequencies on ``[0, 1]``)
-followed by a two-layer MLP.
+followed by a two-layer MLP. A conditional U-Net adds the embedding of its condition
+(:class:`~sitransport.nn.condition.ConditionEmbedding`) to the time embedding, as the
+class-conditional U-Nets of Dhariwal & Nichol do.
 
 Named presets (:data:`UNET_PRESETS`) go from ``"tiny"`` (tests on a CPU, under 100k
 parameters) to ``"cifar10"``, the paper's CIFAR-10 size with 256 base channels.
 
 References:
     Ho, Jain & Abbeel, Denoising Diffusion Probabilistic Models, arXiv:2006.11239;
-    Albergo & Vanden-Eijnden, arXiv:2209.15571 (Sec. 4, image experiments).
+    Albergo & Vanden-Eijnden, arXiv:2209.15571 (Sec. 4, image experiments);
+    Dhariwal & Nichol, Diffusion Models Beat GANs on Image Synthesis, arXiv:2105.05233.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sitransport._validation import check_choice, check_fraction, check_positive_int
+from sitransport.nn.condition import ConditionEmbedding, check_condition_config
 from sitransport.nn.mlp import TimeEmbedding
 
 __all__ = [
@@ -181,6 +185,10 @@ class UNetVelocity(nn.Module):
         norm_groups: GroupNorm groups (must divide every level's channels). Default ``32``.
         heads: attention heads. Default ``1``.
         time_frequencies: sinusoidal frequencies of the time embedding. Default ``32``.
+        condition: the condition input of a conditional network, ``{"kind", "size"}`` (see
+            :mod:`sitransport.nn.condition`; no ``"fusion"``: the condition's embedding is
+            added to the time embedding). It starts at zero, so a fresh conditional U-Net is
+            the unconditional one of the same seed. ``None`` (default): none.
 
     Example:
         >>> import torch
@@ -188,7 +196,13 @@ class UNetVelocity(nn.Module):
         >>> net = UNetVelocity(**unet_config("tiny", 1, 8))
         >>> net(torch.zeros(2, 1, 8, 8), torch.tensor(0.5)).shape
         torch.Size([2, 1, 8, 8])
+        >>> labels = {"kind": "labels", "size": 3}  # two labels and the null one
+        >>> labelled = UNetVelocity(**unet_config("tiny", 1, 8), condition=labels)
+        >>> labelled(torch.zeros(2, 1, 8, 8), torch.tensor(0.5), torch.tensor([0, 2])).shape
+        torch.Size([2, 1, 8, 8])
     """
+
+    condition_embedding: ConditionEmbedding | None
 
     def __init__(
         self,
@@ -202,6 +216,7 @@ class UNetVelocity(nn.Module):
         norm_groups: int = 32,
         heads: int = 1,
         time_frequencies: int = 32,
+        condition: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check_positive_int(channels, "channels")
@@ -230,6 +245,7 @@ class UNetVelocity(nn.Module):
                 f"norm_groups={norm_groups} must divide the channels of every level, got {widths}"
             )
         attn = {int(r) for r in attention_resolutions}
+        cond = None if condition is None else check_condition_config(condition, fusion=False)
         self.config: dict[str, Any] = {
             "kind": "unet",
             "channels": channels,
@@ -289,16 +305,26 @@ class UNetVelocity(nn.Module):
         _zero(self.conv_out)
         self._levels = len(widths)
         self._blocks = num_res_blocks
+        self.condition_embedding = None  # built last: the modules above keep their weights
+        if cond is not None:
+            self.config["condition"] = cond
+            self.condition_embedding = _zero_embedding(cond, emb)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """Return ``v(x, t)`` of shape ``(n, c, h, w)``; ``t`` is a scalar or of shape ``(n,)``.
+    def forward(self, x: Tensor, t: Tensor, c: Tensor | None = None) -> Tensor:
+        """Return ``v(x, t)`` (``v(x, t, c)`` for a conditional network) of shape
+        ``(n, c, h, w)``; ``t`` is a scalar or of shape ``(n,)``.
 
         Args:
             x: images, shape ``(n, c, h, w)`` with this network's ``c, h, w``.
             t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
+            c: condition codes of a conditional network: ``(n,)`` int64 labels or
+                ``(n, k + 1)`` float features (see :mod:`sitransport.ends.conditions`);
+                ``None`` for an unconditional one.
 
         Raises:
-            ValueError: ``x`` is not of shape ``(n, c, h, w)`` with this network's ``c, h, w``.
+            ValueError: ``x`` is not of shape ``(n, c, h, w)`` with this network's ``c, h, w``;
+                a conditional network without ``c`` or an unconditional one with it
+                (the message starts with ``condition:``); codes of the wrong kind or width.
 
         Example:
             >>> net = UNetVelocity(**unet_config("tiny", 3, 8))
@@ -313,9 +339,7 @@ class UNetVelocity(nn.Module):
             raise ValueError(
                 f"x must have shape (n, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}"
             )
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
-        emb = self.time_mlp(self.time_embedding(t.to(x.dtype)))
+        emb = self._embedding(x, t, c)
         h = self.conv_in(x)
         skips = [h]
         down = cast("Iterator[_Level]", iter(self.down))
@@ -337,12 +361,37 @@ class UNetVelocity(nn.Module):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return self.conv_out(F.silu(self.norm_out(h)))
 
+    def _embedding(self, x: Tensor, t: Tensor, c: Tensor | None) -> Tensor:
+        """The embedding of ``t`` plus, for a conditional network, that of ``c``."""
+        if (self.condition_embedding is None) != (c is None):
+            has = "is conditional: pass its condition" if c is None else "takes no condition"
+            raise ValueError(f"condition: this network {has}")
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        emb = self.time_mlp(self.time_embedding(t.to(x.dtype)))
+        if self.condition_embedding is None or c is None:
+            return emb
+        return emb + self.condition_embedding(c, x.dtype)
+
 
 def _zero(conv: nn.Conv2d) -> None:
     """Start a convolution at zero (weight and bias): its block starts as the identity."""
     nn.init.zeros_(conv.weight)
     if conv.bias is not None:
         nn.init.zeros_(conv.bias)
+
+
+def _zero_embedding(condition: dict[str, Any], width: int) -> ConditionEmbedding:
+    """A condition embedding whose output starts at zero (the label table, or the last
+    layer of the features' MLP): added to the time embedding, it leaves a fresh network the
+    unconditional one, and the gradient moves each label's row (or the last layer) first."""
+    embedding = ConditionEmbedding(condition["kind"], condition["size"], width)
+    table = embedding.table
+    last = table if isinstance(table, nn.Embedding) else cast(nn.Sequential, table)[-1]
+    with torch.no_grad():
+        for p in last.parameters():
+            p.zero_()
+    return embedding
 
 
 def _run(level: _Level, h: Tensor, emb: Tensor) -> Tensor:
