@@ -65,7 +65,7 @@ class UNetSpec:
     Args:
         preset: a key of :data:`~sitransport.nn.UNET_PRESETS` whose arguments ``options``
             override, or ``None``: ``options`` are all of the U-Net's arguments (besides the
-            ``channels`` and ``image_size`` the data set). Default ``"tiny"``.
+            ``channels``, ``image_size`` and ``condition`` the data set). Default ``"tiny"``.
         options: :class:`~sitransport.nn.UNetVelocity` arguments, as plain data. Default
             ``{}`` (the preset's).
 
@@ -86,7 +86,7 @@ class UNetSpec:
             raise TypeError(f"U-Net preset must be a name or None, got {self.preset!r}")
         if not isinstance(self.options, Mapping):
             raise TypeError(f"U-Net options must be a dict, got {type(self.options).__name__}")
-        for key in ("channels", "image_size", "kind"):
+        for key in ("channels", "image_size", "kind", "condition"):
             if key in self.options:
                 raise ValueError(f"U-Net options[{key!r}] is set by the data, not the spec")
         object.__setattr__(self, "options", plain(dict(self.options)))  # tuples -> lists

@@ -304,7 +304,7 @@ def test_fit_image_errors(rho0, rho1, kwargs, exc, match):
         st.fit(ends[rho0], ends[rho1], **dict(TINY_FIT, **kwargs))
 
 
-@pytest.mark.parametrize("key", ["channels", "image_size", "kind"])
+@pytest.mark.parametrize("key", ["channels", "image_size", "kind", "condition"])
 def test_unet_options_set_by_the_data_are_refused(key):
     with pytest.raises(ValueError, match=rf"options\['{key}'\] is set by the data"):
         st.UNetSpec("tiny", {key: 3})
