@@ -27,6 +27,10 @@ they can run on the all-gathered global batch. A coupling also says where a trai
 batches come from (:meth:`Coupling.source`, a :class:`PairSource`): each batch as drawn and
 then paired, or, for ``global_ot``, drawn from the plans; the trainer only draws from the
 source it is given.
+
+In a conditional fit, :func:`pair_within` (and :func:`submit_within`) applies any coupling
+within conditions: per label, or under the cost ``|x0 - x1|^2 + lambda |c0 - c1|^2`` for
+continuous features.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 from sitransport.couplings.base import Coupling, Independent, PairSource
 from sitransport.couplings.base import DrawPairs as DrawPairs
 from sitransport.couplings.base import End as End
+from sitransport.couplings.conditional import pair_within, submit_within
 from sitransport.couplings.global_plan import GlobalOT, PlanSampler
 from sitransport.couplings.minibatch import BLOCK as BLOCK
 from sitransport.couplings.minibatch import ExactOT, Sinkhorn
@@ -50,4 +55,6 @@ __all__ = [
     "Sinkhorn",
     "coupling_names",
     "get_coupling",
+    "pair_within",
+    "submit_within",
 ]
