@@ -33,6 +33,7 @@ __all__ = [
     "check_finite",
     "check_finite_output",
     "check_fraction",
+    "check_guidance",
     "check_in_range",
     "check_keys",
     "check_mixture_weights",
@@ -349,6 +350,24 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}, got {value}")
     return v
+
+
+#: Largest classifier-free guidance strength: beyond it the guided field is dominated by the
+#: difference of two learned velocities, amplified past any use.
+MAX_GUIDANCE = 100.0
+
+
+def check_guidance(value: Any, name: str = "guidance") -> float:
+    """Return a guidance strength ``w`` as a float in ``[0, MAX_GUIDANCE]``.
+
+    Example:
+        >>> check_guidance(1)
+        1.0
+    """
+    w = check_positive(value, name, allow_zero=True)
+    if w > MAX_GUIDANCE:
+        raise ValueError(f"{name} must be in [0, {MAX_GUIDANCE:g}], got {value}")
+    return w
 
 
 # Seeds are integers in ``[0, _SEED_MAX]``: the range of ``torch.Generator.manual_seed`` with

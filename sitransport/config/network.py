@@ -32,6 +32,10 @@ class MLPSpec(FieldsSpec):
         activation: activation name (see :class:`~sitransport.nn.MLPVelocity`). Default ``"silu"``.
         time_frequencies: sinusoidal time frequencies. Default ``8``.
         space_frequencies: octaves of positional features of ``x`` (0: none). Default ``0``.
+        condition_fusion: how a conditional fit's condition enters the network: ``"film"``
+            (each hidden layer scaled and shifted by functions of the condition's embedding)
+            or ``"concat"`` (the embedding appended to the input); see
+            :mod:`sitransport.nn.condition`. Unused without a condition. Default ``"film"``.
 
     Example:
         >>> from sitransport import MLPSpec
@@ -46,9 +50,11 @@ class MLPSpec(FieldsSpec):
     activation: str = "silu"
     time_frequencies: int = 8
     space_frequencies: int = 0
+    condition_fusion: str = "film"
 
     def __post_init__(self) -> None:
         check_choice(self.kind, "MLP kind", MLP_KINDS)
+        check_choice(self.condition_fusion, "condition_fusion", ("film", "concat"))
         if self.width is not None:
             check_positive_int(self.width, "width")
         check_positive_int(self.depth, "depth")

@@ -56,6 +56,10 @@ class TrainSettings(FieldsSpec):
             step in less memory.
         mixed_precision: ``"bf16"``: the network runs under bfloat16 autocast, the loss,
             optimiser and EMA stay in float32 (default ``None``: off).
+        condition_dropout: in a conditional fit, the probability with which a pair's
+            condition is replaced by the null condition, so that one network learns the
+            conditional and the unconditional velocity at once (classifier-free guidance:
+            ``flow.sample(..., guidance=w)``); in ``[0, 1)``, typically 0.1. Default 0: off.
 
     Example:
         >>> from sitransport import TrainSettings
@@ -79,6 +83,7 @@ class TrainSettings(FieldsSpec):
     restore_best: bool = False
     accumulate: int = 1
     mixed_precision: str | None = None
+    condition_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive_int(self.steps, "steps")
@@ -98,6 +103,12 @@ class TrainSettings(FieldsSpec):
             check_choice(self.mixed_precision, "mixed_precision", ("bf16",))
         for name in ("antithetic", "progress", "restore_best"):
             check_bool(getattr(self, name), name)
+        check_fraction(self.condition_dropout, "condition_dropout", high=1.0)
+        if self.condition_dropout >= 1.0:
+            raise ValueError(
+                f"condition_dropout must be in [0, 1): 1 would never show the network a "
+                f"condition, got {self.condition_dropout!r}"
+            )
 
 
 def freeze_step(freeze: Any, steps: int) -> int | None:

@@ -22,8 +22,9 @@ from torch import Tensor
 #: An end of a global plan: a finite set of samples ``(N, ...)`` or a function
 #: ``sample(m, generator)`` returning ``m`` fresh draws.
 End = Tensor | Callable[[int, torch.Generator], Tensor]
-#: ``draw(n, generator) -> (x0, x1)``: ``n`` pairs of normalised samples.
-DrawPairs = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
+#: ``draw(n, generator) -> (x0, x1)``: ``n`` pairs of normalised samples (a conditional
+#: fit's draw also returns the pairs' condition codes, ``(x0, x1, codes)``).
+DrawPairs = Callable[[int, torch.Generator], tuple[Tensor, ...]]
 
 __all__ = ["Coupling", "Independent", "PairSource"]
 

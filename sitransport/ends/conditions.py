@@ -204,8 +204,10 @@ class ConditionEncoder:
         keys = {"labels": {"kind", "labels"}, "features": {"kind", "mean", "scale"}}
         expected = keys.get(spec["kind"])
         if expected is None or set(spec) != expected:
-            raise ValueError(f"a condition spec has keys {sorted(expected or keys['labels'])}, "
-                             f"got {sorted(spec)}")
+            raise ValueError(
+                f"a condition spec has keys {sorted(expected or keys['labels'])}, "
+                f"got {sorted(spec)}"
+            )
         if spec["kind"] == "labels":
             if not isinstance(spec["labels"], list):
                 raise ValueError("condition spec: 'labels' must be a list")

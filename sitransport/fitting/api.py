@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,6 +26,13 @@ from sitransport.config import (
 )
 from sitransport.couplings import Coupling, get_coupling
 from sitransport.ends.densities import Density, EmpiricalDensity, StandardNormal
+from sitransport.fitting.conditions import (
+    ConditionalDraw,
+    check_condition_settings,
+    resolve_conditions,
+    split_conditions,
+    training_conditions,
+)
 from sitransport.fitting.ends import (
     check_ranks,
     check_remedy,
@@ -83,6 +91,8 @@ def fit(
     latent: int | str | LatentSpec | None = None,
     ode: ODEOptions | None = None,
     num_workers: int = 0,
+    condition: Any = None,
+    condition_weight: float | None = None,
 ) -> Flow:
     r"""Learn a transport map from ``rho0`` to ``rho1`` by minimising the quadratic loss.
 
@@ -189,6 +199,20 @@ def fit(
             :class:`~sitransport.latent.LatentFlow`. Default ``None``.
         ode: default ODE settings of the returned flow.
         num_workers: ``DataLoader`` workers when ``rho1`` is a torch ``Dataset``. Default ``0``.
+        condition: fit a family of densities :math:`\rho_1(x | c)`, one map per condition
+            ``c`` (see the guide "Conditional transport"): ``c`` with one row per sample of
+            ``rho1`` (samples or :class:`~sitransport.images.ImageData`), either labels
+            ``(n,)`` (integers or strings: a learned embedding per label) or float features
+            ``(n,)`` / ``(n, k)`` (standardised, then an MLP embedding), as numpy, torch,
+            xarray or pandas; ``rho0`` is shared by all conditions. Or a pair ``(c0, c1)``
+            when both ends are samples with conditions of their own (control and treated
+            cells per drug): pairs are then drawn within equal condition values. Couplings
+            pair within conditions (blocks per label; see ``condition_weight``). Every method
+            of the flow then takes ``condition=``. Default ``None``: one map.
+        condition_weight: the weight :math:`\lambda` of continuous features in the pairing
+            cost :math:`|x_0 - x_1|^2 + \lambda |c_0 - c_1|^2` of OT couplings under
+            ``condition=c`` with float features (normalised coordinates, standardised
+            features); default ``None``: see :mod:`sitransport.couplings.conditional`.
 
     Returns:
         The fitted flow, a :class:`TransportFlow` (with ``latent=``, a
@@ -251,6 +275,8 @@ def fit(
     sampler = get_time_sampler(time_sampler)
     pairing = get_coupling(coupling)
     d0, d1, source = resolve_ends(rho0, rho1, seed, num_workers)
+    conds = resolve_conditions(condition, d0, d1)
+    check_condition_settings(conds, settings, pairing, condition_weight)
     if latent is not None:
         if len(d0.shape) == 3 or d1 is None:  # d1 is None: a dataset at rho1
             raise ValueError("latent= works on vectors (n, d); flatten images first")
@@ -259,15 +285,30 @@ def fit(
     check_remedy(d0, d1, remedy)
 
     gen = run_generator(seed, 2)
-    train0, held0 = split(d0, validation, gen, "rho0")
-    train1, held1 = split(source if source is not None else d1, validation, gen, "rho1")
+    c0 = conds.c0 if conds is not None else None
+    c1 = conds.c1 if conds is not None else None
+    train0, held0, c0_train, _ = split_conditions(d0, c0, validation, gen, _splitter("rho0"))
+    train1, held1, c1_train, c1_held = split_conditions(
+        source if source is not None else d1, c1, validation, gen, _splitter("rho1")
+    )
     norm = normalization(train0, train1, normalize, dtype, gen)
     interp, ranks, sde = check_ranks(d0, d1, interp, remedy, norm.scale)
-    val = None
-    if validation > 0:
-        val = validation_pairs(train0, held0, train1, held1, norm, gen)
-    net = seeded_network(net_spec, d0.shape, interp.stochastic, seed)
-    pairs = pair_source(train0, train1, norm, pairing, seed)
+    encoder = conds.encoder if conds is not None else None
+    net = seeded_network(net_spec, d0.shape, interp.stochastic, seed, encoder)
+    val: tuple[Tensor, ...] | None = None
+    if conds is None:
+        if validation > 0:
+            val = validation_pairs(train0, held0, train1, held1, norm, gen)
+        pairs = pair_source(train0, train1, norm, pairing, seed)
+    else:
+        assert c1_train is not None  # conditions are split with their samples
+        draw = ConditionalDraw(train0, train1, c1_train, conds.encoder, norm, dtype, c0_train)
+        if validation > 0 and c1_held is not None:
+            held = ConditionalDraw(
+                train0, EmpiricalDensity(held1), c1_held, conds.encoder, norm, dtype, c0_train
+            )
+            val = held.rows(torch.arange(held1.shape[0]), gen)
+        pairs = pairing.source(draw, seed=seed)
     config = FitConfig(
         training=settings,
         network=net_spec,
@@ -287,6 +328,8 @@ def fit(
         rank0=ranks[0] if ranks else None,
         rank1=ranks[1] if ranks else None,
         sample_method="sde" if sde else "ode",
+        condition=conds.kind if conds is not None else None,
+        condition_weight=condition_weight,
     )
     file = None
     if ckpt is not None:
@@ -307,7 +350,8 @@ def fit(
         resume=ckpt is not None and ckpt.resume,
         device=device,
         dtype=dtype,
-        fingerprint=fit_fingerprint(config, d0, end1) if ckpt else None,
+        fingerprint=fit_fingerprint(config, d0, end1, conds) if ckpt else None,
+        conditions=training_conditions(conds, condition_weight, settings.condition_dropout),
     )
     return TransportFlow(
         trained.model,
@@ -318,7 +362,13 @@ def fit(
         ode=ode,
         config=config,
         history=trained.history,
+        condition=encoder,
     )
+
+
+def _splitter(name: str) -> Callable[[Any, float, torch.Generator], tuple[Any, Any]]:
+    """:func:`split` of the end called ``name``."""
+    return lambda end, fraction, gen: split(end, fraction, gen, name)
 
 
 def _interpolant_record(interp: Interpolant) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ from torch import Tensor
 from sitransport.config import FitConfig
 from sitransport.distributed import ShardedDataset
 from sitransport.ends.densities import Density, EmpiricalDensity
+from sitransport.fitting.conditions import FitConditions
 from sitransport.images import DequantizedImages
 from sitransport.train import run_generator
 
@@ -54,7 +55,10 @@ _FINGERPRINTED = ("validation", "normalize", "remedy", "rank0", "rank1", "sample
 
 
 def fit_fingerprint(
-    config: FitConfig, rho0: Density, rho1: Density | ShardedDataset
+    config: FitConfig,
+    rho0: Density,
+    rho1: Density | ShardedDataset,
+    conditions: FitConditions | None = None,
 ) -> dict[str, Any]:
     """What a resumed ``fit`` must share with the run that wrote the checkpoint, beyond what
     :func:`~sitransport.train.train` records: the network spec, the settings of ``fit``
@@ -64,6 +68,8 @@ def fit_fingerprint(
         config: the fit's record.
         rho0: the source end, as resolved (before the split).
         rho1: the target end, as resolved (a density or a dataset).
+        conditions: a conditional fit's conditions (kind, pairing weight and a SHA-256 of
+            the values); unconditional fingerprints have no such entry.
     """
     run: dict[str, Any] = {name: getattr(config, name) for name in _FINGERPRINTED}
     run.update(
@@ -71,4 +77,10 @@ def fit_fingerprint(
         rho0=_data_fingerprint(rho0),
         rho1=_data_fingerprint(rho1),
     )
+    if conditions is not None:
+        run["condition"] = {
+            "kind": conditions.kind,
+            "weight": config.condition_weight,
+            "sha256": conditions.digest(),
+        }
     return run

@@ -41,9 +41,13 @@ def solve(
     ode: ODEOptions | None,
     nfe: int | None,
     method: str = "transport",
+    *,
+    condition: Any = None,
+    guidance: float = 0.0,
 ) -> TransportResult:
     """:meth:`transport` of the argument called ``name`` (``y`` for :meth:`pull_back`), for
-    the public method ``method`` (named if the result is not finite)."""
+    the public method ``method`` (named if the result is not finite), under a conditional
+    flow's ``condition`` (and classifier-free ``guidance``)."""
     start, end = _scalar_time(start, "start"), _scalar_time(end, "end")
     ts = torch.tensor([start, end])  # float32: also what float32 flows solve with
     if ts[0] == ts[1]:
@@ -53,8 +57,10 @@ def solve(
         )
     options = flow._options(ode, nfe)
     xt, back, in_dtype = flow._prepare(x, name)
+    codes = flow._codes(condition, xt.shape[0], xt)
+    velocity = flow._guided(guidance)
     flow._eval_mode()
-    res = integrate(flow._v, flow._norm.encode(xt), ts.to(xt), options)
+    res = integrate(velocity, flow._norm.encode(xt), ts.to(xt), options, condition=codes)
     out = flow._norm.decode(res.states[-1]).to(in_dtype)
     check_finite_output(out, method, "the transported states")
     return TransportResult(back(out), res.nfe)
@@ -68,11 +74,15 @@ def _squared(scale: float) -> float:
         return math.inf
 
 
-def path_energy(flow: TransportFlow, x: Any, ode: ODEOptions | None) -> PathEnergy:
+def path_energy(
+    flow: TransportFlow, x: Any, ode: ODEOptions | None, condition: Any = None
+) -> PathEnergy:
     """The body of :meth:`TransportFlow.path_energy`."""
     xt, back, in_dtype = flow._prepare(x, "x")
+    codes = flow._codes(condition, xt.shape[0], xt)
     flow._eval_mode()
-    res = integrate_energy(flow._v, flow._norm.encode(xt), 0.0, 1.0, flow._options(ode))
+    z = flow._norm.encode(xt)
+    res = integrate_energy(flow._v, z, 0.0, 1.0, flow._options(ode), condition=codes)
     energy = (res.energy * _squared(flow._norm.scale)).to(in_dtype)
     x1 = flow._norm.decode(res.x).to(in_dtype)
     check_finite_output(x1, "path_energy", "the end points")
@@ -81,7 +91,12 @@ def path_energy(flow: TransportFlow, x: Any, ode: ODEOptions | None) -> PathEner
 
 
 def trajectory(
-    flow: TransportFlow, x: Any, times: Any, ode: ODEOptions | None, nfe: int | None
+    flow: TransportFlow,
+    x: Any,
+    times: Any,
+    ode: ODEOptions | None,
+    nfe: int | None,
+    condition: Any = None,
 ) -> xr.DataArray:
     """The body of :meth:`TransportFlow.trajectory`."""
     ts = check_times(times, "times")
@@ -95,8 +110,9 @@ def trajectory(
             f"times must be strictly increasing or strictly decreasing in {xt.dtype}, got "
             f"{ts.tolist()}"
         )
+    codes = flow._codes(condition, xt.shape[0], xt)
     flow._eval_mode()
-    res = integrate(flow._v, flow._norm.encode(xt), ts.to(xt), options)
+    res = integrate(flow._v, flow._norm.encode(xt), ts.to(xt), options, condition=codes)
     decoded = check_finite_output(flow._norm.decode(res.states), "trajectory", "the states")
     states = decoded.detach().cpu().numpy().astype(np.float64)
     dims = ("time", "sample", "dim") if len(flow._shape) == 1 else None

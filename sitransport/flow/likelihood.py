@@ -41,6 +41,7 @@ def log_prob_estimate(
     ode: ODEOptions | None = None,
     batch_size: int | None = None,
     progress: bool = True,
+    condition: Any = None,
 ) -> LogProbEstimate:
     """The body of :meth:`TransportFlow.log_prob_estimate` for the public function ``caller``
     (named in errors); with ``stderr`` the standard errors are used, and need two probes."""
@@ -62,11 +63,13 @@ def log_prob_estimate(
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, got {type(progress).__name__} {progress!r}")
     yt, back, in_dtype = flow._prepare(y, "y")
+    codes = flow._codes(condition, yt.shape[0], yt)
     flow._eval_mode()
     generator = torch_generator(0 if seed is None else seed)
     lps, errs, nfes = [], [], []
     chunks = torch.split(yt, options.batch_size)
-    for chunk in _progress(chunks, progress and len(chunks) > 1, "log_prob"):
+    code_chunks = torch.split(codes, options.batch_size) if codes is not None else None
+    for i, chunk in enumerate(_progress(chunks, progress and len(chunks) > 1, "log_prob")):
         res = integrate_logdet(
             flow._v,
             flow._norm.encode(chunk),
@@ -76,6 +79,7 @@ def log_prob_estimate(
             divergence=method,
             probes=probes,
             generator=generator,
+            condition=None if code_chunks is None else code_chunks[i],
         )
         x0 = flow._norm.decode(res.x)
         lps.append(flow._base.log_prob(x0.to(torch.float64)) + res.delta_logp.to(torch.float64))

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from sitransport._io import MAX_SIZE, check_map_location, module_mismatch
 from sitransport._tree import Budget, TreeError, bounded_copy, plain
 from sitransport.config import FitConfig
+from sitransport.ends.conditions import ConditionEncoder
 from sitransport.ends.densities import Density, EmpiricalDensity, StandardNormal, as_density
 from sitransport.ends.normalization import Normalization
 from sitransport.errors import CorruptFileError
@@ -48,6 +49,7 @@ def write_payload(flow: TransportFlow) -> dict[str, Any]:
         )
     _check_restorable(net, flow._interpolant)
     base, target = _density_spec(flow._base), _density_spec(flow._target)
+    condition = {} if flow._condition is None else {"condition": flow._condition.spec()}
     return {
         "format": flow.FORMAT,
         "version": flow.VERSION,
@@ -61,6 +63,7 @@ def write_payload(flow: TransportFlow) -> dict[str, Any]:
         "ode": asdict(flow._ode),
         "config": flow._config.spec() if flow._config is not None else {},
         "history": _history_to_plain(flow._history),
+        **condition,  # only conditional flows: unconditional files are as before
     }
 
 
@@ -257,7 +260,28 @@ def _stored_parts(
         "ode": ODEOptions(**payload["ode"]),
         "config": _stored_config(payload["config"], shape),
         "history": _history_fromplain(payload["history"]),
+        "condition": _stored_condition(payload.get("condition"), net),
     }
+
+
+def _stored_condition(spec: Any, net: nn.Module) -> ConditionEncoder | None:
+    """The file's conditions, checked against the network's condition input (a conditional
+    network needs the label set or the standardisation its codes are made with)."""
+    inner = getattr(net, "velocity", net)  # a velocity-denoiser pair: its velocity
+    wants = cast(dict, getattr(inner, "config", {})).get("condition")
+    if spec is None:
+        if wants is not None:
+            raise ValueError("the network is conditional but the file stores no conditions")
+        return None
+    encoder = ConditionEncoder.from_spec(spec)
+    if wants is None:
+        raise ValueError("the file stores conditions but the network is unconditional")
+    if (wants["kind"], wants["size"]) != (encoder.kind, encoder.size):
+        raise ValueError(
+            f"the stored conditions ({encoder.kind}, {encoder.size} codes) do not match the "
+            f"network's condition input ({wants['kind']}, {wants['size']} codes)"
+        )
+    return encoder
 
 
 def _stored_config(stored: Any, shape: tuple[int, ...]) -> FitConfig | None:

@@ -55,12 +55,13 @@ def _require_gaussian_base(flow: TransportFlow, what: str) -> None:
         )
 
 
-def score(flow: TransportFlow, x: Any, t: Any, alpha_min: float) -> Any:
+def score(flow: TransportFlow, x: Any, t: Any, alpha_min: float, condition: Any = None) -> Any:
     """The body of :meth:`TransportFlow.score`."""
     _require_gaussian_base(flow, "score")
     alpha_min = check_positive(alpha_min, "alpha_min")
     xt, back, in_dtype = flow._prepare(x, "x")
     tt = check_times(t, "t", n=xt.shape[0]).to(xt)
+    codes = flow._codes(condition, xt.shape[0], xt)
     flow._eval_mode()
     denoiser = _denoiser(flow)
     if denoiser is not None:  # score = -eta_z / gamma_u in normalised coordinates u
@@ -71,13 +72,14 @@ def score(flow: TransportFlow, x: Any, t: Any, alpha_min: float) -> Any:
                 f"{float(g.min()):.3g} < {alpha_min:g}: it is singular at t = 0 and t = 1"
             )
         with torch.no_grad():
-            eta = denoiser(flow._norm.encode(xt), tt)
+            z = flow._norm.encode(xt)
+            eta = denoiser(z, tt) if codes is None else denoiser(z, tt, codes)
         g_x = flow._path.gamma(tt) * flow._norm.scale  # gamma(t) for files of version 2
         g_x = g_x.reshape(-1, *[1] * (xt.ndim - 1)) if g_x.ndim else g_x
         out = -eta / g_x
     else:
         with torch.no_grad():
-            v = flow._v(flow._norm.encode(xt), tt) * flow._norm.scale
+            v = flow._v(flow._norm.encode(xt), tt, codes) * flow._norm.scale
         shift = flow._version1_shift(xt)
         out = score_from_velocity(v, xt, tt, flow._interpolant, shift, alpha_min=alpha_min)
     return back(check_finite_output(out.to(in_dtype), "score", "the scores"))
@@ -90,8 +92,14 @@ def _sample_sde(
     steps: int,
     scheme: str,
     gen: torch.Generator,
+    velocity: Callable[..., Tensor],
+    codes: Tensor | None,
 ) -> Tensor:
     interp, norm = flow._interpolant, flow._norm
+
+    def v_of(z: Tensor, t: Tensor) -> Tensor:
+        return velocity(z, t) if codes is None else velocity(z, t, codes)
+
     p = flow._param()
     x = x0.to(dtype=p.dtype if p is not None else torch.float64)
     shift = flow._version1_shift(x)
@@ -105,7 +113,8 @@ def _sample_sde(
 
         def drift_z(z: Tensor, t: Tensor) -> Tensor:
             with torch.no_grad():
-                return flow._v(z, t) - eps0 * path.gamma(t) * denoiser(z, t)
+                eta = denoiser(z, t) if codes is None else denoiser(z, t, codes)
+                return v_of(z, t) - eps0 * path.gamma(t) * eta
 
         z = sde_integrate(
             drift_z,
@@ -135,7 +144,7 @@ def _sample_sde(
 
     def drift(y: Tensor, t: Tensor) -> Tensor:
         with torch.no_grad():
-            v = flow._v(norm.encode(y), t) * norm.scale
+            v = v_of(norm.encode(y), t) * norm.scale
         ea = eps_over_alpha(t)
         if float(ea) == 0.0:
             return v
@@ -154,6 +163,8 @@ def sample(
     steps: int,
     scheme: str,
     nfe: int | None,
+    condition: Any = None,
+    guidance: float = 0.0,
 ) -> np.ndarray:
     """The body of :meth:`TransportFlow.sample`."""
     n = check_positive_int(n, "n")
@@ -171,10 +182,15 @@ def sample(
             "sample needs rho0, but this flow has no base: pass base= to TransportFlow, or "
             "to sitransport.load for flows saved with a torch Distribution base"
         )
+    velocity = flow._guided(guidance)  # checks guidance before any work
     gen = torch_generator(seed)
     x0 = flow._base.sample(n, gen)
+    codes = flow._codes(condition, n, x0)
     if method == "ode":
-        return integration.solve(flow, x0.numpy(), "x", 0.0, 1.0, options, None, "sample").x
+        x = x0.numpy()
+        return integration.solve(
+            flow, x, "x", 0.0, 1.0, options, None, "sample", condition=condition, guidance=guidance
+        ).x
     _require_gaussian_base(flow, "sample(method='sde')")
     steps = check_positive_int(steps, "steps")
     check_choice(scheme, "scheme", ("euler", "heun"))
@@ -183,5 +199,10 @@ def sample(
     if not callable(eps):
         check_positive(eps, "eps", allow_zero=True)
     flow._eval_mode()
-    out = _sample_sde(flow, x0, eps, steps, scheme, gen).detach().cpu().to(torch.float64)
+    if codes is not None:
+        p = flow._param()
+        codes = codes.to(device=p.device if p is not None else codes.device)
+        codes = codes.to(p.dtype) if p is not None and codes.is_floating_point() else codes
+    out = _sample_sde(flow, x0, eps, steps, scheme, gen, velocity, codes)
+    out = out.detach().cpu().to(torch.float64)
     return check_finite_output(out, "sample", "the samples").numpy()

@@ -15,8 +15,15 @@ from torch import Tensor, nn
 
 from sitransport._io import check_save_path
 from sitransport._safefile import write_tree
-from sitransport._validation import as_tensor, check_finite_output, check_in_range, check_times
+from sitransport._validation import (
+    as_tensor,
+    check_finite_output,
+    check_guidance,
+    check_in_range,
+    check_times,
+)
 from sitransport.config import FitConfig
+from sitransport.ends.conditions import ConditionEncoder
 from sitransport.ends.densities import Density, as_density
 from sitransport.ends.normalization import Normalization
 from sitransport.flow import integration, likelihood, sampling
@@ -58,10 +65,14 @@ class TransportFlow:
         config: how the flow was fitted, a :class:`~sitransport.config.FitConfig` (read-only
             :attr:`config`; ``None``: built by hand).
         history: the training record (:attr:`history`). Default ``None``.
+        condition: the conditions of a conditional flow, a
+            :class:`~sitransport.ends.conditions.ConditionEncoder`: ``velocity`` is then
+            ``v(z, t, c)`` of the encoder's codes, and every method takes ``condition=``.
+            Default ``None``: unconditional.
 
     Raises:
         TypeError: ``velocity`` is not callable, or ``ode`` is not an
-            :class:`~sitransport.ode.ODEOptions`.
+            :class:`~sitransport.ode.ODEOptions`, or ``condition`` not a ``ConditionEncoder``.
         ValueError: ``shape`` cannot be inferred, or ``base`` has another sample shape.
 
     Example:
@@ -84,7 +95,7 @@ class TransportFlow:
 
     def __init__(
         self,
-        velocity: nn.Module | Callable[[Tensor, Tensor], Tensor],
+        velocity: nn.Module | Callable[..., Tensor],
         interpolant: str | Interpolant = "trig",
         *,
         base: Any = None,
@@ -94,6 +105,7 @@ class TransportFlow:
         ode: ODEOptions | None = None,
         config: FitConfig | None = None,
         history: xr.Dataset | None = None,
+        condition: ConditionEncoder | None = None,
     ) -> None:
         if not callable(velocity):
             raise TypeError(f"velocity must be callable v(z, t), got {type(velocity).__name__}")
@@ -134,6 +146,11 @@ class TransportFlow:
             )
         self._config = config
         self._history = history
+        if condition is not None and not isinstance(condition, ConditionEncoder):
+            raise TypeError(
+                f"condition must be a ConditionEncoder or None, got {type(condition).__name__}"
+            )
+        self._condition = condition
 
     # ----------------------------------------------------------------- read-only attributes
     @property
@@ -155,6 +172,13 @@ class TransportFlow:
         with the ``"global_ot"`` coupling).
         """
         return self._history
+
+    @property
+    def condition(self) -> ConditionEncoder | None:
+        """The conditions of a conditional flow (its label set or the standardisation of its
+        features, a :class:`~sitransport.ends.conditions.ConditionEncoder`); ``None`` for an
+        unconditional flow."""
+        return self._condition
 
     @property
     def interpolant(self) -> Interpolant:
@@ -226,8 +250,62 @@ class TransportFlow:
         check_in_range(t, name, dtype)  # e.g. 1e39 for a float32 network
         return t.to(device=device, dtype=dtype), back, t.dtype
 
-    def _v(self, z: Tensor, t: Tensor) -> Tensor:
-        return self._velocity(z, t)
+    def _v(self, z: Tensor, t: Tensor, c: Tensor | None = None) -> Tensor:
+        return self._velocity(z, t) if c is None else self._velocity(z, t, c)
+
+    def _codes(self, condition: Any, n: int, like: Tensor) -> Tensor | None:
+        """The network's codes of ``condition`` for ``n`` samples (on ``like``'s device and
+        dtype), or ``None`` for an unconditional flow.
+
+        Raises:
+            ValueError: a conditional flow without a condition, an unconditional one with
+                one, or a condition this flow cannot read (see ``ConditionEncoder.encode``).
+        """
+        enc = self._condition
+        if enc is None:
+            if condition is not None:
+                raise ValueError(
+                    "condition: this flow is unconditional (fitted without condition=), got "
+                    f"a condition of type {type(condition).__name__}; fit with condition= to "
+                    "learn a family of densities"
+                )
+            return None
+        if condition is None:
+            raise ValueError(
+                f"condition: this flow is conditional ({enc!r}); pass condition= (one value "
+                "for all samples, or one row per sample)"
+            )
+        return enc.encode(condition, n, dtype=like.dtype).to(like.device)
+
+    def _guided(self, guidance: Any) -> Callable[..., Tensor]:
+        r"""The velocity ``v(z, t, c)`` with classifier-free guidance of strength ``w``,
+        :math:`(1 + w) v(z, t, c) - w v(z, t, arnothing)`; ``w = 0`` is :meth:`_v` itself.
+
+        Raises:
+            ValueError: ``w != 0`` for an unconditional flow, or for one trained without
+                ``condition_dropout`` (its null condition was never learned).
+        """
+        w = check_guidance(guidance)
+        if w == 0.0:
+            return self._v
+        enc = self._condition
+        if enc is None:
+            raise ValueError("guidance: this flow is unconditional; guidance needs a condition")
+        dropout = self._config.training.condition_dropout if self._config is not None else None
+        if dropout == 0.0:
+            raise ValueError(
+                f"guidance={w:g} needs the unconditional velocity, which this flow never "
+                "learned: fit with training=TrainSettings(condition_dropout=0.1)"
+            )
+
+        def guided(z: Tensor, t: Tensor, c: Tensor) -> Tensor:
+            n = z.shape[0]
+            null = enc.null(n, dtype=c.dtype if c.is_floating_point() else z.dtype).to(c)
+            tt = torch.cat([t, t]) if t.ndim == 1 else t
+            both = self._velocity(torch.cat([z, z]), tt, torch.cat([c, null]))
+            return (1 + w) * both[:n] - w * both[n:]
+
+        return guided
 
     def _options(self, ode: ODEOptions | None, nfe: int | None = None) -> ODEOptions:
         """The solver of a call: ``ode``, or the fixed-step scheme of budget ``nfe``, or the
@@ -248,12 +326,15 @@ class TransportFlow:
             self._velocity.eval()
 
     # ------------------------------------------------------------------- public methods
-    def velocity(self, x: Any, t: Any) -> Any:
+    def velocity(self, x: Any, t: Any, *, condition: Any = None) -> Any:
         """The velocity field in the caller's coordinates, ``s * v((x - m) / s, t)``.
 
         Args:
             x: points, shape ``(n, d)``.
             t: a time in ``[0, 1]`` or times of shape ``(n,)``.
+            condition: a conditional flow's condition (``fit(..., condition=)``): one label or
+                feature vector for all samples, or one row per sample; ``None`` (default)
+                for an unconditional flow.
 
         Returns:
             Velocities of the shape and array type of ``x``.
@@ -270,9 +351,10 @@ class TransportFlow:
         """
         xt, back, in_dtype = self._prepare(x, "x")
         tt = check_times(t, "t", n=xt.shape[0]).to(xt)
+        codes = self._codes(condition, xt.shape[0], xt)
         self._eval_mode()
         with torch.no_grad():
-            v = self._v(self._norm.encode(xt), tt) * self._norm.scale
+            v = self._v(self._norm.encode(xt), tt, codes) * self._norm.scale
         return back(check_finite_output(v.to(in_dtype), "velocity", "the velocities"))
 
     def transport(
@@ -283,6 +365,7 @@ class TransportFlow:
         end: float = 1.0,
         ode: ODEOptions | None = None,
         nfe: int | None = None,
+        condition: Any = None,
     ) -> TransportResult:
         """Solve the flow's ODE from time ``start`` to ``end`` (either direction).
 
@@ -296,6 +379,9 @@ class TransportFlow:
                 (``rk4`` with ``nfe // 4`` steps; one step of ``euler``, ``midpoint`` or
                 ``heun3`` for 1, 2, 3). Few evaluations suffice for straight paths
                 (``coupling="exact_ot"``, reflow). Default ``None``.
+            condition: a conditional flow's condition (``fit(..., condition=)``): one label or
+                feature vector for all samples, or one row per sample; ``None`` (default)
+                for an unconditional flow.
 
         Returns:
             :class:`TransportResult` with the end states and the NFE.
@@ -319,14 +405,19 @@ class TransportFlow:
             >>> round(float(result.x[0, 0]), 4), result.nfe  # 1 + 1 + 1/2 + 1/6 + 1/24
             (2.7083, 4.0)
         """
-        return integration.solve(self, x, "x", start, end, ode, nfe)
+        return integration.solve(self, x, "x", start, end, ode, nfe, condition=condition)
 
-    def path_energy(self, x: Any, *, ode: ODEOptions | None = None) -> PathEnergy:
+    def path_energy(
+        self, x: Any, *, ode: ODEOptions | None = None, condition: Any = None
+    ) -> PathEnergy:
         r"""Push ``x`` forward and integrate :math:`\int_0^1 |v_t(X_t)|^2 dt` along each path.
 
         Args:
             x: samples of ``rho0``, shape ``(n, d)``.
             ode: ODE settings (default: the flow's :attr:`ode`).
+            condition: a conditional flow's condition (``fit(..., condition=)``): one label or
+                feature vector for all samples, or one row per sample; ``None`` (default)
+                for an unconditional flow.
 
         Returns:
             A :class:`PathEnergy`: end points ``x``, per-sample path energies ``energy``
@@ -345,9 +436,16 @@ class TransportFlow:
             >>> result.x[0], result.energy
             (array([1., 1.]), array([2., 2., 2.]))
         """
-        return integration.path_energy(self, x, ode)
+        return integration.path_energy(self, x, ode, condition)
 
-    def push_forward(self, x: Any, *, ode: ODEOptions | None = None, nfe: int | None = None) -> Any:
+    def push_forward(
+        self,
+        x: Any,
+        *,
+        ode: ODEOptions | None = None,
+        nfe: int | None = None,
+        condition: Any = None,
+    ) -> Any:
         """Map samples of ``rho0`` to samples of ``rho1`` (solve ``t: 0 -> 1``).
 
         Args:
@@ -355,6 +453,9 @@ class TransportFlow:
             ode: ODE settings (default: the flow's :attr:`ode`).
             nfe: instead of ``ode``, a budget of velocity evaluations (fixed steps, see
                 :meth:`transport`). Default ``None``.
+            condition: a conditional flow's condition (``fit(..., condition=)``): one label or
+                feature vector for all samples, or one row per sample; ``None`` (default)
+                for an unconditional flow.
 
         Returns:
             Samples of ``rho1``, of the array type, dtype and device of ``x``.
@@ -375,9 +476,18 @@ class TransportFlow:
             >>> flow.push_forward(np.array([[1.0, -1.0]]), nfe=1)  # one Euler step: x (1 + 1)
             array([[ 2., -2.]])
         """
-        return integration.solve(self, x, "x", 0.0, 1.0, ode, nfe, "push_forward").x
+        return integration.solve(
+            self, x, "x", 0.0, 1.0, ode, nfe, "push_forward", condition=condition
+        ).x
 
-    def pull_back(self, y: Any, *, ode: ODEOptions | None = None, nfe: int | None = None) -> Any:
+    def pull_back(
+        self,
+        y: Any,
+        *,
+        ode: ODEOptions | None = None,
+        nfe: int | None = None,
+        condition: Any = None,
+    ) -> Any:
         """Map samples of ``rho1`` to samples of ``rho0`` (solve ``t: 1 -> 0``).
 
         Args:
@@ -385,6 +495,9 @@ class TransportFlow:
             ode: ODE settings (default: the flow's :attr:`ode`).
             nfe: instead of ``ode``, a budget of velocity evaluations (fixed steps, see
                 :meth:`transport`). Default ``None``.
+            condition: a conditional flow's condition (``fit(..., condition=)``): one label or
+                feature vector for all samples, or one row per sample; ``None`` (default)
+                for an unconditional flow.
 
         Returns:
             Samples of ``rho0``, of the array type, dtype and device of ``y``.
@@ -404,10 +517,18 @@ class TransportFlow:
             >>> shift.pull_back(np.ones((1, 2)), nfe=1)  # a straight path: one step is exact
             array([[0., 0.]])
         """
-        return integration.solve(self, y, "y", 1.0, 0.0, ode, nfe, "pull_back").x
+        return integration.solve(
+            self, y, "y", 1.0, 0.0, ode, nfe, "pull_back", condition=condition
+        ).x
 
     def trajectory(
-        self, x: Any, times: Any, *, ode: ODEOptions | None = None, nfe: int | None = None
+        self,
+        x: Any,
+        times: Any,
+        *,
+        ode: ODEOptions | None = None,
+        nfe: int | None = None,
+        condition: Any = None,
     ) -> xr.DataArray:
         """States along the flow from ``x`` at ``times[0]`` through each of ``times``.
 
@@ -418,6 +539,9 @@ class TransportFlow:
             nfe: instead of ``ode``, a budget of velocity evaluations for the whole solve
                 from ``times[0]`` to ``times[-1]`` (fixed steps, see :meth:`transport`);
                 states at times between the steps are interpolated linearly. Default ``None``.
+            condition: a conditional flow's condition (``fit(..., condition=)``): one label or
+                feature vector for all samples, or one row per sample; ``None`` (default)
+                for an unconditional flow.
 
         Returns:
             ``xarray.DataArray`` with dims ``("time", "sample", "dim")`` and a ``time`` coordinate.
@@ -441,9 +565,9 @@ class TransportFlow:
             >>> traj.attrs["method"], traj.attrs["nfe"]
             ('midpoint', 2.0)
         """
-        return integration.trajectory(self, x, times, ode, nfe)
+        return integration.trajectory(self, x, times, ode, nfe, condition)
 
-    def score(self, x: Any, t: Any, *, alpha_min: float = 1e-3) -> Any:
+    def score(self, x: Any, t: Any, *, alpha_min: float = 1e-3, condition: Any = None) -> Any:
         r"""Score :math:`\nabla\log\rho_t(x)` of the interpolant's marginal, from the velocity.
 
         Gaussian base only (``rho0 = "gaussian"``): :math:`\nabla\log\rho_t = -\eta_0/\alpha`
@@ -460,6 +584,9 @@ class TransportFlow:
             alpha_min: smallest :math:`\alpha(t)` (or :math:`\gamma(t)` with a denoiser) the score
                 may divide by, a finite float ``> 0``; nearer ``t = 1`` is refused. Default
                 ``1e-3``.
+            condition: a conditional flow's condition (``fit(..., condition=)``): one label or
+                feature vector for all samples, or one row per sample; ``None`` (default)
+                for an unconditional flow.
 
         Returns:
             Scores of the shape and array type of ``x``.
@@ -483,7 +610,7 @@ class TransportFlow:
             array([[-1. ,  2. ],
                    [-0.5, -1.5]])
         """
-        return sampling.score(self, x, t, alpha_min)
+        return sampling.score(self, x, t, alpha_min, condition)
 
     def sample(
         self,
@@ -496,6 +623,8 @@ class TransportFlow:
         steps: int = 200,
         scheme: str = "heun",
         nfe: int | None = None,
+        condition: Any = None,
+        guidance: float = 0.0,
     ) -> np.ndarray:
         r"""Draw ``n`` samples of the learned ``rho1``: base draws pushed forward.
 
@@ -542,6 +671,14 @@ class TransportFlow:
                 solved with the fixed steps of
                 :meth:`ODEOptions.budget(nfe) <sitransport.ode.ODEOptions.budget>` (see
                 :meth:`transport`); not ``steps``, which counts SDE steps. Default ``None``.
+            condition: a conditional flow's condition: one value for all ``n`` samples, or
+                ``n`` rows; ``None`` (default) for an unconditional flow.
+            guidance: classifier-free guidance strength ``w >= 0`` of a conditional flow
+                fitted with ``TrainSettings(condition_dropout > 0)``: samples follow
+                :math:`(1 + w) v(x, t, c) - w v(x, t, \varnothing)`. ``0`` (default) is the
+                conditional flow exactly; larger ``w`` trades diversity for typicality, and
+                the samples no longer follow the learned :math:`\rho_1(x | c)` (nor its
+                :meth:`log_prob`).
 
         Returns:
             numpy array of shape ``(n, d)``, float64.
@@ -570,7 +707,9 @@ class TransportFlow:
             >>> flow.sample(3, seed=0, nfe=8).shape  # two fixed rk4 steps
             (3, 2)
         """
-        return sampling.sample(self, n, seed, ode, method, eps, steps, scheme, nfe)
+        return sampling.sample(
+            self, n, seed, ode, method, eps, steps, scheme, nfe, condition, guidance
+        )
 
     def log_prob_estimate(
         self,
@@ -582,6 +721,7 @@ class TransportFlow:
         ode: ODEOptions | None = None,
         batch_size: int | None = None,
         progress: bool = True,
+        condition: Any = None,
     ) -> LogProbEstimate:
         r"""Log-density of the learned ``rho1`` with its standard error.
 
@@ -607,6 +747,9 @@ class TransportFlow:
                 adaptive solver the step sizes are chosen per batch, so values depend on it
                 at the level of the solver tolerance.
             progress: show a progress bar when there is more than one batch. Default ``True``.
+            condition: a conditional flow's condition (``fit(..., condition=)``): one label or
+                feature vector for all samples, or one row per sample; ``None`` (default)
+                for an unconditional flow.
 
         Returns:
             :class:`LogProbEstimate`: per-point log-densities (nats) and standard errors, shape
@@ -636,19 +779,21 @@ class TransportFlow:
             ode=ode,
             batch_size=batch_size,
             progress=progress,
+            condition=condition,
         )
 
     def log_prob(self, y: Any, **kwargs: Any) -> Any:
         """Log-density of the learned ``rho1`` at ``y``, shape ``(n,)``, in nats.
 
         Keyword arguments as in :meth:`log_prob_estimate` (``method``, ``probes``, ``seed``,
-        ``ode``, ``batch_size``, ``progress``); use that method for the standard errors.
+        ``ode``, ``batch_size``, ``progress``, ``condition``); use that method for the
+        standard errors.
         Without them, one Hutchinson probe is enough (``probes=1``).
 
         Args:
             y: points, shape ``(n, d)`` (numpy, torch or xarray).
             **kwargs: options of :meth:`log_prob_estimate`: ``method``, ``probes``, ``seed``,
-                ``ode``, ``batch_size``, ``progress``.
+                ``ode``, ``batch_size``, ``progress``, ``condition`` (of a conditional flow).
 
         Raises:
             TypeError, ValueError: as :meth:`log_prob_estimate` (``probes=1`` allowed), or an

@@ -15,6 +15,7 @@ from torch import nn
 from sitransport._io import check_sizes, state_mismatch, weights_problem
 from sitransport._validation import check_choice, check_keys
 from sitransport.config import MLP_KINDS, MLPSpec, NetworkSpec, UNetSpec
+from sitransport.ends.conditions import ConditionEncoder
 from sitransport.nn.mlp import MLPVelocity, VelocityDenoiser
 from sitransport.nn.potential import PotentialVelocity
 from sitransport.nn.unet import UNET_PRESETS, UNetVelocity, unet_config
@@ -131,13 +132,17 @@ def _sample_shape(module: nn.Module, config: dict[str, Any]) -> tuple[int, ...] 
     return (config["dim"],) if "dim" in config else None
 
 
-def network_config(spec: NetworkSpec, shape: tuple[int, ...]) -> dict[str, Any]:
+def network_config(
+    spec: NetworkSpec, shape: tuple[int, ...], condition: ConditionEncoder | None = None
+) -> dict[str, Any]:
     """The ``config`` of the network of ``spec`` for samples of ``shape``: what
     :func:`build_network` builds it from (an MLP width of ``None`` is the default width).
 
     Args:
         spec: the network's spec.
         shape: the sample shape: ``(d,)`` for vectors, ``(c, h, w)`` for images.
+        condition: the conditions of a conditional network (their codes' kind and size;
+            an MLP's fusion is ``spec.condition_fusion``). Default ``None``.
 
     Example:
         >>> config = network_config(MLPSpec(width=32, depth=2), (2,))
@@ -145,8 +150,22 @@ def network_config(spec: NetworkSpec, shape: tuple[int, ...]) -> dict[str, Any]:
         ('mlp', 32, True)
     """
     if isinstance(spec, UNetSpec):
-        return {"kind": spec.kind, **_unet_arguments(spec, shape)}
+        config = {"kind": spec.kind, **_unet_arguments(spec, shape)}
+        if condition is not None:
+            config["condition"] = {"kind": condition.kind, "size": condition.size}
+        return config
     d = shape[0]
+    inputs = (
+        {}
+        if condition is None
+        else {
+            "condition": {
+                "kind": condition.kind,
+                "size": condition.size,
+                "fusion": spec.condition_fusion,
+            }
+        }
+    )
     return {
         "kind": spec.kind,
         "dim": d,
@@ -155,25 +174,33 @@ def network_config(spec: NetworkSpec, shape: tuple[int, ...]) -> dict[str, Any]:
         "activation": spec.activation,
         "time_frequencies": spec.time_frequencies,
         "space_frequencies": spec.space_frequencies,
+        **inputs,
     }
 
 
-def build_from_spec(spec: NetworkSpec, shape: tuple[int, ...]) -> nn.Module:
+def build_from_spec(
+    spec: NetworkSpec, shape: tuple[int, ...], condition: ConditionEncoder | None = None
+) -> nn.Module:
     """A freshly initialised network of ``spec`` for samples of ``shape``.
 
     Args:
         spec: the network's spec.
         shape: the sample shape: ``(d,)`` for vectors, ``(c, h, w)`` for images.
+        condition: the conditions of a conditional network. Default ``None``.
 
     Example:
         >>> type(build_from_spec(MLPSpec("potential", width=16), (3,))).__name__
         'PotentialVelocity'
     """
-    return build_network(network_config(spec, shape))
+    return build_network(network_config(spec, shape, condition))
 
 
 def seeded_network(
-    spec: NetworkSpec, shape: tuple[int, ...], stochastic: bool, seed: int
+    spec: NetworkSpec,
+    shape: tuple[int, ...],
+    stochastic: bool,
+    seed: int,
+    condition: ConditionEncoder | None = None,
 ) -> nn.Module:
     """The velocity network of ``fit``, initialised from ``seed`` (the global RNG is left as
     it was), with a second one for the denoiser of a stochastic interpolant.
@@ -183,12 +210,13 @@ def seeded_network(
         shape: the sample shape: ``(d,)`` for vectors, ``(c, h, w)`` for images.
         stochastic: also build a denoiser (a :class:`VelocityDenoiser` pair).
         seed: the seed of the initial weights.
+        condition: the conditions of a conditional network. Default ``None``.
     """
     with torch.random.fork_rng(devices=[]):  # seeded weight init, global RNG untouched
         torch.manual_seed(seed)
-        net = build_from_spec(spec, shape)
+        net = build_from_spec(spec, shape, condition)
         if stochastic:  # a second network for the denoiser eta_z (score = -eta_z / gamma)
-            net = VelocityDenoiser(net, build_from_spec(spec, shape))
+            net = VelocityDenoiser(net, build_from_spec(spec, shape, condition))
     return net
 
 
@@ -282,8 +310,9 @@ def network_spec_of(network: Any, shape: tuple[int, ...]) -> NetworkSpec:
         skip = ("kind", "channels", "image_size", "condition")  # the data's, not the spec's
         return UNetSpec(None, {k: v for k, v in description.items() if k not in skip})
     if isinstance(network, _classes(*MLP_KINDS)):
-        fields = [f.name for f in dataclasses.fields(MLPSpec)]
-        return MLPSpec(**{k: description[k] for k in fields})
+        fields = [f.name for f in dataclasses.fields(MLPSpec) if f.name != "condition_fusion"]
+        fusion = description.get("condition", {}).get("fusion", MLPSpec.condition_fusion)
+        return MLPSpec(**{k: description[k] for k in fields}, condition_fusion=fusion)
     return MLPSpec(width=_default_width(math.prod(shape)))
 
 

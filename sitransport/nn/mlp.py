@@ -226,8 +226,9 @@ def build_trunk(
         if cond["fusion"] == "film":
             trunk.film = nn.ModuleList(nn.Linear(width, 2 * width) for _ in range(depth))
             for layer in trunk.film:  # zero at initialisation: h (1 + 0) + 0
-                nn.init.zeros_(layer.weight)
-                nn.init.zeros_(layer.bias)
+                linear = cast(nn.Linear, layer)
+                nn.init.zeros_(linear.weight)
+                nn.init.zeros_(linear.bias)
 
 
 def run_trunk(module: nn.Module, x: Tensor, t: Tensor, c: Tensor | None = None) -> Tensor:

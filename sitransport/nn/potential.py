@@ -9,9 +9,9 @@ fit from crossing pairs.
 
 from __future__ import annotations
 
-import torch
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from sitransport.nn.mlp import build_trunk, run_trunk

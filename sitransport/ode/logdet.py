@@ -4,6 +4,7 @@ the path energy :math:`\int |v|^2 dt` of each trajectory."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -11,7 +12,7 @@ from torch import Tensor
 
 from sitransport._validation import check_choice, check_positive_int
 from sitransport.ode.divergence import divergence_exact, divergence_hutchinson, probe_stderr
-from sitransport.ode.options import EnergyResult, LogDetResult, ODEOptions, Velocity
+from sitransport.ode.options import EnergyResult, LogDetResult, ODEOptions, Velocity, chunks
 from sitransport.ode.solve import solve
 
 __all__ = ["integrate_energy", "integrate_logdet"]
@@ -27,6 +28,7 @@ def integrate_logdet(
     divergence: str = "exact",
     probes: int = 1,
     generator: torch.Generator | None = None,
+    condition: Tensor | None = None,
 ) -> LogDetResult:
     r"""Solve the ODE from ``t0`` to ``t1`` and integrate the divergence along the way.
 
@@ -47,6 +49,8 @@ def integrate_logdet(
             (:func:`probe_stderr`), divided by ``sqrt(probes)`` (``nan`` for one probe).
             Default ``1``.
         generator: random source of the probes. Default ``None``.
+        condition: one row per state, passed along with it to ``velocity`` as ``v(x, t, c)``.
+            Default ``None``.
 
     Returns:
         :class:`LogDetResult`.
@@ -75,11 +79,11 @@ def integrate_logdet(
     k = check_positive_int(probes, "probes") if divergence == "hutchinson" else 1
     times = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
     xs, deltas, nfes = [], [], []
-    for chunk in torch.split(x, options.batch_size):
+    for chunk, v_chunk in chunks(velocity, x, condition, options.batch_size):
         rhs: Callable[[Tensor, tuple[Tensor, ...]], tuple[Tensor, Tensor]]
         if divergence == "exact":
 
-            def exact(t, state, _v=velocity):
+            def exact(t, state, _v=v_chunk):
                 v, div = divergence_exact(_v, state[0], t)
                 return v, div[:, None]
 
@@ -87,7 +91,7 @@ def integrate_logdet(
         else:
             eps = torch.randint(0, 2, (k, *chunk.shape), generator=generator).to(chunk) * 2 - 1
 
-            def probed(t, state, _v=velocity, _e=eps):
+            def probed(t, state, _v=v_chunk, _e=eps):
                 return divergence_hutchinson(_v, state[0], t, _e)
 
             rhs = probed
@@ -104,7 +108,13 @@ def integrate_logdet(
 
 
 def integrate_energy(
-    velocity: Velocity, x: Tensor, t0: float, t1: float, options: ODEOptions | None = None
+    velocity: Velocity,
+    x: Tensor,
+    t0: float,
+    t1: float,
+    options: ODEOptions | None = None,
+    *,
+    condition: Tensor | None = None,
 ) -> EnergyResult:
     r"""Solve the ODE from ``t0`` to ``t1`` and accumulate :math:`\int |v_t(X_t)|^2 dt`.
 
@@ -117,6 +127,8 @@ def integrate_energy(
         t0: start time.
         t1: end time.
         options: solver settings (:class:`ODEOptions`). Default ``None``.
+        condition: one row per state, passed along with it to ``velocity`` as ``v(x, t, c)``.
+            Default ``None``.
 
     Returns:
         :class:`EnergyResult`.
@@ -138,14 +150,17 @@ def integrate_energy(
     options = options or ODEOptions()
     times = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
 
-    def rhs(t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        v = velocity(state[0], t)
-        return v, v.flatten(1).pow(2).sum(1) * (1.0 if t1 >= t0 else -1.0)
+    sign = 1.0 if t1 >= t0 else -1.0
+
+    def rhs(t: Tensor, state: tuple[Tensor, Tensor], _v: Velocity) -> tuple[Tensor, Tensor]:
+        v = _v(state[0], t)
+        return v, v.flatten(1).pow(2).sum(1) * sign
 
     xs, energies, nfes = [], [], []
-    for chunk in torch.split(x, options.batch_size):
+    for chunk, v_chunk in chunks(velocity, x, condition, options.batch_size):
         zero = torch.zeros(chunk.shape[0], dtype=x.dtype, device=x.device)
-        (traj_x, traj_e), nfe = solve(rhs, (chunk, zero), times, options)
+        f = functools.partial(rhs, _v=v_chunk)
+        (traj_x, traj_e), nfe = solve(f, (chunk, zero), times, options)
         xs.append(traj_x[-1])
         energies.append(traj_e[-1])
         nfes.append(nfe)

@@ -5,7 +5,8 @@ integrates, and the result records :class:`ODEResult`, :class:`LogDetResult` and
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +45,36 @@ MAX_STEPS = 10**7
 
 #: The fixed-step scheme of :meth:`ODEOptions.budget` below four evaluations, by budget.
 _ONE_STEP = {1: "euler", 2: "midpoint", 3: "heun3"}
+
+
+def chunks(
+    velocity: Callable[..., Tensor], x: Tensor, condition: Tensor | None, batch_size: int
+) -> Iterator[tuple[Tensor, Velocity]]:
+    """``x`` in chunks of ``batch_size`` rows, each with the velocity ``v(y, t)`` of its rows:
+    ``velocity`` itself, or bound to the chunk's rows of ``condition`` (``velocity(y, t, c)``).
+
+    Example:
+        >>> import torch
+        >>> v = lambda y, t, c: y * c[:, None]
+        >>> [f(y, 0.0).tolist() for y, f in chunks(v, torch.ones(3, 1), torch.arange(3.0), 2)]
+        [[[0.0], [1.0]], [[2.0]]]
+    """
+    if condition is None:
+        for chunk in torch.split(x, batch_size):
+            yield chunk, velocity
+        return
+    if condition.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"condition must have one row per state ({x.shape[0]}), got {condition.shape[0]}"
+        )
+    for chunk, codes in zip(
+        torch.split(x, batch_size), torch.split(condition, batch_size), strict=True
+    ):
+        yield chunk, functools.partial(_bound, velocity, codes)
+
+
+def _bound(velocity: Callable[..., Tensor], codes: Tensor, y: Tensor, t: Tensor) -> Tensor:
+    return velocity(y, t, codes)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 from sitransport.errors import TransportError
-from sitransport.ode.options import SOLVERS, ODEOptions, ODEResult, Velocity
+from sitransport.ode.options import SOLVERS, ODEOptions, ODEResult, Velocity, chunks
 
 __all__ = ["integrate"]
 
@@ -123,14 +123,18 @@ def integrate(
     x: Tensor,
     times: Tensor,
     options: ODEOptions | None = None,
+    *,
+    condition: Tensor | None = None,
 ) -> ODEResult:
     """Solve ``dx/dt = velocity(x, t)`` from ``times[0]`` through ``times`` (either direction).
 
     Args:
-        velocity: ``v(x, t)`` with ``x`` of shape ``(n, ...)`` and ``t`` a scalar tensor.
+        velocity: ``v(x, t)`` with ``x`` of shape ``(n, ...)`` and ``t`` a scalar tensor
+            (``v(x, t, c)`` with a ``condition``).
         x: initial states at ``times[0]``, shape ``(n, ...)``.
         times: 1-D increasing or decreasing tensor of at least 2 times.
         options: solver settings (:class:`ODEOptions`). Default ``None``.
+        condition: one row per state, passed along with it to ``velocity``. Default ``None``.
 
     Returns:
         :class:`ODEResult` with states of shape ``(len(times), n, ...)``.
@@ -153,8 +157,8 @@ def integrate(
     options = options or ODEOptions()
     times = times.to(dtype=x.dtype, device=x.device)
     outs, nfes = [], []
-    for chunk in torch.split(x, options.batch_size):
-        states, nfe = solve(lambda t, y: velocity(y, t), chunk, times, options)
+    for chunk, v in chunks(velocity, x, condition, options.batch_size):
+        states, nfe = solve(lambda t, y, _v=v: _v(y, t), chunk, times, options)
         outs.append(states)
         nfes.append(nfe)
     return ODEResult(torch.cat(outs, dim=1), sum(nfes) / len(nfes))

@@ -14,6 +14,7 @@ from sitransport.couplings import Coupling, DrawPairs, PairSource
 from sitransport.interpolants import Interpolant
 from sitransport.losses import TimeSampler
 from sitransport.paths import PathSettings
+from sitransport.train.step import Conditions
 from sitransport.train.trainer import Trainer, TrainResult
 
 __all__ = ["train"]
@@ -29,12 +30,13 @@ def train(
     coupling: Coupling | None = None,
     path: PathSettings | None = None,
     seed: int = 0,
-    validation: tuple[Tensor, Tensor] | None = None,
+    validation: tuple[Tensor, ...] | None = None,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     fingerprint: dict[str, Any] | None = None,
+    conditions: Conditions | None = None,
 ) -> TrainResult:
     """Train ``net`` on the quadratic loss; optionally ascend on the interpolant (max–min).
 
@@ -88,6 +90,10 @@ def train(
         fingerprint: plain data that also identifies the run (:func:`~sitransport.fit` passes its
             arguments and a description of the data: spec and SHA-256 of a fixed subsample);
             stored in checkpoints and compared on resume. Default ``None``.
+        conditions: a conditional run (:class:`~sitransport.train.step.Conditions`): ``draw``
+            returns ``(x0, x1, codes)``, pairs are made within conditions, conditions are
+            dropped with probability ``conditions.dropout``, and ``validation`` is
+            ``(x0, x1, codes)``. Default ``None``.
 
     Returns:
         A :class:`TrainResult`: ``model``, the EMA model (or ``net`` without EMA), and
@@ -147,4 +153,5 @@ def train(
         device=device,
         dtype=dtype,
         fingerprint=fingerprint,
+        conditions=conditions,
     ).run()

@@ -32,7 +32,7 @@ from sitransport.train.guard import DivergenceGuard
 from sitransport.train.record import Record
 from sitransport.train.resume import any_checkpoint, check_resume, run_fingerprint
 from sitransport.train.schedule import LRSchedule, ema_updater, run_generator, step_seed
-from sitransport.train.step import Batches, Gradients, Objective, StatefulDraw
+from sitransport.train.step import Batches, Conditions, Gradients, Objective, StatefulDraw
 
 __all__ = ["TrainResult", "Trainer"]
 
@@ -130,14 +130,16 @@ class Trainer:
         coupling: Coupling | None = None,
         path: PathSettings | None = None,
         seed: int = 0,
-        validation: tuple[Tensor, Tensor] | None = None,
+        validation: tuple[Tensor, ...] | None = None,
         checkpoint: str | os.PathLike | None = None,
         resume: bool = False,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         fingerprint: dict[str, Any] | None = None,
+        conditions: Conditions | None = None,
     ) -> None:
         self.settings = settings = settings or TrainSettings()
+        self.conditions = conditions
         self.seed = seed = check_seed(seed)
         self.device = device = check_device(device)
         self.dtype = dtype
@@ -196,6 +198,7 @@ class Trainer:
             settings.antithetic,
             device,
             dtype,
+            conditions,
         )
         self._backward = Gradients(
             self.objective,
@@ -252,7 +255,9 @@ class Trainer:
         """The loss module; under several ranks wrapped in ``DistributedDataParallel`` (after
         loading a checkpoint: DDP broadcasts rank 0's weights at construction)."""
         denoiser = getattr(self.net, "denoiser", None) if self.stochastic else None
-        objective: nn.Module = Objective(self.net, self.interpolant, denoiser is not None)
+        objective: nn.Module = Objective(
+            self.net, self.interpolant, denoiser is not None, self.conditions is not None
+        )
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -262,13 +267,18 @@ class Trainer:
             )
         return objective
 
-    def _validation_batch(self, validation: tuple[Tensor, Tensor] | None) -> tuple | None:
-        """Held-out pairs with fixed times (and noise) drawn once from the run's stream 1."""
+    def _validation_batch(self, validation: tuple[Tensor, ...] | None) -> tuple | None:
+        """Held-out pairs with fixed times (and noise) drawn once from the run's stream 1
+        (and a conditional run's codes, kept apart: :attr:`validation_codes`)."""
+        self.validation_codes = None
         if validation is None:
             return None
         device, dtype = self.device, self.dtype
+        if self.conditions is not None:
+            codes = validation[2].detach().to(device)
+            self.validation_codes = codes.to(dtype) if codes.is_floating_point() else codes
         vgen = run_generator(self.seed, 1)
-        v0, v1 = (v.detach().to(device=device, dtype=dtype) for v in validation)
+        v0, v1 = (v.detach().to(device=device, dtype=dtype) for v in validation[:2])
         vt = self.time_sampler.sample(v0.shape[0], generator=vgen, device=device, dtype=dtype)
         if not self.stochastic:
             return v0, v1, vt
@@ -475,8 +485,9 @@ class Trainer:
         if self.validation is None:
             return
         model.eval()
+        codes = () if self.validation_codes is None else (self.validation_codes,)
         with torch.no_grad():
-            out = quadratic_loss(model, interpolant, *self.validation)
+            out = quadratic_loss(lambda x, t: model(x, t, *codes), interpolant, *self.validation)
         model.train()
         record.val_loss.append(float(out.quadratic))
         record.val_fm_loss.append(float(out.flow_matching))

@@ -407,6 +407,7 @@ def test_fit_lists_no_training_setting_twice():
     assert {"training", "network", "optimize_path", "checkpoint"} <= params
     common = {"interpolant", "coupling", "seed", "device", "dtype", "validation"}
     fit_level = {"time_sampler", "normalize", "remedy", "latent", "ode", "num_workers"}
+    fit_level |= {"condition", "condition_weight"}
     grouped = {"training", "network", "optimize_path", "checkpoint"}
     assert params == flat_training | common | fit_level | grouped
 

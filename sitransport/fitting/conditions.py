@@ -1,0 +1,259 @@
+"""The conditions of a conditional :func:`~sitransport.fit`: ``condition=c`` (one row per
+sample of ``rho1``) or ``condition=(c0, c1)`` (one row per sample of each end) resolved and
+checked against the ends, split with them, and drawn with them: the draw of a conditional
+run returns ``(x0, x1, codes)``, ``x0`` a source sample that may go with the condition of
+``x1`` (any one for ``condition=c``; one of the same condition for ``(c0, c1)``)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sitransport._validation import check_positive
+from sitransport.couplings import GlobalOT
+from sitransport.ends.conditions import ConditionEncoder, condition_array
+from sitransport.ends.densities import Density, EmpiricalDensity
+from sitransport.ends.normalization import Normalization
+from sitransport.images import DequantizedImages
+from sitransport.train.step import Conditions
+
+# fit's own steps, imported by the package, not public API
+__all__: list[str] = []
+
+
+@dataclass
+class FitConditions:
+    """The resolved conditions of a fit: the encoder, the kind recorded in
+    ``FitConfig.condition``, and the raw values of each end's rows (``c0`` only for
+    ``condition=(c0, c1)``)."""
+
+    encoder: ConditionEncoder
+    kind: str
+    c1: np.ndarray
+    c0: np.ndarray | None = None
+
+    @property
+    def paired(self) -> bool:
+        return self.c0 is not None
+
+    def digest(self) -> str:
+        """SHA-256 of the conditions (for resume fingerprints)."""
+        h = hashlib.sha256(repr(self.encoder.spec()).encode())
+        for c in (self.c0, self.c1):
+            if c is not None:
+                h.update(repr(c.shape).encode() + np.ascontiguousarray(c).tobytes())
+        return h.hexdigest()
+
+
+def _rows(end: Any) -> int | None:
+    """The number of samples of a finite end (``None`` for a distribution)."""
+    if isinstance(end, EmpiricalDensity):
+        return int(end.samples.shape[0])
+    if isinstance(end, DequantizedImages):
+        return len(end)
+    return None
+
+
+def resolve_conditions(condition: Any, d0: Density, d1: Density | None) -> FitConditions | None:
+    """``fit``'s ``condition=`` checked against its ends.
+
+    Raises:
+        ValueError: ``rho1`` is not a finite set of samples (a distribution or a dataset),
+            the rows do not match the samples, ``(c0, c1)`` of different kinds, a condition
+            of ``rho1`` with no ``rho0`` sample, or ``rho0`` not samples for ``(c0, c1)``.
+        TypeError: values that are neither labels nor float features.
+    """
+    if condition is None:
+        return None
+    n1 = _rows(d1)
+    if n1 is None:
+        raise ValueError(
+            "condition= gives one row per sample of rho1, so rho1 must be samples (an array "
+            f"or ImageData), got {'a dataset' if d1 is None else 'a ' + d1.kind}"
+        )
+    if isinstance(condition, tuple):
+        if len(condition) != 2:
+            raise ValueError(
+                f"condition must be c (one row per sample of rho1) or a pair (c0, c1), got a "
+                f"tuple of {len(condition)}"
+            )
+        return _paired(condition, d0, n1)
+    c1 = condition_array(condition, "condition")
+    _check_rows(c1, n1, "condition", "rho1")
+    encoder = ConditionEncoder.fit(c1, "condition")
+    return FitConditions(encoder, encoder.kind, c1)
+
+
+def check_condition_settings(
+    conditions: FitConditions | None, settings: Any, coupling: Any, weight: Any
+) -> None:
+    """The settings that only a conditional fit takes, and what it cannot take.
+
+    Raises:
+        ValueError: ``condition_dropout`` or ``condition_weight`` without ``condition=``;
+            ``condition_weight`` for labels or ``(c0, c1)`` (pairs stay within equal
+            values there); a global plan coupling with conditions.
+    """
+    if conditions is not None and isinstance(coupling, GlobalOT):
+        raise ValueError(
+            "coupling='global_ot' with condition= is not supported yet: its plans are solved "
+            "between whole ends, not within conditions; use coupling='exact_ot' (exact OT "
+            "within each condition of every batch)"
+        )
+    if conditions is None:
+        if settings.condition_dropout > 0:
+            raise ValueError(
+                f"training.condition_dropout={settings.condition_dropout} drops conditions, "
+                "but the fit has none: pass condition= or leave condition_dropout=0"
+            )
+        if weight is not None:
+            raise ValueError(f"condition_weight={weight!r} needs condition= (float features)")
+        return
+    if weight is not None:
+        check_positive(weight, "condition_weight")
+        if conditions.kind != "features":
+            raise ValueError(
+                f"condition_weight={weight!r} weighs float features in the pairing cost; "
+                f"this fit's conditions are {conditions.kind}, paired within equal values"
+            )
+
+
+def training_conditions(
+    conditions: FitConditions | None, weight: float | None, dropout: float
+) -> Conditions | None:
+    """The trainer's :class:`~sitransport.train.step.Conditions` of a fit's conditions."""
+    if conditions is None:
+        return None
+    grouped = conditions.kind != "features"
+    return Conditions(conditions.encoder, grouped, weight, dropout)
+
+
+def _check_rows(c: np.ndarray, n: int, name: str, end: str) -> None:
+    if c.shape[0] != n:
+        raise ValueError(
+            f"{name} must have one row per sample of {end} ({n}), got {c.shape[0]} rows"
+        )
+
+
+def _paired(condition: tuple[Any, Any], d0: Density, n1: int) -> FitConditions:
+    n0 = _rows(d0)
+    if n0 is None:
+        raise ValueError(
+            "condition=(c0, c1) gives one row per sample of each end, so rho0 must be samples "
+            f"too, got a {d0.kind}; with a distribution at rho0 pass condition=c1"
+        )
+    c0 = condition_array(condition[0], "condition[0]")
+    c1 = condition_array(condition[1], "condition[1]")
+    _check_rows(c0, n0, "condition[0]", "rho0")
+    _check_rows(c1, n1, "condition[1]", "rho1")
+    if c0.ndim != c1.ndim or c0.dtype.kind != c1.dtype.kind or c0.shape[1:] != c1.shape[1:]:
+        raise ValueError(
+            f"condition=(c0, c1) must be of one kind, got {c0.dtype} {c0.shape[1:]} and "
+            f"{c1.dtype} {c1.shape[1:]}"
+        )
+    encoder = ConditionEncoder.fit(np.concatenate([c0, c1]), "condition")
+    values0 = {tuple(np.atleast_1d(v).tolist()) for v in c0}
+    missing = [v for v in {tuple(np.atleast_1d(v).tolist()) for v in c1} if v not in values0]
+    if missing:
+        shown = sorted(missing)[:5]
+        raise ValueError(
+            f"condition=(c0, c1): rho1 has samples of condition(s) {shown} that no rho0 sample "
+            "has; pairs are drawn within a condition, so every condition of rho1 needs rho0 "
+            "samples"
+        )
+    kind = "paired labels" if encoder.kind == "labels" else "paired features"
+    return FitConditions(encoder, kind, c1, c0)
+
+
+def split_conditions(
+    end: Any, c: np.ndarray | None, fraction: float, gen: torch.Generator, split: Callable
+) -> tuple[Any, Any, np.ndarray | None, np.ndarray | None]:
+    """``split(end, fraction, gen)`` with the end's condition rows split the same way:
+    ``(training end, held-out samples, training rows, held-out rows)``. The generator's
+    permutation is the one ``split`` draws (taken from a copy of ``gen`` first)."""
+    if c is None:
+        return (*split(end, fraction, gen), None, None)
+    before = gen.get_state()
+    train, held = split(end, fraction, gen)
+    if held is None:
+        return train, held, c, None
+    after = gen.get_state()
+    gen.set_state(before)  # the permutation split drew, drawn again
+    perm = torch.randperm(len(c), generator=gen).numpy()
+    gen.set_state(after)
+    n_val = len(c) - _rows(train)  # type: ignore[operator]
+    return train, held, c[perm[n_val:]], c[perm[:n_val]][: held.shape[0]]
+
+
+class ConditionalDraw:
+    """``draw(n, g) -> (x0, x1, codes)`` of a conditional fit, normalised: ``n`` target rows
+    drawn uniformly with their codes, and for each a source sample: a draw of ``rho0`` for
+    ``condition=c``, a uniform draw among the ``rho0`` samples of the same condition for
+    ``(c0, c1)``.
+
+    Args:
+        train0: the training source end.
+        train1: the training target samples (:class:`EmpiricalDensity` or images).
+        c1: the condition rows of ``train1``.
+        encoder: the conditions' encoder.
+        norm: the fit's normalisation.
+        dtype: the dtype of feature codes.
+        c0: the condition rows of ``train0`` (``condition=(c0, c1)``), else ``None``.
+    """
+
+    def __init__(
+        self,
+        train0: Density,
+        train1: Density,
+        c1: np.ndarray,
+        encoder: ConditionEncoder,
+        norm: Normalization,
+        dtype: torch.dtype,
+        c0: np.ndarray | None = None,
+    ) -> None:
+        self.train0, self.train1, self.norm = train0, train1, norm
+        self.codes1 = encoder.encode(c1, len(c1), dtype=dtype)
+        self.groups0: tuple[Tensor, Tensor, Tensor] | None = None
+        if c0 is not None:
+            codes0 = encoder.encode(c0, len(c0), dtype=dtype)
+            both = encoder.groups(torch.cat([codes0, self.codes1]))
+            g0, self.g1 = both[: len(c0)], both[len(c0) :]
+            order = torch.argsort(g0, stable=True)
+            counts = torch.bincount(g0, minlength=int(both.max()) + 1)
+            starts = torch.cumsum(counts, 0) - counts
+            self.groups0 = (order, starts, counts)
+
+    def _x1(self, idx: Tensor, g: torch.Generator) -> Tensor:
+        end = self.train1
+        if isinstance(end, DequantizedImages):
+            return end.take(idx, g)
+        return end.samples[idx]  # type: ignore[attr-defined]
+
+    def _x0(self, idx1: Tensor, g: torch.Generator) -> Tensor:
+        if self.groups0 is None:
+            return self.train0.sample(idx1.shape[0], g)
+        order, starts, counts = self.groups0
+        group = self.g1[idx1]
+        u = torch.rand(idx1.shape[0], generator=g, dtype=torch.float64)
+        pos = starts[group] + (u * counts[group]).long().clamp(max=counts[group] - 1)
+        rows = order[pos]
+        end = self.train0
+        if isinstance(end, DequantizedImages):
+            return end.take(rows, g)
+        return end.samples[rows]  # type: ignore[attr-defined]
+
+    def rows(self, idx1: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """The target rows ``idx1``, each with a source sample that may go with it, and
+        their codes (normalised samples)."""
+        x0 = self._x0(idx1, g)
+        x1 = self._x1(idx1, g)
+        return self.norm.encode(x0), self.norm.encode(x1), self.codes1[idx1]
+
+    def __call__(self, n: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        return self.rows(torch.randint(0, self.codes1.shape[0], (n,), generator=g), g)
