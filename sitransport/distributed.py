@@ -188,6 +188,10 @@ class ShardedDataset:
         self.num_workers = check_positive_int(num_workers, "num_workers", minimum=0)
         self.epoch, self.position = 0, 0
         self._batches: Any = None
+        #: The dataset positions of the last global batch's items, in its order (a
+        #: conditional fit reads their conditions).
+        self.last_indices: Tensor | None = None
+        self._local_indices = torch.zeros(0, dtype=torch.int64)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -267,11 +271,12 @@ class ShardedDataset:
                 num_workers=self.num_workers,
                 collate_fn=_collate,
             )
-            self._batches = (iter(loader), len(batches))
+            self._batches = (iter(loader), batches)
         it, left = self._batches
         out = next(it)
+        self._local_indices = torch.tensor(left[0], dtype=torch.int64)
         self.position += 1
-        self._batches = (it, left - 1) if left > 1 else None
+        self._batches = (it, left[1:]) if len(left) > 1 else None
         if self._batches is None:
             self.epoch, self.position = self.epoch + 1, 0
         return out
@@ -282,6 +287,7 @@ class ShardedDataset:
         if n % world:
             raise ValueError(f"the global batch {n} must be divisible by the world size {world}")
         x = all_gather_batch(self._local(n // world))
+        self.last_indices = all_gather_batch(self._local_indices)
         if torch.is_floating_point(x):
             return x.to(torch.float64)
         check_pixels(x, "dataset images", self.levels)

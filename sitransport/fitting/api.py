@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,8 +24,10 @@ from sitransport.config import (
     UNetSpec,
 )
 from sitransport.couplings import Coupling, get_coupling
+from sitransport.distributed import ShardedDataset
 from sitransport.ends.densities import Density, EmpiricalDensity, StandardNormal
 from sitransport.fitting.conditions import (
+    ConditionalDatasetDraw,
     ConditionalDraw,
     check_condition_settings,
     resolve_conditions,
@@ -38,7 +39,6 @@ from sitransport.fitting.ends import (
     check_remedy,
     normalization,
     resolve_ends,
-    split,
     validation_pairs,
 )
 from sitransport.fitting.fingerprint import fit_fingerprint
@@ -275,7 +275,7 @@ def fit(
     sampler = get_time_sampler(time_sampler)
     pairing = get_coupling(coupling)
     d0, d1, source = resolve_ends(rho0, rho1, seed, num_workers)
-    conds = resolve_conditions(condition, d0, d1)
+    conds = resolve_conditions(condition, d0, source if source is not None else d1)
     check_condition_settings(conds, settings, pairing, condition_weight)
     if latent is not None:
         if len(d0.shape) == 3 or d1 is None:  # d1 is None: a dataset at rho1
@@ -287,9 +287,9 @@ def fit(
     gen = run_generator(seed, 2)
     c0 = conds.c0 if conds is not None else None
     c1 = conds.c1 if conds is not None else None
-    train0, held0, c0_train, _ = split_conditions(d0, c0, validation, gen, _splitter("rho0"))
+    train0, held0, c0_train, _ = split_conditions(d0, c0, validation, gen, "rho0")
     train1, held1, c1_train, c1_held = split_conditions(
-        source if source is not None else d1, c1, validation, gen, _splitter("rho1")
+        source if source is not None else d1, c1, validation, gen, "rho1"
     )
     norm = normalization(train0, train1, normalize, dtype, gen)
     interp, ranks, sde = check_ranks(d0, d1, interp, remedy, norm.scale)
@@ -302,7 +302,8 @@ def fit(
         pairs = pair_source(train0, train1, norm, pairing, seed)
     else:
         assert c1_train is not None  # conditions are split with their samples
-        draw = ConditionalDraw(train0, train1, c1_train, conds.encoder, norm, dtype, c0_train)
+        kind = ConditionalDatasetDraw if isinstance(train1, ShardedDataset) else ConditionalDraw
+        draw = kind(train0, train1, c1_train, conds.encoder, norm, dtype, c0_train)
         if validation > 0 and c1_held is not None:
             held = ConditionalDraw(
                 train0, EmpiricalDensity(held1), c1_held, conds.encoder, norm, dtype, c0_train
@@ -364,11 +365,6 @@ def fit(
         history=trained.history,
         condition=encoder,
     )
-
-
-def _splitter(name: str) -> Callable[[Any, float, torch.Generator], tuple[Any, Any]]:
-    """:func:`split` of the end called ``name``."""
-    return lambda end, fraction, gen: split(end, fraction, gen, name)
 
 
 def _interpolant_record(interp: Interpolant) -> dict[str, Any] | None:

@@ -7,7 +7,6 @@ run returns ``(x0, x1, codes)``, ``x0`` a source sample that may go with the con
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +16,11 @@ from torch import Tensor
 
 from sitransport._validation import check_positive
 from sitransport.couplings import GlobalOT
+from sitransport.distributed import ShardedDataset
 from sitransport.ends.conditions import ConditionEncoder, condition_array
 from sitransport.ends.densities import Density, EmpiricalDensity
 from sitransport.ends.normalization import Normalization
+from sitransport.fitting.ends import split_rows
 from sitransport.images import DequantizedImages
 from sitransport.train.step import Conditions
 
@@ -53,6 +54,8 @@ class FitConditions:
 
 def _rows(end: Any) -> int | None:
     """The number of samples of a finite end (``None`` for a distribution)."""
+    if isinstance(end, ShardedDataset):
+        return len(end.dataset)
     if isinstance(end, EmpiricalDensity):
         return int(end.samples.shape[0])
     if isinstance(end, DequantizedImages):
@@ -60,8 +63,11 @@ def _rows(end: Any) -> int | None:
     return None
 
 
-def resolve_conditions(condition: Any, d0: Density, d1: Density | None) -> FitConditions | None:
-    """``fit``'s ``condition=`` checked against its ends.
+def resolve_conditions(
+    condition: Any, d0: Density, d1: Density | ShardedDataset | None
+) -> FitConditions | None:
+    """``fit``'s ``condition=`` checked against its ends (``d1`` a dataset's source for a
+    dataset at ``rho1``: one condition per item).
 
     Raises:
         ValueError: ``rho1`` is not a finite set of samples (a distribution or a dataset),
@@ -73,9 +79,10 @@ def resolve_conditions(condition: Any, d0: Density, d1: Density | None) -> FitCo
         return None
     n1 = _rows(d1)
     if n1 is None:
+        kind = "nothing" if d1 is None else "a " + str(getattr(d1, "kind", type(d1).__name__))
         raise ValueError(
-            "condition= gives one row per sample of rho1, so rho1 must be samples (an array "
-            f"or ImageData), got {'a dataset' if d1 is None else 'a ' + d1.kind}"
+            "condition= gives one row per sample of rho1, so rho1 must be samples (an array, "
+            f"ImageData or a torch Dataset), got {kind}"
         )
     if isinstance(condition, tuple):
         if len(condition) != 2:
@@ -172,23 +179,14 @@ def _paired(condition: tuple[Any, Any], d0: Density, n1: int) -> FitConditions:
 
 
 def split_conditions(
-    end: Any, c: np.ndarray | None, fraction: float, gen: torch.Generator, split: Callable
+    end: Any, c: np.ndarray | None, fraction: float, gen: torch.Generator, name: str
 ) -> tuple[Any, Any, np.ndarray | None, np.ndarray | None]:
-    """``split(end, fraction, gen)`` with the end's condition rows split the same way:
-    ``(training end, held-out samples, training rows, held-out rows)``. The generator's
-    permutation is the one ``split`` draws (taken from a copy of ``gen`` first)."""
-    if c is None:
-        return (*split(end, fraction, gen), None, None)
-    before = gen.get_state()
-    train, held = split(end, fraction, gen)
-    if held is None:
+    """:func:`~sitransport.fitting.ends.split` with the end's condition rows split the same
+    way: ``(training end, held-out samples, training rows, held-out rows)``."""
+    train, held, rows = split_rows(end, fraction, gen, name)
+    if c is None or rows is None:
         return train, held, c, None
-    after = gen.get_state()
-    gen.set_state(before)  # the permutation split drew, drawn again
-    perm = torch.randperm(len(c), generator=gen).numpy()
-    gen.set_state(after)
-    n_val = len(c) - _rows(train)  # type: ignore[operator]
-    return train, held, c[perm[n_val:]], c[perm[:n_val]][: held.shape[0]]
+    return train, held, c[rows[0].numpy()], c[rows[1].numpy()]
 
 
 class ConditionalDraw:
@@ -230,6 +228,7 @@ class ConditionalDraw:
             self.groups0 = (order, starts, counts)
 
     def _x1(self, idx: Tensor, g: torch.Generator) -> Tensor:
+        """The target samples ``idx`` (dequantised afresh for images)."""
         end = self.train1
         if isinstance(end, DequantizedImages):
             return end.take(idx, g)
@@ -257,3 +256,47 @@ class ConditionalDraw:
 
     def __call__(self, n: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         return self.rows(torch.randint(0, self.codes1.shape[0], (n,), generator=g), g)
+
+
+class ConditionalDatasetDraw(ConditionalDraw):
+    """:class:`ConditionalDraw` of a dataset at ``rho1``: its next global batch (read in
+    shuffled order by the :class:`~sitransport.distributed.ShardedDataset`, whose position
+    is checkpointed) with the conditions of the items read, and a source sample for each.
+
+    Args:
+        train0: the training source end.
+        source: the target dataset's reader (the training split).
+        c1: the condition of each item of ``source.dataset``, in its order.
+        encoder: the conditions' encoder.
+        norm: the fit's normalisation.
+        dtype: the dtype of feature codes.
+        c0: the condition rows of ``train0`` (``condition=(c0, c1)``), else ``None``.
+    """
+
+    def __init__(
+        self,
+        train0: Density,
+        source: ShardedDataset,
+        c1: np.ndarray,
+        encoder: ConditionEncoder,
+        norm: Normalization,
+        dtype: torch.dtype,
+        c0: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(train0, train0, c1, encoder, norm, dtype, c0)
+        self.source = source
+
+    def __call__(self, n: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        x1 = self.source(n, g)
+        idx1 = self.source.last_indices
+        assert idx1 is not None  # set by every call of the source
+        idx1 = idx1.cpu()
+        return self.norm.encode(self._x0(idx1, g)), self.norm.encode(x1), self.codes1[idx1]
+
+    def state_dict(self) -> dict[str, int]:
+        """The dataset's position (:meth:`ShardedDataset.state_dict`)."""
+        return self.source.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a position of :meth:`state_dict`."""
+        self.source.load_state_dict(state)

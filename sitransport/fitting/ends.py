@@ -155,8 +155,19 @@ def split(end: Any, fraction: float, gen: torch.Generator, name: str) -> tuple[A
         gen: the generator of the permutation (and of the dequantisation).
         name: the end's name in messages (``"rho0"``, ``"rho1"``).
     """
+    train, held, _ = split_rows(end, fraction, gen, name)
+    return train, held
+
+
+def split_rows(
+    end: Any, fraction: float, gen: torch.Generator, name: str
+) -> tuple[Any, Any, tuple[Tensor, Tensor] | None]:
+    """:func:`split`, and the rows of the end that went each way: ``(training end, held-out
+    samples, (training rows, held-out rows))`` as index tensors into ``end`` in the order of
+    the training end and of the held-out samples (``None`` where nothing was split), so that
+    what goes with each row (a condition) can be split the same way."""
     if fraction == 0.0:
-        return end, None
+        return end, None, None
     if isinstance(end, ShardedDataset):
         perm, n_val = _hold_out(len(end.dataset), fraction, gen, f"items of the {name} dataset")
         held = torch.utils.data.Subset(end.dataset, perm[:n_val].tolist())
@@ -167,15 +178,18 @@ def split(end: Any, fraction: float, gen: torch.Generator, name: str) -> tuple[A
             num_workers=end.num_workers,
         )
         held_source = ShardedDataset(held, levels=end.levels)
-        return train_set, _dataset_items(held_source, MAX_HELD_OUT, gen)
+        items, picked = _dataset_items(held_source, MAX_HELD_OUT, gen, with_indices=True)
+        return train_set, items, (perm[n_val:], perm[:n_val][picked])
     if isinstance(end, DequantizedImages):
         perm, n_val = _hold_out(len(end), fraction, gen, f"images of {name}")
-        return end.subset(perm[n_val:]), end.take(perm[:n_val][:MAX_HELD_OUT], gen)
+        rows = (perm[n_val:], perm[:n_val][:MAX_HELD_OUT])
+        return end.subset(rows[0]), end.take(rows[1], gen), rows
     if isinstance(end, EmpiricalDensity):
         x = end.samples
         perm, n_val = _hold_out(x.shape[0], fraction, gen, f"samples of {name}")
-        return EmpiricalDensity(x[perm[n_val:]]), x[perm[:n_val][:MAX_HELD_OUT]]
-    return end, None
+        rows = (perm[n_val:], perm[:n_val][:MAX_HELD_OUT])
+        return EmpiricalDensity(x[rows[0]]), x[rows[1]], rows
+    return end, None, None
 
 
 def _hold_out(n: int, fraction: float, gen: torch.Generator, what: str) -> tuple[Tensor, int]:
@@ -251,17 +265,21 @@ def validation_pairs(
     return norm.encode(v0[:m]), norm.encode(v1[:m])
 
 
-def _dataset_items(source: ShardedDataset, n: int, gen: torch.Generator) -> Tensor:
-    """Up to ``n`` random items of a dataset, dequantised (float64)."""
+def _dataset_items(
+    source: ShardedDataset, n: int, gen: torch.Generator, *, with_indices: bool = False
+) -> Any:
+    """Up to ``n`` random items of a dataset, dequantised (float64); with ``with_indices``,
+    ``(items, their positions in the dataset)``."""
     m = min(n, len(source.dataset))
-    idx = torch.randperm(len(source.dataset), generator=gen)[:m].tolist()
-    x = source.images(idx).detach()
+    picked = torch.randperm(len(source.dataset), generator=gen)[:m]
+    x = source.images(picked.tolist()).detach()
     if torch.is_floating_point(x):
-        return x.to(torch.float64)
-    check_pixels(x, "dataset images", source.levels)
-    return (x.to(torch.float64) + torch.rand(x.shape, generator=gen, dtype=torch.float64)) / (
-        source.levels
-    )
+        out = x.to(torch.float64)
+    else:
+        check_pixels(x, "dataset images", source.levels)
+        u = torch.rand(x.shape, generator=gen, dtype=torch.float64)
+        out = (x.to(torch.float64) + u) / source.levels
+    return (out, picked) if with_indices else out
 
 
 def effective_rank(x: Tensor, rtol: float = 1e-6) -> int:
