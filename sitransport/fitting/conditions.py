@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -197,7 +197,8 @@ class ConditionalDraw:
 
     Args:
         train0: the training source end.
-        train1: the training target samples (:class:`EmpiricalDensity` or images).
+        train1: the training target samples (:class:`EmpiricalDensity` or images; a
+            dataset's reader in :class:`ConditionalDatasetDraw`).
         c1: the condition rows of ``train1``.
         encoder: the conditions' encoder.
         norm: the fit's normalisation.
@@ -208,7 +209,7 @@ class ConditionalDraw:
     def __init__(
         self,
         train0: Density,
-        train1: Density,
+        train1: Density | ShardedDataset,
         c1: np.ndarray,
         encoder: ConditionEncoder,
         norm: Normalization,
@@ -232,7 +233,7 @@ class ConditionalDraw:
         end = self.train1
         if isinstance(end, DequantizedImages):
             return end.take(idx, g)
-        return end.samples[idx]  # type: ignore[attr-defined]
+        return cast(EmpiricalDensity, end).samples[idx]
 
     def _x0(self, idx1: Tensor, g: torch.Generator) -> Tensor:
         if self.groups0 is None:
@@ -245,7 +246,7 @@ class ConditionalDraw:
         end = self.train0
         if isinstance(end, DequantizedImages):
             return end.take(rows, g)
-        return end.samples[rows]  # type: ignore[attr-defined]
+        return cast(EmpiricalDensity, end).samples[rows]
 
     def rows(self, idx1: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """The target rows ``idx1``, each with a source sample that may go with it, and
@@ -263,40 +264,22 @@ class ConditionalDatasetDraw(ConditionalDraw):
     shuffled order by the :class:`~sitransport.distributed.ShardedDataset`, whose position
     is checkpointed) with the conditions of the items read, and a source sample for each.
 
-    Args:
-        train0: the training source end.
-        source: the target dataset's reader (the training split).
-        c1: the condition of each item of ``source.dataset``, in its order.
-        encoder: the conditions' encoder.
-        norm: the fit's normalisation.
-        dtype: the dtype of feature codes.
-        c0: the condition rows of ``train0`` (``condition=(c0, c1)``), else ``None``.
+    Takes the arguments of :class:`ConditionalDraw`, with ``train1`` the target dataset's
+    reader (the training split) and ``c1`` the condition of each of its items, in order.
     """
 
-    def __init__(
-        self,
-        train0: Density,
-        source: ShardedDataset,
-        c1: np.ndarray,
-        encoder: ConditionEncoder,
-        norm: Normalization,
-        dtype: torch.dtype,
-        c0: np.ndarray | None = None,
-    ) -> None:
-        super().__init__(train0, train0, c1, encoder, norm, dtype, c0)
-        self.source = source
-
     def __call__(self, n: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-        x1 = self.source(n, g)
-        idx1 = self.source.last_indices
+        source = cast(ShardedDataset, self.train1)
+        x1 = source(n, g)
+        idx1 = source.last_indices
         assert idx1 is not None  # set by every call of the source
         idx1 = idx1.cpu()
         return self.norm.encode(self._x0(idx1, g)), self.norm.encode(x1), self.codes1[idx1]
 
     def state_dict(self) -> dict[str, int]:
         """The dataset's position (:meth:`ShardedDataset.state_dict`)."""
-        return self.source.state_dict()
+        return cast(ShardedDataset, self.train1).state_dict()
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Continue from a position of :meth:`state_dict`."""
-        self.source.load_state_dict(state)
+        cast(ShardedDataset, self.train1).load_state_dict(state)
