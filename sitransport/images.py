@@ -408,6 +408,7 @@ def bpd(
     batch_size: int = 256,
     progress: bool = True,
     ode: Any = None,
+    condition: Any = None,
 ) -> BitsPerDim:
     r"""Bits per dimension of ``flow`` on dequantised data, with a standard error.
 
@@ -435,13 +436,18 @@ def bpd(
         batch_size: images integrated at once. Default ``256``.
         progress: show a progress bar over batches. Default ``True``.
         ode: :class:`~sitransport.ode.ODEOptions` (default: the flow's).
+        condition: a conditional flow's condition (``fit(..., condition=)``): one label or
+            feature vector for all images, or one row per image (e.g. ``data.labels``), so
+            the bits/dim are those of ``rho1(x | c)``; ``None`` (default) for an
+            unconditional flow. An :class:`ImageData`'s labels are not used unless passed.
 
     Returns:
         :class:`BitsPerDim`.
 
     Raises:
         TypeError, ValueError: bad ``data``, ``bin_width`` or options of the log-density
-            (:meth:`~sitransport.flow.TransportFlow.log_prob_estimate`; one probe is allowed).
+            (:meth:`~sitransport.flow.TransportFlow.log_prob_estimate`; one probe is allowed),
+            or a missing, unexpected or unknown ``condition``.
         NonFiniteOutputError: the log-densities are nan or inf; the message names ``bpd``
             and what to try.
 
@@ -473,6 +479,7 @@ def bpd(
         ode=ode,
         batch_size=batch_size,
         progress=progress,
+        condition=condition,
     )
     per_image = torch.as_tensor(est.log_prob, dtype=torch.float64).cpu().numpy()
     per_bpd = np.array([bits_per_dim(-float(v), d, bin_width=bin_width) for v in per_image])

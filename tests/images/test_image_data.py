@@ -197,6 +197,35 @@ def test_bpd_takes_one_probe():
     assert one.n == 3 and one.bpd == pytest.approx(exact.bpd, abs=1e-4)  # -z: probes exact
 
 
+def test_bpd_of_a_conditional_flow_takes_its_condition():
+    """v(z, t, c) = mu_c under ``linear`` pushes N(0, I) to N(mu_c, I): bpd(condition=labels)
+    is each image's density under its own label (exact divergence 0, closed form), and a
+    conditional flow without condition= is refused as log_prob refuses it."""
+    from sitransport.ends.conditions import ConditionEncoder
+
+    mu = torch.tensor([[0.0] * 4, [1.0] * 4, [0.0] * 4], dtype=torch.float64)  # 0, 1, null
+
+    def velocity(z: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return mu.to(z)[c].reshape(z.shape)
+
+    labels = np.array([0, 1, 1, 0, 1])
+    flow = st.TransportFlow(
+        velocity,
+        "linear",
+        base="gaussian",
+        shape=(1, 2, 2),
+        condition=ConditionEncoder.fit(labels),
+    )
+    data = ImageData(np.zeros((5, 1, 2, 2), np.uint8), labels, 2)
+    est = bpd(flow, data, condition=labels, method="exact", progress=False)
+    x = data.dequantized(seed=0).reshape(5, 4)
+    nll = 0.5 * ((x - mu[labels].numpy()) ** 2).sum(1) + 2 * math.log(2 * math.pi)
+    exact = (nll + 4 * math.log(2)) / (4 * math.log(2))  # bin width 1/2
+    assert est.bpd == pytest.approx(exact.mean(), abs=1e-6)
+    with pytest.raises(ValueError, match="condition: this flow is conditional"):
+        bpd(flow, data, progress=False)
+
+
 def test_bpd_bad_input():
     flow = st.TransportFlow(lambda z, t: 0 * z, "linear", base="gaussian", shape=(1, 2, 2))
     with pytest.raises(ValueError, match="bin_width is required"):
