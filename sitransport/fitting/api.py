@@ -402,7 +402,8 @@ def _fit_latent(d0: Density, d1: Density, spec: LatentSpec, call: dict[str, Any]
 
 
 def _with_config(flow: TransportFlow, config: FitConfig) -> TransportFlow:
-    """``flow`` with another ``config`` (the same network, path, ends and record)."""
+    """``flow`` with another ``config`` (the same network, path, ends, record and
+    conditions)."""
     return TransportFlow(
         flow.network,
         flow.interpolant,
@@ -413,6 +414,7 @@ def _with_config(flow: TransportFlow, config: FitConfig) -> TransportFlow:
         ode=flow.ode,
         config=config,
         history=flow.history,
+        condition=flow.condition,
     )
 
 
