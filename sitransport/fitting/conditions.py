@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from sitransport._validation import check_positive
-from sitransport.couplings import GlobalOT
+from sitransport.couplings import End, FeaturePlans, GlobalOT, GroupPlans
 from sitransport.ends.conditions import ConditionEncoder, condition_array
 from sitransport.ends.densities import Density, EmpiricalDensity
 from sitransport.ends.normalization import Normalization
@@ -98,14 +98,8 @@ def check_condition_settings(
     Raises:
         ValueError: ``condition_dropout`` or ``condition_weight`` without ``condition=``;
             ``condition_weight`` for labels or ``(c0, c1)`` (pairs stay within equal
-            values there); a global plan coupling with conditions.
+            values there).
     """
-    if conditions is not None and isinstance(coupling, GlobalOT):
-        raise ValueError(
-            "coupling='global_ot' with condition= is not supported yet: its plans are solved "
-            "between whole ends, not within conditions; use coupling='exact_ot' (exact OT "
-            "within each condition of every batch)"
-        )
     if conditions is None:
         if settings.condition_dropout > 0:
             raise ValueError(
@@ -218,6 +212,7 @@ class ConditionalDraw:
         c0: np.ndarray | None = None,
     ) -> None:
         self.train0, self.train1, self.norm = train0, train1, norm
+        self.encoder_groups = encoder.groups
         self.codes1 = encoder.encode(c1, len(c1), dtype=dtype)
         self.groups0: tuple[Tensor, Tensor, Tensor] | None = None
         if c0 is not None:
@@ -257,3 +252,65 @@ class ConditionalDraw:
 
     def __call__(self, n: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         return self.rows(torch.randint(0, self.codes1.shape[0], (n,), generator=g), g)
+
+
+def plan_draw(
+    draw: ConditionalDraw, coupling: GlobalOT, weight: float | None, seed: int
+) -> GroupPlans | FeaturePlans:
+    """The draw of a conditional fit with ``coupling="global_ot"``: the batches of ``draw``'s
+    ends drawn from plans within conditions, normalised (see
+    :mod:`~sitransport.couplings.conditional_plan`): one plan per condition value (labels,
+    ``(c0, c1)``; each group's ``rho0`` samples for ``(c0, c1)``, ``rho0`` whole otherwise), or
+    one plan between points augmented with their features. Seeded by ``seed + 4``, as an
+    unconditional fit's plans."""
+    codes1 = draw.codes1
+    if draw.groups0 is None and codes1.is_floating_point():  # condition=c, float features
+        train1, norm = draw.train1, draw.norm
+        x1: Tensor | Callable[[Tensor, torch.Generator], Tensor]
+        if isinstance(train1, DequantizedImages):
+            x1 = lambda idx, g: norm.encode(train1.take(idx, g))  # noqa: E731
+        else:
+            x1 = norm.encode(train1.samples)  # type: ignore[attr-defined]
+        return FeaturePlans(
+            coupling, _shared_source(draw), x1, codes1, weight=weight, seed=seed + 4
+        )
+    g1 = draw.g1 if draw.groups0 is not None else draw.encoder_groups(codes1)
+    present, counts = torch.unique(g1, return_counts=True)
+    shared = _shared_source(draw) if draw.groups0 is None else None
+    ends: list[tuple[End, End]] = []
+    for k in present.tolist():
+        rows1 = torch.nonzero(g1 == k).flatten()
+        source = shared if shared is not None else _group_source(draw, k)
+        ends.append((source, _rows_end(draw.train1, rows1, draw.norm)))
+    first = torch.stack([torch.nonzero(g1 == k)[0, 0] for k in present.tolist()])
+    return GroupPlans(coupling, ends, codes1[first], counts, seed=seed + 4)
+
+
+def _shared_source(draw: ConditionalDraw) -> End:
+    """``rho0`` whole (normalised): its samples, or a stream of its draws."""
+    train0, norm = draw.train0, draw.norm
+    if isinstance(train0, EmpiricalDensity):
+        return norm.encode(train0.samples)
+    return lambda m, g: norm.encode(train0.sample(m, g))
+
+
+def _group_source(draw: ConditionalDraw, k: int) -> End:
+    """The ``rho0`` samples of group ``k`` (``condition=(c0, c1)``), normalised."""
+    assert draw.groups0 is not None  # called for (c0, c1) only
+    order, starts, counts = draw.groups0
+    rows0 = order[int(starts[k]) : int(starts[k] + counts[k])]
+    return _rows_end(draw.train0, rows0, draw.norm)
+
+
+def _rows_end(end: Density, rows: Tensor, norm: Normalization) -> End:
+    """The rows ``rows`` of a finite end, normalised: a set of samples, or a stream of
+    images drawn uniformly among them (dequantised afresh)."""
+    if isinstance(end, DequantizedImages):
+        images = end
+
+        def sample(m: int, g: torch.Generator) -> Tensor:
+            pick = rows[torch.randint(0, rows.shape[0], (m,), generator=g)]
+            return norm.encode(images.take(pick, g))
+
+        return sample
+    return norm.encode(end.samples[rows])  # type: ignore[attr-defined]
