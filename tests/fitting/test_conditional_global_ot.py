@@ -34,6 +34,12 @@ def test_labels_from_a_gaussian_train_and_sample_per_label(labelled):
     assert flow.config.coupling.name == "global_ot" and flow.config.condition == "labels"
     for label in ("a", "c"):
         assert flow.sample(4, condition=label, seed=0).shape == (4, 2)
+    # a fitted conditional network reports per condition (codes reach the Jacobian and H)
+    x0 = np.random.default_rng(0).normal(size=(200, 2))
+    report = st.metrics.transport_report(flow, x0, x1[labels == "c"], condition="c")
+    assert np.isfinite([report.npe, report.lipschitz, report.h_upper]).all()
+    per = st.metrics.conditional_npe(flow, x0, x1, labels)
+    assert per.npe.shape == (3,) and per.npe[2] == report.npe
 
 
 def test_paired_conditions_and_features_train(labelled):
