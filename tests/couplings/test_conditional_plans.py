@@ -211,3 +211,29 @@ def test_feature_plans_reject_bad_input():
         FeaturePlans(GlobalOT(), x0, x1, codes[:5])
     with pytest.raises(ValueError, match="weight"):
         FeaturePlans(GlobalOT(), x0, x1, codes, weight=-1.0)
+
+
+def test_train_takes_group_plans_and_refuses_plans_between_whole_ends():
+    from sitransport.ends.conditions import ConditionEncoder
+    from sitransport.interpolants import Linear
+    from sitransport.nn import MLPVelocity
+    from sitransport.train import TrainSettings, train
+    from sitransport.train.step import Conditions
+
+    enc = ConditionEncoder.fit([0, 1])
+    conditions = Conditions(enc, grouped=True, weight=None, dropout=0.0)
+    settings = TrainSettings(steps=3, batch_size=16, progress=False, ema=None)
+    net = MLPVelocity(
+        2, width=8, depth=1, condition={"kind": "labels", "size": 2, "fusion": "film"}
+    )
+    x = torch.randn(20, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    coupling = GlobalOT(processes=0)
+    plans = GroupPlans(coupling, [(x, x + 1), (x, x - 1)], torch.tensor([0, 1]), torch.ones(2))
+    h = train(net, Linear(), plans, settings=settings, coupling=coupling, conditions=conditions)
+    assert len(h.history.attrs["ot_plan_solve_s"]) == 2
+
+    def draw(n, g):
+        return x[:n], x[:n] + 1, torch.zeros(n, dtype=torch.long)
+
+    with pytest.raises(ValueError, match="within conditions"):
+        train(net, Linear(), draw, settings=settings, coupling=coupling, conditions=conditions)
