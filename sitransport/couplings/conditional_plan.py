@@ -12,10 +12,12 @@ most ``n`` points used whole and solved once): they wrap one
 
 - **Groups** (labels, or ``condition=(c0, c1)``): one plan per condition value ``k``, between
   the source end of that group (the ``rho0`` samples of the group, or ``rho0`` whole for a
-  shared source) and the target samples of that group. A batch of ``m`` rows first draws
-  each row's group from the target's group frequencies (the draws of a uniform target row),
-  then each group's plan gives its rows' pairs, put back in the rows of that group. Every row
-  carries the code of its group: the pairs never cross conditions.
+  shared source) and the target samples of that group. A stream source (``"gaussian"``)
+  against a group of ``N_k < n`` target samples draws ``N_k`` points per plan, so the plan is
+  a permutation of the group's samples (each used once; solved as an assignment). A batch of
+  ``m`` rows first draws each row's group from the target's group frequencies (the draws of
+  a uniform target row), then each group's plan gives its rows' pairs, put back in the rows
+  of that group. Every row carries the code of its group: the pairs never cross conditions.
 - **Features** (``condition=c`` with float features): one plan between the augmented points
   :math:`(x_0, \sqrt{\lambda}\, c_0)` and :math:`(x_1, \sqrt{\lambda}\, c_1)`, i.e. the cost
   :math:`|x_0 - x_1|^2 + \lambda |c_0 - c_1|^2` of
@@ -27,6 +29,7 @@ most ``n`` points used whole and solved once): they wrap one
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -114,7 +117,8 @@ class GroupPlans:
             )
         self.coupling = coupling
         self.samplers = [
-            coupling.sampler(a, b, seed=group_seed(seed, i)) for i, (a, b) in enumerate(ends)
+            _plan_size(coupling, a, b).sampler(a, b, seed=group_seed(seed, i))
+            for i, (a, b) in enumerate(ends)
         ]
         self.codes = codes
         self.weights = counts.to(torch.float64)
@@ -296,6 +300,15 @@ class FeaturePlans:
             >>> draw.load_state_dict(draw.state_dict())
         """
         self.sampler.load_state_dict(state)
+
+
+def _plan_size(coupling: GlobalOT, x0: End, x1: End) -> GlobalOT:
+    """A group's plan settings: a stream source against a finite target set of ``m < n``
+    points draws ``m`` points per plan (a permutation plan, as fast as an assignment of ``m``),
+    otherwise ``coupling`` itself."""
+    if callable(x0) and not isinstance(x0, Tensor) and isinstance(x1, Tensor):
+        return dataclasses.replace(coupling, n=max(2, min(coupling.n, x1.shape[0])))
+    return coupling
 
 
 def _check_codes(codes: Any, x1: Any) -> None:

@@ -237,3 +237,15 @@ def test_train_takes_group_plans_and_refuses_plans_between_whole_ends():
 
     with pytest.raises(ValueError, match="within conditions"):
         train(net, Linear(), draw, settings=settings, coupling=coupling, conditions=conditions)
+
+
+def test_a_stream_source_draws_as_many_points_as_the_group_has():
+    stream = lambda m, g: torch.randn(m, 2, generator=g, dtype=torch.float64)  # noqa: E731
+    x1 = [torch.randn(m, 2, generator=torch.Generator().manual_seed(m)).double() for m in SIZES]
+    draw = _groups([(stream, b) for b in x1])  # GlobalOT(n=4096)
+    draw(64, torch.Generator().manual_seed(0))
+    for k, state in enumerate(draw.state_dict()["groups"]):
+        # a permutation plan of the group's samples: each target point once
+        assert state["weights"] is None and len(state["x1"]) == SIZES[k]
+        assert (_index(state["x1"], x1[k]).sort().values == torch.arange(SIZES[k])).all()
+        assert draw.samplers[k].coupling.n == SIZES[k]
