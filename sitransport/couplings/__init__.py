@@ -30,7 +30,9 @@ source it is given.
 
 In a conditional fit, :func:`pair_within` (and :func:`submit_within`) applies any coupling
 within conditions: per label, or under the cost ``|x0 - x1|^2 + lambda |c0 - c1|^2`` for
-continuous features.
+continuous features; with ``global_ot`` the batches come from plans solved within
+conditions instead (:class:`GroupPlans` per condition value, :class:`FeaturePlans` between
+points augmented with their features).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from sitransport.couplings.base import Coupling, Independent, PairSource
 from sitransport.couplings.base import DrawPairs as DrawPairs
 from sitransport.couplings.base import End as End
 from sitransport.couplings.conditional import pair_within, submit_within
+from sitransport.couplings.conditional_plan import FeaturePlans, GroupPlans
 from sitransport.couplings.global_plan import GlobalOT, PlanSampler
 from sitransport.couplings.minibatch import BLOCK as BLOCK
 from sitransport.couplings.minibatch import ExactOT, Sinkhorn
@@ -48,7 +51,9 @@ from sitransport.couplings.registry import coupling_names, get_coupling
 __all__ = [
     "Coupling",
     "ExactOT",
+    "FeaturePlans",
     "GlobalOT",
+    "GroupPlans",
     "Independent",
     "PairSource",
     "PlanSampler",

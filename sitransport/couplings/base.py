@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -29,10 +29,12 @@ DrawPairs = Callable[[int, torch.Generator], tuple[Tensor, ...]]
 __all__ = ["Coupling", "Independent", "PairSource"]
 
 
+@runtime_checkable
 class Plans(Protocol):
     """A sampler whose plan solves a :class:`PairSource` meters (a
-    :class:`~sitransport.couplings.PlanSampler`): the seconds of each solve and its coupling,
-    whose ``n`` is the plan size."""
+    :class:`~sitransport.couplings.PlanSampler`, or the per-condition samplers of
+    :mod:`~sitransport.couplings.conditional_plan`): the seconds of each solve and its
+    coupling, whose ``n`` is the plan size."""
 
     solve_seconds: list[float]
     coupling: Any

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from sitransport._validation import check_positive_int, torch_generator
-from sitransport.couplings.base import Coupling, DrawPairs, End, Independent, PairSource
+from sitransport.couplings.base import Coupling, DrawPairs, End, Independent, PairSource, Plans
 from sitransport.couplings.minibatch import ExactOT, cost_matrix, permutation, worker_pool
 
 __all__ = ["GlobalOT", "PlanSampler"]
@@ -158,10 +158,12 @@ class GlobalOT(Coupling):
     ) -> PairSource:
         """The batches of a training run drawn from this coupling's plans (used as drawn):
         plans between the two ``ends`` when given, else between the two sides of ``draw``
-        (as streams); a :class:`PlanSampler` passed as ``draw`` is used as it is.
+        (as streams); a sampler of plans passed as ``draw`` (a :class:`PlanSampler`, or a
+        conditional fit's :class:`~sitransport.couplings.GroupPlans` or
+        :class:`~sitransport.couplings.FeaturePlans`) is used as it is.
 
         Args:
-            draw: ``draw(n, generator)`` of independent pairs, or a :class:`PlanSampler`.
+            draw: ``draw(n, generator)`` of independent pairs, or a sampler of plans.
             seed: the run's seed; the plans' subsamples are seeded by ``seed + 4``. Default
                 ``0``.
             ends: a function returning the two ends (finite sample sets or streams) to solve
@@ -181,7 +183,7 @@ class GlobalOT(Coupling):
             >>> source.coupling
             GlobalOT(n=64, reuse=250, processes=0)
         """
-        if isinstance(draw, PlanSampler):
+        if isinstance(draw, Plans):  # a PlanSampler, GroupPlans or FeaturePlans
             return PairSource(draw, Independent(), coupling=self, plans=draw)
         if ends is None:
             if hasattr(draw, "state_dict"):

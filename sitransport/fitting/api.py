@@ -24,12 +24,12 @@ from sitransport.config import (
     UNetSpec,
 )
 from sitransport.couplings import Coupling, get_coupling
-from sitransport.distributed import ShardedDataset
 from sitransport.ends.densities import Density, EmpiricalDensity, StandardNormal
 from sitransport.fitting.conditions import (
-    ConditionalDatasetDraw,
-    ConditionalDraw,
     check_condition_settings,
+    conditional_draw,
+    conditional_source,
+    held_out_rows,
     resolve_conditions,
     split_conditions,
     training_conditions,
@@ -207,12 +207,16 @@ def fit(
             xarray or pandas; ``rho0`` is shared by all conditions. Or a pair ``(c0, c1)``
             when both ends are samples with conditions of their own (control and treated
             cells per drug): pairs are then drawn within equal condition values. Couplings
-            pair within conditions (blocks per label; see ``condition_weight``). Every method
+            pair within conditions (blocks per label; see ``condition_weight``);
+            ``"global_ot"`` solves its plans within conditions (one per condition value, or
+            one between points augmented with their features; see
+            :mod:`sitransport.couplings.conditional_plan`). Every method
             of the flow then takes ``condition=``. Default ``None``: one map.
         condition_weight: the weight :math:`\lambda` of continuous features in the pairing
             cost :math:`|x_0 - x_1|^2 + \lambda |c_0 - c_1|^2` of OT couplings under
             ``condition=c`` with float features (normalised coordinates, standardised
-            features); default ``None``: see :mod:`sitransport.couplings.conditional`.
+            features; ``"global_ot"`` plans included); default ``None``: see
+            :mod:`sitransport.couplings.conditional`.
 
     Returns:
         The fitted flow, a :class:`TransportFlow` (with ``latent=``, a
@@ -302,14 +306,10 @@ def fit(
         pairs = pair_source(train0, train1, norm, pairing, seed)
     else:
         assert c1_train is not None  # conditions are split with their samples
-        kind = ConditionalDatasetDraw if isinstance(train1, ShardedDataset) else ConditionalDraw
-        draw = kind(train0, train1, c1_train, conds.encoder, norm, dtype, c0_train)
+        draw = conditional_draw(train0, train1, (c0_train, c1_train), conds.encoder, norm, dtype)
         if validation > 0 and c1_held is not None:
-            held = ConditionalDraw(
-                train0, EmpiricalDensity(held1), c1_held, conds.encoder, norm, dtype, c0_train
-            )
-            val = held.rows(torch.arange(held1.shape[0]), gen)
-        pairs = pairing.source(draw, seed=seed)
+            val = held_out_rows(draw, held1, c1_held, gen)
+        pairs = conditional_source(draw, pairing, condition_weight, seed)
     config = FitConfig(
         training=settings,
         network=net_spec,

@@ -7,6 +7,7 @@ run returns ``(x0, x1, codes)``, ``x0`` a source sample that may go with the con
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor
 
 from sitransport._validation import check_positive
-from sitransport.couplings import GlobalOT
+from sitransport.couplings import Coupling, End, FeaturePlans, GlobalOT, GroupPlans, PairSource
 from sitransport.distributed import ShardedDataset
 from sitransport.ends.conditions import ConditionEncoder, condition_array
 from sitransport.ends.densities import Density, EmpiricalDensity
@@ -105,14 +106,8 @@ def check_condition_settings(
     Raises:
         ValueError: ``condition_dropout`` or ``condition_weight`` without ``condition=``;
             ``condition_weight`` for labels or ``(c0, c1)`` (pairs stay within equal
-            values there); a global plan coupling with conditions.
+            values there).
     """
-    if conditions is not None and isinstance(coupling, GlobalOT):
-        raise ValueError(
-            "coupling='global_ot' with condition= is not supported yet: its plans are solved "
-            "between whole ends, not within conditions; use coupling='exact_ot' (exact OT "
-            "within each condition of every batch)"
-        )
     if conditions is None:
         if settings.condition_dropout > 0:
             raise ValueError(
@@ -217,6 +212,8 @@ class ConditionalDraw:
         c0: np.ndarray | None = None,
     ) -> None:
         self.train0, self.train1, self.norm = train0, train1, norm
+        self.encoder, self.dtype, self.c0 = encoder, dtype, c0
+        self.encoder_groups = encoder.groups
         self.codes1 = encoder.encode(c1, len(c1), dtype=dtype)
         self.groups0: tuple[Tensor, Tensor, Tensor] | None = None
         if c0 is not None:
@@ -283,3 +280,102 @@ class ConditionalDatasetDraw(ConditionalDraw):
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Continue from a position of :meth:`state_dict`."""
         cast(ShardedDataset, self.train1).load_state_dict(state)
+
+
+def conditional_draw(
+    train0: Density,
+    train1: Density | ShardedDataset,
+    rows: tuple[np.ndarray | None, np.ndarray],
+    encoder: ConditionEncoder,
+    norm: Normalization,
+    dtype: torch.dtype,
+) -> ConditionalDraw:
+    """The draw of a conditional fit: a :class:`ConditionalDatasetDraw` for a dataset at
+    ``rho1``, a :class:`ConditionalDraw` otherwise; ``rows`` are the training conditions
+    ``(c0 or None, c1)``."""
+    kind = ConditionalDatasetDraw if isinstance(train1, ShardedDataset) else ConditionalDraw
+    return kind(train0, train1, rows[1], encoder, norm, dtype, rows[0])
+
+
+def held_out_rows(
+    draw: ConditionalDraw, held1: Tensor, c1_held: np.ndarray, gen: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The validation pairs of a conditional fit: every held-out target sample, with its
+    codes and a source sample drawn from ``gen`` as the training draw would pair it."""
+    held = ConditionalDraw(
+        draw.train0, EmpiricalDensity(held1), c1_held, draw.encoder, draw.norm, draw.dtype, draw.c0
+    )
+    return held.rows(torch.arange(held1.shape[0]), gen)
+
+
+def conditional_source(
+    draw: ConditionalDraw, coupling: Coupling, weight: float | None, seed: int
+) -> PairSource:
+    """The pair source of a conditional fit: a global plan's batches drawn from plans within
+    conditions (:func:`plan_draw`), any other coupling's paired within conditions by the
+    trainer. A dataset's draw is given to a global plan as it is (which refuses it)."""
+    if isinstance(coupling, GlobalOT) and not isinstance(draw, ConditionalDatasetDraw):
+        return coupling.source(plan_draw(draw, coupling, weight, seed), seed=seed)
+    return coupling.source(draw, seed=seed)
+
+
+def plan_draw(
+    draw: ConditionalDraw, coupling: GlobalOT, weight: float | None, seed: int
+) -> GroupPlans | FeaturePlans:
+    """The draw of a conditional fit with ``coupling="global_ot"``: the batches of ``draw``'s
+    ends drawn from plans within conditions, normalised (see
+    :mod:`~sitransport.couplings.conditional_plan`): one plan per condition value (labels,
+    ``(c0, c1)``; each group's ``rho0`` samples for ``(c0, c1)``, ``rho0`` whole otherwise), or
+    one plan between points augmented with their features. Seeded by ``seed + 4``, as an
+    unconditional fit's plans."""
+    codes1 = draw.codes1
+    if draw.groups0 is None and codes1.is_floating_point():  # condition=c, float features
+        train1, norm = draw.train1, draw.norm
+        x1: Tensor | Callable[[Tensor, torch.Generator], Tensor]
+        if isinstance(train1, DequantizedImages):
+            x1 = lambda idx, g: norm.encode(train1.take(idx, g))  # noqa: E731
+        else:
+            x1 = norm.encode(cast(EmpiricalDensity, train1).samples)
+        return FeaturePlans(
+            coupling, _shared_source(draw), x1, codes1, weight=weight, seed=seed + 4
+        )
+    g1 = draw.g1 if draw.groups0 is not None else draw.encoder_groups(codes1)
+    present, counts = torch.unique(g1, return_counts=True)
+    shared = _shared_source(draw) if draw.groups0 is None else None
+    ends: list[tuple[End, End]] = []
+    for k in present.tolist():
+        rows1 = torch.nonzero(g1 == k).flatten()
+        source = shared if shared is not None else _group_source(draw, k)
+        ends.append((source, _rows_end(cast(Density, draw.train1), rows1, draw.norm)))
+    first = torch.stack([torch.nonzero(g1 == k)[0, 0] for k in present.tolist()])
+    return GroupPlans(coupling, ends, codes1[first], counts, seed=seed + 4)
+
+
+def _shared_source(draw: ConditionalDraw) -> End:
+    """``rho0`` whole (normalised): its samples, or a stream of its draws."""
+    train0, norm = draw.train0, draw.norm
+    if isinstance(train0, EmpiricalDensity):
+        return norm.encode(train0.samples)
+    return lambda m, g: norm.encode(train0.sample(m, g))
+
+
+def _group_source(draw: ConditionalDraw, k: int) -> End:
+    """The ``rho0`` samples of group ``k`` (``condition=(c0, c1)``), normalised."""
+    assert draw.groups0 is not None  # called for (c0, c1) only
+    order, starts, counts = draw.groups0
+    rows0 = order[int(starts[k]) : int(starts[k] + counts[k])]
+    return _rows_end(draw.train0, rows0, draw.norm)
+
+
+def _rows_end(end: Density, rows: Tensor, norm: Normalization) -> End:
+    """The rows ``rows`` of a finite end, normalised: a set of samples, or a stream of
+    images drawn uniformly among them (dequantised afresh)."""
+    if isinstance(end, DequantizedImages):
+        images = end
+
+        def sample(m: int, g: torch.Generator) -> Tensor:
+            pick = rows[torch.randint(0, rows.shape[0], (m,), generator=g)]
+            return norm.encode(images.take(pick, g))
+
+        return sample
+    return norm.encode(cast(EmpiricalDensity, end).samples[rows])

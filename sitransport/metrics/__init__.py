@@ -12,6 +12,8 @@ Every number the library reports about transport quality is checkable against on
 - :func:`map_error` — L2-UVP and displacement cosine of a learned map against a known
   optimal-transport map (Korotin et al. 2021), e.g. that of
   :func:`~sitransport.datasets.known_ot_pair`.
+- :func:`transport_report` and, per condition of a conditional flow, :func:`conditional_npe`
+  — the flow's path energy against the exact ``W2^2`` of the samples (the NPE).
 - :func:`noise_floor` — the ``W2`` between two independent finite samples of the *same* law,
   i.e. the value a perfect model reaches when its samples are compared with a finite target
   sample. A learned model's ``w2`` should be read relative to it.
@@ -27,6 +29,7 @@ References:
 
 from __future__ import annotations
 
+from sitransport.metrics.conditional import ConditionalNPE, conditional_npe
 from sitransport.metrics.distances import gaussian_ot_map, gaussian_w2, noise_floor, sinkhorn_w2, w2
 from sitransport.metrics.quality import (
     MapError,
@@ -39,10 +42,12 @@ from sitransport.metrics.quality import (
 from sitransport.metrics.report import TransportReport, transport_report
 
 __all__ = [
+    "ConditionalNPE",
     "MapError",
     "SampleQuality",
     "TransportReport",
     "bits_per_dim",
+    "conditional_npe",
     "gaussian_ot_map",
     "gaussian_w2",
     "map_error",

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from sitransport._io import load_checkpoint, save_checkpoint
 from sitransport._validation import check_device, check_seed
 from sitransport.config.training import TrainSettings
-from sitransport.couplings import Coupling, DrawPairs, Independent, PairSource
+from sitransport.couplings import Coupling, DrawPairs, Independent, PairSource, PlanSampler
 from sitransport.distributed import rank_and_world
 from sitransport.interpolants import Fourier, Interpolant, Normalized
 from sitransport.losses import TimeSampler, get_time_sampler, quadratic_loss
@@ -145,6 +145,7 @@ class Trainer:
         self.dtype = dtype
         self.time_sampler = time_sampler or get_time_sampler("uniform")
         source = _run_source(draw, coupling, seed)
+        _check_conditional_plans(source, conditions)
         self.fingerprint = run_fingerprint(
             net,
             interpolant,
@@ -579,6 +580,21 @@ class Trainer:
         if settings.restore_best and best["state"] is not None:
             attrs["best_val_loss"] = best["loss"]
         return TrainResult(model, self.record.to_dataset(attrs))
+
+
+def _check_conditional_plans(source: PairSource, conditions: Conditions | None) -> None:
+    """A conditional run cannot draw from plans between whole ends (they drop the codes and
+    pair across conditions).
+
+    Raises:
+        ValueError: ``conditions`` with a :class:`~sitransport.couplings.PlanSampler`.
+    """
+    if conditions is not None and isinstance(source.plans, PlanSampler):
+        raise ValueError(
+            "coupling=GlobalOT with conditions: its plans must be solved within conditions; "
+            "pass a GroupPlans or FeaturePlans (sitransport.couplings) as draw, as fit does, "
+            "or use coupling=ExactOT()"
+        )
 
 
 def _run_source(draw: DrawPairs | PairSource, coupling: Coupling | None, seed: int) -> PairSource:
