@@ -417,6 +417,7 @@ def _with_config(flow: TransportFlow, config: FitConfig) -> TransportFlow:
         ode=flow.ode,
         config=config,
         history=flow.history,
+        condition=flow.condition,
     )
 
 
