@@ -30,7 +30,9 @@ from sitransport.ends.conditions import condition_array
 from sitransport.ends.densities import Density, EmpiricalDensity, StandardNormal
 from sitransport.fitting.conditions import (
     ConditionalDraw,
+    FitConditions,
     check_condition_settings,
+    condition_record,
     resolve_conditions,
     split_conditions,
     training_conditions,
@@ -356,6 +358,8 @@ def fit(
         fingerprint=fit_fingerprint(config, d0, end1, conds) if ckpt else None,
         conditions=training_conditions(conds, condition_weight, settings.condition_dropout),
     )
+    if conds is not None:
+        trained.history.attrs.update(condition_record(conds, c1_train))
     return TransportFlow(
         trained.model,
         interp,
@@ -531,7 +535,7 @@ def reflow(
     dtype = dtype if dtype is not None else base.dtype
     check_dtype(dtype)
     sampler = get_time_sampler(time_sampler if time_sampler is not None else base.time_sampler)
-    draw, conditions = _reflow_pairs(flow, n, run_generator(seed, 7), ode, condition, dtype)
+    draw, conditions, rows = _reflow_pairs(flow, n, run_generator(seed, 7), ode, condition, dtype)
     if conditions is not None:
         conditions = dataclasses.replace(conditions, dropout=training.condition_dropout)
     with torch.random.fork_rng(devices=[]):
@@ -565,6 +569,10 @@ def reflow(
         reflow_generation=base.reflow_generation + 1,
         reflow_pairs=n,
     )
+    if flow.condition is not None and rows is not None:
+        kind = base.condition or flow.condition.kind
+        record = condition_record(FitConditions(flow.condition, kind, rows), None)
+        trained.history.attrs.update(record)
     return TransportFlow(
         trained.model,
         interp,
@@ -585,9 +593,10 @@ def _reflow_pairs(
     ode: ODEOptions | None,
     condition: Any,
     dtype: torch.dtype,
-) -> tuple[Callable[..., tuple[Tensor, ...]], Conditions | None]:
+) -> tuple[Callable[..., tuple[Tensor, ...]], Conditions | None, np.ndarray | None]:
     """Reflow's pairs ``(x0, T(x0 [| c]))`` in normalised coordinates, as a draw of
-    ``(z0, z1[, codes])``, and the trainer's conditions of a conditional flow."""
+    ``(z0, z1[, codes])``, the trainer's conditions of a conditional flow and the pairs'
+    condition values."""
     assert flow.base is not None  # checked by reflow
     x0 = flow.base.sample(n, gen)
     rows = _reflow_conditions(flow, condition, n, gen)
@@ -601,14 +610,14 @@ def _reflow_pairs(
             idx = torch.randint(0, n, (m,), generator=g)
             return z0[idx], z1[idx]
 
-        return draw, None
+        return draw, None, None
     codes = enc.encode(rows, n, dtype=dtype)
 
     def draw_conditional(m: int, g: torch.Generator) -> tuple[Tensor, ...]:
         idx = torch.randint(0, n, (m,), generator=g)
         return z0[idx], z1[idx], codes[idx]
 
-    return draw_conditional, Conditions(enc, enc.kind == "labels", None, 0.0)
+    return draw_conditional, Conditions(enc, enc.kind == "labels", None, 0.0), rows
 
 
 def _reflow_conditions(
