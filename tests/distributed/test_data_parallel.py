@@ -253,8 +253,9 @@ def _conditional_fit(kind: str):
     condition = labels if kind == "labels" else labels[:, None] + rng.normal(size=(240, 1))
     settings = TrainSettings(steps=4, batch_size=16, lr=1e-2, warmup=1, progress=False,
                              eval_every=2, condition_dropout=0.25)  # fmt: skip
-    flow = st.fit("gaussian", x1, condition=condition, coupling=ExactOT(processes=0), dtype=torch.float64,
-                  network=st.MLPSpec(width=16, depth=2), training=settings, seed=1)  # fmt: skip
+    flow = st.fit("gaussian", x1, condition=condition, coupling=ExactOT(processes=0),
+                  dtype=torch.float64, network=st.MLPSpec(width=16, depth=2), training=settings,
+                  seed=1)  # fmt: skip
     history = flow.history
     return torch.cat(
         [
