@@ -14,6 +14,23 @@ a line are ignored; a decimal comma is not read. A first line without any number
 such as ``x,y``) is skipped, with a note on stderr. A line that breaks these rules is
 named by its line number in the file.
 
+``sitransport fit SOURCE TARGET --condition FILE`` fits a conditional flow: ``FILE`` (``.npy``
+or ``.csv``) holds one condition per sample of ``TARGET`` (which must then be a file), in the
+same order: labels (a 1-D ``.npy`` array of integers or strings; a ``.csv`` file of one
+column of integers, or of any other words, which are labels as written, a double-quoted
+label unquoted) or float features (a float ``.npy`` array ``(n,)`` or ``(n, k)``; a ``.csv``
+file of numbers, read as above, that are not all integers in one column). The held-out
+rows keep their conditions: samples are generated with the conditions of held-out rows,
+and the held-out NLL is conditional. A conditional run writes ``flow.sit`` and
+``report.json`` (its ``"condition"`` names the kind and the labels or the number of
+features); the optimal-transport diagnostics and the figure, which need one map, are
+skipped.
+
+``sitransport sample FLOW -n N -o OUT`` draws ``N`` samples of a saved flow into ``OUT``
+(``.npy``, or ``.csv`` with ``,``); for a conditional flow ``--condition VALUE`` gives one
+condition for all samples (an integer or a word is a label, comma-separated numbers a
+feature vector) or ``--condition FILE`` (``.npy`` or ``.csv``, as above) one per sample.
+
 Existing outputs (``flow.sit``, ``report.json``, ``summary.png``) in the output directory
 are kept: the command refuses to start unless ``--overwrite`` is passed. Every rejected
 input (a flag out of range, a missing or unreadable file, an output directory that cannot
@@ -44,6 +61,7 @@ import torch
 from sitransport import datasets
 from sitransport._validation import as_tensor, numpy_generator
 from sitransport.couplings import coupling_names
+from sitransport.ends.conditions import condition_array
 from sitransport.errors import SitransportError
 from sitransport.fitting import fit
 from sitransport.interpolants import interpolant_names
@@ -177,6 +195,69 @@ def _read_file(path: Path, role: str) -> np.ndarray:
     return x
 
 
+_ROLE_C = "--condition"
+
+
+def _read_condition(path: Path, role: str = _ROLE_C) -> np.ndarray:
+    """Conditions from a ``.npy`` or ``.csv`` file (see the module docstring): labels
+    ``(n,)`` or float features ``(n, k)``; errors name ``role`` and the file."""
+    name = f"{role} {str(path)!r}"
+    if not path.is_file():
+        raise ValueError(f"{role}: no such file: {str(path)!r}")
+    if path.suffix == ".csv":
+        c = _read_condition_csv(path, role)
+    elif path.suffix == ".npy":
+        try:
+            c = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise ValueError(
+                f"{name} is not a readable .npy array: {type(err).__name__}: {err}"
+            ) from None
+    else:
+        raise ValueError(f"{name} must be a .npy or .csv file")
+    if getattr(c, "ndim", 0) not in (1, 2):
+        raise ValueError(
+            f"{name} must hold labels (n,) or features (n, k), got shape {np.shape(c)}"
+        )
+    try:
+        return condition_array(c, name)
+    except (TypeError, ValueError) as err:
+        raise ValueError(str(err)) from None
+
+
+def _read_condition_csv(path: Path, role: str) -> np.ndarray:
+    """A ``.csv`` of conditions: one column of integers or words (labels), else numbers."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{role} {str(path)!r} cannot be read as UTF-8 text: {err}") from None
+    rows = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    rows = [r for r in rows if r]
+    if rows and not any(re.search(r"[,;\s]", r) for r in rows):  # one column
+        fields = [_unquote(r) for r in rows]
+        if all(re.fullmatch(r"[+-]?\d+", f) for f in fields[1:]):
+            if not re.fullmatch(r"[+-]?\d+", fields[0]):  # a header, as for numbers
+                fields = fields[1:]
+            if all(re.fullmatch(r"[+-]?\d+", f) for f in fields):
+                return np.array([int(f) for f in fields], dtype=np.int64)
+        if not all(_is_number(f) for f in fields[1:]):
+            return np.array(fields)
+    return _read_csv(path, role)
+
+
+def _condition_value(text: str) -> object:
+    """``--condition`` of ``sample``: a file of rows, a label (an integer or a word) or a
+    feature vector (comma-separated numbers)."""
+    if Path(text).suffix in (".npy", ".csv"):
+        return _read_condition(Path(text))
+    if re.fullmatch(r"[+-]?\d+", text.strip()):
+        return int(text)
+    parts = [p.strip() for p in text.split(",")]
+    if all(_is_number(p) for p in parts):
+        return np.array([float(p) for p in parts])
+    return text
+
+
 def _load_array(spec: str, n: int, seed: int, role: str) -> np.ndarray | str:
     """A dataset name, ``gaussian`` or a ``.npy``/``.csv`` file -> samples (or 'gaussian')."""
     if spec == "gaussian":
@@ -192,9 +273,10 @@ def _load_array(spec: str, n: int, seed: int, role: str) -> np.ndarray | str:
 
 
 def _split_target(x1: np.ndarray, spec: str, n_eval: int, seed: int):
-    """Training samples and 2 * m held-out samples of the target (m <= n_eval)."""
+    """Training samples and 2 * m held-out samples of the target (m <= n_eval), and the
+    permutation of a file's rows (``None`` for a dataset)."""
     if spec in datasets.names():
-        return x1, datasets.sample(spec, 2 * n_eval, seed=seed + 1000)
+        return x1, datasets.sample(spec, 2 * n_eval, seed=seed + 1000), None
     perm = numpy_generator(seed).permutation(x1.shape[0])
     m = min(n_eval, x1.shape[0] // 10)
     if m < 10:
@@ -202,7 +284,7 @@ def _split_target(x1: np.ndarray, spec: str, n_eval: int, seed: int):
             f"TARGET {spec!r} has too few samples ({x1.shape[0]}) to evaluate: a tenth of them "
             "(at least 10) is held out twice; --n-eval caps that tenth"
         )
-    return x1[perm[2 * m :]], x1[perm[: 2 * m]]
+    return x1[perm[2 * m :]], x1[perm[: 2 * m]], perm
 
 
 def _source_draws(rho0, spec: str, d: int, n: int, seed: int) -> np.ndarray:
@@ -224,6 +306,31 @@ def _check_out(out: Path) -> None:
     except OSError as err:
         raise ValueError(f"{_OUT}: cannot write to {str(out)!r}: {err.strerror or err}") from None
     shutil.rmtree(probe, ignore_errors=True)
+
+
+def _conditions(path: str | None, target: str, rows: int) -> np.ndarray | None:
+    """The conditions of ``--condition`` (one row per TARGET sample), or ``None``."""
+    if path is None:
+        return None
+    if Path(target).suffix not in (".npy", ".csv"):
+        raise ValueError(
+            f"{_ROLE_C} needs TARGET as a .npy/.csv file (one condition per sample, in order), "
+            f"got {target!r}"
+        )
+    c = _read_condition(Path(path))
+    if c.shape[0] != rows:
+        raise ValueError(
+            f"{_ROLE_C} {path!r} has {c.shape[0]} rows, TARGET {target!r} has {rows}: one "
+            "condition per sample"
+        )
+    return c
+
+
+def _condition_report(flow) -> dict:
+    enc = flow.condition
+    if enc.kind == "labels":
+        return {"kind": "labels", "labels": list(enc.labels)}
+    return {"kind": "features", "features": enc.dim}
 
 
 def _output_names(figure: bool) -> list[str]:
@@ -266,6 +373,7 @@ def run(
     fit_kwargs: dict,
     threads: int | None = None,
     overwrite: bool = False,
+    condition: str | None = None,
 ) -> dict:
     """Fit SOURCE -> TARGET, evaluate against held-out target samples, write outputs.
 
@@ -278,20 +386,26 @@ def run(
     rho1 = _load_array(target, n, seed, "TARGET")
     if isinstance(rho1, str):
         raise ValueError("TARGET must be samples (a dataset or a .npy/.csv file), got 'gaussian'")
-    _check_free(out, _output_names(rho1.shape[1] == 2), overwrite)
-    x1, held = _split_target(rho1, target, n_eval, seed)
+    c = _conditions(condition, target, rho1.shape[0])
+    draw_figure = rho1.shape[1] == 2 and c is None
+    _check_free(out, _output_names(draw_figure), overwrite)
+    x1, held, perm = _split_target(rho1, target, n_eval, seed)
     if threads is not None:
         torch.set_num_threads(threads)
     m = held.shape[0] // 2
     kwargs = dict(fit_kwargs)
     if steps is not None:
         kwargs["steps"] = steps
+    c_held = None
+    if c is not None:
+        kwargs["condition"], c_held = c[perm[2 * m :]], c[perm[: 2 * m]]
     t0 = time.perf_counter()
     # the command's options include no latent=: fit returns a TransportFlow
     flow = cast("TransportFlow", fit(rho0, x1, seed=seed, progress=progress, **kwargs))
     train_s = time.perf_counter() - t0
     x0 = _source_draws(rho0, source, x1.shape[1], m, seed)
-    res = flow.transport(x0)
+    # conditional: generated with the other half's conditions, as the noise floor's halves
+    res = flow.transport(x0, condition=None if c_held is None else c_held[m:])
     quality = sample_quality(res.x, held)
     report = {
         "source": source,
@@ -304,13 +418,19 @@ def run(
         "nfe": res.nfe,
         "steps": flow.config.training.steps if flow.config is not None else None,
     }
+    k = min(m, 1000)
     if flow.base is not None and flow.base.has_density:
-        report["heldout_nll"] = float(-np.mean(flow.log_prob(held[: min(m, 1000)])))
+        where = None if c_held is None else c_held[:k]
+        report["heldout_nll"] = float(-np.mean(flow.log_prob(held[:k], condition=where)))
     n_ot = min(m, 2000)
-    ot_report = transport_report(flow, x0[:n_ot], held[:n_ot], seed=seed)
-    report["transport"] = dataclasses.asdict(ot_report)
+    ot_report = None
+    if c is None:
+        ot_report = transport_report(flow, x0[:n_ot], held[:n_ot], seed=seed)
+        report["transport"] = dataclasses.asdict(ot_report)
+    else:
+        report["condition"] = _condition_report(flow)
     figure = None
-    if x1.shape[1] == 2:
+    if draw_figure:
         from sitransport.plot import summary_figure  # lazy: matplotlib only for a figure
 
         def figure():
@@ -325,10 +445,47 @@ def run(
     print(f"train {train_s:.1f} s, sampling NFE {res.nfe:.0f} (dopri5)")
     if "heldout_nll" in report:
         print(f"held-out NLL = {report['heldout_nll']:.4f} nats")
-    print(f"optimal-transport diagnostics ({n_ot} samples):")
-    print("  " + str(ot_report).replace("\n", "\n  "))
+    if ot_report is not None:
+        print(f"optimal-transport diagnostics ({n_ot} samples):")
+        print("  " + str(ot_report).replace("\n", "\n  "))
+    else:
+        print("conditional flow: generated with held-out conditions; no OT diagnostics")
     print(f"wrote {', '.join(str(out / w) for w in written)}")
     return report
+
+
+def sample(
+    flow_file: str, n: int, out: Path, *, seed: int, condition: str | None, overwrite: bool
+) -> np.ndarray:
+    """``sitransport sample``: ``n`` samples of the saved flow ``flow_file`` into ``out``.
+
+    Raises:
+        ValueError: a rejected input (the message names the flag or file): ``out`` not a
+            ``.npy``/``.csv`` path or existing without ``overwrite``; an unreadable flow; a
+            condition the flow refuses (or one for an unconditional flow).
+    """
+    from sitransport.io import load  # the flow files' reader, only for this command
+
+    if out.suffix not in (".npy", ".csv"):
+        raise ValueError(f"{_OUT}: must end in .npy or .csv, got {str(out)!r}")
+    if not overwrite and (out.exists() or out.is_symlink()):
+        raise ValueError(f"{_OUT}: {str(out)!r} exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise ValueError(f"{_OUT}: the folder of {str(out)!r} does not exist")
+    if not Path(flow_file).is_file():
+        raise ValueError(f"FLOW: no such file: {flow_file!r}")
+    flow = load(flow_file)
+    c = None if condition is None else _condition_value(condition)
+    y = flow.sample(n, seed=seed, condition=c) if c is not None else flow.sample(n, seed=seed)
+    try:
+        if out.suffix == ".npy":
+            np.save(out, y)
+        else:
+            np.savetxt(out, y.reshape(n, -1), delimiter=",")
+    except OSError as err:
+        raise ValueError(f"{_OUT}: cannot write {str(out)!r}: {err}") from None
+    print(f"wrote {n} samples of shape {tuple(y.shape[1:])} to {out}")
+    return y
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -407,6 +564,24 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--batch-size", type=_int_at_least(1), default=None)
     f.add_argument("--lr", type=_positive_float, default=None)
     f.add_argument("--coupling", default="independent", help=", ".join(coupling_names()))
+    f.add_argument(
+        "--condition",
+        default=None,
+        help="a .npy/.csv file of one condition per TARGET sample (labels or float "
+        "features): fit a conditional flow",
+    )
+    s = sub.add_parser("sample", help="draw samples of a saved flow into a .npy/.csv file")
+    s.add_argument("flow", help="a flow file written by fit (flow.sit)")
+    s.add_argument("-n", type=_int_at_least(1), default=1000, help="number of samples")
+    s.add_argument("-o", "--out", type=_out_folder, default="samples.npy", help=".npy or .csv")
+    s.add_argument("--seed", type=_int_at_least(0), default=0)
+    s.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    s.add_argument(
+        "--condition",
+        default=None,
+        help="a conditional flow's condition: a label, comma-separated features, or a "
+        ".npy/.csv file of one row per sample",
+    )
     return p
 
 
@@ -443,7 +618,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         (20, 100, True)
     """
     args = _parser().parse_args(argv)
+    if args.command == "sample":
+        return _run_sample(args)
     threads = None
+    condition = None
     if args.command == "demo":  # ~1 minute on 2 cores: 12k steps on one thread (small MLP)
         source, target, kwargs, threads = "gaussian", "checkerboard", {}, 1
         if args.steps is None:
@@ -455,6 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             kwargs["batch_size"] = args.batch_size
         if args.lr is not None:
             kwargs["lr"] = args.lr
+        condition = args.condition
     try:
         run(
             source,
@@ -468,6 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fit_kwargs=kwargs,
             threads=threads,
             overwrite=args.overwrite,
+            condition=condition,
         )
     except (ValueError, TypeError, SitransportError) as err:
         message = " ".join(str(err).split())  # one line
@@ -475,5 +655,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2 if isinstance(err, (ValueError, TypeError)) else 1
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; 128 + SIGINT
         print(f"sitransport {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    """``main`` for ``sitransport sample``: the same exit statuses."""
+    try:
+        sample(args.flow, args.n, Path(args.out), seed=args.seed, condition=args.condition,
+               overwrite=args.overwrite)  # fmt: skip
+    except (ValueError, TypeError, SitransportError) as err:
+        message = " ".join(str(err).split())
+        print(f"sitransport sample: error: {message}", file=sys.stderr)
+        return 2 if isinstance(err, (ValueError, TypeError)) else 1
+    except KeyboardInterrupt:
+        print("sitransport sample: interrupted", file=sys.stderr)
         return 130
     return 0

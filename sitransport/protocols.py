@@ -66,7 +66,14 @@ class Flow(Protocol):
         """The training record (``None`` for a flow that was not trained here)."""
         ...
 
-    def push_forward(self, x: Any, *, ode: ODEOptions | None = None, nfe: int | None = None) -> Any:
+    def push_forward(
+        self,
+        x: Any,
+        *,
+        ode: ODEOptions | None = None,
+        nfe: int | None = None,
+        condition: Any = None,
+    ) -> Any:
         """Map samples of ``rho0`` to samples of ``rho1`` (``t: 0 -> 1``).
 
         Args:
@@ -74,6 +81,8 @@ class Flow(Protocol):
             ode: ODE settings; ``None``: the flow's :attr:`ode`. Default ``None``.
             nfe: instead of ``ode``, a budget of velocity evaluations (fixed steps); ``None``: use
                 ``ode``. Default ``None``.
+            condition: a conditional flow's condition (``fit(..., condition=)``): one value for
+                all samples or one row per sample; ``None`` (default) for an unconditional flow.
 
         Example:
             >>> import numpy as np
@@ -84,7 +93,14 @@ class Flow(Protocol):
         """
         ...
 
-    def pull_back(self, y: Any, *, ode: ODEOptions | None = None, nfe: int | None = None) -> Any:
+    def pull_back(
+        self,
+        y: Any,
+        *,
+        ode: ODEOptions | None = None,
+        nfe: int | None = None,
+        condition: Any = None,
+    ) -> Any:
         """Map samples of ``rho1`` back to ``rho0`` (``t: 1 -> 0``).
 
         Args:
@@ -92,6 +108,8 @@ class Flow(Protocol):
             ode: ODE settings; ``None``: the flow's :attr:`ode`. Default ``None``.
             nfe: instead of ``ode``, a budget of velocity evaluations (fixed steps); ``None``: use
                 ``ode``. Default ``None``.
+            condition: a conditional flow's condition (``fit(..., condition=)``): one value for
+                all samples or one row per sample; ``None`` (default) for an unconditional flow.
 
         Example:
             >>> import numpy as np
@@ -102,12 +120,14 @@ class Flow(Protocol):
         """
         ...
 
-    def sample(self, n: int, *, seed: int | None = None) -> np.ndarray:
+    def sample(self, n: int, *, seed: int | None = None, condition: Any = None) -> np.ndarray:
         """``n`` samples of the learned ``rho1``, a numpy array of shape ``(n, *shape)``.
 
         Args:
             n: number of samples, an integer ``>= 1``.
             seed: seed of the base draws; ``None``: fresh randomness. Default ``None``.
+            condition: a conditional flow's condition (``fit(..., condition=)``): one value for
+                all samples or one row per sample; ``None`` (default) for an unconditional flow.
 
         Example:
             >>> import numpy as np

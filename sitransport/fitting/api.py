@@ -8,9 +8,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -24,9 +26,12 @@ from sitransport.config import (
     UNetSpec,
 )
 from sitransport.couplings import Coupling, get_coupling
+from sitransport.ends.conditions import condition_array
 from sitransport.ends.densities import Density, EmpiricalDensity, StandardNormal
 from sitransport.fitting.conditions import (
+    FitConditions,
     check_condition_settings,
+    condition_record,
     conditional_draw,
     conditional_source,
     held_out_rows,
@@ -63,6 +68,7 @@ from sitransport.ode import ODEOptions
 from sitransport.paths import PathSettings
 from sitransport.protocols import Flow
 from sitransport.train import TrainSettings, run_generator, train
+from sitransport.train.step import Conditions
 
 __all__ = ["fit", "reflow"]
 
@@ -354,6 +360,8 @@ def fit(
         fingerprint=fit_fingerprint(config, d0, end1, conds) if ckpt else None,
         conditions=training_conditions(conds, condition_weight, settings.condition_dropout),
     )
+    if conds is not None:
+        trained.history.attrs.update(condition_record(conds, c1_train))
     return TransportFlow(
         trained.model,
         interp,
@@ -440,6 +448,7 @@ def reflow(
     interpolant: str | Interpolant = "linear",
     time_sampler: str | dict | TimeSampler | None = None,
     ode: ODEOptions | None = None,
+    condition: Any = None,
 ) -> TransportFlow:
     r"""Rectify a flow: retrain on the coupling ``(x0, T(x0))`` of its own map ``T``.
 
@@ -457,6 +466,14 @@ def reflow(
     flow built by hand (``flow.config is None``) trains with the defaults of
     :class:`~sitransport.train.TrainSettings` in its network's dtype.
 
+    A conditional flow (``fit(..., condition=c)``) is rectified one condition at a time: each
+    pair ``(x0, T(x0 | c))`` gets a condition ``c`` drawn uniformly from ``condition=`` (the
+    values to draw from; pass the training conditions to keep their frequencies), or, for
+    labels, from the flow's label set by default. The flow keeps only the standardisation
+    of feature conditions, so features must be given. The new network is conditional too,
+    trained with the flow's ``condition_dropout`` (so guidance still works), and the new
+    flow has the flow's :attr:`~TransportFlow.condition`.
+
     Args:
         flow: a fitted :class:`TransportFlow` with a base to draw ``rho0`` from.
         n: number of pairs generated. Default ``20000``.
@@ -472,6 +489,9 @@ def reflow(
         interpolant: the new flow's interpolant (rectified flow uses ``"linear"``).
         time_sampler: distribution of training times (default: the flow's).
         ode: ODE settings for generating the pairs (default: the flow's).
+        condition: a conditional flow's conditions to draw the pairs' from, one row each
+            (labels or features the flow knows; drawn uniformly with replacement). Default
+            ``None``: labels uniformly from the flow's label set; required for features.
 
     Returns:
         A new :class:`TransportFlow` with the same ends and normalisation; its ``config``
@@ -480,6 +500,10 @@ def reflow(
 
     Raises:
         ValueError: ``n < 2``, ``seed`` outside ``[0, 2**63 - 1]``, or no base to draw from.
+        ValueError: ``condition`` for an unconditional flow; none for a flow conditioned on
+            features; a label the flow never saw or features of another width; a flow
+            fitted with ``condition=(c0, c1)`` (the flow does not keep which source samples
+            go with which condition).
         TypeError: ``training`` is not a ``TrainSettings``, or a bad ``dtype``.
 
     Example:
@@ -509,20 +533,14 @@ def reflow(
     dtype = dtype if dtype is not None else base.dtype
     check_dtype(dtype)
     sampler = get_time_sampler(time_sampler if time_sampler is not None else base.time_sampler)
-    gen = run_generator(seed, 7)
-    x0 = flow.base.sample(n, gen)
-    x1 = torch.as_tensor(flow.push_forward(x0.numpy(), ode=ode))
-    norm = flow.normalization
-    z0, z1 = norm.encode(x0), norm.encode(x1)
-
-    def draw(m: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
-        idx = torch.randint(0, n, (m,), generator=g)
-        return z0[idx], z1[idx]
-
+    draw, conditions, rows = _reflow_pairs(flow, n, run_generator(seed, 7), ode, condition, dtype)
+    if conditions is not None:
+        conditions = dataclasses.replace(conditions, dropout=training.condition_dropout)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = fresh_network(flow.network, flow.shape, base.network)
+        net = fresh_network(flow.network, flow.shape, base.network, flow.condition)
     interp = get_interpolant(interpolant)
+    norm = flow.normalization
     path = Normalized(interp, norm.shift, norm.scale)
     trained = train(
         net,
@@ -533,6 +551,7 @@ def reflow(
         seed=seed,
         device=where,
         dtype=dtype,
+        conditions=conditions,
     )
     config = dataclasses.replace(
         base,
@@ -548,6 +567,10 @@ def reflow(
         reflow_generation=base.reflow_generation + 1,
         reflow_pairs=n,
     )
+    if flow.condition is not None and rows is not None:
+        kind = base.condition or flow.condition.kind
+        record = condition_record(FitConditions(flow.condition, kind, rows), None)
+        trained.history.attrs.update(record)
     return TransportFlow(
         trained.model,
         interp,
@@ -557,4 +580,72 @@ def reflow(
         ode=flow.ode,
         config=config,
         history=trained.history,
+        condition=flow.condition,
     )
+
+
+def _reflow_pairs(
+    flow: TransportFlow,
+    n: int,
+    gen: torch.Generator,
+    ode: ODEOptions | None,
+    condition: Any,
+    dtype: torch.dtype,
+) -> tuple[Callable[..., tuple[Tensor, ...]], Conditions | None, np.ndarray | None]:
+    """Reflow's pairs ``(x0, T(x0 [| c]))`` in normalised coordinates, as a draw of
+    ``(z0, z1[, codes])``, the trainer's conditions of a conditional flow and the pairs'
+    condition values."""
+    assert flow.base is not None  # checked by reflow
+    x0 = flow.base.sample(n, gen)
+    rows = _reflow_conditions(flow, condition, n, gen)
+    x1 = torch.as_tensor(flow.push_forward(x0.numpy(), ode=ode, condition=rows))
+    norm = flow.normalization
+    z0, z1 = norm.encode(x0), norm.encode(x1)
+    enc = flow.condition
+    if enc is None:
+
+        def draw(m: int, g: torch.Generator) -> tuple[Tensor, ...]:
+            idx = torch.randint(0, n, (m,), generator=g)
+            return z0[idx], z1[idx]
+
+        return draw, None, None
+    codes = enc.encode(rows, n, dtype=dtype)
+
+    def draw_conditional(m: int, g: torch.Generator) -> tuple[Tensor, ...]:
+        idx = torch.randint(0, n, (m,), generator=g)
+        return z0[idx], z1[idx], codes[idx]
+
+    return draw_conditional, Conditions(enc, enc.kind == "labels", None, 0.0), rows
+
+
+def _reflow_conditions(
+    flow: TransportFlow, condition: Any, n: int, gen: torch.Generator
+) -> np.ndarray | None:
+    """The conditions of reflow's ``n`` pairs, drawn uniformly from ``condition`` (a
+    labelled flow's label set by default); ``None`` for an unconditional flow."""
+    enc = flow.condition
+    if enc is None:
+        if condition is not None:
+            raise ValueError(
+                "condition: this flow is unconditional (fitted without condition=), got a "
+                f"condition of type {type(condition).__name__} for reflow"
+            )
+        return None
+    kind = flow.config.condition if flow.config is not None else enc.kind
+    if kind is not None and kind.startswith("paired"):
+        raise ValueError(
+            "reflow of a flow fitted with condition=(c0, c1) is not supported: its source "
+            "samples go with conditions of their own, which the flow does not keep"
+        )
+    if condition is None:
+        if enc.kind == "features":
+            raise ValueError(
+                f"condition: reflow of a flow conditioned on features ({enc!r}) needs "
+                "condition= (feature rows to draw the pairs' conditions from, e.g. the "
+                "training conditions): the flow keeps only their standardisation"
+            )
+        values = np.asarray(enc.labels)
+    else:
+        values = condition_array(condition, "condition")
+        enc.encode(values, len(values))  # known labels, the right width: else ValueError
+    return values[torch.randint(0, len(values), (n,), generator=gen).numpy()]

@@ -136,6 +136,31 @@ def training_conditions(
     return Conditions(conditions.encoder, grouped, weight, dropout)
 
 
+def condition_record(conditions: FitConditions, c1_train: np.ndarray | None) -> dict[str, Any]:
+    """What ``flow.history.attrs`` records of a conditional fit: ``condition`` (its kind, as
+    ``FitConfig.condition``), and for labels ``condition_labels`` (the label set, sorted)
+    and ``condition_counts`` (the training rows of ``rho1`` per label, validation held
+    out); for features ``condition_features`` (their number ``k``).
+
+    Example:
+        >>> import numpy as np
+        >>> enc = ConditionEncoder.fit(["b", "a", "b"])
+        >>> rows = np.array(["b", "a", "b"])
+        >>> condition_record(FitConditions(enc, "labels", rows), rows)
+        {'condition': 'labels', 'condition_labels': ['a', 'b'], 'condition_counts': [1, 2]}
+    """
+    enc = conditions.encoder
+    record: dict[str, Any] = {"condition": conditions.kind}
+    if enc.kind == "features":
+        record["condition_features"] = enc.dim
+        return record
+    record["condition_labels"] = list(enc.labels)
+    rows = conditions.c1 if c1_train is None else c1_train
+    codes = enc.encode(rows, len(rows))
+    record["condition_counts"] = torch.bincount(codes, minlength=len(enc.labels)).tolist()
+    return record
+
+
 def _check_rows(c: np.ndarray, n: int, name: str, end: str) -> None:
     if c.shape[0] != n:
         raise ValueError(

@@ -24,9 +24,11 @@ from sitransport._validation import (
     check_positive_int,
 )
 from sitransport.config import FitConfig
+from sitransport.ends.conditions import ConditionEncoder
 from sitransport.errors import CorruptFileError
 from sitransport.flow import TransportFlow
 from sitransport.flow.payload import check_version
+from sitransport.flow.results import LogProbEstimate
 from sitransport.interpolants import Interpolant
 
 __all__ = ["LatentFlow", "PCAEncoder"]
@@ -173,6 +175,14 @@ class LatentFlow:
         return self._flow.history
 
     @property
+    def condition(self) -> ConditionEncoder | None:
+        """The conditions of a conditional latent flow (``fit(..., condition=c, latent=k)``),
+        the latent flow's :attr:`~sitransport.TransportFlow.condition`; ``None`` for an
+        unconditional one. Every method then takes ``condition=``: one value for all samples
+        or one row per sample."""
+        return self._flow.condition
+
+    @property
     def shape(self) -> tuple[int, ...]:
         """Ambient per-sample shape ``(d,)``."""
         return (self._enc.dim,)
@@ -185,7 +195,7 @@ class LatentFlow:
         """Source samples in latent coordinates (encoded if ``rho0`` is ambient)."""
         return x if self._source_latent else self._ambient_in(x, "x")[0]
 
-    def push_forward(self, x: Any, **kwargs: Any) -> Any:
+    def push_forward(self, x: Any, *, condition: Any = None, **kwargs: Any) -> Any:
         """``rho0`` samples (latent ``(n, k)`` for a Gaussian base, else ambient) to ambient
         samples of ``rho1``.
 
@@ -193,6 +203,8 @@ class LatentFlow:
 
         Args:
             x: samples of ``rho0``: latent ``(n, k)`` for a Gaussian base, else ambient ``(n, d)``.
+            condition: a conditional flow's condition (see :attr:`condition`); ``None``
+                (default) for an unconditional flow.
             **kwargs: options of :meth:`TransportFlow.push_forward` (``ode``, ``nfe``).
 
         Raises:
@@ -211,11 +223,11 @@ class LatentFlow:
             ((2, 3), [[0.0, 1.0], [0.0, 1.0]])
         """
         z = self._source_in(x)
-        out = self._flow.push_forward(z, **kwargs)
+        out = self._flow.push_forward(z, condition=condition, **kwargs)
         y = self._enc.decode(torch.as_tensor(out).to(torch.float64))
         return check_finite_output(_like(x, y), "push_forward", "the decoded samples")
 
-    def pull_back(self, y: Any, **kwargs: Any) -> Any:
+    def pull_back(self, y: Any, *, condition: Any = None, **kwargs: Any) -> Any:
         """Ambient samples of ``rho1`` to ``rho0`` (latent base coordinates for a Gaussian
         base, else ambient).
 
@@ -223,6 +235,8 @@ class LatentFlow:
 
         Args:
             y: ambient samples of ``rho1``, shape ``(n, d)`` (numpy, torch or xarray).
+            condition: a conditional flow's condition (see :attr:`condition`); ``None``
+                (default) for an unconditional flow.
             **kwargs: options of :meth:`TransportFlow.pull_back` (``ode``, ``nfe``).
 
         Raises:
@@ -241,20 +255,23 @@ class LatentFlow:
             ((3, 1), [2.0, 0.0, 2.0])
         """
         z, back = self._ambient_in(y, "y")
-        out = self._flow.pull_back(z, **kwargs)
+        out = self._flow.pull_back(z, condition=condition, **kwargs)
         if self._source_latent:
             return _like(y, torch.as_tensor(out))
         x = self._enc.decode(torch.as_tensor(out).to(torch.float64)).to(z.dtype)
         return back(check_finite_output(x, "pull_back", "the decoded samples"))
 
-    def sample(self, n: int, **kwargs: Any) -> np.ndarray:
+    def sample(self, n: int, *, condition: Any = None, **kwargs: Any) -> np.ndarray:
         """``n`` ambient samples of the learned ``rho1``, shape ``(n, d)``.
 
         Keyword arguments as in :meth:`TransportFlow.sample`.
 
         Args:
             n: number of samples, an integer ``>= 1``.
-            **kwargs: options of :meth:`TransportFlow.sample` (``seed``, ``ode``, ``method``, ...).
+            condition: a conditional flow's condition (see :attr:`condition`): one value for
+                all ``n`` samples or ``n`` rows; ``None`` (default) for an unconditional flow.
+            **kwargs: options of :meth:`TransportFlow.sample` (``seed``, ``ode``, ``method``,
+                ``guidance``, ...).
 
         Raises:
             NonFiniteOutputError: the result (the latent flow's, or its decoding) is nan or
@@ -270,11 +287,11 @@ class LatentFlow:
             >>> y.shape, y[:, 1:].round(6).tolist() == [[0.0, 1.0]] * 5
             ((5, 3), True)
         """
-        z = self._flow.sample(n, **kwargs)
+        z = self._flow.sample(n, condition=condition, **kwargs)
         y = self._enc.decode(torch.from_numpy(z))
         return check_finite_output(y, "sample", "the decoded samples").numpy()
 
-    def latent_log_prob(self, y: Any, **kwargs: Any) -> Any:
+    def latent_log_prob(self, y: Any, *, condition: Any = None, **kwargs: Any) -> Any:
         """Log-density of the projected data ``W^T (y - mean)`` under the latent flow.
 
         Keyword arguments as in :meth:`TransportFlow.log_prob`.
@@ -282,6 +299,8 @@ class LatentFlow:
         Args:
             y: ambient points, shape ``(n, d)`` (numpy, torch or xarray); projected onto the latent
                 subspace.
+            condition: a conditional flow's condition (see :attr:`condition`); ``None``
+                (default) for an unconditional flow.
             **kwargs: options of :meth:`TransportFlow.log_prob` (``method``, ``probes``, ``seed``,
                 ...).
 
@@ -301,16 +320,18 @@ class LatentFlow:
             array([-1.9189])
         """
         z, _ = self._ambient_in(y, "y")
-        out = self._flow.log_prob(z, **kwargs)
+        out = self._flow.log_prob(z, condition=condition, **kwargs)
         return out.numpy() if isinstance(y, np.ndarray) and isinstance(out, Tensor) else out
 
-    def log_prob(self, y: Any, **kwargs: Any) -> Any:
+    def log_prob(self, y: Any, *, condition: Any = None, **kwargs: Any) -> Any:
         """Log-density on the ambient space; exists only when ``k = d`` (unit Jacobian).
 
         Keyword arguments as in :meth:`TransportFlow.log_prob`.
 
         Args:
             y: ambient points, shape ``(n, d)`` (numpy, torch or xarray).
+            condition: a conditional flow's condition (see :attr:`condition`); ``None``
+                (default) for an unconditional flow.
             **kwargs: options of :meth:`TransportFlow.log_prob` (``method``, ``probes``, ``seed``,
                 ...).
 
@@ -330,13 +351,87 @@ class LatentFlow:
             >>> np.round(flow.log_prob(mean), 4)  # N(0, e^2 I) at 0: -log(2 pi) - 2
             array([-3.8379])
         """
+        self._check_full_rank()
+        return self.latent_log_prob(y, condition=condition, **kwargs)
+
+    def _check_full_rank(self) -> None:
+        """Raise the ``ValueError`` of :meth:`log_prob` unless ``k = d``."""
         if self._enc.latent_dim < self._enc.dim:
             raise ValueError(
                 f"this latent flow has no density on R^{self._enc.dim}: its samples lie on a "
                 f"{self._enc.latent_dim}-dimensional affine subspace (latent={self._enc.latent_dim}"
                 "). Use latent_log_prob for the density of the projected data"
             )
-        return self.latent_log_prob(y, **kwargs)
+
+    def log_prob_estimate(self, y: Any, *, condition: Any = None, **kwargs: Any) -> LogProbEstimate:
+        """:meth:`log_prob` with standard errors; exists only when ``k = d``.
+
+        Args:
+            y: ambient points, shape ``(n, d)`` (numpy, torch or xarray).
+            condition: a conditional flow's condition (see :attr:`condition`); ``None``
+                (default) for an unconditional flow.
+            **kwargs: options of :meth:`TransportFlow.log_prob_estimate` (``method``,
+                ``probes``, ``seed``, ...).
+
+        Returns:
+            The latent flow's :class:`~sitransport.flow.LogProbEstimate` at the encoded points
+            (the encoder has unit Jacobian for ``k = d``).
+
+        Raises:
+            ValueError: ``k < d`` (as :meth:`log_prob`).
+
+        Example:
+            >>> import numpy as np
+            >>> import torch
+            >>> from sitransport import TransportFlow
+            >>> x = torch.tensor([[0.0, 1.0], [2.0, 1.0], [1.0, 3.0]]).double()  # full rank
+            >>> inner = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
+            >>> flow = LatentFlow(inner, PCAEncoder.fit(x, k=2), source_is_latent=True)
+            >>> est = flow.log_prob_estimate(x.mean(0, keepdim=True).numpy(), method="exact")
+            >>> np.round(est.log_prob, 4), est.stderr
+            (array([-3.8379]), array([0.]))
+        """
+        self._check_full_rank()
+        z, _ = self._ambient_in(y, "y")
+        est = self._flow.log_prob_estimate(z, condition=condition, **kwargs)
+        if not isinstance(y, np.ndarray):
+            return est
+        return LogProbEstimate(_numpy(est.log_prob), _numpy(est.stderr), est.nfe)
+
+    def trajectory(self, x: Any, times: Any, *, condition: Any = None, **kwargs: Any) -> Any:
+        """States along the flow from ``x`` at ``times[0]``, decoded to ambient coordinates.
+
+        Args:
+            x: states at ``times[0]``: for ``times[0] = 0`` samples of ``rho0`` as in
+                :meth:`push_forward` (latent ``(n, k)`` for a Gaussian base), else ambient
+                points ``(n, d)`` (encoded).
+            times: 1-D monotone times in ``[0, 1]``, at least two.
+            condition: a conditional flow's condition (see :attr:`condition`); ``None``
+                (default) for an unconditional flow.
+            **kwargs: options of :meth:`TransportFlow.trajectory` (``ode``, ``nfe``).
+
+        Returns:
+            ``xarray.DataArray`` with dims ``("time", "sample", "dim")``, ``dim`` of size
+            ``d``: the latent states decoded (a Gaussian base's states at ``t = 0`` too).
+
+        Example:
+            >>> import numpy as np
+            >>> import torch
+            >>> from sitransport import TransportFlow
+            >>> x = torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 1.0], [4.0, 0.0, 1.0]]).double()
+            >>> inner = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(1,))
+            >>> flow = LatentFlow(inner, PCAEncoder.fit(x), source_is_latent=True)
+            >>> flow.trajectory(np.zeros((2, 1)), np.linspace(0, 1, 3)).shape
+            (3, 2, 3)
+        """
+        start = float(np.asarray(times, dtype=np.float64).reshape(-1)[0])
+        z = self._source_in(x) if start == 0.0 else self._ambient_in(x, "x")[0]
+        inner = self._flow.trajectory(z, times, condition=condition, **kwargs)
+        states = torch.as_tensor(np.asarray(inner.values), dtype=torch.float64)
+        y = self._enc.decode(states).numpy()
+        check_finite_output(y, "trajectory", "the decoded states")
+        coords = {"time": inner.coords["time"].values}
+        return xr.DataArray(y, dims=inner.dims, coords=coords, attrs=dict(inner.attrs))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically with a checksum; :func:`sitransport.load` reads it back (no code
@@ -516,6 +611,10 @@ def _check_encoder(enc: PCAEncoder, latent_shape: tuple[int, ...]) -> None:
             f"encoder shapes mean {shapes[0]}, components {shapes[1]}, explained {shapes[2]} "
             f"do not fit a latent flow of shape {latent_shape}"
         )
+
+
+def _numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
 
 
 def _like(ref: Any, out: Tensor) -> Any:

@@ -220,7 +220,12 @@ def seeded_network(
     return net
 
 
-def fresh_network(network: Any, shape: tuple[int, ...], spec: NetworkSpec) -> nn.Module:
+def fresh_network(
+    network: Any,
+    shape: tuple[int, ...],
+    spec: NetworkSpec,
+    condition: ConditionEncoder | None = None,
+) -> nn.Module:
     """A newly initialised velocity network of the same architecture as ``network`` (the
     velocity part of a velocity-denoiser pair); one of ``spec`` when ``network`` is not one
     of ours.
@@ -229,13 +234,15 @@ def fresh_network(network: Any, shape: tuple[int, ...], spec: NetworkSpec) -> nn
         network: the network of a flow (a velocity-denoiser pair gives its velocity).
         shape: the sample shape: ``(d,)`` for vectors, ``(c, h, w)`` for images.
         spec: the spec built from when ``network`` is not one of ours.
+        condition: the conditions of a conditional flow, for a network built from ``spec``
+            (ours keep their condition input in their description). Default ``None``.
     """
     network = getattr(network, "velocity", network)
     config_of: dict[str, Any] = getattr(network, "config", {})  # ours all have one
     if isinstance(network, _classes(*MLP_KINDS, UNetSpec.kind)):
         kind = type(network)  # a user's subclass stays itself
         return kind(**{k: v for k, v in config_of.items() if k != "kind"})
-    return build_from_spec(spec, shape)
+    return build_from_spec(spec, shape, condition)
 
 
 def network_spec(network: Any, shape: tuple[int, ...]) -> NetworkSpec:

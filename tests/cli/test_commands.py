@@ -360,3 +360,93 @@ def test_integer_file_hint_does_not_embed_the_name_in_code(tmp_path, capsys, nam
     line = _one_line_error(capsys, f"TARGET {str(path)!r}", "floating dtype", "int64")
     assert line.count(repr(str(path))) == 1  # named once, quoted
     assert "import os" not in line.replace(repr(str(path)), "")
+
+
+def _labelled_files(tmp_path, n=400):
+    rng = np.random.default_rng(0)
+    c = rng.integers(0, 3, n)
+    x1 = rng.normal(size=(n, 2)) + c[:, None] * 3.0
+    np.save(tmp_path / "x1.npy", x1)
+    return x1, c
+
+
+@pytest.mark.parametrize("form", ["npy", "csv-int", "csv-str", "csv-features"])
+def test_fit_with_a_condition_file(tmp_path, capsys, form):
+    """--condition FILE: labels (ints or strings) or float features, one row per TARGET
+    sample; the flow is conditional and the report evaluates it with held-out conditions."""
+    x1, c = _labelled_files(tmp_path)
+    names = np.array(["low", "mid", "high"])[c]
+    path = tmp_path / f"c.{form[:3]}"
+    if form == "npy":
+        np.save(path, c)
+    elif form == "csv-int":
+        path.write_text("label\n" + "\n".join(map(str, c)) + "\n")
+    elif form == "csv-str":
+        path.write_text("\n".join(f'"{v}"' if i % 2 else v for i, v in enumerate(names)) + "\n")
+    else:
+        np.savetxt(path, np.c_[c, -c] + 0.5, delimiter=",")
+    out = tmp_path / "out"
+    argv = ["fit", "gaussian", str(tmp_path / "x1.npy"), "--condition", str(path), "-o",
+            str(out), "--steps", "20", "--no-progress", "--n-eval", "100"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    flow = st.load(out / "flow.sit")
+    kind = "features" if form == "csv-features" else "labels"
+    assert flow.condition.kind == kind and report["condition"]["kind"] == kind
+    if form == "csv-str":
+        assert flow.condition.labels == ("high", "low", "mid")
+    elif kind == "labels":
+        assert flow.condition.labels == (0, 1, 2)
+    assert report["n_eval"] == 40 and report["w2"] > 0 and np.isfinite(report["heldout_nll"])
+    assert sorted(os.listdir(out)) == ["flow.sit", "report.json"]  # no figure: see the docs
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (np.zeros(5, dtype=np.int64), "--condition .* has 5 rows, TARGET .* has 400"),
+        (np.zeros((400, 2, 2)), "--condition .* must hold labels \\(n,\\) or features"),
+    ],
+)
+def test_bad_condition_files_exit_2(tmp_path, capsys, content, needle):
+    _labelled_files(tmp_path)
+    np.save(tmp_path / "c.npy", content)
+    argv = ["fit", "gaussian", str(tmp_path / "x1.npy"), "--condition", str(tmp_path / "c.npy"),
+            "-o", str(tmp_path / "out"), "--steps", "2", "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and __import__("re").search(needle, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_condition_needs_a_target_file(tmp_path, capsys):
+    np.save(tmp_path / "c.npy", np.zeros(100, dtype=np.int64))
+    argv = ["fit", "gaussian", "moons", "--condition", str(tmp_path / "c.npy"), "-o",
+            str(tmp_path / "out"), "--steps", "2", "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    assert "--condition needs TARGET as a .npy/.csv file" in capsys.readouterr().err
+
+
+def test_sample_command_with_a_condition(tmp_path, capsys):
+    """sitransport sample FLOW -n N --condition VALUE (or a file of rows) writes samples."""
+    x1, c = _labelled_files(tmp_path)
+    flow = st.fit("gaussian", x1, condition=c, steps=20, progress=False)
+    flow.save(tmp_path / "f.sit")
+    out = tmp_path / "s.npy"
+    argv = ["sample", str(tmp_path / "f.sit"), "-n", "50", "--seed", "3", "-o", str(out)]
+    assert main([*argv, "--condition", "2"]) == 0
+    np.testing.assert_allclose(np.load(out), flow.sample(50, seed=3, condition=2))
+    np.save(tmp_path / "rows.npy", c[:50])
+    assert main([*argv, "--condition", str(tmp_path / "rows.npy"), "--overwrite"]) == 0
+    np.testing.assert_allclose(np.load(out), flow.sample(50, seed=3, condition=c[:50]))
+    assert main([*argv, "--overwrite"]) == 2
+    assert "condition: this flow is conditional" in capsys.readouterr().err
+    assert main([*argv, "--condition", "7", "--overwrite"]) == 2
+    assert "never seen in training: [7]" in capsys.readouterr().err
+    csv = tmp_path / "s.csv"
+    assert main([*argv[:-1], str(csv), "--condition", "0"]) == 0
+    assert np.loadtxt(csv, delimiter=",").shape == (50, 2)
+    plain = st.fit("gaussian", x1, steps=5, progress=False)
+    plain.save(tmp_path / "p.sit")
+    assert main(["sample", str(tmp_path / "p.sit"), "-n", "4", "-o", str(tmp_path / "p.npy")]) == 0
+    assert np.load(tmp_path / "p.npy").shape == (4, 2)
