@@ -168,6 +168,7 @@ GALLERY_ORDER = [
     "score",
     "optimal_transport",
     "low_rank",
+    "conditional",
     "images",  # GPU-scale: train_images.py is shown, never executed (filename_pattern)
 ]
 

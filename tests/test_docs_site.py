@@ -28,7 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # what the docs read besides docs/ itself (gallery scripts, benchmark results, README)
 SOURCES = ("docs", "examples", "benchmarks", "README.md", "CHANGELOG.md", "CONTRIBUTING.md")
 GENERATED = ("_build", "api", "auto_examples", "sg_execution_times.rst", "__pycache__")
-GUIDE_PAGES = ("concepts", "settings", "optimal_transport", "failure_modes", "architecture")
+GUIDE_PAGES = (
+    "concepts",
+    "settings",
+    "optimal_transport",
+    "conditional",
+    "failure_modes",
+    "architecture",
+)
 
 
 def _needs_docs_tools() -> None:

@@ -158,7 +158,8 @@ class FitConfig:
     condition: str | None = None
     condition_weight: float | None = None
 
-    #: Fields added after version 1 was first written: a spec without them takes these.
+    #: The defaults of the fields added after version 1 was first written, taken by a spec
+    #: without them.
     ADDED: ClassVar[dict[str, Any]] = {"condition": None, "condition_weight": None}
 
     def __post_init__(self) -> None:

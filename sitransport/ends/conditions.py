@@ -43,7 +43,7 @@ def condition_array(c: Any, name: str = "condition") -> np.ndarray:
 
     Args:
         c: the condition values.
-        name: the argument's name in messages.
+        name: the argument's name in messages. Default ``"condition"``.
 
     Raises:
         TypeError: not array-like, or of a dtype that is neither integer, boolean, string nor
@@ -108,9 +108,10 @@ class ConditionEncoder:
 
     Args:
         kind: ``"labels"`` or ``"features"``.
-        labels: the sorted label values (``kind="labels"``).
-        mean: the features' means (``kind="features"``).
-        scale: the features' standard deviations (1 where a column is constant).
+        labels: the sorted label values (``kind="labels"``). Default ``()``.
+        mean: the features' means (``kind="features"``). Default ``()``.
+        scale: the features' standard deviations (1 where a column is constant). Default
+            ``()``.
 
     Example:
         >>> enc = ConditionEncoder.fit(["b", "a", "b"])
@@ -159,7 +160,7 @@ class ConditionEncoder:
 
         Args:
             c: the conditions, one row per sample.
-            name: the argument's name in messages.
+            name: the argument's name in messages. Default ``"condition"``.
 
         Example:
             >>> ConditionEncoder.fit([3, 1, 3]).labels
@@ -195,6 +196,9 @@ class ConditionEncoder:
         """The encoder :meth:`spec` describes (checked: a ``ValueError``/``TypeError`` for
         anything else).
 
+        Args:
+            spec: the plain data of :meth:`spec` (a flow file's ``"condition"``).
+
         Example:
             >>> ConditionEncoder.from_spec({"kind": "labels", "labels": [0, 2]}).labels
             (0, 2)
@@ -219,7 +223,8 @@ class ConditionEncoder:
     # ----------------------------------------------------------------------- coding
     @property
     def size(self) -> int:
-        """Codes' width: the number of embeddings (labels and the null one) or ``k + 1``.
+        """The width of the codes, the number of embeddings (labels and the null one) or
+        ``k + 1``.
 
         Example:
             >>> ConditionEncoder.fit([0, 1, 2]).size, ConditionEncoder.fit([[0.0, 1.0]]).size
@@ -241,8 +246,9 @@ class ConditionEncoder:
         Args:
             c: a label, a feature vector, or one of them per sample.
             n: the number of samples.
-            dtype: the dtype of feature codes (labels are ``int64``).
-            name: the argument's name in messages.
+            dtype: the dtype of feature codes (labels are ``int64``). Default
+                ``torch.float32``.
+            name: the argument's name in messages. Default ``"condition"``.
 
         Raises:
             ValueError: a label not in :attr:`labels`, a row count other than 1 or ``n``, or
@@ -316,6 +322,11 @@ class ConditionEncoder:
     def null(self, n: int, *, dtype: torch.dtype = torch.float32) -> Tensor:
         """The codes of the null condition (dropped, for guidance) for ``n`` samples.
 
+        Args:
+            n: the number of samples.
+            dtype: the dtype of feature codes (labels are ``int64``). Default
+                ``torch.float32``.
+
         Example:
             >>> ConditionEncoder.fit([[1.0], [2.0]]).null(2).tolist()
             [[0.0, 0.0], [0.0, 0.0]]
@@ -327,6 +338,9 @@ class ConditionEncoder:
     def groups(self, codes: Tensor) -> Tensor:
         """An integer group per row for pairing within conditions: the label index, or the
         index of the row's distinct feature vector.
+
+        Args:
+            codes: codes of this encoder (:meth:`encode`), ``(n,)`` or ``(n, k + 1)``.
 
         Example:
             >>> enc = ConditionEncoder.fit([[1.0], [2.0]])

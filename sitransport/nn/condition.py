@@ -18,7 +18,7 @@ from sitransport._validation import check_choice, check_positive_int
 
 __all__ = ["FUSIONS", "ConditionEmbedding", "check_condition_config"]
 
-#: How a condition enters an MLP trunk: ``"film"`` (each hidden layer ``h`` becomes
+#: The ways a condition enters an MLP trunk, ``"film"`` (each hidden layer ``h`` becomes
 #: ``h (1 + g(e)) + b(e)``, ``g`` and ``b`` linear in the embedding ``e`` and zero at
 #: initialisation) or ``"concat"`` (``e`` appended to the input features).
 FUSIONS = ("film", "concat")
@@ -26,6 +26,11 @@ FUSIONS = ("film", "concat")
 
 def check_condition_config(condition: Any, *, fusion: bool = True) -> dict[str, Any]:
     """A network's condition description, checked (``ValueError``/``TypeError`` naming it).
+
+    Args:
+        condition: ``{"kind", "size", "fusion"}`` (see the module).
+        fusion: whether the description has a ``"fusion"`` key (``False`` for a U-Net's,
+            whose condition always joins the time embedding). Default ``True``.
 
     Example:
         >>> check_condition_config({"kind": "labels", "size": 3, "fusion": "film"})["size"]
@@ -72,6 +77,11 @@ class ConditionEmbedding(nn.Module):
 
     def forward(self, codes: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         """The embedding of ``codes``: ``(n,)`` label indices or ``(n, size)`` features.
+
+        Args:
+            codes: label indices ``(n,)`` (int64) or features ``(n, size)``.
+            dtype: the dtype of the features' embedding. Default ``None``: the
+                embedding's own.
 
         Raises:
             ValueError: codes of the other kind, or of another width.

@@ -318,7 +318,8 @@ class MLPVelocity(nn.Module):
         Args:
             x: points, shape ``(n, d)``.
             t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
-            c: condition codes of a conditional network (see :func:`run_trunk`).
+            c: condition codes of a conditional network (see :func:`run_trunk`);
+                ``None`` (default) for an unconditional one.
 
         Example:
             >>> import torch
@@ -371,7 +372,8 @@ class VelocityDenoiser(nn.Module):
         Args:
             x: points, shape ``(n, d)``.
             t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
-            c: condition codes of a conditional pair (both networks take them).
+            c: condition codes of a conditional pair (both networks take them);
+                ``None`` (default) for an unconditional one.
 
         Example:
             >>> import torch

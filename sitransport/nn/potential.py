@@ -92,7 +92,8 @@ class PotentialVelocity(nn.Module):
         Args:
             x: points, shape ``(n, d)``.
             t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
-            c: condition codes of a conditional network.
+            c: condition codes of a conditional network; ``None`` (default) for an
+                unconditional one.
 
         Example:
             >>> import torch
@@ -111,7 +112,8 @@ class PotentialVelocity(nn.Module):
         Args:
             x: points, shape ``(n, d)``.
             t: times, a scalar (shared by all samples) or a tensor of shape ``(n,)``, in ``[0, 1]``.
-            c: condition codes of a conditional network.
+            c: condition codes of a conditional network; ``None`` (default) for an
+                unconditional one.
 
         Example:
             >>> import torch

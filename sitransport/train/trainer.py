@@ -103,6 +103,10 @@ class Trainer:
         dtype: dtype of the network and the batches. Default ``torch.float32``.
         fingerprint: plain data that also identifies the run, stored in checkpoints and compared on
             resume. Default ``None``.
+        conditions: a conditional run's conditions
+            (:class:`~sitransport.train.step.Conditions`: the encoder, pairing within
+            conditions, condition dropout); ``draw`` then returns ``(x0, x1, codes)`` and
+            ``net`` takes ``net(x, t, codes)``. Default ``None``: unconditional.
 
     Example:
         >>> import torch
