@@ -9,10 +9,11 @@ training.
 
 from __future__ import annotations
 
-from sitransport.fitting.api import fit, reflow
+from sitransport.fitting.api import fit
 from sitransport.fitting.ends import MAX_HELD_OUT as MAX_HELD_OUT  # of the former module
 from sitransport.fitting.ends import effective_rank
 from sitransport.fitting.pairs import DatasetDraw
+from sitransport.fitting.reflow import reflow
 
 __all__ = [
     "DatasetDraw",

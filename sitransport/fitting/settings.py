@@ -15,6 +15,7 @@ import torch
 
 from sitransport._validation import check_bool, check_choice, check_device, check_positive_int
 from sitransport.config import Checkpointing, LatentSpec, freeze_step
+from sitransport.interpolants import Interpolant, get_interpolant
 from sitransport.ode import ODEOptions
 from sitransport.paths import PathSettings
 from sitransport.train import TrainSettings
@@ -228,3 +229,13 @@ def check_dtype(dtype: Any) -> None:
     """
     if not isinstance(dtype, torch.dtype) or dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+
+
+def interpolant_record(interp: Interpolant) -> dict[str, Any] | None:
+    """The spec of a built-in interpolant that rebuilds as itself (``None`` for a user's)."""
+    try:
+        spec = interp.spec()
+        same = type(get_interpolant(spec)) is type(interp)
+    except (TypeError, ValueError, KeyError):
+        return None
+    return spec if same else None
