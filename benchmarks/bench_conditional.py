@@ -10,15 +10,15 @@ column and its lines to the targets):
   learning rate, schedule, EMA, width and depth), and exact samples as the reference row.
 - ``nonlinear``: moons rotated by the angle ``pi c`` and scaled by ``1 + 0.5 c``,
   ``c ~ U(-1, 1)``; the same methods and measure, and a figure of samples at four ``c``.
-- ``npe``: labels (a Gaussian mixture, label = component, from ``N(0, I)``): the path energy
-  of the flow per label, ``KE = mean |x(1) - x(0)|^2``-like ``flow.path_energy(x0,
+- ``npe``: labels (a Gaussian mixture, label = component, from ``N(0, I)``): the kinetic
+  energy of the flow per label, ``KE`` = the mean of ``flow.path_energy(x0,
   condition=L)``, against the exact ``W2^2`` between the same base samples and the label's
   target samples (POT); ``npe = |KE - W2^2| / W2^2``, exact OT within labels against
-  independent pairing.
+  independent pairing (both on the linear path), and the default fit.
 - ``fusion``: ``MLPSpec(condition_fusion="film")`` against ``"concat"`` on the
   ``d = 8, k = 4`` linear task and the nonlinear one, over training seeds.
 
-The measure of a conditional family: for ``--conditions`` held-out condition values ``c_j``,
+The measure of a conditional family: for 20 (``--quick``: 10) held-out condition values ``c_j``,
 ``m`` flow samples given ``c_j`` (dopri5, atol = rtol = 1e-5, the same base draws for every
 method) against ``m`` exact samples of ``x | c_j`` (the same for every method), by exact W2
 (POT), divided by the noise floor of ``c_j``: the mean exact W2 between two independent
@@ -36,8 +36,10 @@ Adding a part (e.g. the digits task): write ``def my_part(lab: Lab) -> Part`` (r
 ``PARTS``; :func:`quality_rows` measures any :class:`Family` against samplers.
 
 Run: ``python benchmarks/bench_conditional.py`` (full: 3,000 steps, 20,000 training points,
-20 conditions of 1,000 samples; about 30 single-core minutes) or ``--quick`` (CI-sized:
-1,000 steps, 5,000 points, 10 conditions of 500 samples, d = 2 and 8 only; about 4 minutes).
+20 conditions of 1,000 samples, 6 linear tasks, 3 fusion seeds; 27 fits, some 30 minutes of
+one free core) or ``--quick`` (CI-sized: 1,000 steps, 5,000 points, 10 conditions of 500
+samples, d = 2 and 8 only, 2 fusion seeds; 3 minutes of CPU time, 14 minutes of wall time
+on a machine loaded ten processes deep).
 """
 
 from __future__ import annotations
