@@ -128,6 +128,13 @@ FAMILIES = (
         "(here a tiny CPU-sized check of it).",
     ),
     Family(
+        "bench_conditional",
+        "Conditional transport",
+        "W2 over its noise floor of conditional fits against exact conditional laws "
+        "(linear-Gaussian families, rotated moons) next to torchcfm's conditional recipe, "
+        "path energy within labels, and FiLM against concatenation.",
+    ),
+    Family(
         "bench_w2_reference",
         "Noise of the W2 reference",
         "Spread of the exact W2^2 between sample sets of growing size: the noise carried by "
