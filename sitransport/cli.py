@@ -174,16 +174,8 @@ def _read_file(path: Path, role: str) -> np.ndarray:
     """The array in a ``.npy`` or ``.csv`` file; errors name ``role`` and the file."""
     if not path.is_file():
         raise ValueError(f"{role}: no such file: {str(path)!r}")
-    if path.suffix == ".csv":
-        x = _read_csv(path, role)
-    else:
-        try:
-            x = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as err:
-            raise ValueError(
-                f"{role} {str(path)!r} is not a readable .npy array: {type(err).__name__}: {err}"
-            ) from None
     name = f"{role} {str(path)!r}"
+    x = _read_csv(path, role) if path.suffix == ".csv" else _load_npy(path, name)
     if x.ndim != 2:
         raise ValueError(f"{name} must hold an array of shape (n, d), got {x.shape}")
     if x.dtype not in (np.float32, np.float64):  # the hint names no file: no code from a name
@@ -198,6 +190,16 @@ def _read_file(path: Path, role: str) -> np.ndarray:
 _ROLE_C = "--condition"
 
 
+def _load_npy(path: Path, name: str) -> np.ndarray:
+    """The array of a ``.npy`` file, never unpickled; errors name the argument ``name``."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(
+            f"{name} is not a readable .npy array: {type(err).__name__}: {err}"
+        ) from None
+
+
 def _read_condition(path: Path, role: str = _ROLE_C) -> np.ndarray:
     """Conditions from a ``.npy`` or ``.csv`` file (see the module docstring): labels
     ``(n,)`` or float features ``(n, k)``; errors name ``role`` and the file."""
@@ -207,12 +209,7 @@ def _read_condition(path: Path, role: str = _ROLE_C) -> np.ndarray:
     if path.suffix == ".csv":
         c = _read_condition_csv(path, role)
     elif path.suffix == ".npy":
-        try:
-            c = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as err:
-            raise ValueError(
-                f"{name} is not a readable .npy array: {type(err).__name__}: {err}"
-            ) from None
+        c = _load_npy(path, name)
     else:
         raise ValueError(f"{name} must be a .npy or .csv file")
     if getattr(c, "ndim", 0) not in (1, 2):

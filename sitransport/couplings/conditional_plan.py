@@ -86,7 +86,7 @@ class GroupPlans:
 
     Example:
         >>> import torch
-        >>> from sitransport.couplings import GlobalOT
+        >>> from sitransport.couplings import GlobalOT, GroupPlans
         >>> x0 = torch.tensor([[0.0], [10.0]], dtype=torch.float64)
         >>> ends = [(x0, x0 + 0.5), (x0, x0 - 0.5)]  # label 0: up by 0.5, label 1: down
         >>> draw = GroupPlans(GlobalOT(processes=0), ends, torch.tensor([0, 1]),
@@ -226,7 +226,7 @@ class FeaturePlans:
 
     Example:
         >>> import torch
-        >>> from sitransport.couplings import GlobalOT
+        >>> from sitransport.couplings import FeaturePlans, GlobalOT
         >>> x = torch.tensor([[0.0], [10.0]], dtype=torch.float64)
         >>> codes = torch.tensor([[1.0, 1.0], [-1.0, 1.0]], dtype=torch.float64)
         >>> draw = FeaturePlans(GlobalOT(processes=0), x, x + 0.5, codes, seed=0)

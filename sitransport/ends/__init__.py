@@ -5,7 +5,8 @@ normal, a torch distribution or a set of samples (``as_density`` turns what ``fi
 into one); ``log_prob`` exists only where a density is known. :class:`Normalization` is the
 change of coordinates ``z = (x - m) / s`` that :func:`sitransport.fit` builds before
 training. :class:`ConditionEncoder` reads the conditions of a conditional fit (labels or
-features) into the codes its network takes. Sets of pixel images are an end through ``dequantized.py``
+features) into the codes its network takes. Sets of pixel images are an end through
+``dequantized.py``
 (:class:`~sitransport.images.DequantizedImages`, documented with the image loaders in
 :mod:`sitransport.images`).
 """

@@ -114,6 +114,7 @@ class ConditionEncoder:
             ``()``.
 
     Example:
+        >>> from sitransport.ends import ConditionEncoder
         >>> enc = ConditionEncoder.fit(["b", "a", "b"])
         >>> enc.labels, enc.encode(["a", "b"], 2).tolist(), int(enc.null(1))
         (('a', 'b'), [0, 1], 2)

@@ -148,14 +148,14 @@ def _fit(x, **kwargs):
             _fit(IMAGES, network=UNetSpec(None, {"base_chanels": 8})),
             "network 'unet'",
             "['base_chanels']",
-            "attention_resolutions, base_channels, channel_mult, channels, dropout, heads, "
-            "image_size, kind, norm_groups, num_res_blocks, time_frequencies",
+            "attention_resolutions, base_channels, channel_mult, channels, condition, dropout, "
+            "heads, image_size, kind, norm_groups, num_res_blocks, time_frequencies",
         ),
         (
             lambda: build_network({"kind": "mlp", "dim": 2, "widht": 8}),
             "network 'mlp'",
             "['widht']",
-            "activation, depth, dim, kind, space_frequencies, time_frequencies, width",
+            "activation, condition, depth, dim, kind, space_frequencies, time_frequencies, width",
         ),
         (
             lambda: network_from_spec({"kind": "unet", "presett": "tiny"}),
