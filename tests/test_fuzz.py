@@ -42,6 +42,7 @@ from hypothesis.extra import numpy as hnp
 
 import sitransport as st
 import sitransport.cli as cli
+from sitransport._cli_files import read_csv
 from sitransport.errors import SitransportError
 from sitransport.ode import ODEOptions
 
@@ -703,7 +704,7 @@ def test_cli_csv_forms_round_trip(x, sep, quote, header, bom, end):
         path = Path(tmp) / "data.csv"
         path.write_bytes(text.encode())
         with contextlib.redirect_stderr(io.StringIO()) as err:
-            read = cli._read_csv(path, "TARGET")
+            read = read_csv(path, "TARGET")
     np.testing.assert_array_equal(read, x)
     assert ("skipped the header row" in err.getvalue()) == header
 

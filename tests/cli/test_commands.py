@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import sitransport as st
+from sitransport._cli_files import read_file
 from sitransport.cli import main
 
 
@@ -233,11 +234,10 @@ ROWS = np.array([[1.5, -2.0], [3.0, 4e-3], [-5.25, 6.0]])
     ],
 )
 def test_csv_forms_are_read(tmp_path, capsys, text):
-    import sitransport.cli as cli
 
     path = tmp_path / "data.csv"
     path.write_bytes(text.encode())
-    np.testing.assert_array_equal(cli._read_file(path, "TARGET"), ROWS)
+    np.testing.assert_array_equal(read_file(path, "TARGET"), ROWS)
     err = capsys.readouterr().err
     header = [line for line in text.lstrip("\ufeff").splitlines() if line.lstrip('"')[:1] == "x"]
     if header:
