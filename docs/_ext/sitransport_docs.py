@@ -135,6 +135,12 @@ FAMILIES = (
         "path energy within labels, and FiLM against concatenation.",
     ),
     Family(
+        "bench_conditional_digits",
+        "Class-conditional digits",
+        "Guidance on 8x8 digits judged by a classifier (accuracy, diversity, W2 to each "
+        "class), and conditional against unconditional bits/dim.",
+    ),
+    Family(
         "bench_w2_reference",
         "Noise of the W2 reference",
         "Spread of the exact W2^2 between sample sets of growing size: the noise carried by "
@@ -156,6 +162,7 @@ TITLES = {
     "bench_lowrank_ab": "A line and a padded Gaussian as sources",
     "bench_lowrank_c": "Digits: full-space and latent flows",
     "bench_gpu_tiny": "Tiny CPU check",
+    "bench_conditional_nonlinear_steps20000": "Rotated moons with 20,000 training steps",
 }
 
 
