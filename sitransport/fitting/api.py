@@ -203,8 +203,9 @@ def fit(
         num_workers: ``DataLoader`` workers when ``rho1`` is a torch ``Dataset``. Default ``0``.
         condition: fit a family of densities :math:`\rho_1(x | c)`, one map per condition
             ``c`` (see the guide "Conditional transport"): ``c`` with one row per sample of
-            ``rho1`` (samples or :class:`~sitransport.images.ImageData`), either labels
-            ``(n,)`` (integers or strings: a learned embedding per label) or float features
+            ``rho1`` (samples, :class:`~sitransport.images.ImageData`, or one per item of a
+            torch ``Dataset``, e.g. ``dataset.targets``), either labels ``(n,)`` (integers
+            or strings: a learned embedding per label) or float features
             ``(n,)`` / ``(n, k)`` (standardised, then an MLP embedding), as numpy, torch,
             xarray or pandas; ``rho0`` is shared by all conditions. Or a pair ``(c0, c1)``
             when both ends are samples with conditions of their own (control and treated
