@@ -42,6 +42,7 @@ from sitransport.couplings.base import DrawPairs as DrawPairs
 from sitransport.couplings.base import End as End
 from sitransport.couplings.conditional import pair_within, submit_within
 from sitransport.couplings.conditional_plan import FeaturePlans, GroupPlans
+from sitransport.couplings.entropic import EntropicOT
 from sitransport.couplings.global_plan import GlobalOT, PlanSampler
 from sitransport.couplings.minibatch import BLOCK as BLOCK
 from sitransport.couplings.minibatch import ExactOT, Sinkhorn
@@ -50,6 +51,7 @@ from sitransport.couplings.registry import coupling_names, get_coupling
 # BLOCK, End and DrawPairs (type aliases and a constant, outside __all__) are importable here
 __all__ = [
     "Coupling",
+    "EntropicOT",
     "ExactOT",
     "FeaturePlans",
     "GlobalOT",

@@ -8,6 +8,7 @@ from typing import Any
 
 from sitransport._validation import resolve
 from sitransport.couplings.base import Coupling, Independent
+from sitransport.couplings.entropic import EntropicOT
 from sitransport.couplings.global_plan import GlobalOT
 from sitransport.couplings.minibatch import ExactOT, Sinkhorn
 
@@ -15,6 +16,7 @@ __all__ = ["coupling_names", "get_coupling"]
 
 
 _COUPLINGS: dict[str, Callable[..., Coupling]] = {
+    "entropic": EntropicOT,
     "exact_ot": ExactOT,
     "global_ot": GlobalOT,
     "independent": Independent,
@@ -27,7 +29,7 @@ def coupling_names() -> list[str]:
 
     Example:
         >>> coupling_names()
-        ['exact_ot', 'global_ot', 'independent', 'sinkhorn']
+        ['entropic', 'exact_ot', 'global_ot', 'independent', 'sinkhorn']
     """
     return sorted(_COUPLINGS)
 
