@@ -104,6 +104,13 @@ FAMILIES = (
         "Gaussian and mixture pairs in growing dimension.",
     ),
     Family(
+        "bench_entropic_plan",
+        "Entropic plans at scale",
+        "Time of geomloss's entropic plans vs plan size and backend, the pairs' bias vs plan "
+        "size and blur on a Gaussian pair with a known map, and training speed with "
+        "global_entropic vs independent pairing on one core.",
+    ),
+    Family(
         "bench_likelihood",
         "Likelihoods",
         "Held-out NLL against known densities, training time against maximum-likelihood CNF "

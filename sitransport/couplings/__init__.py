@@ -21,6 +21,12 @@ straightens the paths toward the Benamou–Brenier optimum.
   small ``reg``); each ``x0`` is paired with one ``x1`` drawn from its row of the plan, so no
   ``x0`` is dropped or duplicated (``x1`` may repeat); ``replace=True`` instead draws
   ``n`` pairs from the whole plan.
+- ``entropic``: the entropic (or, with ``reach``, unbalanced) plan of the batch by geomloss's
+  Sinkhorn loop, in torch on the batch's device (:class:`EntropicOT`); each ``x0`` gets one
+  partner drawn from its row, computed in row chunks (the plan is never formed in full).
+- ``global_entropic``: batches drawn from one entropic plan between large subsamples
+  (``n`` = 65,536) or the whole training sets, solved on the training device and refreshed
+  in a background thread (:class:`GlobalEntropicOT`, :class:`EntropicPlanSampler`).
 
 Couplings act on whatever batch they are given, on its device, so under data parallelism
 they can run on the all-gathered global batch. A coupling also says where a training run's
@@ -43,6 +49,7 @@ from sitransport.couplings.base import End as End
 from sitransport.couplings.conditional import pair_within, submit_within
 from sitransport.couplings.conditional_plan import FeaturePlans, GroupPlans
 from sitransport.couplings.entropic import EntropicOT
+from sitransport.couplings.entropic_plan import EntropicPlanSampler, GlobalEntropicOT
 from sitransport.couplings.global_plan import GlobalOT, PlanSampler
 from sitransport.couplings.minibatch import BLOCK as BLOCK
 from sitransport.couplings.minibatch import ExactOT, Sinkhorn
@@ -52,8 +59,10 @@ from sitransport.couplings.registry import coupling_names, get_coupling
 __all__ = [
     "Coupling",
     "EntropicOT",
+    "EntropicPlanSampler",
     "ExactOT",
     "FeaturePlans",
+    "GlobalEntropicOT",
     "GlobalOT",
     "GroupPlans",
     "Independent",

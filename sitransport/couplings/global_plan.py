@@ -183,26 +183,38 @@ class GlobalOT(Coupling):
             >>> source.coupling
             GlobalOT(n=64, reuse=250, processes=0)
         """
-        if isinstance(draw, Plans):  # a PlanSampler, GroupPlans or FeaturePlans
-            return PairSource(draw, Independent(), coupling=self, plans=draw)
-        if ends is None:
-            if hasattr(draw, "state_dict"):
-                raise ValueError(
-                    "coupling=GlobalOT cannot wrap a stateful draw (a torch Dataset's items): "
-                    "its plans are solved between two sets of samples or streams. Give rho1 "
-                    "as samples, ImageData or a distribution, pass a PlanSampler built with "
-                    "GlobalOT.sampler, or use coupling='exact_ot'"
-                )
-            joint = draw
-            sampler = self.sampler(
-                lambda m, g: joint(m, g)[0], lambda m, g: joint(m, g)[1], seed=seed + 4
-            )
-        else:
-            sampler = self.sampler(*ends(), seed=seed + 4)
-        return PairSource(sampler, Independent(), coupling=self, plans=sampler)
+        return plans_source(self, draw, seed, ends)
 
     def spec(self) -> dict[str, Any]:
         return {"name": "global_ot", "n": self.n, "reuse": self.reuse, "processes": self.processes}
+
+
+def plans_source(
+    coupling: Any,
+    draw: DrawPairs,
+    seed: int,
+    ends: Callable[[], tuple[End, End]] | None,
+) -> PairSource:
+    """The :class:`PairSource` of a coupling that draws batches from its plans
+    (``coupling.sampler(x0, x1, seed=)``), as :meth:`GlobalOT.source` documents it."""
+    if isinstance(draw, Plans):  # a PlanSampler, GroupPlans or FeaturePlans
+        return PairSource(draw, Independent(), coupling=coupling, plans=draw)
+    if ends is None:
+        name = type(coupling).__name__
+        if hasattr(draw, "state_dict"):
+            raise ValueError(
+                f"coupling={name} cannot wrap a stateful draw (a torch Dataset's items): "
+                "its plans are solved between two sets of samples or streams. Give rho1 "
+                f"as samples, ImageData or a distribution, pass a sampler built with "
+                f"{name}.sampler, or use coupling='exact_ot'"
+            )
+        joint = draw
+        sampler = coupling.sampler(
+            lambda m, g: joint(m, g)[0], lambda m, g: joint(m, g)[1], seed=seed + 4
+        )
+    else:
+        sampler = coupling.sampler(*ends(), seed=seed + 4)
+    return PairSource(sampler, Independent(), coupling=coupling, plans=sampler)
 
 
 class PlanSampler:

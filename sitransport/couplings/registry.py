@@ -9,6 +9,7 @@ from typing import Any
 from sitransport._validation import resolve
 from sitransport.couplings.base import Coupling, Independent
 from sitransport.couplings.entropic import EntropicOT
+from sitransport.couplings.entropic_plan import GlobalEntropicOT
 from sitransport.couplings.global_plan import GlobalOT
 from sitransport.couplings.minibatch import ExactOT, Sinkhorn
 
@@ -18,6 +19,7 @@ __all__ = ["coupling_names", "get_coupling"]
 _COUPLINGS: dict[str, Callable[..., Coupling]] = {
     "entropic": EntropicOT,
     "exact_ot": ExactOT,
+    "global_entropic": GlobalEntropicOT,
     "global_ot": GlobalOT,
     "independent": Independent,
     "sinkhorn": Sinkhorn,
@@ -29,13 +31,14 @@ def coupling_names() -> list[str]:
 
     Example:
         >>> coupling_names()
-        ['entropic', 'exact_ot', 'global_ot', 'independent', 'sinkhorn']
+        ['entropic', 'exact_ot', 'global_entropic', 'global_ot', 'independent', 'sinkhorn']
     """
     return sorted(_COUPLINGS)
 
 
 def get_coupling(spec: str | dict[str, Any] | Coupling) -> Coupling:
-    """Resolve ``"independent"``, ``"exact_ot"``, ``"global_ot"``, ``"sinkhorn"``, a spec dict
+    """Resolve ``"independent"``, ``"exact_ot"``, ``"global_ot"``, ``"sinkhorn"``, ``"entropic"``,
+    ``"global_entropic"``, a spec dict
     (``{"name": "sinkhorn", "reg": 0.01}``) or a :class:`Coupling` instance.
 
     Args:

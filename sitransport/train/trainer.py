@@ -23,7 +23,14 @@ from tqdm.auto import tqdm
 from sitransport._io import load_checkpoint, save_checkpoint
 from sitransport._validation import check_device, check_seed
 from sitransport.config.training import TrainSettings
-from sitransport.couplings import Coupling, DrawPairs, Independent, PairSource, PlanSampler
+from sitransport.couplings import (
+    Coupling,
+    DrawPairs,
+    EntropicPlanSampler,
+    Independent,
+    PairSource,
+    PlanSampler,
+)
 from sitransport.distributed import rank_and_world
 from sitransport.interpolants import Fourier, Interpolant, Normalized
 from sitransport.losses import TimeSampler, get_time_sampler, quadratic_loss
@@ -591,13 +598,14 @@ def _check_conditional_plans(source: PairSource, conditions: Conditions | None) 
     pair across conditions).
 
     Raises:
-        ValueError: ``conditions`` with a :class:`~sitransport.couplings.PlanSampler`.
+        ValueError: ``conditions`` with a :class:`~sitransport.couplings.PlanSampler` (or
+            :class:`~sitransport.couplings.EntropicPlanSampler`).
     """
-    if conditions is not None and isinstance(source.plans, PlanSampler):
+    if conditions is not None and isinstance(source.plans, (PlanSampler, EntropicPlanSampler)):
         raise ValueError(
-            "coupling=GlobalOT with conditions: its plans must be solved within conditions; "
-            "pass a GroupPlans or FeaturePlans (sitransport.couplings) as draw, as fit does, "
-            "or use coupling=ExactOT()"
+            f"coupling={type(source.coupling).__name__} with conditions: its plans must be "
+            "solved within conditions; pass a GroupPlans or FeaturePlans (sitransport.couplings) "
+            "as draw, as fit does for GlobalOT, or use coupling=ExactOT() (or EntropicOT())"
         )
 
 

@@ -22,7 +22,9 @@ from tests.helpers import TINY
 #: Constructor arguments of each registered coupling (small and in place, for speed), one
 #: or more variants per name.
 ARGUMENTS: dict[str, list[dict[str, Any]]] = {
+    "entropic": [{"blur": 0.3}, {"blur": 0.3, "reach": 2.0, "backend": "chunked"}],
     "exact_ot": [{"processes": 0}, {"processes": 0, "block": 4}],  # one block, then three
+    "global_entropic": [{"n": 16, "reuse": 1, "blur": 0.3, "background": False}],
     "global_ot": [{"n": 16, "reuse": 1, "processes": 0}],
     "independent": [{}],
     "sinkhorn": [{"reg": 0.1}, {"reg": 0.1, "replace": True}],
@@ -36,7 +38,7 @@ CASES = [
 
 #: Couplings that draw each ``x1`` partner (which may repeat); every other coupling pairs
 #: batches of equal size by a permutation of ``x1``: each ``x1`` row exactly once.
-DRAWS_X1 = {"sinkhorn"}
+DRAWS_X1 = {"entropic", "global_entropic", "sinkhorn"}
 
 #: Sample shapes of the batches paired: vectors and images.
 SHAPES = [(3,), (1, 2, 2)]
@@ -55,7 +57,7 @@ def permutes_x1(coupling: Coupling, x0: torch.Tensor, x1: torch.Tensor) -> bool:
 def resamples_x0(coupling: Coupling) -> bool:
     """Whether the coupling draws the ``x0`` rows too (Sinkhorn with ``replace=True``),
     instead of keeping each ``x0`` once."""
-    return bool(getattr(coupling, "replace", False))
+    return bool(getattr(coupling, "replace", False)) or getattr(coupling, "reach", None) is not None
 
 
 def matches(out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

@@ -55,9 +55,9 @@ def test_one_dimensional_closed_form_matches_a_fine_grid_pot_plan():
 def test_pairs_have_the_gaussian_closed_form_cross_covariance(blur):
     a = np.array([[1.0, 0.3], [0.3, 0.5]])
     b = np.array([[2.0, -0.4], [-0.4, 0.8]])
-    n = 3000
+    n = 1000
     x0, x1 = _gaussian(n, a, 0), _gaussian(n, b, 1)
-    p0, p1 = EntropicOT(blur=blur, iterations=200).pair(x0, x1, torch.Generator().manual_seed(2))
+    p0, p1 = EntropicOT(blur=blur, iterations=100).pair(x0, x1, torch.Generator().manual_seed(2))
     cross = (p0.T @ p1 / n).numpy()
     expected = _entropic_cross_covariance(a, b, blur**2)
     # sampling error of a second moment (and of the empirical plan): c / sqrt(n)
@@ -68,7 +68,7 @@ def test_blur_is_the_spread_of_a_partner_around_its_exact_ot_image():
     """Between two samples of N(0, I) the exact map is the identity; the entropic partner of
     x has mean c x and variance 1 - c^2 ~ blur^2 per coordinate (closed form), so the mean
     squared displacement per coordinate is 2 - 2c = blur^2 (1 + O(blur))."""
-    n, d, blur = 4000, 2, 0.3
+    n, d, blur = 1200, 2, 0.3
     x0, x1 = _gaussian(n, np.eye(d), 3), _gaussian(n, np.eye(d), 4)
     p0, p1 = EntropicOT(blur=blur).pair(x0, x1, torch.Generator().manual_seed(0))
     spread = float((p1 - p0).pow(2).sum(1).mean()) / d
@@ -87,8 +87,8 @@ def test_small_blur_cost_is_exact_ot_cost_within_the_entropic_bound():
     w = np.full(n, 1.0 / n)
     exact = ot.emd2(w, w, torch.cdist(x0, x1).pow(2).numpy())
     costs = []
-    for seed in range(5):
-        p0, p1 = EntropicOT(blur=blur, iterations=200).pair(
+    for seed in range(3):
+        p0, p1 = EntropicOT(blur=blur, iterations=100).pair(
             x0, x1, torch.Generator().manual_seed(seed)
         )
         costs.append(float((p1 - p0).pow(2).sum(1).mean()))
@@ -220,8 +220,8 @@ def test_bad_batches_are_refused():
 def test_fit_with_the_entropic_coupling_runs_and_records_it():
     x0 = st.datasets.sample("moons", 300, seed=0)
     x1 = st.datasets.sample("8gaussians", 300, seed=0)
-    flow = st.fit(x0, x1, **dict(TINY, steps=10), coupling="entropic")
+    flow = st.fit(x0, x1, **dict(TINY, steps=3), coupling="entropic")
     assert flow.config.coupling.name == "entropic"
     assert flow.push_forward(x0[:4]).shape == (4, 2)
-    again = st.fit(x0, x1, **dict(TINY, steps=10), coupling={"name": "entropic", "reach": 3.0})
+    again = st.fit(x0, x1, **dict(TINY, steps=3), coupling={"name": "entropic", "reach": 3.0})
     assert again.config.coupling.options["reach"] == 3.0
