@@ -22,7 +22,7 @@ from sitransport.couplings.entropic import (
     draw_rows,
     solve_potentials,
 )
-from sitransport.couplings.global_plan import _check_end, _subsample, plans_source
+from sitransport.couplings.global_plan import check_end, plans_source, subsample
 
 __all__ = ["EntropicPlanSampler", "GlobalEntropicOT"]
 
@@ -98,7 +98,7 @@ class GlobalEntropicOT(Coupling):
                 raise TypeError(f"device must be a str or None, got {self.device!r}")
             check_device(self.device)
 
-    def batch_coupling(self) -> EntropicOT:
+    def _inner(self) -> EntropicOT:
         """The minibatch coupling with this plan's settings (for :meth:`pair`)."""
         return EntropicOT(self.blur, self.reach, self.scaling, self.iterations, self.backend)
 
@@ -117,7 +117,7 @@ class GlobalEntropicOT(Coupling):
             >>> GlobalEntropicOT().pair(x0, x1)[1].flatten().tolist()
             [0.5, 10.5]
         """
-        inner = self.batch_coupling()
+        inner = self._inner()
         out = inner.pair(x0, x1, generator)
         self._record(inner.solve_time["last"])
         return out
@@ -168,7 +168,7 @@ class GlobalEntropicOT(Coupling):
         """
         return plans_source(self, draw, seed, ends)
 
-    def solve_device(self, like: Tensor) -> torch.device:
+    def _device(self, like: Tensor) -> torch.device:
         """The device plans are solved on, for ends on ``like``'s device."""
         if self.device is not None:
             return torch.device(self.device)
@@ -195,7 +195,7 @@ def solve_pairs(
     """The ``(rows, cols)`` of the pairs of one entropic plan between two subsamples (on the
     CPU) and the seconds it took, partners drawn with a generator seeded by ``seed``."""
     start = time.perf_counter()
-    device = coupling.solve_device(sub0)
+    device = coupling._device(sub0)
     a = sub0.detach().flatten(1).to(device)
     b = sub1.detach().flatten(1).to(device=device, dtype=a.dtype)
     pot = solve_potentials(
@@ -248,7 +248,7 @@ class EntropicPlanSampler:
         if not isinstance(coupling, GlobalEntropicOT):
             raise TypeError(f"coupling must be a GlobalEntropicOT, got {type(coupling).__name__}")
         for end, name in ((x0, "x0"), (x1, "x1")):
-            _check_end(end, name)
+            check_end(end, name)
         if isinstance(x0, Tensor) and isinstance(x1, Tensor) and x0.shape[1:] != x1.shape[1:]:
             raise ValueError(
                 f"x0 and x1 must have the same sample shape, got {tuple(x0.shape[1:])} "
@@ -297,7 +297,7 @@ class EntropicPlanSampler:
         """Draw the next plan's subsamples and partner seed; solve in the background thread
         (``prefetch`` with ``background``) or in place when the result is asked for."""
         self._mark = self._gen.get_state()
-        sub0, sub1 = (_subsample(e, self.coupling.n, self._gen) for e in self._ends)
+        sub0, sub1 = (subsample(e, self.coupling.n, self._gen) for e in self._ends)
         seed = int(torch.randint(0, 2**62, (1,), generator=self._gen))
         if not (prefetch and self.coupling.background):
             return sub0, sub1, lambda: solve_pairs(self.coupling, sub0, sub1, seed)

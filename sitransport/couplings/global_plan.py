@@ -18,6 +18,7 @@ from sitransport._validation import check_positive_int, torch_generator
 from sitransport.couplings.base import Coupling, DrawPairs, End, Independent, PairSource, Plans
 from sitransport.couplings.minibatch import ExactOT, cost_matrix, permutation, worker_pool
 
+# check_end, subsample and plans_source are shared with entropic_plan, not public API
 __all__ = ["GlobalOT", "PlanSampler"]
 
 
@@ -258,7 +259,7 @@ class PlanSampler:
         if not isinstance(coupling, GlobalOT):
             raise TypeError(f"coupling must be a GlobalOT, got {type(coupling).__name__}")
         for end, name in ((x0, "x0"), (x1, "x1")):
-            _check_end(end, name)
+            check_end(end, name)
         if isinstance(x0, Tensor) and isinstance(x1, Tensor) and x0.shape[1:] != x1.shape[1:]:
             raise ValueError(
                 f"x0 and x1 must have the same sample shape, got {tuple(x0.shape[1:])} "
@@ -314,7 +315,7 @@ class PlanSampler:
         """Draw the next plan's subsamples; solve them in the worker process (``prefetch``
         with ``processes=1``), or in place when the result is asked for."""
         self._mark = self._gen.get_state()
-        sub0, sub1 = (_subsample(e, self.coupling.n, self._gen) for e in self._ends)
+        sub0, sub1 = (subsample(e, self.coupling.n, self._gen) for e in self._ends)
         a = sub0.detach().flatten(1).cpu().numpy()
         b = sub1.detach().flatten(1).cpu().numpy()
         use_pool = prefetch and self.coupling.processes > 0 and (os.cpu_count() or 1) > 1
@@ -379,7 +380,7 @@ class PlanSampler:
             self._next = self._start(True)  # it was pending: draw it again, from the mark
 
 
-def _check_end(end: Any, name: str) -> None:
+def check_end(end: Any, name: str) -> None:
     if isinstance(end, Tensor):
         if end.ndim < 2 or end.shape[0] < 1:
             raise ValueError(
@@ -393,7 +394,7 @@ def _check_end(end: Any, name: str) -> None:
         )
 
 
-def _subsample(end: End, n: int, gen: torch.Generator) -> Tensor:
+def subsample(end: End, n: int, gen: torch.Generator) -> Tensor:
     """``n`` points of an end: fresh draws of a stream, a finite set whole (at most ``n``
     points) or ``n`` of its points without replacement."""
     if not isinstance(end, Tensor):
