@@ -46,14 +46,20 @@ class GlobalEntropicOT(Coupling):
     **Cost.** Each Sinkhorn update is two soft C-transforms over the ``n x n`` cost matrix,
     never stored: geomloss's dense backend up to ``2**22`` entries, then KeOps (the ``keops``
     extra) when installed, else torch in row chunks. Annealing takes about
-    ``log(diameter / blur) / log(1 / scaling)`` updates, plus ``iterations``.
+    ``log(diameter / blur) / log(1 / scaling)`` updates, plus ``iterations``. The defaults
+    (``scaling=0.7, iterations=20``) take about a third of the updates of ``0.9, 50``: on a
+    2-D Gaussian pair with a known map at ``n = 4096`` and ``blur = 0.1``
+    (``bench_entropic_plan``), the pairs' mean squared error to the exact map was the same
+    (0.039 vs 0.038) while the partners' column marginal was off by 1.8% instead of 0.4%
+    (total variation; a local error, between neighbouring targets).
 
     Args:
         n: points per end in each plan. Default ``65536``.
         blur: entropic scale in training units (``eps = blur**2``). Default ``0.1``.
         reach: unbalanced OT with ``rho = reach**2``; ``None``: balanced. Default ``None``.
-        scaling: geomloss's annealing ratio. Default ``0.9``.
-        iterations: Sinkhorn updates at the final blur. Default ``50``.
+        scaling: geomloss's annealing ratio. Default ``0.7`` (cheaper than
+            :class:`~sitransport.couplings.EntropicOT`'s ``0.9``: see below).
+        iterations: Sinkhorn updates at the final blur. Default ``20``.
         reuse: passes over a plan's pairs before it is re-solved on fresh subsamples
             (``None``: never). Default ``250``.
         background: solve the next plan in a background thread. Default ``True``.
@@ -80,8 +86,8 @@ class GlobalEntropicOT(Coupling):
     n: int = 65536
     blur: float = 0.1
     reach: float | None = None
-    scaling: float = 0.9
-    iterations: int = 50
+    scaling: float = 0.7
+    iterations: int = 20
     reuse: int | None = 250
     background: bool = True
     backend: str = "auto"
