@@ -171,6 +171,19 @@ def test_backends_agree_and_chunks_change_nothing(monkeypatch):
     assert torch.equal(a, b)
 
 
+def test_keops_backend_agrees_with_the_dense_one():
+    """The optional ``keops`` extra: geomloss's online (KeOps) softmin gives the potentials of
+    the dense one (float32, KeOps's usual precision)."""
+    pytest.importorskip("pykeops", reason="the keops extra (pykeops) is not installed")
+    g = torch.Generator().manual_seed(5)
+    x0 = torch.randn(64, 2, generator=g)
+    x1 = torch.randn(48, 2, generator=g) + 0.5
+    dense = EntropicOT(blur=0.3, backend="tensorized").potentials(x0, x1)
+    online = EntropicOT(blur=0.3, backend="online").potentials(x0, x1)
+    torch.testing.assert_close(dense.f, online.f, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(dense.g, online.g, rtol=1e-4, atol=1e-4)
+
+
 def test_float32_batches_stay_float32_and_keep_the_sample_shape():
     g = torch.Generator().manual_seed(0)
     x0, x1 = torch.randn(32, 1, 2, 2, generator=g), torch.randn(32, 1, 2, 2, generator=g)
