@@ -281,7 +281,7 @@ def _sinkhorn_report(history) -> dict | None:
     """The training's Sinkhorn diagnostic for ``report.json``, or ``None`` without one."""
     if history is None or "sinkhorn" not in history:
         return None
-    keys = ("n", "blur", "blur_relative", "floor", "seconds", "cost", "solver")
+    keys = "n blur blur_relative floor floor_sd floor_draws seconds cost solver".split()
     out = {k: history.attrs[f"sinkhorn_{k}"] for k in keys}
     out["steps"] = history["sinkhorn_step"].values.tolist()
     out["values"] = history["sinkhorn"].values.tolist()
@@ -294,8 +294,9 @@ def _sinkhorn_line(d: dict) -> str:
         f"Sinkhorn divergence during training (geomloss S_eps, {d['n']} flow samples vs "
         f"{d['n']} held out, blur {d['blur_relative']:g} of the data scale): step "
         f"{d['steps'][0]}: {d['values'][0]:.4f} -> step {d['steps'][-1]}: "
-        f"{d['values'][-1]:.4f}; noise floor {d['floor']:.4f}; cost {d['seconds']:.1f} s "
-        f"= {100 * d['cost']:.1f} % of training"
+        f"{d['values'][-1]:.4f}; noise floor {d['floor']:.4f} +- {d['floor_sd']:.4f} (spread "
+        f"of {d['floor_draws']} held-out draws); cost {d['seconds']:.1f} s = "
+        f"{100 * d['cost']:.1f} % of training"
     )
 
 

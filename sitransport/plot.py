@@ -7,6 +7,7 @@ they work under any backend and in scripts without a display).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -162,7 +163,8 @@ def plot_density(
 def plot_training(ax: Axes, history: xr.Dataset, *, title: str | None = None) -> Axes:
     """The training record: the flow-matching loss (batch values averaged over windows of
     1 % of the run) on ``ax`` and, when the run has it, the Sinkhorn diagnostic
-    ``history["sinkhorn"]`` with its noise floor on a twin axis (both logarithmic).
+    ``history["sinkhorn"]`` on a twin axis from 0, with its noise floor (dashed) and the
+    floor's spread (one standard deviation, shaded).
 
     Args:
         ax: the axes to draw on.
@@ -179,12 +181,12 @@ def plot_training(ax: Axes, history: xr.Dataset, *, title: str | None = None) ->
         >>> history = xr.Dataset(
         ...     {"fm_loss": ("step", 1.0 / steps), "sinkhorn": ("sinkhorn_step", [0.5, 0.1])},
         ...     coords={"step": steps, "sinkhorn_step": [50, 100]},
-        ...     attrs={"sinkhorn_floor": 0.08},
+        ...     attrs={"sinkhorn_floor": 0.08, "sinkhorn_floor_sd": 0.01},
         ... )
         >>> fig = Figure()
         >>> ax = plot_training(fig.subplots(), history, title="training")
-        >>> len(fig.axes), ax.get_yscale(), ax.get_title()
-        (2, 'log', 'training')
+        >>> len(fig.axes), ax.get_title()
+        (2, 'training')
     """
     steps, loss = history["step"].values, history["fm_loss"].values
     window = max(1, len(loss) // 100)
@@ -193,7 +195,6 @@ def plot_training(ax: Axes, history: xr.Dataset, *, title: str | None = None) ->
     mean_loss = loss[:k].reshape(-1, window).mean(axis=1)
     (line,) = ax.plot(mean_steps, mean_loss, color="0.45", lw=1.0, label="flow-matching loss")
     lines = [line]
-    ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("flow-matching loss (batch)")
     if "sinkhorn" in history:
@@ -202,9 +203,12 @@ def plot_training(ax: Axes, history: xr.Dataset, *, title: str | None = None) ->
         lines += twin.plot(at, value, "o-", color="tab:blue", ms=3, label="Sinkhorn S_eps")
         floor = history.attrs.get("sinkhorn_floor")
         if floor is not None:
-            label = "noise floor (held-out halves)"
+            label = "noise floor (held out vs held out)"
             lines.append(twin.axhline(floor, color="tab:blue", ls="--", lw=1.0, label=label))
-        twin.set_yscale("log")
+            sd = history.attrs.get("sinkhorn_floor_sd", math.nan)
+            if math.isfinite(sd):
+                twin.axhspan(floor - sd, floor + sd, color="tab:blue", alpha=0.12, lw=0)
+        twin.set_ylim(bottom=0.0)
         twin.set_ylabel("Sinkhorn divergence vs held out", color="tab:blue")
     ax.legend(handles=lines, loc="upper right", fontsize="small")
     if title:

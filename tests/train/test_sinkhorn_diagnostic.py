@@ -52,8 +52,8 @@ def _run(interpolant, **changes):
 
 def test_logged_value_is_geomloss_on_the_returned_models_samples():
     """At the last step the diagnostic measures the returned (EMA) model: its samples of
-    the held-out sources v0[n:2n] against the targets v1[:n], and the floor v1[n:2n]
-    against v1[:n], each equal to a direct geomloss call."""
+    the held-out sources v0[n:2n] against the targets v1[:n], and the floor, the mean of
+    v1[n:2n] and v1[2n:3n] against v1[:n], each equal to direct geomloss calls."""
     result = _run(Linear())
     h, n = result.history, 64
     v0, v1 = _held()
@@ -61,10 +61,11 @@ def test_logged_value_is_geomloss_on_the_returned_models_samples():
     assert h.attrs["sinkhorn_n"] == n and h.attrs["sinkhorn_blur"] == 0.05
     want = _direct(result.model, v0[n : 2 * n], v1[:n], 0.05)
     assert float(h["sinkhorn"][-1]) == pytest.approx(want, rel=1e-10)
-    floor = SamplesLoss("sinkhorn", p=2, blur=0.05, scaling=SCALING, debias=True)
-    assert h.attrs["sinkhorn_floor"] == pytest.approx(
-        float(floor(v1[n : 2 * n].double(), v1[:n].double())), rel=1e-10
-    )
+    loss = SamplesLoss("sinkhorn", p=2, blur=0.05, scaling=SCALING, debias=True)
+    floors = [float(loss(v1[k * n : (k + 1) * n].double(), v1[:n].double())) for k in (1, 2)]
+    assert h.attrs["sinkhorn_floor_draws"] == 2  # 200 held out: A and two more sets of 64
+    assert h.attrs["sinkhorn_floor"] == pytest.approx(np.mean(floors), rel=1e-10)
+    assert h.attrs["sinkhorn_floor_sd"] == pytest.approx(np.std(floors, ddof=1), rel=1e-8)
 
 
 def test_logged_value_is_in_the_callers_units():
