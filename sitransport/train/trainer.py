@@ -97,8 +97,9 @@ class Trainer:
         path: settings of the ascent on the interpolant's parameters; ``None``: a fixed path.
             Default ``None``.
         seed: seeds every random draw of the run, an integer in ``[0, 2**63 - 1]``. Default ``0``.
-        validation: ``(x0, x1)`` held-out pairs evaluated every ``eval_every`` steps; ``None``: no
-            validation. Default ``None``.
+        validation: ``(x0, x1)`` held-out pairs evaluated every ``eval_every`` steps, and the
+            samples of the Sinkhorn diagnostic (:mod:`sitransport.train.diagnostics`);
+            ``None``: no validation. Default ``None``.
         checkpoint: file written every ``checkpoint_every`` steps; ``None``: no checkpoints. Default
             ``None``.
         resume: continue from ``checkpoint`` if it exists (see :func:`train`). Default ``False``.
