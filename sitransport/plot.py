@@ -194,7 +194,7 @@ def plot_training(ax: Axes, history: xr.Dataset, *, title: str | None = None) ->
     mean_steps = steps[:k].reshape(-1, window)[:, -1]
     mean_loss = loss[:k].reshape(-1, window).mean(axis=1)
     (line,) = ax.plot(mean_steps, mean_loss, color="0.45", lw=1.0, label="flow-matching loss")
-    lines = [line]
+    lines: list = [line]
     ax.set_xlabel("step")
     ax.set_ylabel("flow-matching loss (batch)")
     if "sinkhorn" in history:
@@ -207,10 +207,14 @@ def plot_training(ax: Axes, history: xr.Dataset, *, title: str | None = None) ->
             lines.append(twin.axhline(floor, color="tab:blue", ls="--", lw=1.0, label=label))
             sd = history.attrs.get("sinkhorn_floor_sd", math.nan)
             if math.isfinite(sd):
-                twin.axhspan(floor - sd, floor + sd, color="tab:blue", alpha=0.12, lw=0)
+                label = "its spread (1 SD): a perfect flow's values"
+                band = twin.axhspan(floor - sd, floor + sd, color="tab:blue", alpha=0.12, lw=0)
+                band.set_label(label)
+                lines.append(band)
         twin.set_ylim(bottom=0.0)
         twin.set_ylabel("Sinkhorn divergence vs held out", color="tab:blue")
-    ax.legend(handles=lines, loc="upper right", fontsize="small")
+    ax.legend(handles=lines, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2,
+              fontsize="small", frameon=False)  # fmt: skip
     if title:
         ax.set_title(title)
     return ax
