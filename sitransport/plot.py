@@ -1,4 +1,5 @@
-"""Figures: samples, trajectories, log-density heat maps and a one-page summary of a 2-D flow.
+"""Figures: samples, trajectories, log-density heat maps, the training record (loss and
+the Sinkhorn diagnostic against its noise floor) and a one-page summary of a 2-D flow.
 
 Functions draw on a given matplotlib ``Axes`` (or build a ``Figure`` without pyplot, so
 they work under any backend and in scripts without a display).
@@ -6,6 +7,7 @@ they work under any backend and in scripts without a display).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,7 +21,7 @@ from sitransport.protocols import Flow
 if TYPE_CHECKING:
     from sitransport.flow import TransportFlow
 
-__all__ = ["plot_density", "plot_samples", "plot_trajectories", "summary_figure"]
+__all__ = ["plot_density", "plot_samples", "plot_training", "plot_trajectories", "summary_figure"]
 
 
 def _extent(*arrays: np.ndarray, pad: float = 0.05) -> tuple[float, float, float, float]:
@@ -158,6 +160,66 @@ def plot_density(
     return ax
 
 
+def plot_training(ax: Axes, history: xr.Dataset, *, title: str | None = None) -> Axes:
+    """The training record: the flow-matching loss (batch values averaged over windows of
+    1 % of the run) on ``ax`` and, when the run has it, the Sinkhorn diagnostic
+    ``history["sinkhorn"]`` on a twin axis from 0, with its noise floor (dashed) and the
+    floor's spread (one standard deviation, shaded).
+
+    Args:
+        ax: the axes to draw on.
+        history: a flow's ``history`` (:attr:`~sitransport.TransportFlow.history`).
+        title: axes title. Default ``None``.
+
+    Returns:
+        ``ax`` (the Sinkhorn curve is on ``ax``'s twin, when drawn).
+
+    Example:
+        >>> import numpy as np, xarray as xr
+        >>> from matplotlib.figure import Figure
+        >>> steps = np.arange(1, 101)
+        >>> history = xr.Dataset(
+        ...     {"fm_loss": ("step", 1.0 / steps), "sinkhorn": ("sinkhorn_step", [0.5, 0.1])},
+        ...     coords={"step": steps, "sinkhorn_step": [50, 100]},
+        ...     attrs={"sinkhorn_floor": 0.08, "sinkhorn_floor_sd": 0.01},
+        ... )
+        >>> fig = Figure()
+        >>> ax = plot_training(fig.subplots(), history, title="training")
+        >>> len(fig.axes), ax.get_title()
+        (2, 'training')
+    """
+    steps, loss = history["step"].values, history["fm_loss"].values
+    window = max(1, len(loss) // 100)
+    k = len(loss) // window * window
+    mean_steps = steps[:k].reshape(-1, window)[:, -1]
+    mean_loss = loss[:k].reshape(-1, window).mean(axis=1)
+    (line,) = ax.plot(mean_steps, mean_loss, color="0.45", lw=1.0, label="flow-matching loss")
+    lines: list = [line]
+    ax.set_xlabel("step")
+    ax.set_ylabel("flow-matching loss (batch)")
+    if "sinkhorn" in history:
+        twin = ax.twinx()
+        at, value = history["sinkhorn_step"].values, history["sinkhorn"].values
+        lines += twin.plot(at, value, "o-", color="tab:blue", ms=3, label="Sinkhorn S_eps")
+        floor = history.attrs.get("sinkhorn_floor")
+        if floor is not None:
+            label = "noise floor (held out vs held out)"
+            lines.append(twin.axhline(floor, color="tab:blue", ls="--", lw=1.0, label=label))
+            sd = history.attrs.get("sinkhorn_floor_sd", math.nan)
+            if math.isfinite(sd):
+                label = "its spread (1 SD): a perfect flow's values"
+                band = twin.axhspan(floor - sd, floor + sd, color="tab:blue", alpha=0.12, lw=0)
+                band.set_label(label)
+                lines.append(band)
+        twin.set_ylim(bottom=0.0)
+        twin.set_ylabel("Sinkhorn divergence vs held out", color="tab:blue")
+    ax.legend(handles=lines, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2,
+              fontsize="small", frameon=False)  # fmt: skip
+    if title:
+        ax.set_title(title)
+    return ax
+
+
 def summary_figure(
     flow: TransportFlow,
     target: np.ndarray,
@@ -167,8 +229,9 @@ def summary_figure(
     n_paths: int = 40,
     resolution: int = 80,
 ) -> Figure:
-    """Target vs generated samples, a few trajectories and (with a base density) the
-    learned density: the picture of a fitted 2-D flow.
+    """Target vs generated samples, a few trajectories, (with a base density) the learned
+    density and (with a training record) the loss and the Sinkhorn diagnostic against its
+    noise floor (:func:`plot_training`): the picture of a fitted 2-D flow.
 
     Args:
         flow: a fitted :class:`~sitransport.TransportFlow` on 2-D data.
@@ -195,7 +258,9 @@ def summary_figure(
         ['target (held out)', 'generated', 'trajectories t: 0 -> 1', 'learned density']
     """
     has_density = flow.base is not None and flow.base.has_density
-    ncols = 4 if has_density else 3
+    history = flow.history
+    has_record = history is not None and "fm_loss" in history and history.sizes["step"] > 0
+    ncols = 3 + has_density + has_record
     fig = Figure(figsize=(4.2 * ncols, 4.2), layout="constrained")
     axes = fig.subplots(1, ncols)
     extent = _extent(target, generated)
@@ -209,4 +274,6 @@ def summary_figure(
     plot_trajectories(axes[2], traj, title="trajectories t: 0 -> 1")
     if has_density:
         plot_density(axes[3], flow, extent, resolution=resolution, title="learned density")
+    if history is not None and has_record:
+        plot_training(axes[-1], history, title="training")
     return fig

@@ -26,6 +26,11 @@ __all__ = ["Checkpointing", "LatentSpec", "TrainSettings", "freeze_step"]
 #: The dtypes a fit trains in, by the name their spec uses.
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 
+#: Fewest held-out samples per side of the Sinkhorn diagnostic (``sinkhorn_n``, unless 0).
+MIN_SINKHORN_N = 8
+#: Most velocity evaluations of the diagnostic's ODE solve (``sinkhorn_nfe``).
+MAX_SINKHORN_NFE = 4096
+
 
 @dataclass(frozen=True)
 class TrainSettings(FieldsSpec):
@@ -60,6 +65,22 @@ class TrainSettings(FieldsSpec):
             condition is replaced by the null condition, so that one network learns the
             conditional and the unconditional velocity at once (classifier-free guidance:
             ``flow.sample(..., guidance=w)``); in ``[0, 1)``, typically 0.1. Default 0: off.
+        sinkhorn_n: held-out samples per side of the training diagnostic
+            ``history["sinkhorn"]`` (default 256), the debiased Sinkhorn divergence between
+            the flow's samples of ``sinkhorn_n`` held-out sources and ``sinkhorn_n`` held-out
+            targets (fewer when less is held out), next to its noise floor, the divergence
+            between two disjoint held-out target halves
+            (:mod:`sitransport.train.diagnostics`); 0 turns it off, else at least 8. It needs
+            validation data, and is skipped for images.
+        sinkhorn_every: steps between two diagnostics (default 1000); the last step always
+            has one. Its share of the training time is recorded
+            (``history.attrs["sinkhorn_cost"]``).
+        sinkhorn_blur: the diagnostic's entropic length scale, relative to the data scale
+            (in the fit's normalised coordinates, of unit root-mean-square spread per
+            coordinate), ``> 0`` (default 0.05).
+        sinkhorn_nfe: velocity evaluations of the diagnostic's ODE solve from 0 to 1,
+            the fixed-step scheme of :meth:`~sitransport.ode.ODEOptions.budget`
+            (default 32: ``rk4``, 8 steps).
 
     Example:
         >>> from sitransport import TrainSettings
@@ -84,6 +105,10 @@ class TrainSettings(FieldsSpec):
     accumulate: int = 1
     mixed_precision: str | None = None
     condition_dropout: float = 0.0
+    sinkhorn_n: int = 256
+    sinkhorn_every: int = 1000
+    sinkhorn_blur: float = 0.05
+    sinkhorn_nfe: int = 32
 
     def __post_init__(self) -> None:
         check_positive_int(self.steps, "steps")
@@ -109,6 +134,19 @@ class TrainSettings(FieldsSpec):
                 f"condition_dropout must be in [0, 1): 1 would never show the network a "
                 f"condition, got {self.condition_dropout!r}"
             )
+        self._check_sinkhorn()
+
+    def _check_sinkhorn(self) -> None:
+        """The diagnostic's fields (see :mod:`sitransport.train.diagnostics`)."""
+        n = check_positive_int(self.sinkhorn_n, "sinkhorn_n", minimum=0)
+        if 0 < n < MIN_SINKHORN_N:
+            raise ValueError(
+                f"sinkhorn_n must be 0 (off) or an integer >= {MIN_SINKHORN_N} held-out "
+                f"samples per side, got {n}"
+            )
+        check_positive_int(self.sinkhorn_every, "sinkhorn_every")
+        check_positive(self.sinkhorn_blur, "sinkhorn_blur")
+        check_positive_int(self.sinkhorn_nfe, "sinkhorn_nfe", maximum=MAX_SINKHORN_NFE)
 
 
 def freeze_step(freeze: Any, steps: int) -> int | None:

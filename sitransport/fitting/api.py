@@ -141,7 +141,8 @@ def fit(
         device: torch device for training and the returned flow: ``"cpu"``, an available
             ``"cuda[:index]"`` or ``"mps"``.
         dtype: network dtype (``torch.float32`` or ``torch.float64``). Default ``torch.float32``.
-        validation: fraction of each sample set held out for the validation loss. Default ``0.1``.
+        validation: fraction of each sample set held out for the validation loss and the
+            Sinkhorn diagnostic (``training.sinkhorn_n``). Default ``0.1``.
         progress: show a tqdm progress bar (default: ``training.progress``, on).
         network: ``"auto"`` (an MLP for vectors, a U-Net for images), ``"mlp"``,
             ``"potential"`` (vectors: the velocity is the gradient of an MLP potential,

@@ -6,7 +6,8 @@ Every number the library reports about transport quality is checkable against on
   linear program by POT's network simplex (``ot.emd2``). Exact, but ``O(n^2)`` memory and
   roughly ``O(n^3)`` time, so limited to ``max_samples`` points per side.
 - :func:`sinkhorn_w2` — a debiased Sinkhorn (entropic) estimate of the same quantity from
-  geomloss, for large samples.
+  geomloss, for large samples; :func:`sinkhorn_divergence` is the debiased divergence
+  ``S_eps`` itself (it tends to ``W2^2 / 2``), the training diagnostic.
 - :func:`gaussian_w2` and :func:`gaussian_ot_map` — the Bures closed form between Gaussians
   and the corresponding linear optimal-transport map: test oracles.
 - :func:`map_error` — L2-UVP and displacement cosine of a learned map against a known
@@ -30,7 +31,14 @@ References:
 from __future__ import annotations
 
 from sitransport.metrics.conditional import ConditionalNPE, conditional_npe
-from sitransport.metrics.distances import gaussian_ot_map, gaussian_w2, noise_floor, sinkhorn_w2, w2
+from sitransport.metrics.distances import (
+    gaussian_ot_map,
+    gaussian_w2,
+    noise_floor,
+    sinkhorn_divergence,
+    sinkhorn_w2,
+    w2,
+)
 from sitransport.metrics.quality import (
     MapError,
     SampleQuality,
@@ -54,6 +62,7 @@ __all__ = [
     "nll",
     "noise_floor",
     "sample_quality",
+    "sinkhorn_divergence",
     "sinkhorn_w2",
     "transport_report",
     "w2",

@@ -33,8 +33,21 @@ def any_checkpoint(path: Path) -> bool:
 # fingerprint fields that may change when a run is resumed: they do not change the trained
 # model (steps: a longer run continues on the checkpoint's lr schedule; a shorter one must not
 # be shorter than the steps already done). Where a run executes (device, workers) and how
-# checkpoints are written are not in the fingerprint at all.
-RESUMABLE = frozenset({"checkpoint_every", "lr_schedule_steps", "progress", "steps"})
+# checkpoints are written are not in the fingerprint at all. Neither does the Sinkhorn
+# diagnostic (it reads the model, never the training streams), which checkpoints written
+# before it existed do not name.
+RESUMABLE = frozenset(
+    {
+        "checkpoint_every",
+        "lr_schedule_steps",
+        "progress",
+        "sinkhorn_blur",
+        "sinkhorn_every",
+        "sinkhorn_n",
+        "sinkhorn_nfe",
+        "steps",
+    }
+)
 
 
 def _spec(obj: Any) -> Any:

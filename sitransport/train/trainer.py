@@ -35,6 +35,7 @@ from sitransport.distributed import rank_and_world
 from sitransport.interpolants import Fourier, Interpolant, Normalized
 from sitransport.losses import TimeSampler, get_time_sampler, quadratic_loss
 from sitransport.paths import PathOptimizer, PathSettings
+from sitransport.train.diagnostics import SinkhornMonitor
 from sitransport.train.guard import DivergenceGuard
 from sitransport.train.record import Record
 from sitransport.train.resume import any_checkpoint, check_resume, run_fingerprint
@@ -52,7 +53,8 @@ class TrainResult:
     Attributes:
         model: the trained network (the EMA model, or the network without EMA), in eval mode.
         history: the record of the run, an ``xarray.Dataset``: per-step losses, learning
-            rate, gradient norms and wall time, and the validation losses.
+            rate, gradient norms and wall time, the validation losses, and the Sinkhorn
+            diagnostic (:mod:`sitransport.train.diagnostics`).
 
     Example:
         >>> import torch
@@ -79,8 +81,9 @@ class Trainer:
     a checkpoint when resuming; :meth:`run` trains and returns a :class:`TrainResult`. Each part
     of the loop is a short method: one optimisation step (``_step``: the batch drawn one step
     ahead, its micro-batches, the backward passes, the divergence guard, AdamW, the schedule,
-    EMA and the path's ascent, the record), :meth:`evaluate`, :meth:`checkpoint` and
-    :meth:`restore`.
+    EMA and the path's ascent, the record), :meth:`evaluate`, the Sinkhorn diagnostic
+    (:attr:`monitor`, a :class:`~sitransport.train.diagnostics.SinkhornMonitor`),
+    :meth:`checkpoint` and :meth:`restore`.
 
     :meth:`on_checkpoint` is a hook called on rank 0 right after each checkpoint file is
     written (a no-op): override it in a subclass to act on checkpoints (copy them elsewhere),
@@ -101,8 +104,9 @@ class Trainer:
         path: settings of the ascent on the interpolant's parameters; ``None``: a fixed path.
             Default ``None``.
         seed: seeds every random draw of the run, an integer in ``[0, 2**63 - 1]``. Default ``0``.
-        validation: ``(x0, x1)`` held-out pairs evaluated every ``eval_every`` steps; ``None``: no
-            validation. Default ``None``.
+        validation: ``(x0, x1)`` held-out pairs evaluated every ``eval_every`` steps, and the
+            samples of the Sinkhorn diagnostic (:mod:`sitransport.train.diagnostics`);
+            ``None``: no validation. Default ``None``.
         checkpoint: file written every ``checkpoint_every`` steps; ``None``: no checkpoints. Default
             ``None``.
         resume: continue from ``checkpoint`` if it exists (see :func:`train`). Default ``False``.
@@ -202,6 +206,9 @@ class Trainer:
             enabled=settings.mixed_precision == "bf16",
         )
         self.validation = self._validation_batch(validation)
+        self.monitor = SinkhornMonitor(
+            settings, self.validation, self.validation_codes, self.interpolant
+        )
         self._batch = Batches(
             self.draw,
             self.coupling,
@@ -429,6 +436,8 @@ class Trainer:
         self._log(loss, fm, kinetic, lr, grad_norm)
         if done % settings.eval_every == 0 or done == settings.steps:
             self.evaluate(done)
+        if self.monitor.due(done, settings.steps):
+            self.monitor.record(self.model, done, self.record)
         if step % 50 == 0 or done == settings.steps:
             mean = float(np.mean(self.record.loss[-50:]))
             self.bar.set_postfix(loss=f"{mean:.4f}", **self.meter.postfix())
@@ -588,6 +597,7 @@ class Trainer:
         model.eval()
         attrs = {"seed": self.seed, "lr_schedule_steps": self.lr_factor.total}
         attrs.update(self.meter.attrs())
+        attrs.update(self.monitor.attrs(self.record, time.perf_counter() - self._t_start))
         if settings.restore_best and best["state"] is not None:
             attrs["best_val_loss"] = best["loss"]
         return TrainResult(model, self.record.to_dataset(attrs))

@@ -69,7 +69,20 @@ def test_demo_small_run_writes_png_and_prints_w2(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "noise floor" in printed and "held-out NLL" in printed
     assert (out / "summary.png").exists()
-    assert json.loads((out / "report.json").read_text())["target"] == "checkerboard"
+    report = json.loads((out / "report.json").read_text())
+    assert report["target"] == "checkerboard"
+    # the Sinkhorn diagnostic of training: reported, printed, and drawn in the figure
+    sinkhorn = report["sinkhorn"]
+    assert sinkhorn["steps"] == [40] and 8 <= sinkhorn["n"] <= 256 and sinkhorn["floor"] > 0
+    assert 0 < sinkhorn["cost"] and sinkhorn["solver"].startswith("rk4")
+    assert "Sinkhorn divergence during training" in printed
+    flow = st.load(out / "flow.sit")
+    assert flow.history.attrs["sinkhorn_floor"] == sinkhorn["floor"]
+    from sitransport.plot import summary_figure
+
+    held = st.datasets.sample("checkerboard", 200, seed=1)
+    fig = summary_figure(flow, held, flow.sample(200, seed=0), resolution=4)
+    assert fig.axes[4].get_title() == "training" and len(fig.axes) == 7  # + twin, colorbar
 
 
 def test_bad_arguments(tmp_path, capsys):
