@@ -3,6 +3,8 @@ load round trip, and the caller's settings winning over the pick."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -120,9 +122,7 @@ def test_fit_with_ot_trains_what_naming_the_choice_trains(ot_flow):
     x = torch.zeros(4, 3, dtype=torch.float64)
     assert torch.equal(ot_flow.push_forward(x), named.push_forward(x))
     assert named.config.ot_choice is None
-    assert named.config == ot_flow.config.__class__(
-        **{**vars(ot_flow.config), "ot_choice": None}
-    )
+    assert named.config == dataclasses.replace(ot_flow.config, ot_choice=None)
 
 
 def test_save_and_load_keep_the_choice(ot_flow, tmp_path):
