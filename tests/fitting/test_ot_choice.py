@@ -175,3 +175,10 @@ def test_ot_choice_spec_round_trip_and_errors():
         OTChoice({"name": "exact_ot"}, "auto", "linear", "images", "network")
     with pytest.raises(TypeError, match="ot_choice"):
         FitConfig(ot_choice={"name": "exact_ot"})
+
+
+def test_reflow_drops_the_choice_its_pairs_replace(ot_flow):
+    straight = st.reflow(ot_flow, 100, steps=3, progress=False)
+    assert straight.config.coupling.name == "paired"
+    assert straight.config.ot_choice is None
+    assert straight.config.network.kind == "potential"  # the flow's network, as reflow keeps
