@@ -159,8 +159,6 @@ TITLES = {
     "bench_ot_map_d16_steps4000": "Mixture pair in 16 dimensions: twice the steps",
     "bench_ot_map_ot_mixture_16_64": 'coupling="ot" on the mixture pair, d = 16 and 64',
     "bench_ot_map_ot_gaussian_16_64": 'coupling="ot" on the Gaussian pair, d = 16 and 64',
-    "bench_ot_map_ot_mixture_2_4_8": 'coupling="ot" on the mixture pair, d = 2, 4 and 8',
-    "bench_ot_map_ot_gaussian_2_4_8": 'coupling="ot" on the Gaussian pair, d = 2, 4 and 8',
     "bench_likelihood_cost_fine_eval": "Training cost with a finer MLE evaluation",
     "bench_likelihood_cost_fine_eval_d8": "Training cost with a finer MLE evaluation, 8-D mixture",
     "bench_lowrank_ab": "A line and a padded Gaussian as sources",
