@@ -142,7 +142,7 @@ class CouplingSpec:
 @dataclass(frozen=True)
 class OTChoice:
     """What ``coupling="ot"`` picked for a fit and why
-    (:func:`~sitransport.fitting.ot_choice.choose_ot`): ``flow.config.ot_choice``.
+    (:func:`~sitransport.fitting.choose_ot`): ``flow.config.ot_choice``.
 
     ``flow.config.coupling`` is the concrete coupling the fit trained with (this
     ``coupling``); ``network`` and ``interpolant`` are what ``"ot"`` picks, which the fit used

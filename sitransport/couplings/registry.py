@@ -18,7 +18,7 @@ def _chosen_by_fit() -> Coupling:
     """``"ot"``: no coupling object, a choice ``fit`` makes from the data."""
     raise ValueError(
         "coupling 'ot' is chosen by fit from the data (shape, number of samples, device): "
-        "pass it to fit(coupling='ot') (see sitransport.fitting.ot_choice.choose_ot), or "
+        "pass it to fit(coupling='ot') (see sitransport.fitting.choose_ot), or "
         f"name a coupling here: {', '.join(sorted(_COUPLINGS.keys() - CHOSEN_BY_FIT))}"
     )
 

@@ -131,7 +131,7 @@ def fit(
             ``"trig"``, or the one ``coupling="ot"`` picks.
         coupling: pairing of each batch: ``"ot"`` (I want the optimal-transport map: the
             coupling, network and interpolant are picked from the data's shape, size and
-            ``device`` by :func:`~sitransport.fitting.ot_choice.choose_ot`, e.g. 8,192-point
+            ``device`` by :func:`~sitransport.fitting.choose_ot`, e.g. 8,192-point
             ``global_ot`` plans, ``network="potential"`` and ``"linear"`` for vectors;
             ``network=`` and ``interpolant=`` given by the caller win; the choice and its
             reason are in ``flow.config.ot_choice``), ``"independent"`` (the paper's),
@@ -386,7 +386,7 @@ def fit(
 
 def _fit_ot(rho0: Any, rho1: Any, d0: Density, end1: Any, call: dict[str, Any]) -> Flow:
     """``fit`` with ``coupling="ot"``: the concrete coupling, network and interpolant of
-    :func:`~sitransport.fitting.ot_choice.choose_ot` (the caller's ``network`` and
+    :func:`~sitransport.fitting.choose_ot` (the caller's ``network`` and
     ``interpolant`` win), recorded in ``config.ot_choice``. ``call``: fit's other keywords."""
     sizes = [e.samples.shape[0] for e in (d0, end1) if isinstance(e, EmpiricalDensity)]
     sizes += [len(e.dataset) for e in (end1,) if isinstance(e, ShardedDataset)]
