@@ -7,12 +7,14 @@ The rule (measured on ``benchmarks/bench_ot_map.py``, known Brenier maps at d = 
 - **vectors**: ``global_ot`` with plans of :data:`PLAN_POINTS` (8,192) points per end (the
   whole training sets when both have at most that many points: the exact OT plan of the
   data, solved once), the gradient velocity ``network="potential"`` (a curl-free field like
-  the OT velocity: lower L2-UVP than the MLP at every dimension measured, markedly at
-  d >= 8, and it does not memorise the plan's pairs as the MLP does at d >= 32) and the
+  the OT velocity: about the MLP's L2-UVP at d <= 4, markedly lower from d = 8, and it
+  does not memorise the plan's pairs as the MLP does at d >= 32) and the
   straight ``"linear"`` interpolant (the displacement interpolation of the OT plan).
   A plan's bias, not training, is the accuracy limit at d >= 16, and it shrinks with the
   plan's size: 4,096-point plans stop improving with more steps (mixture, d = 16: 1.15 %
-  at 8,000 and 16,000 steps), 8,192-point plans reach 0.70 %.
+  at 8,000 and 16,000 steps), 8,192-point plans reach 0.70 % (0.61 % at fit's default
+  20,000 steps of batch 512). Open: on the Gaussian pair at d = 16 the same defaults give
+  1.8 % where 2,000 steps of batch 256 gave 0.21 % (fitting the finite plans' pairs?).
 - **images**: exact minibatch OT in blocks (``exact_ot``), the U-Net and ``"linear"``: a
   global plan between images holds ``n x n`` costs of ``c h w``-dimensional points and the
   potential network is a vector MLP (not measured on a known map).
