@@ -406,7 +406,11 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("source", help=f"dataset name, 'gaussian', or {files}")
     f.add_argument("target", help=f"dataset name or {files}")
     common(f, "sitransport-fit")
-    f.add_argument("--interpolant", default="trig", help=", ".join(interpolant_names()))
+    f.add_argument(
+        "--interpolant",
+        default=None,
+        help=", ".join(interpolant_names()) + " (default: trig, or the pick of --coupling ot)",
+    )
     f.add_argument("--batch-size", type=_int_at_least(1), default=None)
     f.add_argument("--lr", type=_positive_float, default=None)
     f.add_argument("--coupling", default="independent", help=", ".join(coupling_names()))
@@ -474,7 +478,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.steps = 12_000
     else:
         source, target = args.source, args.target
-        kwargs = {"interpolant": args.interpolant, "coupling": args.coupling}
+        kwargs = {"coupling": args.coupling}
+        if args.interpolant is not None:
+            kwargs["interpolant"] = args.interpolant
         if args.batch_size is not None:
             kwargs["batch_size"] = args.batch_size
         if args.lr is not None:

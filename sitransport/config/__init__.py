@@ -18,7 +18,7 @@ import it.
 
 from __future__ import annotations
 
-from sitransport.config.coupling import CouplingSpec
+from sitransport.config.coupling import CouplingSpec, OTChoice
 from sitransport.config.network import MLP_KINDS, MLPSpec, UNetSpec, network_from_spec
 from sitransport.config.network import NetworkSpec as NetworkSpec
 from sitransport.config.record import FitConfig
@@ -36,6 +36,7 @@ __all__ = [
     "LatentSpec",
     "MLPSpec",
     "MLP_KINDS",
+    "OTChoice",
     "TrainSettings",
     "UNetSpec",
     "freeze_step",

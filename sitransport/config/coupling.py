@@ -1,5 +1,6 @@
 """The coupling of a fit as a frozen spec: :class:`CouplingSpec`, the ``spec()`` of a built-in
-coupling, reflow's ``"paired"``, or a user's coupling object kept as it is."""
+coupling, reflow's ``"paired"``, or a user's coupling object kept as it is; and what
+``coupling="ot"`` chose for it (:class:`OTChoice`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, ClassVar
 
 from sitransport.couplings import Coupling, coupling_names, get_coupling
 
-__all__ = ["CouplingSpec"]
+__all__ = ["CouplingSpec", "OTChoice"]
 
 
 @dataclass(frozen=True)
@@ -136,3 +137,85 @@ class CouplingSpec:
         if self.name == self.PAIRED:
             raise ValueError("the 'paired' coupling of reflow pairs x0 with T(x0): no object")
         return get_coupling(self.spec())
+
+
+@dataclass(frozen=True)
+class OTChoice:
+    """What ``coupling="ot"`` picked for a fit and why
+    (:func:`~sitransport.fitting.choose_ot`): ``flow.config.ot_choice``.
+
+    ``flow.config.coupling`` is the concrete coupling the fit trained with (this
+    ``coupling``); ``network`` and ``interpolant`` are what ``"ot"`` picks, which the fit used
+    unless the caller gave its own (then named in ``overridden``).
+
+    Args:
+        coupling: the coupling spec picked (``{"name": .., **settings}``, plain data).
+        network: the network picked: ``"potential"`` (vectors) or ``"auto"`` (images).
+        interpolant: the interpolant picked (``"linear"``).
+        reason: the rule's reason, in words (dimension, number of samples, device).
+        overridden: the settings the caller gave, which won over the pick (``"network"``,
+            ``"interpolant"``). Default ``()``.
+
+    Raises:
+        TypeError: a field of the wrong type.
+
+    Example:
+        >>> from sitransport.config import OTChoice
+        >>> choice = OTChoice({"name": "global_ot", "n": 8192}, "potential", "linear", "d = 16")
+        >>> OTChoice.from_spec(choice.spec()) == choice
+        True
+    """
+
+    coupling: dict[str, Any]
+    network: str
+    interpolant: str
+    reason: str
+    overridden: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.coupling, Mapping) or not isinstance(self.coupling.get("name"), str):
+            raise TypeError(f"OTChoice.coupling must be a spec dict, got {self.coupling!r:.60}")
+        object.__setattr__(self, "coupling", dict(self.coupling))
+        for name in ("network", "interpolant", "reason"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"OTChoice.{name} must be a str, got {getattr(self, name)!r:.60}")
+        if isinstance(self.overridden, str) or not all(isinstance(s, str) for s in self.overridden):
+            raise TypeError(f"OTChoice.overridden must be names, got {self.overridden!r:.60}")
+        object.__setattr__(self, "overridden", tuple(self.overridden))
+
+    def spec(self) -> dict[str, Any]:
+        """Plain data (``overridden`` as a list).
+
+        Example:
+            >>> OTChoice({"name": "exact_ot"}, "auto", "linear", "images").spec()["overridden"]
+            []
+        """
+        return {
+            "coupling": dict(self.coupling),
+            "network": self.network,
+            "interpolant": self.interpolant,
+            "reason": self.reason,
+            "overridden": list(self.overridden),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> OTChoice:
+        """The inverse of :meth:`spec`.
+
+        Args:
+            spec: a dict as :meth:`spec` returns it.
+
+        Raises:
+            TypeError: ``spec`` is not a dict with exactly :meth:`spec`'s keys.
+
+        Example:
+            >>> OTChoice.from_spec({"coupling": {"name": "exact_ot"}, "network": "auto",
+            ...                     "interpolant": "linear", "reason": "images",
+            ...                     "overridden": ["network"]}).overridden
+            ('network',)
+        """
+        keys = {"coupling", "network", "interpolant", "reason", "overridden"}
+        if not isinstance(spec, Mapping) or set(spec) != keys:
+            got = sorted(spec) if isinstance(spec, Mapping) else type(spec).__name__
+            raise TypeError(f"an OTChoice spec has the keys {sorted(keys)}, got {got}")
+        return cls(**{**spec, "overridden": tuple(spec["overridden"])})

@@ -21,7 +21,7 @@ from sitransport._validation import (
     check_positive_int,
     check_seed,
 )
-from sitransport.config.coupling import CouplingSpec
+from sitransport.config.coupling import CouplingSpec, OTChoice
 from sitransport.config.legacy import Legacy
 from sitransport.config.network import MLPSpec, NetworkSpec, UNetSpec, network_from_spec
 from sitransport.config.training import DTYPES, Checkpointing, LatentSpec, TrainSettings
@@ -67,6 +67,7 @@ _PARTS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "checkpoint": (_optional(Checkpointing.spec), _optional(Checkpointing.from_spec)),
     "dtype": (_dtype_name, lambda name: DTYPES[check_choice(name, "dtype", DTYPES)]),
     "latent": (_optional(LatentSpec.spec), _optional(LatentSpec.from_spec)),
+    "ot_choice": (_optional(OTChoice.spec), _optional(OTChoice.from_spec)),
 }
 
 #: The field of :class:`FitConfig` each structured part must be an instance of.
@@ -121,6 +122,8 @@ class FitConfig:
             (``condition=(c0, c1)``); ``None`` (default): unconditional.
         condition_weight: the weight ``lambda`` of the condition in the pairing cost of
             continuous features (``None``: the default, or not applicable).
+        ot_choice: what ``coupling="ot"`` picked and why (:class:`OTChoice`; ``coupling``
+            is then the concrete coupling); ``None`` (default): the coupling was named.
 
     Example:
         >>> from sitransport.config import FitConfig, TrainSettings
@@ -157,10 +160,15 @@ class FitConfig:
     reflow_pairs: int | None = None
     condition: str | None = None
     condition_weight: float | None = None
+    ot_choice: OTChoice | None = None
 
     #: The defaults of the fields added after version 1 was first written, taken by a spec
     #: without them.
-    ADDED: ClassVar[dict[str, Any]] = {"condition": None, "condition_weight": None}
+    ADDED: ClassVar[dict[str, Any]] = {
+        "condition": None,
+        "condition_weight": None,
+        "ot_choice": None,
+    }
 
     def __post_init__(self) -> None:
         for name, kind in _TYPES.items():
@@ -180,6 +188,7 @@ class FitConfig:
             ("path", PathSettings),
             ("checkpoint", Checkpointing),
             ("latent", LatentSpec),
+            ("ot_choice", OTChoice),
         ):
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):

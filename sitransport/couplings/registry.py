@@ -13,7 +13,16 @@ from sitransport.couplings.entropic_plan import GlobalEntropicOT
 from sitransport.couplings.global_plan import GlobalOT
 from sitransport.couplings.minibatch import ExactOT, Sinkhorn
 
-__all__ = ["coupling_names", "get_coupling"]
+__all__ = ["CHOSEN_BY_FIT", "coupling_names", "get_coupling"]
+
+
+def _chosen_by_fit() -> Coupling:
+    """``"ot"``: no coupling object, a choice ``fit`` makes from the data."""
+    raise ValueError(
+        "coupling 'ot' is chosen by fit from the data (shape, number of samples, device): "
+        "pass it to fit(coupling='ot') (see sitransport.fitting.choose_ot), or "
+        f"name a coupling here: {', '.join(sorted(_COUPLINGS.keys() - CHOSEN_BY_FIT))}"
+    )
 
 
 _COUPLINGS: dict[str, Callable[..., Coupling]] = {
@@ -22,16 +31,22 @@ _COUPLINGS: dict[str, Callable[..., Coupling]] = {
     "global_entropic": GlobalEntropicOT,
     "global_ot": GlobalOT,
     "independent": Independent,
+    "ot": _chosen_by_fit,
     "sinkhorn": Sinkhorn,
 }
 
+#: Names that ``fit`` resolves into a concrete coupling by the data (listed by
+#: :func:`coupling_names`, refused by :func:`get_coupling`).
+CHOSEN_BY_FIT = frozenset({"ot"})
+
 
 def coupling_names() -> list[str]:
-    """Names accepted by :func:`get_coupling`, sorted.
+    """Names of ``fit``'s ``coupling=``, sorted: the couplings :func:`get_coupling` builds
+    and ``"ot"``, which ``fit`` resolves into one of them (:data:`CHOSEN_BY_FIT`).
 
     Example:
         >>> coupling_names()
-        ['entropic', 'exact_ot', 'global_entropic', 'global_ot', 'independent', 'sinkhorn']
+        ['entropic', 'exact_ot', 'global_entropic', 'global_ot', 'independent', 'ot', 'sinkhorn']
     """
     return sorted(_COUPLINGS)
 
@@ -46,8 +61,9 @@ def get_coupling(spec: str | dict[str, Any] | Coupling) -> Coupling:
             :class:`Coupling` (returned as is).
 
     Raises:
-        ValueError: unknown name (the message lists the valid ones), or a dict with keys the
-            coupling does not take (named, with the valid keys).
+        ValueError: unknown name (the message lists the valid ones), a dict with keys the
+            coupling does not take (named, with the valid keys), or ``"ot"``, which only
+            ``fit`` resolves (from the data).
         TypeError: anything else.
 
     Example:

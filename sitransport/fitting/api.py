@@ -25,6 +25,7 @@ from sitransport.config import (
     UNetSpec,
 )
 from sitransport.couplings import Coupling, get_coupling
+from sitransport.distributed import ShardedDataset
 from sitransport.ends.densities import Density, EmpiricalDensity, StandardNormal
 from sitransport.fitting.conditions import (
     check_condition_settings,
@@ -44,6 +45,7 @@ from sitransport.fitting.ends import (
     validation_pairs,
 )
 from sitransport.fitting.fingerprint import fit_fingerprint
+from sitransport.fitting.ot_choice import choose_ot, is_ot
 from sitransport.fitting.pairs import pair_source
 from sitransport.fitting.settings import (
     CHECKPOINT_FILE,
@@ -73,7 +75,7 @@ def fit(
     rho0: Any,
     rho1: Any,
     *,
-    interpolant: str | Interpolant = "trig",
+    interpolant: str | Interpolant | None = None,
     coupling: str | dict | Coupling = "independent",
     steps: int | None = None,
     batch_size: int | None = None,
@@ -125,10 +127,16 @@ def fit(
             under ``torch.distributed``; integer images are dequantised with 256 levels), or a
             ``DataLoader`` over one (its dataset and ``num_workers`` are used; batches and
             shuffling are fit's own, so runs are reproducible and resumable).
-        interpolant: ``"trig"`` (default), ``"linear"`` or an :class:`Interpolant`.
-        coupling: pairing of each batch: ``"independent"`` (the paper's), ``"exact_ot"``
-            (exact minibatch OT, in blocks of 256), ``"global_ot"`` (batches drawn from the
-            exact OT plan of 4096-point subsamples of the training sets, re-solved
+        interpolant: ``"trig"``, ``"linear"`` or an :class:`Interpolant`. Default ``None``:
+            ``"trig"``, or the one ``coupling="ot"`` picks.
+        coupling: pairing of each batch: ``"ot"`` (I want the optimal-transport map: the
+            coupling, network and interpolant are picked from the data's shape, size and
+            ``device`` by :func:`~sitransport.fitting.choose_ot`, e.g. 8,192-point
+            ``global_ot`` plans, ``network="potential"`` and ``"linear"`` for vectors;
+            ``network=`` and ``interpolant=`` given by the caller win; the choice and its
+            reason are in ``flow.config.ot_choice``), ``"independent"`` (the paper's),
+            ``"exact_ot"`` (exact minibatch OT, in blocks of 256), ``"global_ot"`` (batches
+            drawn from the exact OT plan of 4096-point subsamples of the training sets, re-solved
             periodically: OT pairs at about the cost of independent ones; the solve times are
             in ``flow.history.attrs["ot_plan_solve_s"]``) or ``"sinkhorn"`` (entropic); see
             :mod:`sitransport.couplings`.
@@ -144,7 +152,8 @@ def fit(
         validation: fraction of each sample set held out for the validation loss and the
             Sinkhorn diagnostic (``training.sinkhorn_n``). Default ``0.1``.
         progress: show a tqdm progress bar (default: ``training.progress``, on).
-        network: ``"auto"`` (an MLP for vectors, a U-Net for images), ``"mlp"``,
+        network: ``"auto"`` (an MLP for vectors, a U-Net for images; with ``coupling="ot"``
+            its pick), ``"mlp"``,
             ``"potential"`` (vectors: the velocity is the gradient of an MLP potential,
             :class:`~sitransport.nn.PotentialVelocity`, a curl-free field like the
             optimal-transport velocity; about 2-2.5 times the cost per step), ``"unet"``
@@ -277,18 +286,21 @@ def fit(
             "validation=0 holds nothing out: set validation > 0 or restore_best=False"
         )
     path = path_settings(optimize_path, settings.steps)
-    interp = get_interpolant(interpolant)
+    interp = get_interpolant(interpolant if interpolant is not None else "trig")
     if path is not None:  # trained in place: never mutate the caller's object
         interp = copy.deepcopy(interp)
     sampler = get_time_sampler(time_sampler)
-    pairing = get_coupling(coupling)
+    pairing = None if is_ot(coupling) else get_coupling(coupling)
     d0, d1, source = resolve_ends(rho0, rho1, seed, num_workers)
     conds = resolve_conditions(condition, d0, source if source is not None else d1)
+    if pairing is None and latent is None:  # with latent=, "ot" chooses in latent coordinates
+        return _fit_ot(rho0, rho1, d0, source if source is not None else d1, call)
     check_condition_settings(conds, settings, pairing, condition_weight)
     if latent is not None:
         if len(d0.shape) == 3 or d1 is None:  # d1 is None: a dataset at rho1
             raise ValueError("latent= works on vectors (n, d); flatten images first")
         return _fit_latent(d0, d1, latent_spec(latent), call)
+    assert pairing is not None  # "ot" is resolved by _fit_ot
     net_spec = network_spec(network, d0.shape)
     check_remedy(d0, d1, remedy)
 
@@ -371,6 +383,27 @@ def fit(
         history=trained.history,
         condition=encoder,
     )
+
+
+def _fit_ot(rho0: Any, rho1: Any, d0: Density, end1: Any, call: dict[str, Any]) -> Flow:
+    """``fit`` with ``coupling="ot"``: the concrete coupling, network and interpolant of
+    :func:`~sitransport.fitting.choose_ot` (the caller's ``network`` and
+    ``interpolant`` win), recorded in ``config.ot_choice``. ``call``: fit's other keywords."""
+    sizes = [e.samples.shape[0] for e in (d0, end1) if isinstance(e, EmpiricalDensity)]
+    sizes += [len(e.dataset) for e in (end1,) if isinstance(e, ShardedDataset)]
+    choice = choose_ot(tuple(d0.shape), max(sizes) if sizes else None, call["device"])
+    mine = {"interpolant": call["interpolant"] is not None, "network": call["network"] != "auto"}
+    kw = {
+        **call,
+        "coupling": choice.coupling,
+        "interpolant": call["interpolant"] if mine["interpolant"] else choice.interpolant,
+        "network": call["network"] if mine["network"] else choice.network,
+    }
+    overridden = tuple(name for name, given in mine.items() if given)
+    inner = cast(TransportFlow, fit(rho0, rho1, **kw))
+    assert inner.config is not None  # fit records one
+    choice = dataclasses.replace(choice, overridden=overridden)
+    return _with_config(inner, dataclasses.replace(inner.config, ot_choice=choice))
 
 
 def _fit_latent(d0: Density, d1: Density, spec: LatentSpec, call: dict[str, Any]) -> LatentFlow:

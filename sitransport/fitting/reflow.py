@@ -177,6 +177,7 @@ def reflow(
         dtype=dtype,
         reflow_generation=base.reflow_generation + 1,
         reflow_pairs=n,
+        ot_choice=None,  # the pairs are the flow's map now, whatever coupling="ot" picked
     )
     if flow.condition is not None and rows is not None:
         kind = base.condition or flow.condition.kind

@@ -463,3 +463,26 @@ def test_sample_command_with_a_condition(tmp_path, capsys):
     plain.save(tmp_path / "p.sit")
     assert main(["sample", str(tmp_path / "p.sit"), "-n", "4", "-o", str(tmp_path / "p.npy")]) == 0
     assert np.load(tmp_path / "p.npy").shape == (4, 2)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--coupling", "ot"], {"coupling": "ot"}),  # "ot" picks the interpolant
+        (["--coupling", "ot", "--interpolant", "trig"], {"coupling": "ot", "interpolant": "trig"}),
+        ([], {"coupling": "independent"}),  # fit's default interpolant: trig
+    ],
+)
+def test_the_interpolant_is_passed_only_when_given(tmp_path, monkeypatch, flags, expected):
+    import sitransport.cli as cli
+
+    seen = {}
+
+    def stub(*args, **kwargs):
+        seen.update(kwargs)
+        raise _Reached
+
+    monkeypatch.setattr(cli, "fit", stub)
+    with pytest.raises(_Reached):
+        main(["fit", "gaussian", "moons", "-o", str(tmp_path / "out"), *TINY, *flags])
+    assert {k: seen[k] for k in ("coupling", "interpolant") if k in seen} == expected

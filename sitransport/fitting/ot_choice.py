@@ -1,0 +1,133 @@
+r"""``coupling="ot"``: one name for "I want the optimal-transport map", resolved by
+:func:`choose_ot` into a concrete coupling, a network kind and an interpolant from the data's
+shape, the number of training samples and the device.
+
+The rule (measured on ``benchmarks/bench_ot_map.py``, known Brenier maps at d = 2..64):
+
+- **vectors**: ``global_ot`` with plans of :data:`PLAN_POINTS` (8,192) points per end (the
+  whole training sets when both have at most that many points: the exact OT plan of the
+  data, solved once), the gradient velocity ``network="potential"`` (a curl-free field like
+  the OT velocity: about the MLP's L2-UVP at d <= 4, markedly lower from d = 8, and it
+  does not memorise the plan's pairs as the MLP does at d >= 32) and the
+  straight ``"linear"`` interpolant (the displacement interpolation of the OT plan).
+  A plan's bias, not training, is the accuracy limit at d >= 16, and it shrinks with the
+  plan's size: 4,096-point plans stop improving with more steps (mixture, d = 16: 1.15 %
+  at 8,000 and 16,000 steps), 8,192-point plans reach 0.70 % (0.61 % at fit's default
+  20,000 steps of batch 512). Open: on the Gaussian pair at d = 16 the same defaults give
+  1.8 % where 2,000 steps of batch 256 gave 0.21 % (fitting the finite plans' pairs?).
+- **images**: exact minibatch OT in blocks (``exact_ot``), the U-Net and ``"linear"``: a
+  global plan between images holds ``n x n`` costs of ``c h w``-dimensional points and the
+  potential network is a vector MLP (not measured on a known map).
+- **the entropic global plan** (issue 26: geomloss, on the training device) is the choice
+  to make where an exact plan cannot go: on CUDA (the exact plan is solved on CPU) and for
+  sets much larger than an exact plan (:func:`choose_ot` marks the place). Until it is
+  registered as a coupling the exact plan on refreshed subsamples serves every case.
+
+The choice is recorded in ``flow.config.ot_choice``
+(:class:`~sitransport.config.OTChoice`); ``flow.config.coupling`` is the concrete coupling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from sitransport._validation import check_positive_int
+from sitransport.config import OTChoice
+
+__all__ = ["PLAN_POINTS", "choose_ot", "is_ot"]
+
+#: Points per end of ``coupling="ot"``'s exact global plan (about 1.6 GB while it is solved,
+#: some 30 s on one core; a solve overlaps training in a worker process).
+PLAN_POINTS = 8192
+
+
+def is_ot(coupling: Any) -> bool:
+    """Whether ``fit``'s ``coupling=`` asks for :func:`choose_ot`: ``"ot"`` or
+    ``{"name": "ot"}``.
+
+    Args:
+        coupling: ``fit``'s ``coupling=`` argument, as given.
+
+    Raises:
+        ValueError: ``{"name": "ot", ...}`` with settings (``"ot"`` takes none).
+
+    Example:
+        >>> is_ot("ot"), is_ot({"name": "ot"}), is_ot("exact_ot")
+        (True, True, False)
+    """
+    if isinstance(coupling, str):
+        return coupling == "ot"
+    if isinstance(coupling, Mapping) and coupling.get("name") == "ot":
+        if set(coupling) != {"name"}:
+            raise ValueError(
+                "coupling 'ot' takes no settings (it picks them from the data), got keys "
+                f"{sorted(set(coupling) - {'name'})}; name a coupling to set them, e.g. "
+                "{'name': 'global_ot', 'n': 8192}"
+            )
+        return True
+    return False
+
+
+def choose_ot(
+    shape: tuple[int, ...], n: int | None, device: str | torch.device = "cpu"
+) -> OTChoice:
+    """What ``coupling="ot"`` picks for data of sample ``shape``, ``n`` training samples and
+    ``device`` (the rule is in the module docstring).
+
+    Args:
+        shape: one sample's shape: ``(d,)`` for vectors, ``(c, h, w)`` for images.
+        n: the number of training samples of the larger finite end (``None``: both ends are
+            streams, e.g. ``"gaussian"`` and a torch Distribution).
+        device: the training device. Default ``"cpu"``.
+
+    Returns:
+        The choice: the coupling spec, network, interpolant and the reason.
+
+    Raises:
+        ValueError, TypeError: ``shape`` is not a tuple of positive integers, or ``n`` is not
+            a positive integer or ``None``.
+
+    Example:
+        >>> choice = choose_ot((16,), 20000)
+        >>> choice.coupling, choice.network, choice.interpolant
+        ({'name': 'global_ot', 'n': 8192}, 'potential', 'linear')
+        >>> choose_ot((16,), 5000).coupling  # both sets whole: the data's exact plan
+        {'name': 'global_ot', 'n': 5000}
+        >>> choose_ot((3, 32, 32), 50000).coupling
+        {'name': 'exact_ot'}
+    """
+    if not isinstance(shape, tuple) or not shape:
+        raise TypeError(f"shape must be a non-empty tuple of sizes, got {shape!r:.60}")
+    for size in shape:
+        check_positive_int(size, "shape")
+    if n is not None:
+        check_positive_int(n, "n")
+    device = torch.device(device)
+    if len(shape) > 1:
+        return OTChoice(
+            {"name": "exact_ot"},
+            "auto",
+            "linear",
+            "images: exact minibatch OT in blocks (a global plan would hold n x n costs "
+            "between images), the U-Net, straight paths",
+        )
+    # The entropic global plan (geomloss, on the training device) belongs here: on CUDA, and
+    # for n far beyond PLAN_POINTS, once it is a registered coupling (issue 26, item 2).
+    # Until then the exact plan, on refreshed subsamples when n > PLAN_POINTS, serves all.
+    points = PLAN_POINTS if n is None else min(n, PLAN_POINTS)
+    whole = n is not None and n <= PLAN_POINTS
+    plan = (
+        f"the exact OT plan of the whole training sets ({n} points)"
+        if whole
+        else f"exact OT plans of {PLAN_POINTS} points per end, refreshed on fresh subsamples"
+    )
+    return OTChoice(
+        {"name": "global_ot", "n": points},
+        "potential",
+        "linear",
+        f"vectors, d = {shape[0]}, n = {n}, {device.type}: {plan}; a gradient velocity; "
+        "straight paths",
+    )
