@@ -14,7 +14,10 @@ Example:
 
 from __future__ import annotations
 
-from sitransport import (
+# _geomloss first: POT and the metrics import geomloss, which imports KeOps when the keops
+# extra is installed, and KeOps prints a CPU-only notice on stdout; _geomloss imports it quietly
+from sitransport import (  # noqa: I001
+    _geomloss,  # noqa: F401
     config,
     couplings,
     datasets,

@@ -57,6 +57,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sitransport._geomloss import legacy
 from sitransport._validation import check_choice, check_positive, check_positive_int
 from sitransport.couplings.base import Coupling
 
@@ -69,19 +70,6 @@ BACKENDS = ("auto", "chunked", "online", "tensorized")
 DENSE_MAX = 2**22
 #: Entries of one row chunk of the cost matrix (16 MB in float32).
 CHUNK = 2**22
-
-
-def _geomloss() -> Any:
-    """geomloss's Sinkhorn loop and annealing schedule (geomloss 0.3's legacy module)."""
-    try:
-        from geomloss._legacy import sinkhorn_divergence, sinkhorn_samples
-    except ImportError as err:  # pragma: no cover - depends on the installed geomloss
-        raise ImportError(
-            "EntropicOT drives geomloss's Sinkhorn loop "
-            "(geomloss._legacy.sinkhorn_divergence.sinkhorn_loop, geomloss 0.3.x), which this "
-            f"geomloss does not provide ({err}); install geomloss>=0.3,<0.4"
-        ) from err
-    return sinkhorn_divergence, sinkhorn_samples
 
 
 @dataclass(frozen=True)
@@ -185,7 +173,7 @@ def solve_potentials(
         >>> pot.f.shape, pot.g.shape, round(pot.eps, 4)
         (torch.Size([2]), torch.Size([2]), 0.01)
     """
-    divergence, samples = _geomloss()
+    divergence, samples = legacy()
     n0, n1 = x0.shape[0], x1.shape[0]
     eps, rho = blur**2, None if reach is None else reach**2
     diameter = max(divergence.max_diameter(x0, x1), blur)

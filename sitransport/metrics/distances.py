@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sitransport._geomloss import geomloss
 from sitransport._validation import (
     Seed,
     as_tensor,
@@ -374,7 +375,7 @@ def sinkhorn_divergence(
         >>> print(round(sinkhorn_divergence(x, x + np.array([3.0, 4.0])), 4))  # 5**2 / 2
         12.5
     """
-    from geomloss import SamplesLoss
+    SamplesLoss = geomloss().SamplesLoss
 
     blur = check_positive(blur, "blur")
     if isinstance(scaling, bool) or not isinstance(scaling, numbers.Real):
