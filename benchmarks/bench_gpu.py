@@ -18,13 +18,17 @@ the run) this script
 4. samples 64 images with the ODE (dopri5 at atol = rtol = 1e-5, and fixed-step rk4) with
    their NFE and samples/s, and the bits/dim of 256 held-out synthetic images with its
    standard error (Hutchinson, one probe, dopri5 at 1e-5);
-5. writes ``benchmarks/results/bench_gpu.{json,md}`` (device, torch/CUDA versions, every
+5. solves one entropic global plan (``GlobalEntropicOT``, 65,536 points per end) on the
+   device and checks that its dual potentials and the drawn pairs stay there, then times a
+   small 2-D fit with ``coupling="global_entropic"`` against independent pairing
+   (``_gpu_entropic``);
+6. writes ``benchmarks/results/bench_gpu.{json,md}`` (device, torch/CUDA versions, every
    number) and a samples grid per config.
 
 ``--tiny`` runs the same code on a CPU (the cifar10 config only, tiny U-Net preset at 3x8x8,
-40 steps of batch 16, two gloo ranks, 16 images; about half a minute on two idle cores); it
-writes ``bench_gpu_tiny.*``. The test suite runs it so the script cannot rot. ``--device
-cuda`` without CUDA fails at once, naming the option.
+40 steps of batch 16, two gloo ranks, 16 images, a 384-point entropic plan; about half a
+minute on two idle cores); it writes ``bench_gpu_tiny.*``. The test suite runs it so the
+script cannot rot. ``--device cuda`` without CUDA fails at once, naming the option.
 
 Run: ``python benchmarks/bench_gpu.py`` on a GPU machine (meant to take under 8 minutes on
 one GPU, not yet timed on one; shorter with ``--configs cifar10`` or ``--no-compile``),
@@ -50,6 +54,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from _common import FIT_MODULES, RESULTS, markdown_table, write_results
+from _gpu_entropic import FULL, TINY, PlanCheck, entropic_markdown, entropic_report
 
 import sitransport as st
 from sitransport.images import ImageData
@@ -77,6 +82,7 @@ class Plan:
     rk4_steps: int
     seed: int
     out: str
+    entropic: PlanCheck
 
     @property
     def name(self) -> str:
@@ -144,6 +150,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         nproc=nproc,
         seed=args.seed,
         out=args.out,
+        entropic=TINY if args.tiny else FULL,
         **sizes,
     )
 
@@ -568,12 +575,23 @@ def tables(single: dict[str, Any], ddp: dict[str, Any]) -> tuple[list[dict], str
 
 
 # what a run exercises (the freshness record of its results): fit and the trainer on the U-Net,
-# the DDP path (setup, sharding, gathers), images (data, grids, bits/dim) and its metrics
-MODULES = (*FIT_MODULES, "sitransport.images", "sitransport.metrics")
+# the DDP path (setup, sharding, gathers), images (data, grids, bits/dim) and its metrics, and
+# the entropic-plan section (its couplings are among FIT_MODULES)
+MODULES = (*FIT_MODULES, "sitransport.images", "sitransport.metrics", "benchmarks._gpu_entropic")
 
 
-def write(plan: Plan, single: dict, ddp: dict, facts: dict, seconds: float) -> Path:
+def entropic_section(plan: Plan) -> dict[str, Any]:
+    """Step 5: the entropic global plan on the device (an error is recorded, not raised)."""
+    print(f"[bench_gpu] entropic plan: {plan.entropic.n} points", file=sys.stderr, flush=True)
+    try:
+        return entropic_report(plan.entropic, plan.device, plan.seed)
+    except (RuntimeError, ImportError, ValueError) as err:  # e.g. out of memory, no geomloss
+        return {"error": f"{type(err).__name__}: {err}".strip()[:800]}
+
+
+def write(plan: Plan, single: dict, ddp: dict, entropic: dict, facts: dict, seconds: float) -> Path:
     rows, notes = tables(single, ddp)
+    notes += "\n\n" + entropic_markdown(entropic, plan.entropic)
     grids = ", ".join(f"`{v['sampling']['grid']}`" for v in single.values() if "sampling" in v)
     memory = facts.get("device_memory_gib")
     head = (
@@ -584,7 +602,8 @@ def write(plan: Plan, single: dict, ddp: dict, facts: dict, seconds: float) -> P
         f"total {seconds:.0f} s. Samples grids: {grids}."
     )
     params = {k: v for k, v in dataclasses.asdict(plan).items() if k != "out"}
-    extra = {"device": facts, "configs": single, "ddp": ddp, "total_s": seconds}
+    extra = {"device": facts, "configs": single, "ddp": ddp, "entropic": entropic}
+    extra["total_s"] = seconds
     return write_results(
         plan.name, rows, TRAIN_COLUMNS, params, head + "\n\n" + notes,
         modules=MODULES, directory=Path(plan.out), extra=extra,
@@ -606,7 +625,8 @@ def main(argv: list[str] | None = None) -> None:
     single = {name: run_config(name, plan, data, held) for name in plan.configs}
     ddp = ddp_report(plan, sys.argv[1:] if argv is None else argv)
     scaling(single, ddp)
-    path = write(plan, single, ddp, facts, time.perf_counter() - t0)
+    entropic = entropic_section(plan)
+    path = write(plan, single, ddp, entropic, facts, time.perf_counter() - t0)
     print(path.read_text())
 
 

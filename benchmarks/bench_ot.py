@@ -70,7 +70,20 @@ OURS = {
     "maxmin-fourier-dim": OurFit({"name": "fourier", "dim": 2}, ascent=fourier_ascent),
     "maxmin-neural": OurFit(NEURAL, ascent=neural_ascent),
     "global_ot+maxmin-neural": OurFit(NEURAL, "global_ot", ascent=neural_ascent),
+    # geomloss's entropic plans, sized for a CPU (opt-in with --methods; not in the default
+    # run): a 2,048-point global plan at the default blur (~17 s a plan on one core; 65,536
+    # is the default, meant for a GPU), and minibatch plans on a cheap schedule (~0.05 s a
+    # 256 x 256 batch instead of ~0.3 s with EntropicOT's defaults 0.9 and 50)
+    "global_entropic+linear": OurFit("linear", {"name": "global_entropic", "n": 2048}),
+    # the same plan on the slower schedule of EntropicOT's defaults (column marginal closer)
+    "global_entropic(0.9,50)+linear": OurFit(
+        "linear", {"name": "global_entropic", "n": 2048, "scaling": 0.9, "iterations": 50}
+    ),
+    "entropic+linear": OurFit(
+        "linear", {"name": "entropic", "blur": 0.1, "scaling": 0.5, "iterations": 10}
+    ),
 }
+ENTROPIC = ("global_entropic+linear", "global_entropic(0.9,50)+linear", "entropic+linear")
 COLUMNS = [
     "task",
     "method",
@@ -92,6 +105,7 @@ OT_METHODS = ("exact_ot+linear", "global_ot+linear")
 SPEED = ("indep+linear", *OT_METHODS)  # rows the steps/s comparison needs
 VERDICT = ("indep+trig", *OT_METHODS, "maxmin-neural")  # rows the targets' verdicts need
 REFLOW = "reflow(indep+linear)"
+DEFAULT_METHODS = [*(m for m in OURS if m not in ENTROPIC), REFLOW]
 # what a run exercises (freshness.py): fit and reflow, our fits' and the peers' loop in
 # _common, the metrics and the task samplers; ``distributed`` shards the training pairs
 MODULES = (
@@ -271,6 +285,50 @@ def ot_speed(by: dict, tasks: list[str]) -> str:
     )
 
 
+def entropic_line(by: dict, task: str, method: str) -> str:
+    """One entropic row of a task against independent pairing (speed) and, when present,
+    global exact OT (npe, W2 ratio and nfe, differences draw by draw)."""
+    r, ind = by[(task, method)], by[(task, "indep+linear")]
+    cost = (
+        f"first plan {r['ot_solve_s']:.1f} s, {r['ot_plans']} plans"
+        if "ot_solve_s" in r
+        else f"{r['ot_batch_ms']:.0f} ms a batch"
+        if "ot_batch_ms" in r
+        else "no solve recorded"
+    )
+    line = (
+        f"{method} {r['steps_per_s']:.0f} steps/s ({r['steps_per_s'] / ind['steps_per_s']:.2f}x "
+        f"independent; {cost}), npe {pm(r, 'npe')}, ratio {pm(r, 'ratio')}, nfe {pm(r, 'nfe')}"
+    )
+    ref = by.get((task, "global_ot+linear"))
+    if ref is None:
+        return line
+    diffs = {k: paired_difference(r, ref, k) for k in ("npe", "nfe")}
+    return (
+        line
+        + "; minus global_ot: "
+        + ", ".join(f"{k} {d.mean:+.3g} +- {d.se:.2g}" for k, d in diffs.items())
+    )
+
+
+def entropic_summary(by: dict, tasks: list[str]) -> str:
+    """The entropic rows (geomloss plans) next to independent pairing and global exact OT,
+    for the tasks where they ran with an ``indep+linear`` row."""
+    lines = [
+        f"{t}: {entropic_line(by, t, m)}"
+        for t in tasks
+        for m in ENTROPIC
+        if (t, m) in by and (t, "indep+linear") in by
+    ]
+    if not lines:
+        return ""
+    return (
+        "Entropic couplings (geomloss; training steps/s with the plan solves, ratio to "
+        "indep+linear of the same run; differences to global_ot+linear per evaluation draw, "
+        "mean +- SE): " + "; ".join(lines) + "."
+    )
+
+
 def global_ot_verdict(by: dict, tasks: list[str]) -> str:
     """Global OT's target: NPE below its bound beyond 2 SE, NFE not shown above exact OT's."""
     bad = []
@@ -347,7 +405,8 @@ def write_all(rows: list[dict], params: dict, suffix: str, provenance: str = "")
         "fit). Max-min paths are frozen for the last half (Fourier) or quarter (neural) of the "
         "steps. "
         f"{ot_speed(by, tasks) if _covers(by, tasks, SPEED) else ''} "
-        f"{ot_verdicts(by, tasks) if _covers(by, tasks, VERDICT) else ''} {provenance}"
+        f"{ot_verdicts(by, tasks) if _covers(by, tasks, VERDICT) else ''} "
+        f"{entropic_summary(by, tasks)} {provenance}"
     ).strip()
     path = write_results("bench_ot" + suffix, rows, COLUMNS, params, notes, modules=MODULES)
     print(path.read_text())
@@ -365,14 +424,18 @@ def combine(tags: list[str]) -> None:
 
 
 def training_record(flow: TransportFlow, steps: int) -> dict:
-    """Steps/s of the training loop and, for global OT, its plan solves."""
+    """Steps/s of the training loop and, for a global plan, its plan solves (the first's
+    seconds and their number), for minibatch plans the mean solve time of a batch."""
     if flow.history is None:  # peers: timed by train_s only
         return {}
     out = {"steps_per_s": steps / float(flow.history["wall_time"][-1])}
-    solves = flow.history.attrs.get("ot_plan_solve_s")
+    attrs = flow.history.attrs
+    solves = attrs.get("ot_plan_solve_s")
     if solves is not None:
         solves = np.atleast_1d(solves)
         out.update({"ot_solve_s": float(solves[0]), "ot_plans": len(solves)})
+    if attrs.get("ot_batch_solve_ms") is not None:
+        out["ot_batch_ms"] = float(attrs["ot_batch_solve_ms"])
     return out
 
 
@@ -428,13 +491,14 @@ def main() -> None:
     parser.add_argument(
         "--methods",
         nargs="+",
-        default=[*OURS, REFLOW],
+        default=DEFAULT_METHODS,
         choices=[*OURS, REFLOW],
-        help="a subset of ours (reflow needs indep+linear)",
+        help="a subset of ours (reflow needs indep+linear; the entropic rows run only when named)",
     )
     parser.add_argument("--n-eval", type=int, default=5000, help="samples per W2 evaluation")
     parser.add_argument("--repeats", type=int, default=3, help="evaluation draws (>= 2)")
     parser.add_argument("--tag", default="", help="suffix of the result files of a custom run")
+    parser.add_argument("--note", default="", help="a sentence appended to the results' notes")
     parser.add_argument(
         "--combine", nargs="+", metavar="TAG", help="join runs split by task with --tag"
     )
@@ -459,7 +523,7 @@ def main() -> None:
     suffix = ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
     kw = {"steps": args.steps, "width": args.width, "batch_size": args.batch_size}
     params = {**kw, "n_eval": n_eval, "repeats": repeats, "seed": args.seed, "peers": list(peers)}
-    write_all(rows, params, suffix)
+    write_all(rows, params, suffix, args.note)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,13 @@ def test_tiny_run_on_cpu_writes_healthy_results(tmp_path):
         assert part["world_size"] == 2 and part["backend"] == "gloo"
         assert part["ranks_equal"] and part["max_abs_diff"] == 0.0, name
         assert part["scaling_efficiency"] > 0
+    entropic = result["entropic"]
+    assert "error" not in entropic, entropic.get("error")
+    assert entropic["plan"]["pairs_device"] == entropic["plan"]["potentials_device"] == "cpu"
+    assert entropic["on_device"] and entropic["plan"]["plan_s"] > 0
+    fits = entropic["fits"]
+    assert fits["global_entropic"]["plans"] >= 1 and fits["independent"]["plans"] == 0
+    assert entropic["ratio"] > 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present")

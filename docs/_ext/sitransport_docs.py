@@ -158,6 +158,10 @@ FAMILIES = (
 # Titles of the result files that are not a benchmark's main file (follow-up runs, parts).
 TITLES = {
     "bench_ot_speed": "Training speed of the couplings (follow-up run)",
+    "bench_ot_entropic": "Entropic couplings next to independent and global-OT pairing",
+    "bench_ot_nfe_entropic": "Few-step sampling of the entropic couplings",
+    "bench_ot_entropic_schedule": "Global entropic plan: default against slower schedule",
+    "bench_ot_nfe_entropic_schedule": "Few-step sampling, global entropic plan schedules",
     "bench_ot_map_global": "Global-OT coupling on the mixture pair",
     "bench_ot_map_global_8000": "Global-OT coupling, longer training",
     "bench_ot_map_global_16000": "Global-OT coupling with a potential, longest training",
