@@ -98,6 +98,12 @@ FAMILIES = (
         "of dopri5, per coupling and path.",
     ),
     Family(
+        "bench_onestep",
+        "One-step sampling",
+        "W2 of one-step samples against the flow's own dopri5 samples: nfe=1 of global-OT "
+        "flows, and st.distill of the default flows (2-D tasks, digits) with its cost.",
+    ),
+    Family(
         "bench_ot_map",
         "Known optimal-transport maps",
         "Distance of the learned map from an exactly known optimal map (L2-UVP, cosine), "

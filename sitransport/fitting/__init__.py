@@ -3,13 +3,14 @@ r"""The entry point: learn a transport flow between two densities.
 :func:`fit` resolves both ends (samples, images, ``"gaussian"``, a torch Distribution or a
 torch ``Dataset``), holds out a validation fraction, normalises, builds the network and hands
 the run to :func:`~sitransport.train.train`; :func:`reflow` retrains a fitted flow on the
-coupling of its own map. ``latent=`` fits in principal coordinates. No ODE is solved during
-training.
+coupling of its own map, :func:`distill` into a one-step model of it. ``latent=`` fits in
+principal coordinates. No ODE is solved during training.
 """
 
 from __future__ import annotations
 
 from sitransport.fitting.api import fit
+from sitransport.fitting.distill import distill
 from sitransport.fitting.ends import MAX_HELD_OUT as MAX_HELD_OUT  # of the former module
 from sitransport.fitting.ends import effective_rank
 from sitransport.fitting.pairs import DatasetDraw
@@ -17,6 +18,7 @@ from sitransport.fitting.reflow import reflow
 
 __all__ = [
     "DatasetDraw",
+    "distill",
     "effective_rank",
     "fit",
     "reflow",
