@@ -157,6 +157,7 @@ FAMILIES = (
 # Titles of the result files that are not a benchmark's main file (follow-up runs, parts).
 TITLES = {
     "bench_ot_speed": "Training speed of the couplings (follow-up run)",
+    "bench_onestep_ot": "One step of global-OT flows (the ot part, run beside the main file)",
     "bench_ot_map_global": "Global-OT coupling on the mixture pair",
     "bench_ot_map_global_8000": "Global-OT coupling, longer training",
     "bench_ot_map_global_16000": "Global-OT coupling with a potential, longest training",
