@@ -158,6 +158,7 @@ FAMILIES = (
 TITLES = {
     "bench_ot_speed": "Training speed of the couplings (follow-up run)",
     "bench_onestep_ot": "One step of global-OT flows (the ot part, run beside the main file)",
+    "bench_onestep_digits_pairs5000": "Distilled digits from 5,000 teacher pairs",
     "bench_ot_map_global": "Global-OT coupling on the mixture pair",
     "bench_ot_map_global_8000": "Global-OT coupling, longer training",
     "bench_ot_map_global_16000": "Global-OT coupling with a potential, longest training",
