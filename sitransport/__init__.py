@@ -35,7 +35,7 @@ from sitransport import (  # noqa: I001
     protocols,
 )
 from sitransport.config import Checkpointing, LatentSpec, MLPSpec, UNetSpec
-from sitransport.fitting import fit, reflow
+from sitransport.fitting import distill, fit, reflow
 from sitransport.flow import TransportFlow
 from sitransport.interpolants import Interpolant
 from sitransport.io import load
@@ -58,6 +58,7 @@ __all__ = [
     "config",
     "couplings",
     "datasets",
+    "distill",
     "distributed",
     "errors",
     "fit",

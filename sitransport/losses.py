@@ -28,10 +28,11 @@ import torch
 from scipy import special
 from torch import Tensor
 
-from sitransport._validation import check_positive, resolve
+from sitransport._validation import check_fraction, check_positive, resolve
 from sitransport.interpolants import Interpolant
 
 __all__ = [
+    "AtZeroTime",
     "BETA_RANGE",
     "BetaTime",
     "LossOutput",
@@ -298,11 +299,57 @@ class BetaTime(TimeSampler):
         return f"BetaTime(a={self.a}, b={self.b})"
 
 
-_SAMPLERS: dict[str, Callable[..., TimeSampler]] = {"beta": BetaTime, "uniform": UniformTime}
+class AtZeroTime(TimeSampler):
+    r"""A point mass ``weight`` at ``t = 0``, the rest uniform on ``[0, 1]``: the times of a
+    one-step model (:func:`~sitransport.distill`).
+
+    For pairs ``(x0, T(x0))`` of a map and the linear interpolant, ``x_t = x0`` at ``t = 0``
+    and the minimiser of the loss there is :math:`v_0(x_0) = T(x_0) - x_0` exactly: one Euler
+    step from ``t = 0`` is the map. Uniform times almost never visit ``t = 0``; the point mass
+    trains that slice directly (the rectified-flow paper's distillation step, Liu et al.,
+    arXiv:2209.03003), while the uniform rest keeps the velocity a flow at every time.
+
+    Args:
+        weight: the fraction of times at exactly ``0``, in ``[0, 1)``. Default ``0.5``.
+
+    Raises:
+        TypeError: ``weight`` is not a number.
+        ValueError: ``weight`` outside ``[0, 1)`` (``1`` would leave the velocity untrained at
+            every ``t > 0``, and the flow's ODE meaningless).
+
+    Example:
+        >>> import torch
+        >>> from sitransport.losses import AtZeroTime
+        >>> g = torch.Generator().manual_seed(0)
+        >>> t = AtZeroTime(0.25).sample(4000, generator=g)
+        >>> round(float((t == 0).float().mean()), 2), bool((t <= 1).all())
+        (0.25, True)
+    """
+
+    def __init__(self, weight: float = 0.5) -> None:
+        self.weight = check_fraction(weight, "time_sampler weight")
+
+    def icdf(self, u: Tensor) -> Tensor:
+        w = self.weight
+        return ((u - w) / (1.0 - w)).clamp(min=0.0)
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": "at_zero", "weight": self.weight}
+
+    def __repr__(self) -> str:
+        return f"AtZeroTime(weight={self.weight})"
+
+
+_SAMPLERS: dict[str, Callable[..., TimeSampler]] = {
+    "at_zero": AtZeroTime,
+    "beta": BetaTime,
+    "uniform": UniformTime,
+}
 
 
 def get_time_sampler(spec: str | dict[str, Any] | TimeSampler) -> TimeSampler:
-    """Resolve ``"uniform"``, ``"beta"``, ``{"name": "beta", "a": 2, "b": 2}`` or an instance.
+    """Resolve ``"uniform"``, ``"beta"``, ``"at_zero"``, ``{"name": "beta", "a": 2, "b": 2}``
+    or an instance.
 
     Args:
         spec: a sampler name, a dict with ``"name"`` and the sampler's settings, or a

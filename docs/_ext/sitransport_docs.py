@@ -98,6 +98,12 @@ FAMILIES = (
         "of dopri5, per coupling and path.",
     ),
     Family(
+        "bench_onestep",
+        "One-step sampling",
+        "W2 of one-step samples against the flow's own dopri5 samples: nfe=1 of global-OT "
+        "flows, and st.distill of the default flows (2-D tasks, digits) with its cost.",
+    ),
+    Family(
         "bench_ot_map",
         "Known optimal-transport maps",
         "Distance of the learned map from an exactly known optimal map (L2-UVP, cosine), "
@@ -162,6 +168,8 @@ TITLES = {
     "bench_ot_nfe_entropic": "Few-step sampling of the entropic couplings",
     "bench_ot_entropic_schedule": "Global entropic plan: default against slower schedule",
     "bench_ot_nfe_entropic_schedule": "Few-step sampling, global entropic plan schedules",
+    "bench_onestep_ot": "One step of global-OT flows (the ot part, run beside the main file)",
+    "bench_onestep_digits_pairs5000": "Distilled digits from 5,000 teacher pairs",
     "bench_ot_map_global": "Global-OT coupling on the mixture pair",
     "bench_ot_map_global_8000": "Global-OT coupling, longer training",
     "bench_ot_map_global_16000": "Global-OT coupling with a potential, longest training",

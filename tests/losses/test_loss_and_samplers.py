@@ -9,7 +9,13 @@ from hypothesis import given
 from scipy import stats
 
 import sitransport as st
-from sitransport.losses import BetaTime, UniformTime, get_time_sampler, quadratic_loss
+from sitransport.losses import (
+    AtZeroTime,
+    BetaTime,
+    UniformTime,
+    get_time_sampler,
+    quadratic_loss,
+)
 from tests.strategies import INTERPOLANTS, batches, interpolant_names
 
 
@@ -73,11 +79,33 @@ def test_sampler_registry():
     assert (b.a, b.b) == (2.0, 3.0)
     assert get_time_sampler(b.spec()).spec() == b.spec()
     with pytest.raises(
-        ValueError, match="unknown time_sampler 'gamma'; valid values are: beta, uniform"
+        ValueError, match="unknown time_sampler 'gamma'; valid values are: at_zero, beta, uniform"
     ):
         get_time_sampler("gamma")
     with pytest.raises(ValueError, match="a must be finite and > 0"):
         BetaTime(0.0, 1.0)
+
+
+@pytest.mark.parametrize("antithetic", [False, True])
+def test_at_zero_sampler_is_a_point_mass_at_zero_plus_uniform(antithetic):
+    """A fraction ``weight`` of the times is exactly 0, the others are uniform on [0, 1]."""
+    g = torch.Generator().manual_seed(2)
+    n, w = 8000, 0.3
+    t = AtZeroTime(w).sample(n, generator=g, antithetic=antithetic, dtype=torch.float64)
+    zero = (t == 0).double().mean().item()
+    assert abs(zero - w) < 4 * (w * (1 - w) / n) ** 0.5
+    rest = t[t > 0].numpy()
+    assert rest.max() <= 1 and stats.kstest(rest, "uniform").pvalue > 1e-3
+    assert get_time_sampler({"name": "at_zero", "weight": w}).spec() == AtZeroTime(w).spec()
+
+
+@pytest.mark.parametrize(
+    ("weight", "error"),
+    [(1.0, ValueError), (-0.1, ValueError), ("half", TypeError), (True, TypeError)],
+)
+def test_at_zero_sampler_refuses_weights_outside_the_unit_interval(weight, error):
+    with pytest.raises(error, match="time_sampler weight must be"):
+        AtZeroTime(weight)
 
 
 def test_sampler_dtype_device():
