@@ -20,9 +20,8 @@ from sitransport.fitting.reflow import reflow
 
 __all__ = [
     "DatasetDraw",
-coupling of its own map, :func:`distill` into a one-step model of it. ``latent=`` fits in
-principal coordinates. :func:`choose_ot` is the rule of ``coupling="ot"``. No ODE is solved
-during training (the loss needs none; the optional Sinkhorn diagnostic solves one).
+    "choose_ot",
+    "distill",
     "effective_rank",
     "fit",
     "reflow",
