@@ -77,7 +77,7 @@ __all__ = ["FLOOR_DRAWS", "SCALING", "SinkhornMonitor"]
 #: noise floor (as many as the held-out data hold, at least one).
 FLOOR_DRAWS = 4
 
-#: geomloss's ε-scaling ratio for the diagnostic: the annealing from the data's diameter
+#: The ε-scaling ratio of geomloss for the diagnostic. The annealing from the data's diameter
 #: down to the blur stops about 2 % below the converged divergence (measured at n = 256,
 #: blur 0.05 on Gaussians), for a third of the time of 0.95; the floor has the same bias.
 SCALING = 0.8
@@ -163,7 +163,7 @@ class SinkhornMonitor:
 
     @property
     def floor(self) -> tuple[float, float]:
-        """The noise floor: the mean and standard deviation (NaN for one draw) of ``S_eps``
+        """Mean and standard deviation (NaN for one draw) of ``S_eps``, the noise floor,
         between the other held-out target sets and the compared ones (computed once)."""
         if self._floor is None:
             values = [self._divergence(other, self.target) for other in self.others]

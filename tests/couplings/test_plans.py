@@ -159,8 +159,10 @@ def test_registry_and_errors():
     assert get_coupling({"name": "sinkhorn", "reg": 0.1}).reg == 0.1
     assert get_coupling(get_coupling("exact_ot").spec()) == ExactOT()
     with pytest.raises(
-        ValueError, match="unknown coupling 'ot'; valid values are: entropic, exact_ot"
+        ValueError, match="unknown coupling 'optimal'; valid values are: entropic, exact_ot"
     ):
+        get_coupling("optimal")
+    with pytest.raises(ValueError, match="coupling 'ot' is chosen by fit from the data"):
         get_coupling("ot")
     with pytest.raises(ValueError, match="reg must be finite and > 0"):
         Sinkhorn(reg=0.0)
