@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from sitransport._validation import check_bool, check_device, check_positive_int, torch_generator
+from sitransport._validation import check_bool, check_device, check_positive_int
 from sitransport.couplings.base import Coupling, DrawPairs, End, PairSource
 from sitransport.couplings.entropic import (
     EntropicOT,
@@ -22,7 +23,8 @@ from sitransport.couplings.entropic import (
     draw_rows,
     solve_potentials,
 )
-from sitransport.couplings.global_plan import check_end, plans_source, subsample
+from sitransport.couplings.global_plan import plans_source
+from sitransport.couplings.plan_refresh import RefreshedPlanSampler, Solved
 
 __all__ = ["EntropicPlanSampler", "GlobalEntropicOT"]
 
@@ -198,9 +200,10 @@ class GlobalEntropicOT(Coupling):
 
 def solve_pairs(
     coupling: GlobalEntropicOT, sub0: Tensor, sub1: Tensor, seed: int
-) -> tuple[Tensor, Tensor, float]:
+) -> tuple[Tensor, Tensor, None, float]:
     """The ``(rows, cols)`` of the pairs of one entropic plan between two subsamples (on the
-    CPU) and the seconds it took, partners drawn with a generator seeded by ``seed``."""
+    CPU), their weights (``None``: uniform) and the seconds it took, partners drawn with a
+    generator seeded by ``seed``."""
     start = time.perf_counter()
     device = coupling._device(sub0)
     a = sub0.detach().flatten(1).to(device)
@@ -217,13 +220,17 @@ def solve_pairs(
     gen = torch.Generator().manual_seed(seed)
     rows = draw_rows(pot, a.shape[0], gen)
     cols = draw_partners(pot, rows, gen)
-    return rows.cpu(), cols.cpu(), time.perf_counter() - start
+    return rows.cpu(), cols.cpu(), None, time.perf_counter() - start
 
 
-class EntropicPlanSampler:
+class EntropicPlanSampler(RefreshedPlanSampler[GlobalEntropicOT]):
     """``draw(m, generator)``: ``m`` pairs drawn from the current entropic plan of a
     :class:`GlobalEntropicOT` coupling, re-solved on fresh subsamples when due (in a
     background thread), with :meth:`state_dict` / :meth:`load_state_dict` for exact resume.
+    The refresh and resume logic is that of
+    :class:`~sitransport.couplings.plan_refresh.RefreshedPlanSampler` (shared with
+    :class:`~sitransport.couplings.PlanSampler`); here each plan is solved by geomloss on the
+    training device, the next one in a background thread with ``background=True``.
 
     Args:
         coupling: the :class:`GlobalEntropicOT` settings.
@@ -251,113 +258,22 @@ class EntropicPlanSampler:
         [0.5, 0.5, 0.5]
     """
 
+    coupling_type = GlobalEntropicOT
+    weighted = False
+
     def __init__(self, coupling: GlobalEntropicOT, x0: End, x1: End, *, seed: int = 0) -> None:
-        if not isinstance(coupling, GlobalEntropicOT):
-            raise TypeError(f"coupling must be a GlobalEntropicOT, got {type(coupling).__name__}")
-        for end, name in ((x0, "x0"), (x1, "x1")):
-            check_end(end, name)
-        if isinstance(x0, Tensor) and isinstance(x1, Tensor) and x0.shape[1:] != x1.shape[1:]:
-            raise ValueError(
-                f"x0 and x1 must have the same sample shape, got {tuple(x0.shape[1:])} "
-                f"and {tuple(x1.shape[1:])}"
-            )
-        self.coupling = coupling
-        self.fixed = all(isinstance(e, Tensor) and e.shape[0] <= coupling.n for e in (x0, x1))
-        self.solve_seconds: list[float] = []
-        self._ends = (x0, x1)
-        self._gen = torch_generator(seed)
-        self._mark = self._gen.get_state()
-        self._pairs: tuple[Tensor, Tensor] | None = None
-        self._drawn = 0
-        self._next: tuple[Tensor, Tensor, Callable[[], tuple]] | None = None
+        super().__init__(coupling, x0, x1, seed=seed)
         self._pool: ThreadPoolExecutor | None = None
 
-    def __call__(self, m: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        pairs = self._pairs
-        if pairs is None or self._due():
-            pairs = self._install()
-        x0, x1 = pairs
-        idx = torch.randint(0, x0.shape[0], (m,), generator=generator)
-        self._drawn += m
-        if self._next is None and self._refreshes() and 2 * self._drawn >= self._lifetime():
-            self._next = self._start(True)  # halfway through this plan: start the next one
-        return x0[idx], x1[idx]
-
-    def _refreshes(self) -> bool:
-        return not self.fixed and self.coupling.reuse is not None
-
-    def _lifetime(self) -> int:
-        return (self.coupling.reuse or 0) * self.coupling.n
-
-    def _due(self) -> bool:
-        return self._refreshes() and self._drawn >= self._lifetime()
-
-    def _install(self) -> tuple[Tensor, Tensor]:
-        sub0, sub1, result = self._next if self._next is not None else self._start(False)
-        rows, cols, seconds = result()
-        self._pairs = (sub0[rows.to(sub0.device)], sub1[cols.to(sub1.device)])
-        self.solve_seconds.append(float(seconds))
-        self._drawn, self._next = 0, None
-        return self._pairs
-
-    def _start(self, prefetch: bool) -> tuple[Tensor, Tensor, Callable[[], tuple]]:
-        """Draw the next plan's subsamples and partner seed; solve in the background thread
-        (``prefetch`` with ``background``) or in place when the result is asked for."""
-        self._mark = self._gen.get_state()
-        sub0, sub1 = (subsample(e, self.coupling.n, self._gen) for e in self._ends)
+    def _solver(self, sub0: Tensor, sub1: Tensor) -> Callable[[], Solved]:
+        """The solve, with the seed of its partner draws (drawn after the subsamples)."""
         seed = int(torch.randint(0, 2**62, (1,), generator=self._gen))
-        if not (prefetch and self.coupling.background):
-            return sub0, sub1, lambda: solve_pairs(self.coupling, sub0, sub1, seed)
+        return partial(solve_pairs, self.coupling, sub0, sub1, seed)
+
+    def _executor(self) -> Executor | None:
+        """The background thread (started on first use), with ``background=True``."""
+        if not self.coupling.background:
+            return None
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="entropic-plan")
-        future: Future = self._pool.submit(solve_pairs, self.coupling, sub0, sub1, seed)
-        return sub0, sub1, future.result
-
-    def state_dict(self) -> dict[str, Any]:
-        """The position: the current plan's pairs, pairs drawn from it, the generator (as
-        before the pending plan's draw) and the solve times.
-
-        Example:
-            >>> import torch
-            >>> stream = lambda m, g: torch.randn(m, 2, generator=g, dtype=torch.float64)
-            >>> coupling = GlobalEntropicOT(n=16, reuse=1, background=False)
-            >>> draw, again = coupling.sampler(stream, stream), coupling.sampler(stream, stream)
-            >>> g = torch.Generator().manual_seed(0)
-            >>> _ = draw(16, g)
-            >>> again.load_state_dict(draw.state_dict())
-            >>> h = g.clone_state()
-            >>> torch.equal(draw(16, g)[1], again(16, h)[1])  # a new plan, the same in both
-            True
-        """
-        pairs = self._pairs if self._pairs is not None else (None, None)
-        return {
-            "x0": pairs[0],
-            "x1": pairs[1],
-            "drawn": self._drawn,
-            "generator": self._mark if self._next is not None else self._gen.get_state(),
-            "solve_seconds": list(self.solve_seconds),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from a position returned by :meth:`state_dict` (checkpoint resume).
-
-        Args:
-            state: a dict returned by :meth:`state_dict`.
-
-        Example:
-            >>> import torch
-            >>> x = torch.arange(6.0, dtype=torch.float64).reshape(3, 2)
-            >>> draw = GlobalEntropicOT().sampler(x, x + 1)
-            >>> _ = draw(2, torch.Generator().manual_seed(0))
-            >>> resumed = GlobalEntropicOT().sampler(x, x + 1)
-            >>> resumed.load_state_dict(draw.state_dict())
-            >>> resumed.solve_seconds == draw.solve_seconds  # restored, not re-solved
-            True
-        """
-        self._gen.set_state(state["generator"].cpu())
-        self._next = None
-        self._pairs = None if state["x0"] is None else (state["x0"], state["x1"])
-        self._drawn = int(state["drawn"])
-        self.solve_seconds = [float(s) for s in state["solve_seconds"]]
-        if self._pairs is not None and self._refreshes() and 2 * self._drawn >= self._lifetime():
-            self._next = self._start(True)  # it was pending: draw it again, from the mark
+        return self._pool

@@ -6,19 +6,21 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import ot
-import torch
 from torch import Tensor
 
-from sitransport._validation import check_positive_int, torch_generator
+from sitransport._validation import check_positive_int
 from sitransport.couplings.base import Coupling, DrawPairs, End, Independent, PairSource, Plans
 from sitransport.couplings.minibatch import ExactOT, cost_matrix, permutation, worker_pool
+from sitransport.couplings.plan_refresh import RefreshedPlanSampler, Solved
 
-# check_end, subsample and plans_source are shared with entropic_plan, not public API
+# plans_source is shared with entropic_plan, not public API
 __all__ = ["GlobalOT", "PlanSampler"]
 
 
@@ -218,12 +220,15 @@ def plans_source(
     return PairSource(sampler, Independent(), coupling=coupling, plans=sampler)
 
 
-class PlanSampler:
+class PlanSampler(RefreshedPlanSampler[GlobalOT]):
     """``draw(m, generator)``: ``m`` pairs ``(x0, x1)`` drawn from the current plan of a
     :class:`GlobalOT` coupling, which is re-solved on fresh subsamples when due (see
     :class:`GlobalOT` for the refresh policy and the bias). Its position (current plan,
     pairs drawn from it, subsample generator) is in :meth:`state_dict`, so a checkpointed
-    run resumes exactly without solving again.
+    run resumes exactly without solving again. The refresh and resume logic is that of
+    :class:`~sitransport.couplings.plan_refresh.RefreshedPlanSampler` (shared with
+    :class:`~sitransport.couplings.EntropicPlanSampler`); here each plan is solved by POT,
+    the next one in the worker process with ``processes=1``.
 
     Args:
         coupling: the :class:`GlobalOT` coupling whose settings (subsample size ``n``, ``reuse``)
@@ -241,7 +246,8 @@ class PlanSampler:
             one-off solve before training).
 
     Raises:
-        TypeError: an end is neither a tensor nor a callable.
+        TypeError: ``coupling`` is no :class:`GlobalOT`, or an end is neither a tensor nor a
+            callable.
         ValueError: finite ends with different sample shapes, or an empty one.
 
     Example:
@@ -255,153 +261,19 @@ class PlanSampler:
         [0.5, 0.5, 0.5]
     """
 
-    def __init__(self, coupling: GlobalOT, x0: End, x1: End, *, seed: int = 0) -> None:
-        if not isinstance(coupling, GlobalOT):
-            raise TypeError(f"coupling must be a GlobalOT, got {type(coupling).__name__}")
-        for end, name in ((x0, "x0"), (x1, "x1")):
-            check_end(end, name)
-        if isinstance(x0, Tensor) and isinstance(x1, Tensor) and x0.shape[1:] != x1.shape[1:]:
-            raise ValueError(
-                f"x0 and x1 must have the same sample shape, got {tuple(x0.shape[1:])} "
-                f"and {tuple(x1.shape[1:])}"
-            )
-        self.coupling = coupling
-        self.fixed = all(isinstance(e, Tensor) and e.shape[0] <= coupling.n for e in (x0, x1))
-        self.solve_seconds: list[float] = []
-        self._ends = (x0, x1)
-        self._gen = torch_generator(seed)
-        self._mark = self._gen.get_state()  # generator state before the pending subsample
-        self._pairs: tuple[Tensor, Tensor, Tensor | None] | None = None
-        self._drawn = 0
-        self._next: tuple[Tensor, Tensor, Callable[[], tuple]] | None = None
+    coupling_type = GlobalOT
+    weighted = True
 
-    def __call__(self, m: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        pairs = self._pairs
-        if pairs is None or self._due():
-            pairs = self._install()
-        x0, x1, weights = pairs
-        if weights is None:
-            idx = torch.randint(0, x0.shape[0], (m,), generator=generator)
-        else:
-            idx = torch.multinomial(weights, m, replacement=True, generator=generator)
-        self._drawn += m
-        if self._next is None and self._refreshes() and 2 * self._drawn >= self._lifetime():
-            self._next = self._start(True)  # halfway through this plan: start the next one
-        return x0[idx], x1[idx]
-
-    def _refreshes(self) -> bool:
-        return not self.fixed and self.coupling.reuse is not None
-
-    def _lifetime(self) -> int:
-        reuse = self.coupling.reuse
-        assert reuse is not None  # asked only when plans are refreshed (_refreshes)
-        return reuse * self.coupling.n  # pairs drawn from a plan
-
-    def _due(self) -> bool:
-        return self._refreshes() and self._drawn >= self._lifetime()
-
-    def _install(self) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Make the pending plan (or a new one, solved now) current; its pairs and weights."""
-        sub0, sub1, result = self._next if self._next is not None else self._start(False)
-        rows, cols, weights, seconds = result()
-        rows, cols = torch.from_numpy(rows), torch.from_numpy(cols)
-        w = None if weights is None else torch.from_numpy(weights)
-        self._pairs = (sub0[rows], sub1[cols], w)
-        self.solve_seconds.append(float(seconds))
-        self._drawn, self._next = 0, None
-        return self._pairs
-
-    def _start(self, prefetch: bool) -> tuple[Tensor, Tensor, Callable[[], tuple]]:
-        """Draw the next plan's subsamples; solve them in the worker process (``prefetch``
-        with ``processes=1``), or in place when the result is asked for."""
-        self._mark = self._gen.get_state()
-        sub0, sub1 = (subsample(e, self.coupling.n, self._gen) for e in self._ends)
+    def _solver(self, sub0: Tensor, sub1: Tensor) -> Callable[[], Solved]:
         a = sub0.detach().flatten(1).cpu().numpy()
         b = sub1.detach().flatten(1).cpu().numpy()
-        use_pool = prefetch and self.coupling.processes > 0 and (os.cpu_count() or 1) > 1
-        pool = worker_pool() if use_pool else None
-        if pool is None:
-            return sub0, sub1, lambda: _solve_plan(a, b)
-        return sub0, sub1, pool.submit(_solve_plan, a, b).result
+        return partial(_solve_plan, a, b)
 
-    def state_dict(self) -> dict[str, Any]:
-        """The position: current plan's pairs, pairs drawn from it, the subsample generator
-        (as before the pending plan's draw) and the solve times.
-
-        Example:
-            >>> import torch
-            >>> stream = lambda m, g: torch.randn(m, 2, generator=g, dtype=torch.float64)
-            >>> coupling = GlobalOT(n=16, reuse=1, processes=0)
-            >>> draw, again = coupling.sampler(stream, stream), coupling.sampler(stream, stream)
-            >>> g = torch.Generator().manual_seed(0)
-            >>> _ = draw(16, g)
-            >>> again.load_state_dict(draw.state_dict())
-            >>> h = g.clone_state()
-            >>> torch.equal(draw(16, g)[1], again(16, h)[1])  # a new plan, the same in both
-            True
-        """
-        pairs = self._pairs if self._pairs is not None else (None, None, None)
-        return {
-            "x0": pairs[0],
-            "x1": pairs[1],
-            "weights": pairs[2],
-            "drawn": self._drawn,
-            "generator": self._mark if self._next is not None else self._gen.get_state(),
-            "solve_seconds": list(self.solve_seconds),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from a position returned by :meth:`state_dict` (checkpoint resume); the
-        pending plan's subsamples are drawn again from the saved generator state.
-
-        Args:
-            state: a dict returned by :meth:`state_dict` (generator state, current plan's pairs and
-                weights, pairs drawn, solve times).
-
-        Example:
-            >>> import torch
-            >>> x = torch.arange(6.0, dtype=torch.float64).reshape(3, 2)
-            >>> draw = GlobalOT(processes=0).sampler(x, x + 1)
-            >>> _ = draw(2, torch.Generator().manual_seed(0))
-            >>> resumed = GlobalOT(processes=0).sampler(x, x + 1)
-            >>> resumed.load_state_dict(draw.state_dict())
-            >>> resumed.solve_seconds == draw.solve_seconds  # the plan is restored, not re-solved
-            True
-        """
-        self._gen.set_state(state["generator"].cpu())
-        self._next = None
-        if state["x0"] is None:
-            self._pairs = None
-        else:
-            self._pairs = (state["x0"], state["x1"], state["weights"])
-        self._drawn = int(state["drawn"])
-        self.solve_seconds = [float(s) for s in state["solve_seconds"]]
-        if self._pairs is not None and self._refreshes() and 2 * self._drawn >= self._lifetime():
-            self._next = self._start(True)  # it was pending: draw it again, from the mark
-
-
-def check_end(end: Any, name: str) -> None:
-    if isinstance(end, Tensor):
-        if end.ndim < 2 or end.shape[0] < 1:
-            raise ValueError(
-                f"{name} must be samples of shape (N, ...) with N >= 1, got shape "
-                f"{tuple(end.shape)}"
-            )
-    elif not callable(end):
-        raise TypeError(
-            f"{name} must be a torch.Tensor of samples or a function sample(m, generator), "
-            f"got {type(end).__name__}"
-        )
-
-
-def subsample(end: End, n: int, gen: torch.Generator) -> Tensor:
-    """``n`` points of an end: fresh draws of a stream, a finite set whole (at most ``n``
-    points) or ``n`` of its points without replacement."""
-    if not isinstance(end, Tensor):
-        return end(n, gen)
-    if end.shape[0] <= n:
-        return end
-    return end[torch.randperm(end.shape[0], generator=gen)[:n]]
+    def _executor(self) -> Executor | None:
+        """The worker process, with ``processes=1`` and more than one core."""
+        if self.coupling.processes > 0 and (os.cpu_count() or 1) > 1:
+            return worker_pool()
+        return None
 
 
 def _solve_plan(
