@@ -188,9 +188,9 @@ class LogProbRequest:
             return
         if method != "ode":
             raise ValueError(
-                f"return_log_prob=True needs method='ode', got method={method!r}: an SDE "
-                "path has no log-density by change of variables; sample with method='ode', "
-                "or call log_prob on the SDE's samples"
+                f"return_log_prob=True needs method='ode', got method={method!r} (given, or "
+                "the fit's config.sample_method): an SDE path has no log-density by change "
+                "of variables; pass method='ode', or call log_prob on the SDE's samples"
             )
         if float(guidance) != 0.0:
             raise ValueError(
