@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, overload
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from sitransport._io import check_save_path
 from sitransport._safefile import write_tree
 from sitransport._validation import (
     as_tensor,
+    check_bool,
     check_finite_output,
     check_fraction,
     check_positive_int,
@@ -261,7 +262,24 @@ class LatentFlow:
         x = self._enc.decode(torch.as_tensor(out).to(torch.float64)).to(z.dtype)
         return back(check_finite_output(x, "pull_back", "the decoded samples"))
 
-    def sample(self, n: int, *, condition: Any = None, **kwargs: Any) -> np.ndarray:
+    @overload
+    def sample(
+        self,
+        n: int,
+        *,
+        condition: Any = None,
+        return_log_prob: Literal[False] = False,
+        **kwargs: Any,
+    ) -> np.ndarray: ...
+
+    @overload
+    def sample(
+        self, n: int, *, condition: Any = None, return_log_prob: Literal[True], **kwargs: Any
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def sample(
+        self, n: int, *, condition: Any = None, return_log_prob: bool = False, **kwargs: Any
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """``n`` ambient samples of the learned ``rho1``, shape ``(n, d)``.
 
         Keyword arguments as in :meth:`TransportFlow.sample`.
@@ -270,10 +288,21 @@ class LatentFlow:
             n: number of samples, an integer ``>= 1``.
             condition: a conditional flow's condition (see :attr:`condition`): one value for
                 all ``n`` samples or ``n`` rows; ``None`` (default) for an unconditional flow.
+            return_log_prob: also return the ambient log-densities of the samples, shape
+                ``(n,)``, from the latent flow's solve (as :meth:`log_prob`, only when
+                ``k = d``: the rotation has unit Jacobian). Default ``False``.
             **kwargs: options of :meth:`TransportFlow.sample` (``seed``, ``ode``, ``method``,
-                ``guidance``, ...).
+                ``guidance``, ``divergence``, ``probes``, ...).
+
+        Returns:
+            numpy array of shape ``(n, d)``; with ``return_log_prob``, the tuple
+            ``(samples, log_p)``.
 
         Raises:
+            ValueError: ``return_log_prob`` with ``k < d`` (the samples lie on a
+                ``k``-dimensional subspace, where ``R^d`` has no density), or as
+                :meth:`TransportFlow.sample`.
+            TypeError: ``return_log_prob`` is not a bool.
             NonFiniteOutputError: the result (the latent flow's, or its decoding) is nan or
                 inf; the message names the method and what to try.
 
@@ -287,7 +316,13 @@ class LatentFlow:
             >>> y.shape, y[:, 1:].round(6).tolist() == [[0.0, 1.0]] * 5
             ((5, 3), True)
         """
-        z = self._flow.sample(n, condition=condition, **kwargs)
+        if not check_bool(return_log_prob, "return_log_prob"):
+            return self._decoded(self._flow.sample(n, condition=condition, **kwargs))
+        self._check_full_rank("return_log_prob=True: ")
+        z, log_p = self._flow.sample(n, condition=condition, return_log_prob=True, **kwargs)
+        return self._decoded(z), log_p  # unit Jacobian: the latent density is the ambient one
+
+    def _decoded(self, z: np.ndarray) -> np.ndarray:
         y = self._enc.decode(torch.from_numpy(z))
         return check_finite_output(y, "sample", "the decoded samples").numpy()
 
@@ -354,11 +389,13 @@ class LatentFlow:
         self._check_full_rank()
         return self.latent_log_prob(y, condition=condition, **kwargs)
 
-    def _check_full_rank(self) -> None:
-        """Raise the ``ValueError`` of :meth:`log_prob` unless ``k = d``."""
+    def _check_full_rank(self, prefix: str = "") -> None:
+        """Raise the ``ValueError`` of :meth:`log_prob` (its message after ``prefix``) unless
+        ``k = d``."""
         if self._enc.latent_dim < self._enc.dim:
             raise ValueError(
-                f"this latent flow has no density on R^{self._enc.dim}: its samples lie on a "
+                f"{prefix}this latent flow has no density on R^{self._enc.dim}: its samples lie "
+                "on a "
                 f"{self._enc.latent_dim}-dimensional affine subspace (latent={self._enc.latent_dim}"
                 "). Use latent_log_prob for the density of the projected data"
             )

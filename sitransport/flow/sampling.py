@@ -5,6 +5,7 @@ forward by the ODE or the score SDE (the bodies of its methods ``score`` and ``s
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor
 
 from sitransport._validation import (
+    check_bool,
     check_choice,
     check_finite_output,
     check_positive,
@@ -20,7 +22,7 @@ from sitransport._validation import (
     torch_generator,
 )
 from sitransport.ends.densities import StandardNormal
-from sitransport.flow import integration
+from sitransport.flow import integration, likelihood
 from sitransport.ode import ODEOptions
 from sitransport.score import denoiser_from_velocity, score_from_velocity, sde_integrate
 
@@ -153,6 +155,51 @@ def _sample_sde(
     return sde_integrate(drift, eps_fn, x, 0.0, 1.0, steps, gen, scheme=scheme)
 
 
+@dataclass(frozen=True)
+class LogProbRequest:
+    """The ``return_log_prob``, ``divergence`` and ``probes`` arguments of
+    :meth:`TransportFlow.sample`, checked on construction (types) and by :meth:`check` (the
+    combination with the rest of the call)."""
+
+    asked: Any = False
+    divergence: str = "auto"
+    probes: int = 16
+
+    def __post_init__(self) -> None:
+        check_bool(self.asked, "return_log_prob")
+        if self.asked:
+            return  # divergence and probes are checked with the flow's dimension
+        if self.divergence != "auto":
+            raise ValueError(
+                f"divergence={self.divergence!r} only applies with return_log_prob=True (the "
+                "divergence integrated for the samples' log-densities); drop it or ask for them"
+            )
+        if not (isinstance(self.probes, int) and self.probes == 16):
+            raise ValueError(
+                f"probes={self.probes!r} only applies with return_log_prob=True and the "
+                "Hutchinson divergence; drop it or ask for the log-densities"
+            )
+
+    def check(self, method: str, guidance: float) -> None:
+        """Refuse log-densities where none is defined by one ODE solve: SDE samples (their
+        law is rho1's only in the limit, and a path has no change-of-variables density),
+        and guided samples (they do not follow the learned rho1(x | c), see ``guidance``)."""
+        if not self.asked:
+            return
+        if method != "ode":
+            raise ValueError(
+                f"return_log_prob=True needs method='ode', got method={method!r} (given, or "
+                "the fit's config.sample_method): an SDE path has no log-density by change "
+                "of variables; pass method='ode', or call log_prob on the SDE's samples"
+            )
+        if float(guidance) != 0.0:
+            raise ValueError(
+                f"return_log_prob=True needs guidance=0, got guidance={float(guidance):g}: "
+                "guided samples do not follow the learned rho1(x | c), whose log-density "
+                "log_prob gives"
+            )
+
+
 def sample(
     flow: TransportFlow,
     n: int,
@@ -165,12 +212,15 @@ def sample(
     nfe: int | None,
     condition: Any = None,
     guidance: float = 0.0,
-) -> np.ndarray:
-    """The body of :meth:`TransportFlow.sample`."""
+    log_prob: LogProbRequest | None = None,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """The body of :meth:`TransportFlow.sample`; with ``log_prob`` (asked for), the samples
+    and their log-densities."""
     n = check_positive_int(n, "n")
     if method is None:
         method = flow._config.sample_method if flow._config is not None else "ode"
     check_choice(method, "method", ("ode", "sde"))
+    log_prob = log_prob or LogProbRequest()
     if method == "sde" and nfe is not None:
         raise ValueError(
             f"nfe={nfe!r} sets the ODE solver's budget, but method='sde': pass steps= for "
@@ -183,8 +233,14 @@ def sample(
             "to sitransport.load for flows saved with a torch Distribution base"
         )
     velocity = flow._guided(guidance)  # checks guidance before any work
+    log_prob.check(method, guidance)
     gen = torch_generator(seed)
     x0 = flow._base.sample(n, gen)
+    if log_prob.asked:
+        assert options is not None  # method == "ode", checked above
+        return likelihood.sample_log_prob(
+            flow, x0, condition, options, log_prob.divergence, log_prob.probes, gen
+        )
     codes = flow._codes(condition, n, x0)
     if method == "ode":
         x = x0.numpy()
