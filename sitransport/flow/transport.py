@@ -975,6 +975,10 @@ class TransportFlow:
             interpolant: the path ``fn`` was trained on, used by :meth:`score`, the SDE
                 sampler and the loss bound of ``transport_report``. Default ``"linear"``
                 (torchcfm's flow matchers with ``sigma=0`` and flow_matching's ``CondOT``).
+                The score (and so the SDE) holds for a field of this path under the
+                *independent* coupling from ``N(0, I)`` (torchcfm's I-CFM, flow_matching);
+                for a coupled field (OT-CFM, a reflow) it is not the score of the flow's
+                marginals: sample those with the ODE.
             target: samples of ``rho1``, the default ``x1`` of ``transport_report``.
                 Default ``None``.
             ode: default ODE settings (:class:`~sitransport.ode.ODEOptions`). Default
