@@ -75,9 +75,10 @@ FAMILIES = (
     Family(
         "bench_peers",
         "Against peer libraries",
-        "Sample quality (W2 to held-out samples), held-out NLL and training speed of our fit "
-        "next to torchcfm (I-CFM, OT-CFM) and Meta's flow_matching: same network, optimiser "
-        "and budget, four 2-D tasks.",
+        "Sample quality (W2 to held-out samples), held-out NLL, path energy (NPE) and "
+        "training speed of our fit next to torchcfm (I-CFM, OT-CFM) and Meta's flow_matching "
+        "(their models evaluated through TransportFlow.from_velocity): same network, "
+        "optimiser and budget, four 2-D tasks.",
     ),
     Family(
         "bench_2d",

@@ -23,6 +23,7 @@ from sitransport.ends.conditions import ConditionEncoder
 from sitransport.ends.densities import Density, EmpiricalDensity, StandardNormal, as_density
 from sitransport.ends.normalization import Normalization
 from sitransport.errors import CorruptFileError
+from sitransport.flow.external import ExternalVelocity
 from sitransport.interpolants import (
     Interpolant,
     get_interpolant,
@@ -42,6 +43,13 @@ __all__: list[str] = []
 def write_payload(flow: TransportFlow) -> dict[str, Any]:
     """The body of :meth:`TransportFlow.to_payload`."""
     net = flow._velocity
+    if isinstance(net, ExternalVelocity):
+        raise TypeError(
+            "a flow made by TransportFlow.from_velocity cannot be saved: its velocity is the "
+            f"caller's {type(net.fn).__name__}, which a file cannot hold as data; save the "
+            "model with its own library (e.g. torch.save(model.state_dict(), path)) and "
+            "rebuild the flow with from_velocity"
+        )
     if not (isinstance(net, nn.Module) and isinstance(getattr(net, "config", None), dict)):
         raise TypeError(
             "only flows with a built-in sitransport network can be saved, got velocity "

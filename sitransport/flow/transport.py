@@ -26,7 +26,7 @@ from sitransport.config import FitConfig
 from sitransport.ends.conditions import ConditionEncoder
 from sitransport.ends.densities import Density, as_density
 from sitransport.ends.normalization import Normalization
-from sitransport.flow import integration, likelihood, sampling
+from sitransport.flow import external, integration, likelihood, sampling
 from sitransport.flow.payload import read_payload, write_payload
 from sitransport.flow.results import LogProbEstimate, PathEnergy, TransportResult
 from sitransport.interpolants import Interpolant, Normalized, get_interpolant
@@ -994,6 +994,85 @@ class TransportFlow:
             ((2,), True)
         """
         return read_payload(cls, payload, base, interpolant, map_location, source)
+
+    @classmethod
+    def from_velocity(
+        cls,
+        fn: Callable[..., Tensor],
+        base: Any = "gaussian",
+        *,
+        dim: int | tuple[int, ...] | None = None,
+        convention: str = "plain",
+        interpolant: str | Interpolant = "linear",
+        target: Any = None,
+        ode: ODEOptions | None = None,
+    ) -> TransportFlow:
+        r"""A flow of any velocity field ``v(x, t)``, e.g. a model trained with another library.
+
+        ``fn`` works in the caller's coordinates (no normalisation) and receives ``t`` as a
+        tensor of shape ``(n,)``, one time per sample, in the dtype and on the device of ``x``
+        (write ``t[:, None]`` to broadcast). Time runs from ``base`` at ``t = 0`` to the target
+        at ``t = 1`` (torchcfm's and flow_matching's direction too). ``convention`` adapts the
+        call to torchcfm and Meta flow_matching models (see
+        :mod:`sitransport.flow.external`); the peers are never imported. An ``nn.Module``
+        sets the dtype and device of the solves and is put in eval mode when used; a plain
+        callable is solved in the dtype of the points given (float64 for numpy), so a
+        ``lambda`` around a float32 model wants float32 tensors, or pass the model itself
+        with its ``convention``.
+
+        What works: :meth:`sample`, :meth:`transport`, :meth:`push_forward`,
+        :meth:`pull_back`, :meth:`path_energy`, :meth:`trajectory`, :meth:`velocity`,
+        :meth:`log_prob` and :meth:`log_prob_estimate` (with a base density),
+        :func:`~sitransport.metrics.transport_report` (pass ``x1``, or ``target``); the
+        score and SDE sampler with a Gaussian base, using ``interpolant``. Not
+        :meth:`save`: a file cannot hold a callable.
+
+        Args:
+            fn: the velocity field, an ``nn.Module`` or any callable, in ``convention``.
+            base: ``rho0``: ``"gaussian"`` (standard normal, needs ``dim``), a torch
+                Distribution (its ``log_prob`` is the base density) or samples ``(n, d)``.
+                With samples, :meth:`sample` draws from them but :meth:`log_prob` has no base
+                density and raises ``ValueError``: give a Distribution for likelihoods.
+                Default ``"gaussian"``.
+            dim: the dimension ``d`` (or a per-sample shape such as ``(c, h, w)``); inferred
+                from a Distribution or samples. Default ``None``.
+            convention: how ``fn`` is called: ``"plain"`` ``fn(x, t)``, ``"torchcfm_mlp"``
+                ``fn(torch.cat([x, t[:, None]], 1))``, ``"torchcfm_unet"`` ``fn(t, x)`` or
+                ``"flow_matching"`` ``fn(x=x, t=t)``. Default ``"plain"``.
+            interpolant: the path ``fn`` was trained on, used by :meth:`score`, the SDE
+                sampler and the loss bound of ``transport_report``. Default ``"linear"``
+                (torchcfm's flow matchers with ``sigma=0`` and flow_matching's ``CondOT``).
+                The score (and so the SDE) holds for a field of this path under the
+                *independent* coupling from ``N(0, I)`` (torchcfm's I-CFM, flow_matching);
+                for a coupled field (OT-CFM, a reflow) it is not the score of the flow's
+                marginals: sample those with the ODE.
+            target: samples of ``rho1``, the default ``x1`` of ``transport_report``.
+                Default ``None``.
+            ode: default ODE settings (:class:`~sitransport.ode.ODEOptions`). Default
+                ``None``: dopri5, atol = rtol = 1e-5.
+
+        Returns:
+            The :class:`TransportFlow` (no :attr:`config`, no :attr:`history`).
+
+        Raises:
+            TypeError: ``fn`` not callable, ``convention`` not a string, ``dim`` not an
+                integer (or tuple of them), ``ode`` not an ``ODEOptions``.
+            ValueError: unknown ``convention`` (the message lists them); ``dim`` missing with
+                ``base="gaussian"``, below 1 or unlike the base's; bad ``base`` samples.
+                Later, from any method: ``fn`` returned a tensor of another shape than ``x``.
+
+        Example:
+            The linear path from ``N(0, I)`` to ``N(0, 4 I)`` under their OT coupling has
+            :math:`v(x, t) = x / (1 + t)`:
+
+            >>> import numpy as np
+            >>> flow = TransportFlow.from_velocity(lambda x, t: x / (1 + t[:, None]), dim=2)
+            >>> flow.push_forward(np.ones((1, 2))).round(4).tolist()
+            [[2.0, 2.0]]
+            >>> np.round(flow.log_prob(np.zeros((1, 2))), 4)  # log N(0; 0, 4 I)
+            array([-3.2242])
+        """
+        return external.from_velocity(cls, fn, base, dim, convention, interpolant, target, ode)
 
     def __repr__(self) -> str:
         base = "none" if self._base is None else self._base.kind
