@@ -94,8 +94,15 @@ def _to_torch(x: Any, name: str) -> tuple[torch.Tensor, Callable[[torch.Tensor],
         return _numpy_to_tensor(x.values, name), back
     if isinstance(x, np.ndarray):
         return _numpy_to_tensor(x, name), lambda out: out.detach().cpu().numpy()
+    hint = ""
+    if type(x).__name__ == "AnnData":
+        hint = (
+            f" (for AnnData, name the representation: {name}.obsm['X_pca'], or "
+            "sitransport.anndata.fit(adata0, adata1, use_rep='X_pca'))"
+        )
     raise TypeError(
-        f"{name} must be a numpy.ndarray, torch.Tensor or xarray.DataArray, got {_describe(x)}"
+        f"{name} must be a numpy.ndarray, torch.Tensor or xarray.DataArray, got "
+        f"{_describe(x)}{hint}"
     )
 
 
