@@ -240,10 +240,12 @@ def _rows_condition(adata: Any, condition_key: str | None, kwargs: dict[str, Any
     kwargs["condition"] = _obs_condition(adata, key)
 
 
-def _target(adata: Any, copy: bool) -> Any:
+def _check_outputs(key_added: Any, copy: Any) -> None:
+    """Refuse a bad ``key_added`` or ``copy`` before any solve."""
+    if not isinstance(key_added, str):
+        raise TypeError(f"key_added must be a string, got {type(key_added).__name__}")
     if not isinstance(copy, bool):
         raise TypeError(f"copy must be a bool, got {type(copy).__name__}")
-    return adata.copy() if copy else adata
 
 
 def _transport(
@@ -257,12 +259,11 @@ def _transport(
     copy: bool,
     kwargs: dict[str, Any],
 ) -> AnnData | None:
-    if not isinstance(key_added, str):
-        raise TypeError(f"key_added must be a string, got {type(key_added).__name__}")
+    _check_outputs(key_added, copy)
     x = representation(adata, use_rep=use_rep, layer=layer)
     _rows_condition(adata, condition_key, kwargs)
     out = getattr(flow, direction)(x, **kwargs)
-    target = _target(adata, copy)
+    target = adata.copy() if copy else adata
     target.obsm[key_added] = np.asarray(out)
     return target if copy else None
 
@@ -298,7 +299,8 @@ def push_forward(
 
     Raises:
         ImportError, TypeError, KeyError, ValueError: as :func:`representation`;
-            ``key_added`` not a string; as the flow's ``push_forward``.
+            ``key_added`` not a string or ``copy`` not a bool; as the flow's
+            ``push_forward``.
 
     Example:
         >>> import anndata as ad
@@ -407,15 +409,14 @@ def log_prob(
         >>> print(out.obs["log_prob"].to_numpy().round(4))  # rho1 = N(0, e^2 I): -log(2 pi) - 2
         [-3.8379 -3.8379]
     """
-    if not isinstance(key_added, str):
-        raise TypeError(f"key_added must be a string, got {type(key_added).__name__}")
+    _check_outputs(key_added, copy)
     x = representation(adata, use_rep=use_rep, layer=layer)
     _rows_condition(adata, condition_key, kwargs)
     estimate = getattr(flow, "log_prob_estimate", None)
     if estimate is None:
         raise TypeError(f"flow must have log_prob_estimate, got {type(flow).__name__}")
     est = estimate(x, **kwargs)
-    target = _target(adata, copy)
+    target = adata.copy() if copy else adata
     target.obs[key_added] = np.asarray(est.log_prob)
     target.obs[f"{key_added}_stderr"] = np.asarray(est.stderr)
     return target if copy else None

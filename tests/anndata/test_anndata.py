@@ -265,3 +265,20 @@ def test_key_added_must_be_a_string():
 def test_representation_of_the_wrong_width_is_refused_by_the_flow():
     with pytest.raises(ValueError):
         st.anndata.push_forward(_translation(3), _adata(), use_rep="X_pca")
+
+
+def test_copy_must_be_a_bool():
+    with pytest.raises(TypeError, match=r"copy must be a bool"):
+        st.anndata.push_forward(_translation(2), _adata(), use_rep="X_pca", copy="no")
+
+
+def test_log_prob_in_place_with_its_own_key():
+    adata = _adata()
+    flow = TransportFlow(lambda z, t: z, "linear", base="gaussian", shape=(2,))
+    out = st.anndata.log_prob(
+        flow, adata, use_rep="X_pca", key_added="lp", copy=False, method="exact"
+    )
+    assert out is None
+    expected = flow.log_prob(adata.obsm["X_pca"], method="exact")
+    np.testing.assert_allclose(adata.obs["lp"], expected)
+    assert "lp_stderr" in adata.obs
