@@ -288,6 +288,7 @@ def push_forward(
             ``.X`` (or ``layer``).
         layer: a ``.layers`` key instead of ``.X``. Default ``None``.
         condition_key: ``.obs`` column of each cell's condition (conditional flows).
+            Default ``None``: no condition.
         key_added: the ``.obsm`` key written. Default ``"X_transported"``.
         copy: ``True`` (default): return a copy of ``adata`` with the result, the caller's
             object untouched; ``False``: write into ``adata`` and return ``None``.
@@ -340,6 +341,7 @@ def pull_back(
         use_rep: ``.obsm`` key of the representation. Default ``None``: ``.X`` (or ``layer``).
         layer: a ``.layers`` key instead of ``.X``. Default ``None``.
         condition_key: ``.obs`` column of each cell's condition (conditional flows).
+            Default ``None``: no condition.
         key_added: the ``.obsm`` key written. Default ``"X_pulled_back"``.
         copy: ``True`` (default): return a copy; ``False``: write into ``adata``.
         **kwargs: options of :meth:`~sitransport.TransportFlow.pull_back`.
@@ -387,6 +389,7 @@ def log_prob(
         use_rep: ``.obsm`` key of the representation. Default ``None``: ``.X`` (or ``layer``).
         layer: a ``.layers`` key instead of ``.X``. Default ``None``.
         condition_key: ``.obs`` column of each cell's condition (conditional flows).
+            Default ``None``: no condition.
         key_added: the ``.obs`` column written. Default ``"log_prob"``.
         copy: ``True`` (default): return a copy; ``False``: write into ``adata``.
         **kwargs: options of :meth:`~sitransport.TransportFlow.log_prob_estimate`
