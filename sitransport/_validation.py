@@ -97,8 +97,9 @@ def _to_torch(x: Any, name: str) -> tuple[torch.Tensor, Callable[[torch.Tensor],
     hint = ""
     if type(x).__name__ == "AnnData":
         hint = (
-            f" (for AnnData, name the representation: {name}.obsm['X_pca'], or "
-            "sitransport.anndata.fit(adata0, adata1, use_rep='X_pca'))"
+            f" (for AnnData, pass its representation, e.g. {name}.obsm['X_pca'], or use "
+            "sitransport.anndata, whose fit, push_forward, pull_back and log_prob take "
+            "use_rep='X_pca')"
         )
     raise TypeError(
         f"{name} must be a numpy.ndarray, torch.Tensor or xarray.DataArray, got "
