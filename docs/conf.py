@@ -169,6 +169,7 @@ GALLERY_ORDER = [
     "optimal_transport",
     "low_rank",
     "conditional",
+    "single_cell",
     "images",  # GPU-scale: train_images.py is shown, never executed (filename_pattern)
 ]
 

@@ -94,8 +94,16 @@ def _to_torch(x: Any, name: str) -> tuple[torch.Tensor, Callable[[torch.Tensor],
         return _numpy_to_tensor(x.values, name), back
     if isinstance(x, np.ndarray):
         return _numpy_to_tensor(x, name), lambda out: out.detach().cpu().numpy()
+    hint = ""
+    if type(x).__name__ == "AnnData":
+        hint = (
+            f" (for AnnData, pass its representation, e.g. {name}.obsm['X_pca'], or use "
+            "sitransport.anndata, whose fit, push_forward, pull_back and log_prob take "
+            "use_rep='X_pca')"
+        )
     raise TypeError(
-        f"{name} must be a numpy.ndarray, torch.Tensor or xarray.DataArray, got {_describe(x)}"
+        f"{name} must be a numpy.ndarray, torch.Tensor or xarray.DataArray, got "
+        f"{_describe(x)}{hint}"
     )
 
 

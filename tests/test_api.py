@@ -13,6 +13,7 @@ from tests.helpers import own_methods
 
 MODULES = [
     "sitransport",
+    "sitransport.anndata",
     "sitransport.cli",
     "sitransport.config",
     "sitransport.couplings",

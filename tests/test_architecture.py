@@ -353,7 +353,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["datasets", "images", "flow", "train"], 5),
     **dict.fromkeys(["fitting", "io", "latent"], 6),  # entry points; latent: the old path
     "_cli_files": 6,  # the files the command reads (below cli, beside the entry points)
-    "cli": 7,
+    **dict.fromkeys(["cli", "anndata"], 7),  # anndata: fit and results on AnnData objects
     **dict.fromkeys(["", "__main__"], 8),  # the package itself re-exports everything
 }
 #: Layers whose members may import each other.

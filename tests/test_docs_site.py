@@ -33,6 +33,7 @@ GUIDE_PAGES = (
     "settings",
     "optimal_transport",
     "conditional",
+    "single_cell",
     "failure_modes",
     "architecture",
 )
