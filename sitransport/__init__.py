@@ -18,6 +18,7 @@ from __future__ import annotations
 # extra is installed, and KeOps prints a CPU-only notice on stdout; _geomloss imports it quietly
 from sitransport import (  # noqa: I001
     _geomloss,  # noqa: F401
+    callbacks,
     config,
     couplings,
     datasets,
@@ -55,6 +56,7 @@ __all__ = [
     "TrainSettings",
     "TransportFlow",
     "UNetSpec",
+    "callbacks",
     "config",
     "couplings",
     "datasets",
