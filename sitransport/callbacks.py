@@ -59,7 +59,8 @@ class EvalSamples:
     held-out sources carried from ``t = 0`` to ``t = 1`` by the model the run returns (the
     EMA model when it keeps one) with the Sinkhorn diagnostic's fixed-step solve
     (``sinkhorn_nfe`` velocity evaluations), next to held-out targets, both in the caller's
-    units. Calling it changes nothing in the run (no random number is drawn).
+    units (a latent fit's: in its principal coordinates). Calling it changes nothing in the
+    run (no random number is drawn).
 
     Args:
         compute: returns ``(samples, targets)``, tensors of shape ``(n, *shape)``.

@@ -246,3 +246,16 @@ def test_resume_with_other_callbacks_matches_the_uninterrupted_run(tmp_path):
     np.testing.assert_array_equal(resumed.history["loss"], full.history["loss"])
     np.testing.assert_array_equal(resumed.sample(20, seed=2), full.sample(20, seed=2))
     assert math.isfinite(float(resumed.history["val_loss"][-1]))
+
+
+def test_fit_and_reflow_take_callbacks_as_a_keyword_that_wins_over_training():
+    x1 = st.datasets.sample("moons", 200, seed=0)
+    flat, inner = Recorder(), Recorder()
+    training = tiny_training(callbacks=[inner])
+    flow = st.fit("gaussian", x1, callbacks=[flat], **dict(TINY, training=training))
+    assert len(flat.steps) == TINY["steps"] and not inner.steps
+    again = Recorder()
+    st.reflow(flow, 64, steps=5, progress=False, callbacks=(again,))
+    assert [s[0] for s in again.steps] == [1, 2, 3, 4, 5] and len(again.ends) == 1
+    with pytest.raises(TypeError, match="callbacks must be a list or tuple"):
+        st.fit("gaussian", x1, callbacks=Recorder(), **TINY)
