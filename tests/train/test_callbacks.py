@@ -259,3 +259,19 @@ def test_fit_and_reflow_take_callbacks_as_a_keyword_that_wins_over_training():
     assert [s[0] for s in again.steps] == [1, 2, 3, 4, 5] and len(again.ends) == 1
     with pytest.raises(TypeError, match="callbacks must be a list or tuple"):
         st.fit("gaussian", x1, callbacks=Recorder(), **TINY)
+
+
+def test_a_conditional_fits_samples_carry_each_held_out_rows_condition():
+    """Labels 0 and 1 send the flow to targets near -5 and +5: the samples of an evaluation
+    (each held-out source pushed with its row's label) land on the side of the target of the
+    same row (one label each); without the labels half of them would not."""
+    gen = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 150)
+    x1 = gen.normal(size=(300, 2)) * 0.3 + np.where(labels[:, None] == 0, -5.0, 5.0)
+    seen = Recorder()
+    st.fit("gaussian", x1, condition=labels, callbacks=[seen], **dict(TINY, steps=200))
+    samples, targets = seen.evals[-1][4]
+    assert samples.shape == targets.shape == (30, 2)  # 10 % of 300 held out
+    assert (targets[:, 0] < -2).any() and (targets[:, 0] > 2).any()
+    same = (torch.sign(samples[:, 0]) == torch.sign(targets[:, 0])).float().mean()
+    assert same >= 0.9, same
