@@ -19,6 +19,7 @@ from __future__ import annotations
 from sitransport import (  # noqa: I001
     _geomloss,  # noqa: F401
     anndata,
+    callbacks,
     config,
     couplings,
     datasets,
@@ -57,6 +58,7 @@ __all__ = [
     "TransportFlow",
     "UNetSpec",
     "anndata",
+    "callbacks",
     "config",
     "couplings",
     "datasets",

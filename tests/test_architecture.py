@@ -344,6 +344,7 @@ LAYERS: dict[str, int] = {
             "paths",
             "distributed",
             "exact",
+            "callbacks",  # the training callbacks (the settings check their type)
         ],
         1,
     ),

@@ -89,7 +89,8 @@ class FitConfig:
     record in ``flow.config`` (read-only; change a copy with :func:`dataclasses.replace`).
 
     Args:
-        training: the optimisation settings. Default ``TrainSettings()``.
+        training: the optimisation settings, kept without their ``callbacks``. Default
+            ``TrainSettings()``.
         network: the velocity network (:class:`MLPSpec` or :class:`UNetSpec`). Default
             ``MLPSpec()``.
         coupling: how batches were paired. Default ``CouplingSpec()`` (independent pairs).
@@ -176,6 +177,8 @@ class FitConfig:
             if not isinstance(value, kind):
                 raise TypeError(f"FitConfig.{name} has the wrong type: {type(value).__name__}")
         self._check_optional_parts()
+        # callbacks are objects of the running process, not a record of the fit
+        object.__setattr__(self, "training", self.training.without_callbacks())
         object.__setattr__(self, "interpolant", _record(self.interpolant))
         object.__setattr__(self, "time_sampler", _record(self.time_sampler))
         get_time_sampler(self.time_sampler)  # a built-in sampler's spec

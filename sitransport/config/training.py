@@ -6,8 +6,9 @@ never the other way round."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from sitransport._validation import (
     check_positive,
     check_positive_int,
 )
+from sitransport.callbacks import Callback
 
 __all__ = ["Checkpointing", "LatentSpec", "TrainSettings", "freeze_step"]
 
@@ -81,6 +83,12 @@ class TrainSettings(FieldsSpec):
         sinkhorn_nfe: velocity evaluations of the diagnostic's ODE solve from 0 to 1,
             the fixed-step scheme of :meth:`~sitransport.ode.ODEOptions.budget`
             (default 32: ``rk4``, 8 steps).
+        callbacks: :class:`~sitransport.callbacks.Callback` objects whose hooks the run
+            calls (on rank 0) after each step, evaluation and checkpoint and at the end, in
+            order, e.g. ``[st.callbacks.TensorBoard("runs/a")]``; a list or tuple, kept as a
+            tuple. Default ``()``: none. Objects of the running process, not settings: they
+            never change the run's numbers, compare equal whatever they are, and are left out
+            of :meth:`spec`, ``flow.config``, saved files and resume checks.
 
     Example:
         >>> from sitransport import TrainSettings
@@ -109,6 +117,7 @@ class TrainSettings(FieldsSpec):
     sinkhorn_every: int = 1000
     sinkhorn_blur: float = 0.05
     sinkhorn_nfe: int = 32
+    callbacks: tuple[Callback, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         check_positive_int(self.steps, "steps")
@@ -135,6 +144,49 @@ class TrainSettings(FieldsSpec):
                 f"condition, got {self.condition_dropout!r}"
             )
         self._check_sinkhorn()
+        self._check_callbacks()
+
+    def _check_callbacks(self) -> None:
+        """``callbacks``: a list or tuple of :class:`~sitransport.callbacks.Callback`, kept as a
+        tuple."""
+        given = self.callbacks
+        if not isinstance(given, (list, tuple)):
+            raise TypeError(
+                "callbacks must be a list or tuple of sitransport.callbacks.Callback, got "
+                f"{type(given).__name__} {given!r:.60}"
+            )
+        for i, callback in enumerate(given):
+            if not isinstance(callback, Callback):
+                raise TypeError(
+                    f"callbacks[{i}] must be a sitransport.callbacks.Callback (subclass it and "
+                    f"override its hooks), got {type(callback).__name__} {callback!r:.60}"
+                )
+        object.__setattr__(self, "callbacks", tuple(given))
+
+    def spec(self) -> dict[str, Any]:
+        """Plain data: the fields by name without ``callbacks`` (objects of the running
+        process, not settings; :meth:`from_spec` rebuilds settings without callbacks).
+
+        Example:
+            >>> from sitransport.callbacks import Callback
+            >>> settings = TrainSettings(steps=10, callbacks=[Callback()])
+            >>> spec = settings.spec()
+            >>> spec["steps"], "callbacks" in spec, TrainSettings.from_spec(spec) == settings
+            (10, False, True)
+        """
+        plain = dataclasses.asdict(dataclasses.replace(self, callbacks=()))
+        del plain["callbacks"]
+        return plain
+
+    def without_callbacks(self) -> TrainSettings:
+        """These settings with no callbacks (what ``flow.config`` records).
+
+        Example:
+            >>> from sitransport.callbacks import Callback
+            >>> TrainSettings(callbacks=[Callback()]).without_callbacks().callbacks
+            ()
+        """
+        return dataclasses.replace(self, callbacks=()) if self.callbacks else self
 
     def _check_sinkhorn(self) -> None:
         """The diagnostic's fields (see :mod:`sitransport.train.diagnostics`)."""

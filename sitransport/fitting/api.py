@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor
 
 from sitransport._validation import check_device, check_fraction, check_seed
+from sitransport.callbacks import Callback
 from sitransport.config import (
     Checkpointing,
     CouplingSpec,
@@ -85,6 +87,7 @@ def fit(
     dtype: torch.dtype = torch.float32,
     validation: float = 0.1,
     progress: bool | None = None,
+    callbacks: Sequence[Callback] | None = None,
     network: str | MLPSpec | UNetSpec = "auto",
     training: TrainSettings | None = None,
     optimize_path: bool | PathSettings = False,
@@ -152,6 +155,9 @@ def fit(
         validation: fraction of each sample set held out for the validation loss and the
             Sinkhorn diagnostic (``training.sinkhorn_n``). Default ``0.1``.
         progress: show a tqdm progress bar (default: ``training.progress``, on).
+        callbacks: :class:`~sitransport.callbacks.Callback` objects called during training,
+            e.g. ``[st.callbacks.TensorBoard("runs/a")]`` (default: ``training.callbacks``,
+            none); never recorded in ``flow.config``.
         network: ``"auto"`` (an MLP for vectors, a U-Net for images; with ``coupling="ot"``
             its pick), ``"mlp"``,
             ``"potential"`` (vectors: the velocity is the gradient of an MLP potential,
@@ -163,9 +169,9 @@ def fit(
             frequencies; a ``width`` of ``None`` picks 128 for ``d <= 16`` and 256 above) or
             :class:`~sitransport.config.UNetSpec` (a preset and arguments overriding it).
         training: the optimisation settings (:class:`~sitransport.train.TrainSettings`;
-            default: its defaults). The keywords ``steps``, ``batch_size``, ``lr`` and
-            ``progress``, when given, take precedence over its fields of the same name, so
-            one settings object serves runs of different lengths.
+            default: its defaults). The keywords ``steps``, ``batch_size``, ``lr``,
+            ``progress`` and ``callbacks``, when given, take precedence over its fields of the
+            same name, so one settings object serves runs of different lengths.
             ``training.checkpoint_every`` is set by ``checkpoint=``.
         optimize_path: max–min training: ascend on the interpolant's parameters (needs a
             learnable interpolant, e.g. ``"fourier"``); see :mod:`sitransport.paths`.
@@ -277,7 +283,13 @@ def fit(
     validation = check_fraction(validation, "validation", high=0.9)
     ckpt = checkpointing(checkpoint)
     settings = merge_settings(
-        training, TrainSettings(), steps=steps, batch_size=batch_size, lr=lr, progress=progress
+        training,
+        TrainSettings(),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        progress=progress,
+        callbacks=callbacks,
     )
     settings = with_checkpointing(settings, ckpt, training)
     if settings.restore_best and validation == 0:

@@ -3,11 +3,13 @@ whose velocity at ``t = 0`` is trained as the map itself."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from sitransport._validation import check_fraction
+from sitransport.callbacks import Callback
 from sitransport.fitting.reflow import reflow
 from sitransport.flow import TransportFlow
 from sitransport.losses import AtZeroTime
@@ -29,6 +31,7 @@ def distill(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     progress: bool | None = None,
+    callbacks: Sequence[Callback] | None = None,
     training: TrainSettings | None = None,
     ode: ODEOptions | None = None,
     condition: Any = None,
@@ -80,6 +83,9 @@ def distill(
         device: where to train (default: where the flow's network is).
         dtype: the new network's dtype (default: the flow's, ``flow.config.dtype``).
         progress: show progress bars (default: ``training.progress``).
+        callbacks: :class:`~sitransport.callbacks.Callback` objects called during training,
+            e.g. ``[st.callbacks.TensorBoard("runs/a")]`` (default: ``training.callbacks``,
+            none); never recorded in ``flow.config``.
         training: the training settings (default: the flow's, ``flow.config.training``);
             the keywords above, when given, take precedence over its fields.
         ode: ODE settings for generating the pairs (default: the flow's).
@@ -133,6 +139,7 @@ def distill(
         device=device,
         dtype=dtype,
         progress=progress,
+        callbacks=callbacks,
         training=training,
         interpolant="linear",
         time_sampler=AtZeroTime(weight),

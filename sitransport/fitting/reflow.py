@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from sitransport._validation import check_device, check_positive_int, check_seed
+from sitransport.callbacks import Callback
 from sitransport.config import (
     CouplingSpec,
     FitConfig,
@@ -55,6 +56,7 @@ def reflow(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     progress: bool | None = None,
+    callbacks: Sequence[Callback] | None = None,
     training: TrainSettings | None = None,
     interpolant: str | Interpolant = "linear",
     time_sampler: str | dict | TimeSampler | None = None,
@@ -95,8 +97,11 @@ def reflow(
         device: where to train (default: where the flow's network is).
         dtype: the new network's dtype (default: the flow's, ``flow.config.dtype``).
         progress: show progress bars (default: ``training.progress``).
+        callbacks: :class:`~sitransport.callbacks.Callback` objects called during training,
+            e.g. ``[st.callbacks.TensorBoard("runs/a")]`` (default: ``training.callbacks``,
+            none); never recorded in ``flow.config``.
         training: the training settings (default: the flow's, ``flow.config.training``);
-            the four keywords above, when given, take precedence over its fields.
+            the five keywords above, when given, take precedence over its fields.
         interpolant: the new flow's interpolant (rectified flow uses ``"linear"``).
         time_sampler: distribution of training times (default: the flow's).
         ode: ODE settings for generating the pairs (default: the flow's).
@@ -137,7 +142,13 @@ def reflow(
         spec = network_spec_of(flow.network, flow.shape)
         base = FitConfig(network=spec, interpolant=None, dtype=flow.dtype or torch.float32)
     training = merge_settings(
-        training, base.training, steps=steps, batch_size=batch_size, lr=lr, progress=progress
+        training,
+        base.training,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        progress=progress,
+        callbacks=callbacks,
     )
     training = dataclasses.replace(training, checkpoint_every=TrainSettings().checkpoint_every)
     where = check_device(device) if device is not None else _device_of(flow.network)

@@ -34,8 +34,8 @@ def merge_settings(given: TrainSettings | None, base: TrainSettings, **flat: Any
     Args:
         given: the caller's ``training=`` settings, or ``None``.
         base: the settings used when ``given`` is ``None``.
-        **flat: the flat keywords (``steps``, ``batch_size``, ``lr``, ``progress``) as the
-            caller gave them; ``None``: not given.
+        **flat: the flat keywords (``steps``, ``batch_size``, ``lr``, ``progress``,
+            ``callbacks``) as the caller gave them; ``None``: not given.
 
     Raises:
         TypeError: ``given`` is not a :class:`~sitransport.train.TrainSettings`.

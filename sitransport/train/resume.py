@@ -5,7 +5,6 @@ and whether there is a checkpoint to resume from."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import warnings
 from pathlib import Path
@@ -90,7 +89,7 @@ def run_fingerprint(
     """What identifies a run, as plain data: the settings (named as ``fit``'s arguments),
     ``parts`` (seed, dtype, time sampler, coupling, path settings), the interpolant, the
     network's architecture and ``extra`` (``fit``'s arguments and data)."""
-    fields = {k: v for k, v in dataclasses.asdict(settings).items()}
+    fields = settings.spec()  # without callbacks, which may differ on resume
     fields.update(parts)
     fields.update(time_sampler=_spec(time_sampler), coupling=_spec(coupling))
     fields["interpolant"] = _path_fingerprint(interpolant)

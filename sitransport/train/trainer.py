@@ -1,6 +1,7 @@
 """The trainer: :class:`Trainer` runs one training of a velocity network (AdamW with its
 learning-rate schedule, EMA, gradient clipping, the divergence guard, validation, resumable
-checkpoints and the record, with the optional ascent on a learnable path);
+checkpoints and the record, with the optional ascent on a learnable path, calling the
+callbacks of ``settings.callbacks`` through :mod:`sitransport.train.callbacks`);
 :class:`TrainResult` is what it returns (its one-call form :func:`~sitransport.train.train`
 lives in :mod:`sitransport.train.entry`)."""
 
@@ -23,20 +24,20 @@ from tqdm.auto import tqdm
 from sitransport._io import load_checkpoint, save_checkpoint
 from sitransport._validation import check_device, check_seed
 from sitransport.config.training import TrainSettings
-from sitransport.couplings import (
-    Coupling,
-    DrawPairs,
-    EntropicPlanSampler,
-    Independent,
-    PairSource,
-    PlanSampler,
-)
+from sitransport.couplings import Coupling, DrawPairs, PairSource
 from sitransport.distributed import rank_and_world
 from sitransport.interpolants import Fourier, Interpolant, Normalized
 from sitransport.losses import TimeSampler, get_time_sampler, quadratic_loss
 from sitransport.paths import PathOptimizer, PathSettings
+from sitransport.train.callbacks import Hooks, held_out_samples
 from sitransport.train.diagnostics import SinkhornMonitor
 from sitransport.train.guard import DivergenceGuard
+from sitransport.train.inputs import (
+    check_batches,
+    check_conditional_plans,
+    run_source,
+    validation_batch,
+)
 from sitransport.train.record import Record
 from sitransport.train.resume import any_checkpoint, check_resume, run_fingerprint
 from sitransport.train.schedule import LRSchedule, ema_updater, run_generator, step_seed
@@ -83,7 +84,10 @@ class Trainer:
     ahead, its micro-batches, the backward passes, the divergence guard, AdamW, the schedule,
     EMA and the path's ascent, the record), :meth:`evaluate`, the Sinkhorn diagnostic
     (:attr:`monitor`, a :class:`~sitransport.train.diagnostics.SinkhornMonitor`),
-    :meth:`checkpoint` and :meth:`restore`.
+    :meth:`checkpoint` and :meth:`restore`. The run's inputs are checked and resolved by
+    :mod:`sitransport.train.inputs`; the callbacks of ``settings.callbacks``
+    (:mod:`sitransport.callbacks`) are called on rank 0 after each step, evaluation and
+    checkpoint and at the end (:class:`~sitransport.train.callbacks.Hooks`).
 
     :meth:`on_checkpoint` is a hook called on rank 0 right after each checkpoint file is
     written (a no-op): override it in a subclass to act on checkpoints (copy them elsewhere),
@@ -159,8 +163,8 @@ class Trainer:
         self.device = device = check_device(device)
         self.dtype = dtype
         self.time_sampler = time_sampler or get_time_sampler("uniform")
-        source = _run_source(draw, coupling, seed)
-        _check_conditional_plans(source, conditions)
+        source = run_source(draw, coupling, seed)
+        check_conditional_plans(source, conditions is not None)
         self.fingerprint = run_fingerprint(
             net,
             interpolant,
@@ -174,8 +178,9 @@ class Trainer:
         )
         self.draw, self.coupling, self.meter = source.draw, source.batch_coupling, source
         self.rank, self.world = rank_and_world()
+        self.hooks = Hooks(settings.callbacks, self.rank)
         self.stochastic = interpolant.stochastic
-        self._check_batches(path)
+        check_batches(settings, self.world, self.stochastic, path)
         self.net = net.to(device=device, dtype=dtype)
         self.interpolant = interpolant.to(device=device)
         self.path_opt = PathOptimizer(self.interpolant, path) if path is not None else None
@@ -205,7 +210,10 @@ class Trainer:
             dtype=torch.bfloat16,
             enabled=settings.mixed_precision == "bf16",
         )
-        self.validation = self._validation_batch(validation)
+        self.validation, self.validation_codes = validation_batch(
+            validation, conditions is not None, seed, self.time_sampler, self.stochastic,
+            device, dtype,
+        )  # fmt: skip
         self.monitor = SinkhornMonitor(
             settings, self.validation, self.validation_codes, self.interpolant
         )
@@ -230,25 +238,6 @@ class Trainer:
         )
         self._gen_state = self.gen.get_state()  # as before the batch drawn one step ahead
         self._draw_state = self._draw_position()
-
-    def _check_batches(self, path: PathSettings | None) -> None:
-        """The global batch must split into ``world size x accumulate`` equal micro-batches;
-        path optimisation runs on one process without accumulation."""
-        settings, world, k = self.settings, self.world, self.settings.accumulate
-        n_batch = settings.batch_size
-        if self.stochastic and settings.antithetic:
-            n_batch = 2 * (n_batch // 2)  # (z, -z) halves
-        if n_batch % (world * k):
-            raise ValueError(
-                f"batch_size={settings.batch_size} must split into world size x accumulate = "
-                f"{world} x {k} equal micro-batches (antithetic stochastic batches use "
-                f"{n_batch} pairs)"
-            )
-        if path is not None and (world > 1 or k > 1):
-            raise ValueError(
-                "path optimisation (optimize_path) runs on one process without gradient "
-                f"accumulation, got world size {world} and accumulate={k}"
-            )
 
     def _build_optimizer(self) -> None:
         """The EMA copy, AdamW and its learning-rate schedule."""
@@ -285,24 +274,6 @@ class Trainer:
                 objective, device_ids=[device.index] if device.type == "cuda" else None
             )
         return objective
-
-    def _validation_batch(self, validation: tuple[Tensor, ...] | None) -> tuple | None:
-        """Held-out pairs with fixed times (and noise) drawn once from the run's stream 1
-        (and a conditional run's codes, kept apart: :attr:`validation_codes`)."""
-        self.validation_codes = None
-        if validation is None:
-            return None
-        device, dtype = self.device, self.dtype
-        if self.conditions is not None:
-            codes = validation[2].detach().to(device)
-            self.validation_codes = codes.to(dtype) if codes.is_floating_point() else codes
-        vgen = run_generator(self.seed, 1)
-        v0, v1 = (v.detach().to(device=device, dtype=dtype) for v in validation[:2])
-        vt = self.time_sampler.sample(v0.shape[0], generator=vgen, device=device, dtype=dtype)
-        if not self.stochastic:
-            return v0, v1, vt
-        vz = torch.randn(v0.shape, generator=vgen, dtype=torch.float64).to(v0)
-        return v0, v1, vt, vz
 
     def restore(self, path: Path) -> None:
         """Continue from the checkpoint at ``path`` (verified; its ``.prev`` if the file is
@@ -389,7 +360,9 @@ class Trainer:
             for step in self.bar:
                 self._step(step)
         self.bar.close()
-        return self._result()
+        result = self._result()
+        self.hooks.end(result)
+        return result
 
     def _draw_position(self) -> dict[str, Any] | None:
         """The position of a stateful draw (a dataset) to checkpoint; ``None`` for others."""
@@ -434,16 +407,33 @@ class Trainer:
         if path_opt is not None:
             self._path_step(path_opt, step, ascent)
         self._log(loss, fm, kinetic, lr, grad_norm)
-        if done % settings.eval_every == 0 or done == settings.steps:
-            self.evaluate(done)
-        if self.monitor.due(done, settings.steps):
-            self.monitor.record(self.model, done, self.record)
+        if self.hooks:
+            self.hooks.step(self.record)
+        self._evaluations(done)
         if step % 50 == 0 or done == settings.steps:
             mean = float(np.mean(self.record.loss[-50:]))
             self.bar.set_postfix(loss=f"{mean:.4f}", **self.meter.postfix())
         path = self.checkpoint_path
         if path is not None and self.rank == 0 and done % settings.checkpoint_every == 0:
             self.checkpoint(path)
+
+    def _evaluations(self, done: int) -> None:
+        """The validation and the Sinkhorn diagnostic when due after ``done`` steps, then
+        the callbacks' ``on_eval`` if either ran."""
+        steps = self.settings.steps
+        validate = done % self.settings.eval_every == 0 or done == steps
+        if validate:
+            self.evaluate(done)
+        measure = self.monitor.due(done, steps)
+        if measure:
+            self.monitor.record(self.model, done, self.record)
+        if self.hooks and (validate or measure):
+            held, samples = self.validation, None
+            if held is not None and held[0].ndim == 2:
+                options = self.monitor.options
+                codes = self.validation_codes
+                samples = held_out_samples(self.model, held, codes, self.interpolant, options)
+            self.hooks.evaluate(done, self.record, samples)
 
     def _path_step(
         self, path_opt: PathOptimizer, step: int, ascent: tuple[Tensor, ...] | None
@@ -519,7 +509,7 @@ class Trainer:
     def checkpoint(self, path: Path) -> None:
         """Write the run's state after :attr:`done` steps to ``path`` (atomically, with a
         checksum; the previous file kept as ``<name>.prev``), then call
-        :meth:`on_checkpoint`.
+        :meth:`on_checkpoint` and the callbacks' ``on_checkpoint``.
 
         Args:
             path: the checkpoint file.
@@ -558,6 +548,7 @@ class Trainer:
         }
         save_checkpoint(state, path)
         self.on_checkpoint(self.done, path)
+        self.hooks.checkpoint(self.done, path)
 
     def on_checkpoint(self, step: int, path: Path) -> None:
         """Hook called on rank 0 after the checkpoint of step ``step`` (1-based count of steps
@@ -601,32 +592,3 @@ class Trainer:
         if settings.restore_best and best["state"] is not None:
             attrs["best_val_loss"] = best["loss"]
         return TrainResult(model, self.record.to_dataset(attrs))
-
-
-def _check_conditional_plans(source: PairSource, conditions: Conditions | None) -> None:
-    """A conditional run cannot draw from plans between whole ends (they drop the codes and
-    pair across conditions).
-
-    Raises:
-        ValueError: ``conditions`` with a :class:`~sitransport.couplings.PlanSampler` (or
-            :class:`~sitransport.couplings.EntropicPlanSampler`).
-    """
-    if conditions is not None and isinstance(source.plans, (PlanSampler, EntropicPlanSampler)):
-        raise ValueError(
-            f"coupling={type(source.coupling).__name__} with conditions: its plans must be "
-            "solved within conditions; pass a GroupPlans or FeaturePlans (sitransport.couplings) "
-            "as draw, as fit does for GlobalOT, or use coupling=ExactOT() (or EntropicOT())"
-        )
-
-
-def _run_source(draw: DrawPairs | PairSource, coupling: Coupling | None, seed: int) -> PairSource:
-    """The run's :class:`~sitransport.couplings.PairSource`: ``draw`` itself when it is one
-    (built by the caller), else ``coupling``'s source of ``draw`` (default independent)."""
-    if isinstance(draw, PairSource):
-        if coupling is not None:
-            raise ValueError(
-                "coupling: the PairSource given as draw carries its coupling already "
-                f"({draw.coupling!r}); pass coupling=None"
-            )
-        return draw
-    return (coupling or Independent()).source(draw, seed=seed)

@@ -1,5 +1,6 @@
 """Data-parallel training: 2 gloo ranks equal one process, gradient accumulation, exact
-resume (dropout, EMA, dataset position), sharded datasets, mixed precision, bad settings."""
+resume (dropout, EMA, dataset position), sharded datasets, mixed precision, bad settings,
+callbacks on rank 0 only."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch.multiprocessing as mp
 
 import sitransport as st
 from sitransport._io import load_checkpoint
+from sitransport.callbacks import Callback
 from sitransport.couplings import ExactOT
 from sitransport.distributed import ShardedDataset, rank_and_world
 from sitransport.ends.densities import StandardNormal
@@ -67,6 +69,25 @@ def _run(**kwargs) -> torch.Tensor:
     return torch.cat([_params(result.model), torch.as_tensor(result.history["loss"].values)])
 
 
+class Calls(Callback):
+    """The hooks called, by name."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def on_step(self, step, **numbers):
+        self.calls.append("step")
+
+    def on_eval(self, step, **numbers):
+        self.calls.append("eval")
+
+    def on_checkpoint(self, step, path):
+        self.calls.append("checkpoint")
+
+    def on_end(self, result):
+        self.calls.append("end")
+
+
 def _worker(rank: int, world: int, init: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
@@ -75,9 +96,11 @@ def _worker(rank: int, world: int, init: str, out: str) -> None:
         result = {"ddp": _run()}
         # only rank 0 writes checkpoints (each rank is given its own path here to tell)
         ckpt = Path(f"{out}.ckpt.{rank}")
-        train(_net(), Linear(), _draw(_images()), settings=_settings(checkpoint_every=2),
-              checkpoint=ckpt)  # fmt: skip
+        calls = Calls()  # and only rank 0 calls the callbacks
+        train(_net(), Linear(), _draw(_images()), checkpoint=ckpt,
+              settings=_settings(checkpoint_every=2, callbacks=[calls]))  # fmt: skip
         result["wrote"] = ckpt.exists()
+        result["calls"] = len(calls.calls)
         # a sharded dataset: each rank reads half, every rank sees the same global batches
         data = torch.arange(12, dtype=torch.uint8).reshape(12, 1, 1, 1)
         source = ShardedDataset(torch.utils.data.TensorDataset(data), levels=16, seed=3)
@@ -107,6 +130,8 @@ def test_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path):
     assert sorted(r0["epoch"].tolist()) == list(range(12))
     assert r0["state"].tolist() == [1, 0]  # next epoch, first batch
     assert r0["wrote"] and not r1["wrote"]
+    # 4 steps, evaluations at 2 and 4, checkpoints at 2 and 4, the end: on rank 0 only
+    assert (r0["calls"], r1["calls"]) == (4 + 2 + 2 + 1, 0)
 
 
 def test_gradient_accumulation_equals_one_big_batch():

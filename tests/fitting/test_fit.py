@@ -396,12 +396,13 @@ def test_checkpoint_takes_a_directory_and_owns_checkpoint_every(tmp_path):
 
 
 def test_fit_lists_no_training_setting_twice():
-    """fit's keywords: the ten common ones flat, every other TrainSettings field only in
-    training= (so fit cannot drift from TrainSettings again), and a few fit-level ones."""
+    """fit's keywords: the eleven common ones flat (callbacks among them, as a TensorBoard
+    logger is passed to most long runs), every other TrainSettings field only in training=
+    (so fit cannot drift from TrainSettings again), and a few fit-level ones."""
     import inspect
 
     params = set(inspect.signature(st.fit).parameters) - {"rho0", "rho1"}
-    flat_training = {"steps", "batch_size", "lr", "progress"}
+    flat_training = {"steps", "batch_size", "lr", "progress", "callbacks"}
     fields = {f.name for f in dataclasses.fields(TrainSettings)}
     assert params & fields == flat_training
     assert {"training", "network", "optimize_path", "checkpoint"} <= params
