@@ -142,6 +142,13 @@ FAMILIES = (
         "(here a tiny CPU-sized check of it).",
     ),
     Family(
+        "bench_overhead",
+        "Framework overhead",
+        "Training steps/s of st.fit and the time of flow.sample against a bare PyTorch loop "
+        "and a bare torchdiffeq call doing the same math (one thread, alternated processes), "
+        "with a profile of where fit's time goes.",
+    ),
+    Family(
         "bench_conditional",
         "Conditional transport",
         "W2 over its noise floor of conditional fits against exact conditional laws "

@@ -89,6 +89,12 @@ class TrainSettings(FieldsSpec):
             tuple. Default ``()``: none. Objects of the running process, not settings: they
             never change the run's numbers, compare equal whatever they are, and are left out
             of :meth:`spec`, ``flow.config``, saved files and resume checks.
+        compile: compile the training loss (network, interpolation and loss, with its
+            backward pass) with :func:`torch.compile` (default off). The first steps pay the
+            compilation; the losses agree with an eager run's to float rounding. Runs that
+            cannot be compiled (several processes, ``optimize_path``, the potential network,
+            no compiler backend) train eagerly with one warning naming why
+            (:mod:`sitransport.train.compiled`).
 
     Example:
         >>> from sitransport import TrainSettings
@@ -118,6 +124,7 @@ class TrainSettings(FieldsSpec):
     sinkhorn_blur: float = 0.05
     sinkhorn_nfe: int = 32
     callbacks: tuple[Callback, ...] = field(default=(), compare=False)
+    compile: bool = False
 
     def __post_init__(self) -> None:
         check_positive_int(self.steps, "steps")
@@ -135,7 +142,7 @@ class TrainSettings(FieldsSpec):
         check_positive_int(self.accumulate, "accumulate")
         if self.mixed_precision is not None:
             check_choice(self.mixed_precision, "mixed_precision", ("bf16",))
-        for name in ("antithetic", "progress", "restore_best"):
+        for name in ("antithetic", "progress", "restore_best", "compile"):
             check_bool(getattr(self, name), name)
         check_fraction(self.condition_dropout, "condition_dropout", high=1.0)
         if self.condition_dropout >= 1.0:

@@ -34,10 +34,12 @@ def any_checkpoint(path: Path) -> bool:
 # be shorter than the steps already done). Where a run executes (device, workers) and how
 # checkpoints are written are not in the fingerprint at all. Neither does the Sinkhorn
 # diagnostic (it reads the model, never the training streams), which checkpoints written
-# before it existed do not name.
+# before it existed do not name. Nor does compiling the loss (``compile``): the same math, to
+# float rounding.
 RESUMABLE = frozenset(
     {
         "checkpoint_every",
+        "compile",
         "lr_schedule_steps",
         "progress",
         "sinkhorn_blur",

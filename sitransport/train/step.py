@@ -195,7 +195,7 @@ class Gradients:
 
     def __init__(
         self,
-        objective: nn.Module,
+        objective: nn.Module | Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]],
         autocast: torch.autocast,
         path_opt: PathOptimizer | None,
         accumulate: int,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -30,6 +31,7 @@ from sitransport.interpolants import Fourier, Interpolant, Normalized
 from sitransport.losses import TimeSampler, get_time_sampler, quadratic_loss
 from sitransport.paths import PathOptimizer, PathSettings
 from sitransport.train.callbacks import Hooks, held_out_samples
+from sitransport.train.compiled import compiled_objective
 from sitransport.train.diagnostics import SinkhornMonitor
 from sitransport.train.guard import DivergenceGuard
 from sitransport.train.inputs import (
@@ -227,8 +229,13 @@ class Trainer:
             dtype,
             conditions,
         )
+        loss: nn.Module | Callable[..., Any] = self.objective
+        if settings.compile:
+            loss = compiled_objective(
+                self.objective, self.net, device, self.world, path is not None
+            )
         self._backward = Gradients(
-            self.objective,
+            loss,
             self.autocast,
             self.path_opt,
             settings.accumulate,
