@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from sitransport._validation import check_positive_int
 from sitransport.couplings import Coupling, coupling_names, get_coupling
 
 __all__ = ["CouplingSpec", "OTChoice"]
@@ -154,7 +155,9 @@ class OTChoice:
         interpolant: the interpolant picked (``"linear"``).
         reason: the rule's reason, in words (dimension, number of samples, device).
         overridden: the settings the caller gave, which won over the pick (``"network"``,
-            ``"interpolant"``). Default ``()``.
+            ``"interpolant"``, ``"steps"``). Default ``()``.
+        steps: the optimisation steps picked (``None``: fit's default; files written before
+            this field read as ``None``). Default ``None``.
 
     Raises:
         TypeError: a field of the wrong type.
@@ -171,6 +174,7 @@ class OTChoice:
     interpolant: str
     reason: str
     overridden: tuple[str, ...] = ()
+    steps: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.coupling, Mapping) or not isinstance(self.coupling.get("name"), str):
@@ -181,6 +185,8 @@ class OTChoice:
                 raise TypeError(f"OTChoice.{name} must be a str, got {getattr(self, name)!r:.60}")
         if isinstance(self.overridden, str) or not all(isinstance(s, str) for s in self.overridden):
             raise TypeError(f"OTChoice.overridden must be names, got {self.overridden!r:.60}")
+        if self.steps is not None:
+            check_positive_int(self.steps, "OTChoice.steps")
         object.__setattr__(self, "overridden", tuple(self.overridden))
 
     def spec(self) -> dict[str, Any]:
@@ -196,6 +202,7 @@ class OTChoice:
             "interpolant": self.interpolant,
             "reason": self.reason,
             "overridden": list(self.overridden),
+            "steps": self.steps,
         }
 
     @classmethod
@@ -215,7 +222,7 @@ class OTChoice:
             ('network',)
         """
         keys = {"coupling", "network", "interpolant", "reason", "overridden"}
-        if not isinstance(spec, Mapping) or set(spec) != keys:
+        if not isinstance(spec, Mapping) or set(spec) - {"steps"} != keys:
             got = sorted(spec) if isinstance(spec, Mapping) else type(spec).__name__
-            raise TypeError(f"an OTChoice spec has the keys {sorted(keys)}, got {got}")
+            raise TypeError(f"an OTChoice spec has the keys {sorted(keys)} (and steps), got {got}")
         return cls(**{**spec, "overridden": tuple(spec["overridden"])})

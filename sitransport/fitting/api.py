@@ -135,15 +135,17 @@ def fit(
         coupling: pairing of each batch: ``"ot"`` (I want the optimal-transport map: the
             coupling, network and interpolant are picked from the data's shape, size and
             ``device`` by :func:`~sitransport.fitting.choose_ot`, e.g. 8,192-point
-            ``global_ot`` plans, ``network="potential"`` and ``"linear"`` for vectors;
-            ``network=`` and ``interpolant=`` given by the caller win; the choice and its
+            ``global_ot`` plans, ``network="potential"``, ``"linear"`` and 4,000 steps for
+            vectors; ``network=``, ``interpolant=`` and ``steps=`` (or ``training``'s
+            steps, when not the default) given by the caller win; the choice and its
             reason are in ``flow.config.ot_choice``), ``"independent"`` (the paper's),
             ``"exact_ot"`` (exact minibatch OT, in blocks of 256), ``"global_ot"`` (batches
             drawn from the exact OT plan of 4096-point subsamples of the training sets, re-solved
             periodically: OT pairs at about the cost of independent ones; the solve times are
             in ``flow.history.attrs["ot_plan_solve_s"]``) or ``"sinkhorn"`` (entropic); see
             :mod:`sitransport.couplings`.
-        steps: optimisation steps (default: ``training.steps``, 20,000).
+        steps: optimisation steps (default: ``training.steps``, 20,000, or what
+            ``coupling="ot"`` picks).
         batch_size: pairs per step (default: ``training.batch_size``, 512).
         lr: peak AdamW learning rate (default: ``training.lr``, ``2e-3``): linear warm-up
             over ``training.warmup`` steps, then cosine decay to 1% of it.
@@ -399,17 +401,25 @@ def fit(
 
 def _fit_ot(rho0: Any, rho1: Any, d0: Density, end1: Any, call: dict[str, Any]) -> Flow:
     """``fit`` with ``coupling="ot"``: the concrete coupling, network and interpolant of
-    :func:`~sitransport.fitting.choose_ot` (the caller's ``network`` and
-    ``interpolant`` win), recorded in ``config.ot_choice``. ``call``: fit's other keywords."""
+    :func:`~sitransport.fitting.choose_ot` (the caller's ``network``, ``interpolant`` and
+    steps win), recorded in ``config.ot_choice``. ``call``: fit's other keywords."""
     sizes = [e.samples.shape[0] for e in (d0, end1) if isinstance(e, EmpiricalDensity)]
     sizes += [len(e.dataset) for e in (end1,) if isinstance(e, ShardedDataset)]
     choice = choose_ot(tuple(d0.shape), max(sizes) if sizes else None, call["device"])
-    mine = {"interpolant": call["interpolant"] is not None, "network": call["network"] != "auto"}
+    training = call["training"]
+    mine = {
+        "interpolant": call["interpolant"] is not None,
+        "network": call["network"] != "auto",
+        # a TrainSettings whose steps differ from the default names the caller's length
+        "steps": call["steps"] is not None
+        or (training is not None and training.steps != TrainSettings().steps),
+    }
     kw = {
         **call,
         "coupling": choice.coupling,
         "interpolant": call["interpolant"] if mine["interpolant"] else choice.interpolant,
         "network": call["network"] if mine["network"] else choice.network,
+        "steps": call["steps"] if mine["steps"] else choice.steps,
     }
     overridden = tuple(name for name, given in mine.items() if given)
     inner = cast(TransportFlow, fit(rho0, rho1, **kw))

@@ -12,7 +12,7 @@ import torch
 import sitransport as st
 from sitransport.config import FitConfig, MLPSpec, OTChoice
 from sitransport.couplings import coupling_names, get_coupling
-from sitransport.fitting.ot_choice import PLAN_POINTS, choose_ot, is_ot
+from sitransport.fitting.ot_choice import OT_STEPS, PLAN_POINTS, choose_ot, is_ot
 
 
 def ends(n: int = 200, d: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -32,6 +32,7 @@ def test_vectors_get_a_global_exact_plan_a_potential_and_straight_paths(n, point
     choice = choose_ot((d,), n)
     assert choice.coupling == {"name": "global_ot", "n": points}
     assert (choice.network, choice.interpolant) == ("potential", "linear")
+    assert choice.steps == OT_STEPS
     assert f"d = {d}" in choice.reason and f"n = {n}" in choice.reason
     whole = "whole training sets" in choice.reason
     assert whole == (n <= PLAN_POINTS)
@@ -52,7 +53,7 @@ def test_device_enters_the_reason_and_cuda_keeps_the_exact_plan_for_now():
 
 def test_images_get_exact_blocks_and_the_default_network():
     choice = choose_ot((3, 8, 8), 1000)
-    assert choice.coupling == {"name": "exact_ot"}
+    assert choice.coupling == {"name": "exact_ot"} and choice.steps is None
     assert (choice.network, choice.interpolant) == ("auto", "linear")
 
 
@@ -105,8 +106,9 @@ def test_fit_records_the_concrete_choice_and_why(ot_flow):
     assert config.network.kind == "potential"
     assert config.interpolant == {"name": "linear"}
     choice = config.ot_choice
-    assert choice == OTChoice({"name": "global_ot", "n": 200}, "potential", "linear", choice.reason)
-    assert choice.overridden == () and "d = 3, n = 200, cpu" in choice.reason
+    pick = OTChoice({"name": "global_ot", "n": 200}, "potential", "linear", choice.reason)
+    assert choice == dataclasses.replace(pick, overridden=("steps",), steps=OT_STEPS)
+    assert "d = 3, n = 200, cpu" in choice.reason
     assert isinstance(ot_flow.network, st.nn.PotentialVelocity)
 
 
@@ -146,7 +148,28 @@ def test_the_callers_settings_win():
     assert config.interpolant == {"name": "trig"}
     assert config.training.steps == 7
     assert config.coupling.name == "global_ot"
-    assert config.ot_choice.overridden == ("interpolant", "network")
+    assert config.ot_choice.overridden == ("interpolant", "network", "steps")
+
+
+@pytest.mark.parametrize(
+    ("keywords", "steps", "overridden"),
+    [
+        ({}, OT_STEPS, ()),
+        ({"steps": 9}, 9, ("steps",)),
+        ({"training": st.TrainSettings(steps=11)}, 11, ("steps",)),
+        # a TrainSettings at the default length leaves the length to the pick
+        ({"training": st.TrainSettings(ema=None)}, OT_STEPS, ()),
+    ],
+)
+def test_ot_picks_the_steps_unless_the_caller_names_them(monkeypatch, keywords, steps, overridden):
+    import sitransport.fitting.ot_choice as rule
+
+    monkeypatch.setattr(rule, "OT_STEPS", 5)  # the pick, kept short for the test
+    want = 5 if steps == OT_STEPS else steps
+    flow = st.fit(*ends(), coupling="ot", progress=False, **keywords)
+    assert flow.config.training.steps == want
+    assert flow.config.ot_choice.steps == 5
+    assert flow.config.ot_choice.overridden == overridden
 
 
 def test_without_ot_nothing_changes():
@@ -154,6 +177,12 @@ def test_without_ot_nothing_changes():
     assert flow.config.ot_choice is None
     assert flow.config.interpolant == {"name": "trig"}
     assert flow.config.coupling.name == "independent"
+
+
+def test_an_ot_choice_written_before_its_steps_loads():
+    spec = OTChoice({"name": "exact_ot"}, "auto", "linear", "images").spec()
+    del spec["steps"]
+    assert OTChoice.from_spec(spec).steps is None
 
 
 def test_a_config_written_before_ot_choice_loads():
@@ -173,6 +202,8 @@ def test_ot_choice_spec_round_trip_and_errors():
         OTChoice("exact_ot", "auto", "linear", "images")
     with pytest.raises(TypeError, match="OTChoice.overridden"):
         OTChoice({"name": "exact_ot"}, "auto", "linear", "images", "network")
+    with pytest.raises(ValueError, match="OTChoice.steps"):
+        OTChoice({"name": "exact_ot"}, "auto", "linear", "images", steps=0)
     with pytest.raises(TypeError, match="ot_choice"):
         FitConfig(ot_choice={"name": "exact_ot"})
 
