@@ -135,11 +135,12 @@ def fit(
         coupling: pairing of each batch: ``"ot"`` (I want the optimal-transport map: the
             coupling, network and interpolant are picked from the data's shape, size and
             ``device`` by :func:`~sitransport.fitting.choose_ot`, e.g. 8,192-point
-            ``global_ot`` plans, ``network="potential"``, ``"linear"`` and 4,000 steps for
-            vectors; ``network=``, ``interpolant=`` and ``steps=`` (or ``training``'s
-            steps, when not the default) given by the caller win; the choice and its
-            reason are in ``flow.config.ot_choice``), ``"independent"`` (the paper's),
-            ``"exact_ot"`` (exact minibatch OT, in blocks of 256), ``"global_ot"`` (batches
+            ``global_ot`` plans, ``network="potential"``, ``"linear"`` and 4,000 steps
+            (8,000 above d = 16) for vectors; ``network=``, ``interpolant=`` and ``steps=``
+            (or ``training``'s steps, when not the default) given by the caller win; the
+            choice and its reason are in ``flow.config.ot_choice``), ``"independent"``
+            (the paper's), ``"exact_ot"`` (exact minibatch OT, in blocks of 256),
+            ``"global_ot"`` (batches
             drawn from the exact OT plan of 4096-point subsamples of the training sets, re-solved
             periodically: OT pairs at about the cost of independent ones; the solve times are
             in ``flow.history.attrs["ot_plan_solve_s"]``) or ``"sinkhorn"`` (entropic); see

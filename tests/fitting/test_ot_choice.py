@@ -32,7 +32,7 @@ def test_vectors_get_a_global_exact_plan_a_potential_and_straight_paths(n, point
     choice = choose_ot((d,), n)
     assert choice.coupling == {"name": "global_ot", "n": points}
     assert (choice.network, choice.interpolant) == ("potential", "linear")
-    assert choice.steps == OT_STEPS
+    assert choice.steps == (OT_STEPS if d <= 16 else 2 * OT_STEPS)
     assert f"d = {d}" in choice.reason and f"n = {n}" in choice.reason
     whole = "whole training sets" in choice.reason
     assert whole == (n <= PLAN_POINTS)
