@@ -140,10 +140,10 @@ def fit(
             (or ``training``'s steps, when not the default) given by the caller win; the
             choice and its reason are in ``flow.config.ot_choice``), ``"independent"``
             (the paper's), ``"exact_ot"`` (exact minibatch OT, in blocks of 256),
-            ``"global_ot"`` (batches
-            drawn from the exact OT plan of 4096-point subsamples of the training sets, re-solved
-            periodically: OT pairs at about the cost of independent ones; the solve times are
-            in ``flow.history.attrs["ot_plan_solve_s"]``) or ``"sinkhorn"`` (entropic); see
+            ``"global_ot"`` (batches drawn from the exact OT plan of 4096-point subsamples of
+            the training sets, re-solved periodically: OT pairs at about the cost of
+            independent ones; the solve times are in
+            ``flow.history.attrs["ot_plan_solve_s"]``) or ``"sinkhorn"`` (entropic); see
             :mod:`sitransport.couplings`.
         steps: optimisation steps (default: ``training.steps``, 20,000, or what
             ``coupling="ot"`` picks).
