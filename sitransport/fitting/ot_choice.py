@@ -51,10 +51,10 @@ __all__ = ["OT_STEPS", "PLAN_POINTS", "choose_ot", "is_ot"]
 #: some 30 s on one core; a solve overlaps training in a worker process).
 PLAN_POINTS = 8192
 
-#: Optimisation steps of ``coupling="ot"`` on vectors of dimension up to 16 (fit's batch of
-#: 512): the potential network fits the finite plans' pairs ever more closely as it trains,
-#: so past a few thousand steps the map error grows again where the map is simple (module
-#: docstring). Twice as many above d = 16, where a curved map needs them.
+#: Optimisation steps of ``coupling="ot"`` on vectors of dimension up to 16, of fit's batch
+#: of 512. The potential network fits the finite plans' pairs ever more closely as it
+#: trains, so past a few thousand steps the map error grows again where the map is simple
+#: (module docstring). Twice as many above d = 16, where a curved map needs them.
 OT_STEPS = 4000
 
 

@@ -58,8 +58,8 @@ def _flow_matching(fn: Callable[..., Tensor], x: Tensor, t: Tensor) -> Tensor:
     return fn(x=x, t=t)
 
 
-#: The calling conventions of :meth:`TransportFlow.from_velocity`, by name: how the velocity
-#: ``v(x, t)`` (``t`` of shape ``(n,)``) is computed from the given ``fn``.
+#: The calling conventions of :meth:`TransportFlow.from_velocity`, by name. Each says how
+#: the velocity ``v(x, t)`` (``t`` of shape ``(n,)``) is computed from the given ``fn``.
 CONVENTIONS: dict[str, Callable[[Callable[..., Tensor], Tensor, Tensor], Tensor]] = {
     "flow_matching": _flow_matching,
     "plain": _plain,
