@@ -185,6 +185,8 @@ TITLES = {
     "bench_ot_map_d16_steps2000": "Mixture pair in 16 dimensions: exact OT and reflow",
     "bench_ot_map_d16_steps4000": "Mixture pair in 16 dimensions: twice the steps",
     "bench_ot_map_ot_d16": 'coupling="ot" at its defaults, mixture and Gaussian pairs, d = 16',
+    "bench_ot_map_ot_d64": 'coupling="ot" at its defaults, mixture and Gaussian pairs, d = 64',
+    "bench_ot_map_ot_d2_8": 'coupling="ot" at its defaults, both pairs, d = 2, 4, 8',
     "bench_likelihood_cost_fine_eval": "Training cost with a finer MLE evaluation",
     "bench_likelihood_cost_fine_eval_d8": "Training cost with a finer MLE evaluation, 8-D mixture",
     "bench_lowrank_ab": "A line and a padded Gaussian as sources",

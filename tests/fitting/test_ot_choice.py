@@ -27,7 +27,7 @@ def ends(n: int = 200, d: int = 3) -> tuple[np.ndarray, np.ndarray]:
     ("n", "points"),
     [(500, 500), (PLAN_POINTS, PLAN_POINTS), (PLAN_POINTS + 1, PLAN_POINTS), (10**6, PLAN_POINTS)],
 )
-@pytest.mark.parametrize("d", [2, 8, 64])
+@pytest.mark.parametrize("d", [2, 8, 16, 17, 64])
 def test_vectors_get_a_global_exact_plan_a_potential_and_straight_paths(n, points, d):
     choice = choose_ot((d,), n)
     assert choice.coupling == {"name": "global_ot", "n": points}
